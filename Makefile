@@ -1,0 +1,41 @@
+# `make demo` and `make test` create .venv when it is missing, install the project with the
+# extras they need, then run. Installs use the constraints file verified for this Python
+# (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+CONSTRAINTS := $(wildcard requirements/constraints-py$(PYVER).txt)
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+.PHONY: demo test lint format clean
+
+demo: $(VENV)/.installed-demo
+	$(PY) -m reslstm_jax.models
+
+test: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP_INSTALL) -e '.[synthetic]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP_INSTALL) -e '.[dev,synthetic]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

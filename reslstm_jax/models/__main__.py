@@ -1,0 +1,103 @@
+"""`python -m reslstm_jax.models`: the model zoo with exact parameter counts and measured latency.
+
+For every model and hidden size it prints the trainable parameters (computed from the
+configuration), the fp32 and fp16 weight size, and the measured eval-mode forward latency of
+this machine for one utterance of `--seconds` of RAVDESS-rate audio (features excluded, batch 1,
+after compilation and warm-up). Nothing here is trained: it is the zoo's static card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from reslstm_jax import models
+from reslstm_jax.params import param_count
+
+# Paper features: 48 kHz audio, hop 2048 -> T = 1 + floor(N / 2048) frames.
+SAMPLE_RATE = 48_000
+HOP = 2048
+
+
+def forward_latency_ms(model, steps: int, repeats: int) -> float:
+    """Median wall time of one jitted eval forward pass on a [1, steps, D] input."""
+    variables = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (1, steps, model.input_size))
+    lengths = jnp.array([steps])
+    forward = jax.jit(model.apply)
+    jax.block_until_ready(forward(variables, x, lengths))  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(forward(variables, x, lengths))
+        times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times)[len(times) // 2]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m reslstm_jax.models", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--models", nargs="+", default=["lstm_sa", "reslstm_sa"])
+    parser.add_argument("--hidden-sizes", nargs="+", type=int, default=[32, 64, 128])
+    parser.add_argument(
+        "--seconds", type=float, default=3.7, help="utterance length (RAVDESS mean)"
+    )
+    parser.add_argument("--repeats", type=int, default=50, help="timed forward passes per model")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.models if name not in models.names()]
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; known: {', '.join(models.names())}")
+    if any(h < 1 for h in args.hidden_sizes):
+        parser.error("--hidden-sizes: sizes must be positive integers")
+    if args.seconds <= 0 or args.repeats < 1:
+        parser.error("--seconds must be > 0 and --repeats >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    steps = 1 + int(args.seconds * SAMPLE_RATE) // HOP
+    rows = []
+    for name in args.models:
+        for hidden in args.hidden_sizes:
+            model = models.get(name, hidden_size=hidden)
+            count = param_count(model)
+            rows.append(
+                {
+                    "model": name,
+                    "hidden_size": hidden,
+                    "params": count,
+                    "kib_fp32": round(count * 4 / 1024, 1),
+                    "kib_fp16": round(count * 2 / 1024, 1),
+                    "frames": steps,
+                    "latency_ms": round(forward_latency_ms(model, steps, args.repeats), 3),
+                }
+            )
+            if args.json:
+                print(json.dumps(rows[-1]), flush=True)
+    if not args.json:
+        device = jax.devices()[0]
+        print(
+            f"Model zoo: eval forward, batch 1, {args.seconds} s utterance = {steps} frames, "
+            f"median of {args.repeats} runs on {device.platform} ({device.device_kind})"
+        )
+        header = f"{'model':<12}{'H':>5}{'params':>10}{'KiB fp32':>10}{'KiB fp16':>10}{'ms':>9}"
+        print(header)
+        print("-" * len(header))
+        for r in rows:
+            print(
+                f"{r['model']:<12}{r['hidden_size']:>5}{r['params']:>10,}{r['kib_fp32']:>10}"
+                f"{r['kib_fp16']:>10}{r['latency_ms']:>9.3f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Pure layers: LSTM on `lax.scan`, masked soft attention, masked BatchNorm, dropout, dense.
+
+Every layer is a pair of plain functions over nested dicts of arrays, with PyTorch's parameter
+layout and semantics, so that a torch `state_dict` maps onto the parameters one to one and a
+stack of models is one `jax.vmap` away.
+
+Axis letters: b batch, t time, f feature, h hidden, g gates (4h), k attention vectors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+Params = dict  # nested dict of arrays
+
+# PyTorch's BatchNorm defaults: running <- (1 - momentum) * running + momentum * batch.
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+
+
+def xavier_normal(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """`torch.nn.init.xavier_normal_` for a 2-D tensor: fan_in = shape[1], fan_out = shape[0]."""
+    std = math.sqrt(2.0 / (shape[0] + shape[1]))
+    return std * jax.random.normal(key, shape, jnp.float32)
+
+
+def xavier_uniform(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """`torch.nn.init.xavier_uniform_` for a 2-D tensor."""
+    bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def length_mask(lengths: jax.Array, num_steps: int) -> jax.Array:
+    """lengths: [B] int -> mask [B, T] bool, True on the first `lengths[b]` steps."""
+    return jnp.arange(num_steps)[None, :] < lengths[:, None]
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def init_lstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
+    """LSTM parameters in PyTorch's layout and with the reference's initialisation.
+
+    Returns `weight_ih [4H, D]`, `weight_hh [4H, H]`, `bias_ih [4H]`, `bias_hh [4H]`, gate rows
+    ordered i, f, g, o. Xavier-normal and orthogonal act on the *whole* matrices (as
+    `nn.init.*_` does on the torch parameter), not per gate. Both biases hold 1 on the forget
+    slice, so the effective forget bias is 2, as in the reference.
+    """
+    key_ih, key_hh = jax.random.split(key)
+    g = 4 * hidden_size
+    bias = jnp.zeros((g,), jnp.float32).at[hidden_size : 2 * hidden_size].set(1.0)
+    return {
+        "weight_ih": xavier_normal(key_ih, (g, input_size)),
+        # Orthonormal columns over the whole [4H, H] matrix, like torch.nn.init.orthogonal_.
+        "weight_hh": jax.nn.initializers.orthogonal()(key_hh, (g, hidden_size), jnp.float32),
+        "bias_ih": bias,
+        "bias_hh": bias,
+    }
+
+
+def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -> jax.Array:
+    """Unidirectional LSTM over padded sequences, zero initial state.
+
+    Args:
+      params: from `init_lstm`.
+      x: [B, T, D] float32.
+      lengths: [B] int; steps t >= lengths[b] are padding.
+      unroll: `lax.scan` unroll factor (a speed knob, never changes results).
+
+    Returns:
+      outputs [B, T, H] float32: h_t on valid steps and exactly 0 on padded steps, as
+      `pad_packed_sequence` returns them. The state is frozen on padded steps, so the result on
+      valid steps equals the LSTM run on the truncated sequence.
+    """
+    hidden = params["weight_hh"].shape[1]
+    batch, steps, _ = x.shape
+    # The input projection of all steps is one big matmul outside the recurrence.
+    x_proj = x @ params["weight_ih"].T + (params["bias_ih"] + params["bias_hh"])  # [B, T, 4H]
+    weight_hh_t = params["weight_hh"].T  # [H, 4H]
+    mask = length_mask(lengths, steps)
+
+    def step(carry, inputs):
+        h, c = carry
+        xg_t, valid_t = inputs  # [B, 4H], [B]
+        gates = xg_t + h @ weight_hh_t  # one fused recurrent matmul per step
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        valid = valid_t[:, None]
+        h = jnp.where(valid, h_new, h)
+        c = jnp.where(valid, c_new, c)
+        return (h, c), jnp.where(valid, h_new, 0.0)
+
+    zeros = jnp.zeros((batch, hidden), x.dtype)
+    _, outputs = jax.lax.scan(
+        step, (zeros, zeros), (jnp.swapaxes(x_proj, 0, 1), mask.T), unroll=unroll
+    )
+    return jnp.swapaxes(outputs, 0, 1)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def soft_attention(
+    u: jax.Array, h: jax.Array, mask: jax.Array, combine: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Soft attention pooling over time (Mirsamadi et al. 2017), masked.
+
+    Args:
+      u: [H, K] attention vectors (K = `num_att`; K = 1 is the paper's single vector).
+      h: [B, T, H] sequence.
+      mask: [B, T] bool; False frames get exactly zero weight. A row with no True frame gets
+        all-zero weights and a zero context (never NaN).
+      combine: [K] weights combining the K per-vector scores into one (the reference's
+        `head_combine`, "Variant A"), or None for their mean (no parameters).
+
+    Returns:
+      context [B, H], weights [B, T] (each row sums to 1, or to 0 for an empty row).
+    """
+    scores = h @ u  # [B, T, K]
+    energy = scores.mean(-1) if combine is None else scores @ combine  # [B, T]
+    energy = jnp.where(mask, energy, -jnp.inf)
+    peak = jnp.max(energy, axis=1, keepdims=True)
+    peak = jnp.where(jnp.isfinite(peak), peak, 0.0)  # empty rows: avoid -inf - -inf
+    expo = jnp.where(mask, jnp.exp(energy - peak), 0.0)
+    total = expo.sum(axis=1, keepdims=True)
+    weights = expo / jnp.where(total > 0, total, 1.0)
+    context = jnp.einsum("bt,bth->bh", weights, h)
+    return context, weights
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+def init_batch_norm(num_features: int) -> tuple[Params, Params]:
+    """Affine parameters (`weight` = 1, `bias` = 0) and running statistics (mean 0, var 1)."""
+    params = {
+        "weight": jnp.ones((num_features,), jnp.float32),
+        "bias": jnp.zeros((num_features,), jnp.float32),
+    }
+    stats = {
+        "running_mean": jnp.zeros((num_features,), jnp.float32),
+        "running_var": jnp.ones((num_features,), jnp.float32),
+    }
+    return params, stats
+
+
+def batch_norm(
+    params: Params,
+    stats: Params,
+    x: jax.Array,
+    mask: jax.Array,
+    *,
+    train: bool,
+    momentum: float = BN_MOMENTUM,
+    eps: float = BN_EPS,
+) -> tuple[jax.Array, Params]:
+    """BatchNorm over the last axis with statistics over the positions where `mask` is True.
+
+    Args:
+      params: `weight`, `bias` [F].
+      stats: `running_mean`, `running_var` [F].
+      x: [..., F] (e.g. [B, T, F] frames or [B, F] vectors).
+      mask: x.shape[:-1] bool; which positions count as samples of the batch statistics.
+      train: normalise with the (biased) batch statistics and update the running ones, as
+        PyTorch does: the stored variance is the unbiased one (times n / (n - 1)).
+
+    Returns:
+      y with x's shape, and the running statistics (updated in training, unchanged otherwise).
+      A batch with no True position leaves the running statistics unchanged.
+    """
+    if train:
+        weight = mask[..., None].astype(x.dtype)
+        axes = tuple(range(x.ndim - 1))
+        count = weight.sum()
+        safe_count = jnp.maximum(count, 1.0)
+        mean = (weight * x).sum(axes) / safe_count
+        var = (weight * jnp.square(x - mean)).sum(axes) / safe_count
+        unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+        seen = count > 0
+        new_stats = {
+            "running_mean": jnp.where(
+                seen,
+                (1 - momentum) * stats["running_mean"] + momentum * mean,
+                stats["running_mean"],
+            ),
+            "running_var": jnp.where(
+                seen,
+                (1 - momentum) * stats["running_var"] + momentum * unbiased,
+                stats["running_var"],
+            ),
+        }
+    else:
+        mean, var = stats["running_mean"], stats["running_var"]
+        new_stats = stats
+    y = (x - mean) * jax.lax.rsqrt(var + eps) * params["weight"] + params["bias"]
+    return y, new_stats
+
+
+# ----------------------------------------------------------------------------- dropout, dense
+
+
+def dropout(key: jax.Array, x: jax.Array, rate: float | jax.Array) -> jax.Array:
+    """Inverted dropout: zero with probability `rate`, scale the rest by 1 / (1 - rate).
+
+    `rate` may be a traced scalar (each stacked model has its own); rate 0 is the identity.
+    """
+    keep = jax.random.uniform(key, x.shape) >= rate
+    # Guard rate = 1: the unselected branch of `where` must stay finite for its gradient.
+    scale = jnp.where(rate < 1.0, 1.0 / jnp.maximum(1.0 - rate, 1e-12), 0.0)
+    return jnp.where(keep, x * scale, 0.0)
+
+
+def init_dense(key: jax.Array, in_features: int, out_features: int) -> Params:
+    """Linear layer in torch layout (`weight [out, in]`), xavier-uniform weight, zero bias."""
+    return {
+        "weight": xavier_uniform(key, (out_features, in_features)),
+        "bias": jnp.zeros((out_features,), jnp.float32),
+    }
+
+
+def dense(params: Params, x: jax.Array) -> jax.Array:
+    """x: [..., in] -> [..., out]."""
+    return x @ params["weight"].T + params["bias"]

@@ -1,0 +1,58 @@
+"""`python -m reslstm_jax.models`: the zoo card (end to end, and misuse)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from reslstm_jax.models.__main__ import main
+
+
+def test_zoo_card_json(capsys):
+    assert (
+        main(
+            [
+                "--models",
+                "reslstm_sa",
+                "lstm_sa",
+                "--hidden-sizes",
+                "32",
+                "--repeats",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["model"], r["params"]) for r in rows] == [
+        ("reslstm_sa", 27_988),
+        ("lstm_sa", 10_600),
+    ]
+    assert all(r["latency_ms"] > 0 and r["frames"] == 87 for r in rows)
+    assert rows[0]["kib_fp32"] == round(27_988 * 4 / 1024, 1)
+
+
+def test_zoo_card_table(capsys):
+    assert main(["--hidden-sizes", "64", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "46,772" in out and "29,384" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--models", "resnet"], "--models: unknown ['resnet']"),
+        (["--hidden-sizes", "0"], "--hidden-sizes: sizes must be positive"),
+        (["--repeats", "0"], "--repeats >= 1"),
+    ],
+)
+def test_misuse_exits_2_with_one_line(args, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "reslstm_jax.models", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,213 @@
+"""Model zoo: exact parameter counts, initialisation, registry and the apply contract."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reslstm_jax as rj
+
+# ../shared/specs/reslstm_sa.md §4: the six paper configurations.
+PAPER_COUNTS = [
+    ("reslstm_sa", 32, 27_988),
+    ("reslstm_sa", 64, 46_772),
+    ("reslstm_sa", 128, 108_916),
+    ("lstm_sa", 32, 10_600),
+    ("lstm_sa", 64, 29_384),
+    ("lstm_sa", 128, 91_528),
+]
+
+
+@pytest.mark.parametrize("name,hidden,expected", PAPER_COUNTS)
+def test_paper_parameter_counts(name, hidden, expected):
+    model = rj.models.get(name, hidden_size=hidden, input_size=46, num_classes=8)
+    variables = model.init(jax.random.key(0))
+    assert rj.count_params(variables["params"]) == expected
+    assert rj.param_count(model) == expected  # from shapes alone
+
+
+@pytest.mark.parametrize(
+    "name,hidden,num_att,expected",
+    [
+        # results/*.txt of the reference (spec §4): base + (K - 1) * H.
+        ("lstm_sa", 32, 2, 10_632),
+        ("lstm_sa", 32, 4, 10_696),
+        ("lstm_sa", 32, 8, 10_824),
+        ("lstm_sa", 32, 16, 11_080),
+        ("lstm_sa", 32, 32, 11_592),
+        ("lstm_sa", 128, 2, 91_656),
+        ("lstm_sa", 128, 4, 91_912),
+        ("lstm_sa", 128, 8, 92_424),
+        ("lstm_sa", 128, 16, 93_448),
+        ("lstm_sa", 128, 32, 95_496),
+        ("reslstm_sa", 64, 2, 46_836),
+    ],
+)
+def test_num_att_counts(name, hidden, num_att, expected):
+    assert rj.param_count(rj.models.get(name, hidden_size=hidden, num_att=num_att)) == expected
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+@pytest.mark.parametrize("hidden", [16, 32, 64, 128])
+@pytest.mark.parametrize("num_att", [1, 3])
+@pytest.mark.parametrize("classes", [4, 8])
+def test_count_formula(name, hidden, num_att, classes):
+    """LSTM-SA = 4H(D+H) + 8H + KH + 2H + CH + C; ResLSTM-SA adds 4D(2D) + 8D + 2D per block."""
+    d = 46
+    lstm_sa = 4 * hidden * (d + hidden) + 8 * hidden + num_att * hidden + 2 * hidden
+    lstm_sa += classes * hidden + classes
+    block = 4 * d * (2 * d) + 8 * d + 2 * d
+    expected = lstm_sa + (block if name == "reslstm_sa" else 0)
+    model = rj.models.get(name, hidden_size=hidden, num_att=num_att, num_classes=classes)
+    assert rj.param_count(model) == expected
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_each_extra_residual_block_adds_17388(blocks):
+    model = rj.models.get("reslstm_sa", hidden_size=64, res_blocks=blocks)
+    assert rj.param_count(model) == 46_772 + (blocks - 1) * 17_388
+
+
+def test_linear_combiner_adds_k_weights():
+    """The reference's Variant A `head_combine`: 46,773 for h64 with K = 1 (spec §5)."""
+    model = rj.models.get("reslstm_sa", hidden_size=64, att_combine="linear")
+    assert rj.param_count(model) == 46_773
+
+
+def test_reference_initialisation():
+    """xavier-normal / orthogonal over whole matrices, forget biases 1 in both vectors."""
+    d, h = 46, 128
+    model = rj.models.get("reslstm_sa", hidden_size=h)
+    params = model.init(jax.random.key(3))["params"]
+    for name, rows, cols in [("lstm1", 4 * d, d), ("lstm2", 4 * h, d)]:
+        lstm = params[name]
+        size = rows // 4
+        std = float(np.std(lstm["weight_ih"]))
+        assert std == pytest.approx(math.sqrt(2 / (cols + rows)), rel=0.05)
+        w_hh = np.asarray(lstm["weight_hh"])
+        np.testing.assert_allclose(w_hh.T @ w_hh, np.eye(size), atol=1e-5)
+        for bias in ("bias_ih", "bias_hh"):
+            expected = np.zeros(rows)
+            expected[size : 2 * size] = 1
+            np.testing.assert_array_equal(lstm[bias], expected)
+    # attention vector [H, 1]: std sqrt(2 / (H + 1)); fc: U(+-sqrt(6 / (H + C))), zero bias.
+    assert float(np.std(params["attention_vector"])) == pytest.approx(
+        math.sqrt(2 / (h + 1)), rel=0.25
+    )
+    bound = math.sqrt(6 / (h + 8))
+    assert float(np.abs(params["fc"]["weight"]).max()) <= bound
+    assert float(np.abs(params["fc"]["weight"]).max()) > 0.9 * bound
+    np.testing.assert_array_equal(params["fc"]["bias"], 0)
+    stats = model.init(jax.random.key(3))["batch_stats"]
+    np.testing.assert_array_equal(stats["bn_residual"]["running_var"], 1)
+    np.testing.assert_array_equal(stats["bn"]["running_mean"], 0)
+
+
+def test_init_is_deterministic_per_key():
+    model = rj.models.get("reslstm_sa", hidden_size=16)
+    a, b, c = (model.init(jax.random.key(k)) for k in (0, 0, 1))
+    leaves_a, leaves_b, leaves_c = (jax.tree_util.tree_leaves(v) for v in (a, b, c))
+    assert all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_c, strict=True))
+
+
+def test_state_dict_names():
+    res = rj.interop.torch_keys(rj.models.get("reslstm_sa", hidden_size=8))
+    assert {
+        "lstm1.weight_ih_l0",
+        "bn_residual.running_mean",
+        "lstm2.bias_hh_l0",
+        "attention_vector",
+        "bn.running_var",
+        "fc.weight",
+    } <= set(res)
+    base = rj.interop.torch_keys(rj.models.get("lstm_sa", hidden_size=8))
+    assert {"lstm.weight_ih_l0", "lstm.weight_hh_l0"} <= set(base)
+    assert not any(k.startswith(("lstm1", "lstm2", "bn_residual")) for k in base)
+
+
+@pytest.mark.parametrize(
+    "name,config,message",
+    [
+        ("resnet", {}, "unknown model 'resnet'; known models: lstm_sa, reslstm_sa"),
+        ("lstm_sa", {"res_blocks": 1}, "lstm_sa has no residual blocks"),
+        ("reslstm_sa", {"res_blocks": 0}, "reslstm_sa needs res_blocks >= 1"),
+        ("reslstm_sa", {"hidden_size": 0}, "hidden_size must be a positive integer"),
+        ("reslstm_sa", {"num_att": 2.5}, "num_att must be a positive integer"),
+        ("reslstm_sa", {"att_combine": "max"}, "att_combine must be 'mean' or 'linear'"),
+        ("reslstm_sa", {"dropout": 1.0}, "dropout must be in [0, 1)"),
+    ],
+)
+def test_bad_configs_raise_clear_errors(name, config, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rj.models.get(name, **config)
+
+
+def test_models_are_hashable_static_configs():
+    a = rj.models.get("reslstm_sa", hidden_size=32)
+    assert a == rj.models.get("reslstm_sa", hidden_size=32)
+    assert hash(a) == hash(rj.models.get("reslstm_sa", hidden_size=32))
+    assert a != rj.models.get("reslstm_sa", hidden_size=32, paper_compat=True)
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+@pytest.mark.parametrize("paper_compat", [False, True])
+def test_apply_contract(name, paper_compat):
+    model = rj.models.get(name, hidden_size=8, num_classes=5, paper_compat=paper_compat)
+    variables = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, 10, 46))
+    lengths = jnp.array([10, 3, 0, 7])  # a length-0 row is a padding row of a static batch
+
+    logits, attention = jax.jit(model.apply)(variables, x, lengths)
+    assert logits.shape == (4, 5) and attention.shape == (4, 10)
+    assert np.all(np.isfinite(logits))
+    np.testing.assert_allclose(attention.sum(1), [1, 1, 0, 1], atol=1e-6)
+
+    @jax.jit
+    def train_step(variables, key, rate):
+        return model.apply(variables, x, lengths, train=True, key=key, dropout_rate=rate)
+
+    (logits, attention), stats = train_step(variables, jax.random.key(2), 0.3)
+    assert logits.shape == (4, 5)
+    assert jax.tree_util.tree_structure(stats) == jax.tree_util.tree_structure(
+        variables["batch_stats"]
+    )
+    assert not np.allclose(stats["bn"]["running_mean"], 0)
+    # The padding row is no sample of the statistics: its features change nothing.
+    x_other = x.at[2].set(100.0)
+    (_, _), stats_other = model.apply(
+        variables, x_other, lengths, train=True, key=jax.random.key(2), dropout_rate=0.3
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats_other), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_train_needs_a_key_unless_dropout_is_zero():
+    model = rj.models.get("lstm_sa", hidden_size=8)
+    variables = model.init(jax.random.key(0))
+    x, lengths = jnp.ones((2, 4, 46)), jnp.array([4, 2])
+    with pytest.raises(ValueError, match="needs a dropout `key`"):
+        model.apply(variables, x, lengths, train=True)
+    (logits, _), _ = model.apply(variables, x, lengths, train=True, dropout_rate=0.0)
+    assert logits.shape == (2, 8)
+
+
+def test_dropout_rate_is_dynamic_and_seeded():
+    model = rj.models.get("lstm_sa", hidden_size=32)
+    variables = model.init(jax.random.key(0))
+    x, lengths = jax.random.normal(jax.random.key(1), (6, 5, 46)), jnp.full((6,), 5)
+
+    def run(key, rate):
+        return model.apply(variables, x, lengths, train=True, key=key, dropout_rate=rate)[0][0]
+
+    no_drop = run(jax.random.key(0), 0.0)
+    np.testing.assert_array_equal(run(jax.random.key(7), 0.5), run(jax.random.key(7), 0.5))
+    assert not np.allclose(run(jax.random.key(7), 0.5), no_drop)
+    np.testing.assert_allclose(run(jax.random.key(7), 0.0), no_drop, atol=1e-6)

@@ -1,0 +1,184 @@
+"""Layer properties: masking, padding invariance, truncation equivalence, finite gradients."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reslstm_jax as rj
+from reslstm_jax import nn
+
+B, T, D = 4, 9, 46
+SETTINGS = settings(max_examples=12, deadline=None)
+lengths_strategy = st.lists(st.integers(1, T), min_size=B, max_size=B)
+
+
+def lstm_reference(params, x):
+    """A plain per-step loop over one unpadded sequence: x [t, D] -> [t, H] (NumPy, float64)."""
+    w_ih, w_hh = np.asarray(params["weight_ih"], np.float64), np.asarray(params["weight_hh"])
+    bias = np.asarray(params["bias_ih"], np.float64) + np.asarray(params["bias_hh"])
+    hidden = w_hh.shape[1]
+    h, c, out = np.zeros(hidden), np.zeros(hidden), []
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    for x_t in np.asarray(x, np.float64):
+        i, f, g, o = np.split(w_ih @ x_t + w_hh @ h + bias, 4)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+        out.append(h)
+    return np.stack(out)
+
+
+@functools.cache
+def lstm_params(hidden=7):
+    return nn.init_lstm(jax.random.key(0), D, hidden)
+
+
+@SETTINGS
+@given(lengths=lengths_strategy, seed=st.integers(0, 2**16))
+def test_masked_lstm_equals_lstm_on_truncated_sequences(lengths, seed):
+    params = lstm_params()
+    x = np.random.default_rng(seed).standard_normal((B, T, D)).astype(np.float32)
+    out = np.asarray(jax.jit(nn.lstm)(params, x, jnp.array(lengths)))
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(out[b, :n], lstm_reference(params, x[b, :n]), atol=2e-5)
+        assert np.all(out[b, n:] == 0)  # like pad_packed_sequence
+
+
+@pytest.mark.parametrize("unroll", [1, 2, 4])
+def test_unroll_does_not_change_results(unroll):
+    params = lstm_params()
+    x = jax.random.normal(jax.random.key(1), (B, T, D))
+    lengths = jnp.array([9, 4, 1, 6])
+    np.testing.assert_allclose(
+        nn.lstm(params, x, lengths, unroll=unroll), nn.lstm(params, x, lengths), atol=1e-6
+    )
+
+
+def test_attention_masks_padding_exactly_and_survives_empty_rows():
+    u = jax.random.normal(jax.random.key(0), (5, 2))
+    h = jax.random.normal(jax.random.key(1), (3, 6, 5)) * 50  # large energies
+    mask = jnp.array([[1, 1, 1, 0, 0, 0], [1] * 6, [0] * 6], bool)
+    context, weights = nn.soft_attention(u, h, mask)
+    assert np.all(np.asarray(weights)[0, 3:] == 0)
+    np.testing.assert_allclose(weights.sum(1), [1, 1, 0], atol=1e-6)
+    assert np.all(np.isfinite(context)) and np.all(np.asarray(context)[2] == 0)
+
+    def loss(h):
+        return nn.soft_attention(u, h, mask)[0].sum()
+
+    assert np.all(np.isfinite(jax.grad(loss)(h)))
+
+
+def test_masked_batch_norm_statistics_count_valid_frames_only():
+    params, stats = nn.init_batch_norm(3)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], bool)
+    x_pad = np.where(mask[..., None], x, 1e3)  # garbage on padding must not matter
+    y, new = nn.batch_norm(params, stats, x_pad, mask, train=True)
+    frames = x[mask]  # [5, 3]
+    mean, var = frames.mean(0), frames.var(0)
+    np.testing.assert_allclose(
+        np.asarray(y)[mask], (frames - mean) / np.sqrt(var + 1e-5), atol=1e-5
+    )
+    np.testing.assert_allclose(new["running_mean"], 0.1 * mean, atol=1e-6)
+    np.testing.assert_allclose(new["running_var"], 0.9 + 0.1 * frames.var(0, ddof=1), atol=1e-6)
+    # eval uses the running statistics; an all-False mask leaves them unchanged
+    y_eval, same = nn.batch_norm(params, new, x, mask, train=False)
+    np.testing.assert_allclose(
+        y_eval, (x - new["running_mean"]) / np.sqrt(new["running_var"] + 1e-5), atol=1e-5
+    )
+    _, unchanged = nn.batch_norm(params, stats, x, np.zeros_like(mask), train=True)
+    np.testing.assert_array_equal(unchanged["running_var"], stats["running_var"])
+
+
+def test_dropout_is_inverted_and_rate_zero_is_identity():
+    x = jnp.ones((20000,))
+    y = nn.dropout(jax.random.key(0), x, 0.25)
+    kept = np.asarray(y) != 0
+    assert kept.mean() == pytest.approx(0.75, abs=0.02)
+    np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(nn.dropout(jax.random.key(0), x, 0.0), x)
+    assert np.all(jax.grad(lambda r: nn.dropout(jax.random.key(0), x, r).sum())(1.0) == 0)
+
+
+def model_and_variables(name, paper_compat=False):
+    model = rj.models.get(name, hidden_size=8, num_att=2, paper_compat=paper_compat)
+    return model, model.init(jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+@SETTINGS
+@given(
+    lengths=lengths_strategy,
+    extra=st.sampled_from([1, 6]),
+    pad_value=st.sampled_from([0.0, -3.0, 1e4]),
+    train=st.booleans(),
+)
+def test_appending_padding_changes_nothing_in_masked_mode(name, lengths, extra, pad_value, train):
+    model, variables = model_and_variables(name)
+    x = np.random.default_rng(sum(lengths)).standard_normal((B, T, D)).astype(np.float32)
+    lengths = jnp.array(lengths)
+    x_long = np.concatenate([x, np.full((B, extra, D), pad_value, np.float32)], axis=1)
+    kwargs = {"train": True, "key": jax.random.key(5)} if train else {}
+    out_short = model.apply(variables, x, lengths, **kwargs)
+    out_long = model.apply(variables, x_long, lengths, **kwargs)
+    if train:
+        (out_short, stats_short), (out_long, stats_long) = out_short, out_long
+        for a, b in zip(
+            jax.tree_util.tree_leaves(stats_short),
+            jax.tree_util.tree_leaves(stats_long),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(out_long[0], out_short[0], atol=1e-5)
+    np.testing.assert_allclose(out_long[1][:, :T], out_short[1], atol=1e-6)
+    assert np.all(np.asarray(out_long[1])[:, T:] == 0)
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+def test_masked_prediction_does_not_depend_on_batch_mates(name):
+    """The reference's pitfall #1 gone: one utterance alone or in a batch, the same logits."""
+    model, variables = model_and_variables(name)
+    x = jax.random.normal(jax.random.key(1), (B, T, D))
+    lengths = jnp.array([3, 9, 5, 9])
+    batched, _ = model.apply(variables, x, lengths)
+    alone, _ = model.apply(variables, x[:1, :3], lengths[:1])
+    np.testing.assert_allclose(batched[0], alone[0], atol=1e-5)
+    # paper_compat reproduces the dependency on the batch's longest sequence
+    model_p, _ = model_and_variables(name, paper_compat=True)
+    batched_p, _ = model_p.apply(variables, x, lengths)
+    alone_p, _ = model_p.apply(variables, x[:1, :3], lengths[:1])
+    assert np.abs(np.asarray(batched_p[0]) - np.asarray(alone_p[0])).max() > 1e-4
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+@pytest.mark.parametrize("paper_compat", [False, True])
+def test_gradients_are_finite_for_length_one(name, paper_compat):
+    model, variables = model_and_variables(name, paper_compat)
+    x = jax.random.normal(jax.random.key(1), (3, 5, D))
+    lengths = jnp.array([1, 1, 0])
+    labels = jnp.array([0, 3, 0])
+
+    def loss(params):
+        (logits, _), _ = model.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x,
+            lengths,
+            train=True,
+            key=jax.random.key(0),
+        )
+        return -jax.nn.log_softmax(logits[:2])[jnp.arange(2), labels[:2]].mean()
+
+    grads = jax.grad(loss)(variables["params"])
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(np.all(np.isfinite(g)) for g in leaves)
+    assert any(np.abs(g).max() > 0 for g in leaves)
