@@ -1,0 +1,54 @@
+"""Corpus loaders: a directory in, a `Manifest` (one record per utterance) out.
+
+```python
+manifest = reslstm_jax.corpora.load("ravdess", "~/data/RAVDESS")
+```
+One module per corpus; each defines `CLASSES` (the fixed label map), `EXPECTED` (the published
+counts) and `load(root) -> Manifest`. Conventions and counts: docs/data.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from reslstm_jax.corpora.base import (
+    CorpusCountWarning,
+    CorpusError,
+    ExpectedCounts,
+    Manifest,
+    Skipped,
+    Utterance,
+)
+
+CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee")
+
+
+def names() -> list[str]:
+    return list(CORPORA)
+
+
+def module(name: str):
+    """The loader module of corpus `name`."""
+    if name not in CORPORA:
+        raise CorpusError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}")
+    return importlib.import_module(f"reslstm_jax.corpora.{name}")
+
+
+def load(name: str, root: str | os.PathLike) -> Manifest:
+    """Scan `root` for corpus `name` and return its manifest (warns on count differences)."""
+    return module(name).load(root)
+
+
+__all__ = [
+    "CORPORA",
+    "CorpusCountWarning",
+    "CorpusError",
+    "ExpectedCounts",
+    "Manifest",
+    "Skipped",
+    "Utterance",
+    "load",
+    "module",
+    "names",
+]
