@@ -1,0 +1,438 @@
+"""Named speaker-independent fold protocols, the leakage audit, and the protocol card.
+
+```python
+folds = protocols.make_folds("ravdess_paper", manifest)   # audited every time
+card = protocols.card("ravdess_paper", manifest, folds)    # stored with every result
+print(protocols.format_card(card))
+```
+
+A protocol maps a manifest to folds; each fold holds train / val / test utterance indices
+(positions in `manifest.utterances`). `make_folds` always runs `audit`, which raises
+`LeakageError` naming the offending fold and speakers if a speaker appears in two of
+train / val / test, or if an utterance is not tested exactly once over the folds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from reslstm_jax.corpora.base import Manifest
+
+
+class LeakageError(ValueError):
+    """A protocol's folds are not speaker-independent or do not test every utterance once."""
+
+
+class ProtocolError(ValueError):
+    """A protocol cannot be applied to this manifest (unknown name, wrong corpus, no data)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """One fold: utterance indices into the manifest, and the speakers behind them.
+
+    `val_from_train_speakers` marks the one sanctioned exception to speaker-disjoint
+    validation (TESS has only two speakers): validation utterances then come from the training
+    speaker, on words never used for training, and the card says so.
+    """
+
+    name: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    train_speakers: tuple[str, ...]
+    val_speakers: tuple[str, ...]
+    test_speakers: tuple[str, ...]
+    val_from_train_speakers: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    name: str
+    corpus: str
+    description: str
+    build: Callable[[Manifest], list[Fold]]
+
+
+_REGISTRY: dict[str, Protocol] = {}
+
+
+def register(name: str, corpus: str, description: str):
+    """Decorator: register `build(manifest) -> list[Fold]` as protocol `name`."""
+
+    def wrap(build: Callable[[Manifest], list[Fold]]):
+        if name in _REGISTRY:
+            raise ValueError(f"protocol {name!r} is already registered")
+        _REGISTRY[name] = Protocol(name, corpus, description, build)
+        return build
+
+    return wrap
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Protocol:
+    if name not in _REGISTRY:
+        raise ProtocolError(f"unknown protocol {name!r}; known protocols: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def for_corpus(corpus: str) -> list[str]:
+    """Protocols defined for `corpus`."""
+    return [p.name for p in _REGISTRY.values() if p.corpus == corpus]
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def speaker_fold(
+    manifest: Manifest,
+    name: str,
+    test: Sequence[str],
+    val: Sequence[str],
+) -> Fold:
+    """A fold from speaker lists: test and val speakers as given, every other speaker trains."""
+    speakers = np.array([u.speaker for u in manifest.utterances])
+    test_set, val_set = set(test), set(val)
+    is_test = np.isin(speakers, list(test_set))
+    is_val = np.isin(speakers, list(val_set)) & ~is_test
+    is_train = ~is_test & ~is_val
+    train_speakers = sorted(set(speakers[is_train].tolist()))
+    return Fold(
+        name=name,
+        train=np.flatnonzero(is_train),
+        val=np.flatnonzero(is_val),
+        test=np.flatnonzero(is_test),
+        train_speakers=tuple(train_speakers),
+        val_speakers=tuple(sorted(val_set)),
+        test_speakers=tuple(sorted(test_set)),
+    )
+
+
+def _check_corpus(manifest: Manifest, protocol: str, corpus: str) -> None:
+    if manifest.corpus != corpus:
+        raise ProtocolError(
+            f"protocol {protocol} is for {corpus}, not {manifest.corpus}; "
+            f"protocols for {manifest.corpus}: {', '.join(for_corpus(manifest.corpus)) or 'none'}"
+        )
+
+
+def _rotating(manifest: Manifest, protocol: str, order: Sequence[str], n_val: int) -> list[Fold]:
+    """Leave one speaker out; validation = the next `n_val` speakers in `order`, cyclically."""
+    present = [s for s in order if s in set(manifest.speakers)]
+    if len(present) < n_val + 2:
+        raise ProtocolError(
+            f"{protocol} needs at least {n_val + 2} speakers, {manifest.corpus} has {len(present)}"
+        )
+    return [
+        speaker_fold(
+            manifest,
+            f"fold{i}",
+            [speaker],
+            [present[(i + j) % len(present)] for j in range(1, n_val + 1)],
+        )
+        for i, speaker in enumerate(present)
+    ]
+
+
+# ----------------------------------------------------------------------------- protocols
+
+# ../shared/specs/reslstm_sa.md §7 (the reference notebook's `get_kth_fold_inds`).
+RAVDESS_PAPER_FOLDS = (
+    ((2, 5, 14, 15, 16), (3, 6)),
+    ((3, 6, 7, 13, 18), (10, 11)),
+    ((10, 11, 12, 19, 20), (8, 17)),
+    ((8, 17, 21, 23, 24), (1, 14)),
+    ((1, 4, 9, 22), (2, 5)),
+)
+
+
+@register(
+    "ravdess_paper",
+    "ravdess",
+    "The ResLSTM-SA paper's 5 actor folds: 4-5 test actors and 2 validation actors "
+    "(one male, one female) per fold, the remaining 17-18 actors train.",
+)
+def _ravdess_paper(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "ravdess_paper", "ravdess")
+    return [
+        speaker_fold(manifest, f"fold{i}", [f"{a:02d}" for a in test], [f"{a:02d}" for a in val])
+        for i, (test, val) in enumerate(RAVDESS_PAPER_FOLDS)
+    ]
+
+
+@register(
+    "ravdess_loso",
+    "ravdess",
+    "Leave one actor out (24 folds); validation = the next two actors in id order "
+    "(one male, one female), cyclically.",
+)
+def _ravdess_loso(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "ravdess_loso", "ravdess")
+    return _rotating(manifest, "ravdess_loso", manifest.speakers, n_val=2)
+
+
+@register(
+    "emodb_loso",
+    "emodb",
+    "Leave one speaker out (10 folds); validation = the next speaker in id order, cyclically.",
+)
+def _emodb_loso(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "emodb_loso", "emodb")
+    return _rotating(manifest, "emodb_loso", manifest.speakers, n_val=1)
+
+
+def _iemocap_sessions(manifest: Manifest) -> list[str]:
+    return sorted({s[:5] for s in manifest.speakers})  # "Ses01M" -> "Ses01"
+
+
+@register(
+    "iemocap_session",
+    "iemocap",
+    "Leave one session out (5 folds); validation = the next session, rotating; "
+    "the other 3 sessions train.",
+)
+def _iemocap_session(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "iemocap_session", "iemocap")
+    sessions = _iemocap_sessions(manifest)
+    if len(sessions) < 3:
+        raise ProtocolError(f"iemocap_session needs 3 sessions, found {sessions}")
+    folds = []
+    for i, session in enumerate(sessions):
+        nxt = sessions[(i + 1) % len(sessions)]
+        folds.append(
+            speaker_fold(
+                manifest,
+                f"fold{i}",
+                [s for s in manifest.speakers if s.startswith(session)],
+                [s for s in manifest.speakers if s.startswith(nxt)],
+            )
+        )
+    return folds
+
+
+@register(
+    "iemocap_speaker",
+    "iemocap",
+    "Leave one speaker out (10 folds); validation = the other speaker of the test session; "
+    "the other 4 sessions train.",
+)
+def _iemocap_speaker(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "iemocap_speaker", "iemocap")
+    folds = []
+    for i, speaker in enumerate(manifest.speakers):
+        partner = [s for s in manifest.speakers if s[:5] == speaker[:5] and s != speaker]
+        if not partner:
+            raise ProtocolError(f"iemocap_speaker: session {speaker[:5]} has one speaker only")
+        folds.append(speaker_fold(manifest, f"fold{i}", [speaker], partner))
+    return folds
+
+
+@register(
+    "cremad_actor5",
+    "cremad",
+    "5 actor folds: actors sorted by id are dealt round-robin, separately per sex, into 10 "
+    "groups; fold k tests groups 2k and 2k+1 (20%) and validates on group 2k+2 (10%).",
+)
+def _cremad_actor5(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "cremad_actor5", "cremad")
+    gender = {u.speaker: u.gender or "?" for u in manifest.utterances}
+    groups: list[list[str]] = [[] for _ in range(10)]
+    dealt = 0
+    for sex in sorted(set(gender.values())):
+        for actor in sorted(a for a in gender if gender[a] == sex):
+            groups[dealt % 10].append(actor)
+            dealt += 1
+    if dealt < 10:
+        raise ProtocolError(f"cremad_actor5 needs at least 10 actors, found {dealt}")
+    return [
+        speaker_fold(
+            manifest, f"fold{k}", groups[2 * k] + groups[2 * k + 1], groups[(2 * k + 2) % 10]
+        )
+        for k in range(5)
+    ]
+
+
+@register(
+    "tess_cross_speaker",
+    "tess",
+    "Train on one speaker, test on the other (2 folds). With two speakers there is no "
+    "validation speaker: validation = every 5th word (sorted) of the training speaker, words "
+    "never used for training (speaker-dependent validation, word-disjoint).",
+)
+def _tess_cross_speaker(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "tess_cross_speaker", "tess")
+    speakers = manifest.speakers
+    if len(speakers) != 2:
+        raise ProtocolError(f"tess_cross_speaker needs both speakers, found {speakers}")
+    words = sorted({u.extra.get("word", u.id) for u in manifest.utterances})
+    val_words = set(words[::5])
+    folds = []
+    for i, test_speaker in enumerate(speakers):
+        train_speaker = speakers[1 - i]
+        is_test = np.array([u.speaker == test_speaker for u in manifest.utterances])
+        is_val = np.array(
+            [
+                u.speaker == train_speaker and u.extra.get("word", u.id) in val_words
+                for u in manifest.utterances
+            ]
+        )
+        folds.append(
+            Fold(
+                name=f"fold{i}",
+                train=np.flatnonzero(~is_test & ~is_val),
+                val=np.flatnonzero(is_val),
+                test=np.flatnonzero(is_test),
+                train_speakers=(train_speaker,),
+                val_speakers=(train_speaker,),
+                test_speakers=(test_speaker,),
+                val_from_train_speakers=True,
+            )
+        )
+    return folds
+
+
+SAVEE_TEST_ORDER = ("JE", "KL", "DC", "JK")  # EmoBox's fold order
+
+
+@register(
+    "savee_loso",
+    "savee",
+    "Leave one speaker out (4 folds, test order JE, KL, DC, JK); validation = the next "
+    "speaker in that order; the other 2 speakers train.",
+)
+def _savee_loso(manifest: Manifest) -> list[Fold]:
+    _check_corpus(manifest, "savee_loso", "savee")
+    return _rotating(manifest, "savee_loso", SAVEE_TEST_ORDER, n_val=1)
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def audit(manifest: Manifest, folds: Sequence[Fold], protocol: str = "protocol") -> None:
+    """Raise `LeakageError` unless the folds are speaker-independent and test everything once.
+
+    Checks, per fold: non-empty train, val and test; train / val / test utterance sets
+    disjoint; no speaker in both test and train or val; no speaker in both val and train
+    (except a fold that declares `val_from_train_speakers`); and over all folds: every
+    utterance of the manifest is tested exactly once.
+    """
+    speakers = np.array([u.speaker for u in manifest.utterances])
+    n = len(manifest.utterances)
+
+    def who(indices: np.ndarray) -> set[str]:
+        return set(speakers[indices].tolist())
+
+    tested = np.zeros(n, np.int64)
+    for fold in folds:
+        where = f"{protocol} {fold.name}"
+        for part in ("train", "val", "test"):
+            if len(getattr(fold, part)) == 0:
+                declared = ", ".join(getattr(fold, f"{part}_speakers"))
+                detail = f" (speakers {declared} are not in the manifest)" if declared else ""
+                raise LeakageError(f"{where}: no {part} utterance{detail}")
+        parts = {"train": fold.train, "val": fold.val, "test": fold.test}
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            shared = np.intersect1d(parts[a], parts[b])
+            if len(shared):
+                raise LeakageError(
+                    f"{where}: {len(shared)} utterances in both {a} and {b} "
+                    f"(speakers {', '.join(sorted(who(shared)))})"
+                )
+        pairs = [("test", "train"), ("test", "val")]
+        if not fold.val_from_train_speakers:
+            pairs.append(("val", "train"))
+        for a, b in pairs:
+            both = who(parts[a]) & who(parts[b])
+            if both:
+                raise LeakageError(
+                    f"{where}: speakers {', '.join(sorted(both))} are in both {a} and {b}"
+                )
+        tested[fold.test] += 1
+    never, twice = np.flatnonzero(tested == 0), np.flatnonzero(tested > 1)
+    if len(never):
+        raise LeakageError(
+            f"{protocol}: {len(never)} utterances are never tested "
+            f"(speakers {', '.join(sorted(who(never)))})"
+        )
+    if len(twice):
+        raise LeakageError(
+            f"{protocol}: {len(twice)} utterances are tested more than once "
+            f"(speakers {', '.join(sorted(who(twice)))})"
+        )
+
+
+def make_folds(name: str, manifest: Manifest) -> list[Fold]:
+    """The folds of protocol `name` on `manifest`, audited (raises `LeakageError`)."""
+    folds = get(name).build(manifest)
+    audit(manifest, folds, name)
+    return folds
+
+
+# ----------------------------------------------------------------------------- card
+
+
+def utterance_hash(manifest: Manifest) -> str:
+    """SHA-256 of the sorted utterance ids, one per line: names exactly which data was used."""
+    return hashlib.sha256("\n".join(sorted(manifest.ids)).encode()).hexdigest()
+
+
+def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
+    """The protocol card: what a paper must cite to say exactly what was run (JSON-ready)."""
+    protocol = get(name)
+    return {
+        "corpus": manifest.corpus,
+        "protocol": name,
+        "description": protocol.description,
+        "classes": list(manifest.classes),
+        "n_utterances": len(manifest),
+        "n_speakers": len(manifest.speakers),
+        "utterance_ids_sha256": utterance_hash(manifest),
+        "count_differences": list(manifest.count_differences),
+        "folds": [
+            {
+                "name": f.name,
+                "test_speakers": list(f.test_speakers),
+                "val_speakers": list(f.val_speakers),
+                "train_speakers": list(f.train_speakers),
+                "n_train": int(len(f.train)),
+                "n_val": int(len(f.val)),
+                "n_test": int(len(f.test)),
+                "val_from_train_speakers": f.val_from_train_speakers,
+            }
+            for f in folds
+        ],
+    }
+
+
+def format_card(card: dict) -> str:
+    """The card as readable text."""
+    lines = [
+        f"protocol {card['protocol']} on {card['corpus']}: {card['n_utterances']} utterances, "
+        f"{card['n_speakers']} speakers",
+        f"  {card['description']}",
+        f"  classes: {', '.join(card['classes'])}",
+        f"  utterance ids sha256: {card['utterance_ids_sha256']}",
+    ]
+    if card["count_differences"]:
+        lines.append(
+            f"  differs from the published corpus: {len(card['count_differences'])} counts"
+        )
+    for f in card["folds"]:
+        note = (
+            " (val from the training speaker's held-out words)"
+            if (f["val_from_train_speakers"])
+            else ""
+        )
+        lines.append(
+            f"  {f['name']}: test {','.join(f['test_speakers'])} | val "
+            f"{','.join(f['val_speakers'])}{note} | train {len(f['train_speakers'])} speakers | "
+            f"{f['n_train']}/{f['n_val']}/{f['n_test']} utterances"
+        )
+    return "\n".join(lines)
