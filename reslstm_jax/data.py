@@ -1,0 +1,304 @@
+"""From a corpus to the trainer's arrays: padded features, fold indices, per-fold statistics.
+
+```python
+dataset = data.prepare()                       # synthetic corpus, ravdess_paper, mfcc_chroma
+dataset = data.prepare("ravdess", "~/data/RAVDESS", protocol="ravdess_loso")
+dataset.x [N, T, D] float32      raw features, zero on padded frames (normalise per fold)
+dataset.lengths [N], dataset.labels [N]
+dataset.folds.train [K, n] int32 + dataset.folds.train_mask [K, n] bool (also val, test)
+dataset.folds.mean / .std [K, D]  normalisation statistics of each fold
+dataset.card                      protocol card + features + normalisation + T: store it
+```
+
+Normalisation statistics are frame-weighted means and standard deviations (as the reference
+computes them: float64, var = E[x^2] - E[x]^2, std = sqrt(max(var, 1e-8))) over the valid
+frames of the fold's *training* utterances by default. `normalisation="global"` uses every
+utterance of the corpus, test speakers included: it reproduces the paper and leaks test
+statistics into the inputs, so the card marks it leaky.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from reslstm_jax import corpora, features, protocols
+from reslstm_jax.corpora.base import Manifest, Skipped
+
+NORMALISATIONS = ("fold", "global")
+VAR_FLOOR = 1e-8
+
+DEFAULT_PROTOCOL = {
+    "ravdess": "ravdess_paper",
+    "emodb": "emodb_loso",
+    "iemocap": "iemocap_session",
+    "cremad": "cremad_actor5",
+    "tess": "tess_cross_speaker",
+    "savee": "savee_loso",
+}
+
+
+def choose_frames(lengths: Sequence[int], multiple: int = 8, max_frames: int | None = None) -> int:
+    """Static padded length: the longest sequence rounded up to `multiple`, capped at
+    `max_frames` when given (longer sequences are then truncated)."""
+    longest = int(max(lengths))
+    frames = multiple * math.ceil(longest / multiple)
+    return min(frames, max_frames) if max_frames else frames
+
+
+def pad_sequences(sequences: Sequence[np.ndarray], frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """[T_i, D] arrays -> x [N, frames, D] float32 (zeros after each sequence), lengths [N].
+
+    Sequences longer than `frames` are truncated to it.
+    """
+    dim = sequences[0].shape[1]
+    x = np.zeros((len(sequences), frames, dim), np.float32)
+    lengths = np.zeros(len(sequences), np.int32)
+    for i, seq in enumerate(sequences):
+        n = min(len(seq), frames)
+        x[i, :n] = seq[:n]
+        lengths[i] = n
+    return x, lengths
+
+
+def frame_statistics(
+    x: np.ndarray, lengths: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame-weighted mean and std [D] over the valid frames of `rows` (float64 sums)."""
+    total = np.zeros(x.shape[2], np.float64)
+    squares = np.zeros(x.shape[2], np.float64)
+    count = 0
+    for i in rows:
+        frames = x[i, : lengths[i]].astype(np.float64)
+        total += frames.sum(0)
+        squares += np.square(frames).sum(0)
+        count += len(frames)
+    mean = total / count
+    var = squares / count - np.square(mean)
+    return mean, np.sqrt(np.maximum(var, VAR_FLOOR))
+
+
+def normalise(x: np.ndarray, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std on valid frames, 0 on padded frames. x: [N, T, D]; mean, std: [D]."""
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    return np.where(valid[..., None], (x - mean) / std, 0.0).astype(np.float32)
+
+
+@dataclasses.dataclass
+class FoldArrays:
+    """Per-fold index arrays into the dataset's rows, padded to a common length with masks.
+
+    Attributes:
+      names: fold names, K of them.
+      train, val, test: [K, n_max] int32 row indices (padding entries are 0, masked out).
+      train_mask, val_mask, test_mask: [K, n_max] bool.
+      mean, std: [K, D] float32 normalisation statistics of each fold.
+    """
+
+    names: list[str]
+    train: np.ndarray
+    train_mask: np.ndarray
+    val: np.ndarray
+    val_mask: np.ndarray
+    test: np.ndarray
+    test_mask: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def _stack(index_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(s) for s in index_sets)
+    idx = np.zeros((len(index_sets), width), np.int32)
+    mask = np.zeros((len(index_sets), width), bool)
+    for k, s in enumerate(index_sets):
+        idx[k, : len(s)] = s
+        mask[k, : len(s)] = True
+    return idx, mask
+
+
+def fold_arrays(
+    folds: Sequence[protocols.Fold],
+    x: np.ndarray,
+    lengths: np.ndarray,
+    normalisation: str = "fold",
+) -> FoldArrays:
+    """Index arrays and normalisation statistics for every fold."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(
+            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+        )
+    if normalisation == "global":
+        stats = [frame_statistics(x, lengths, np.arange(len(x)))] * len(folds)
+    else:
+        stats = [frame_statistics(x, lengths, f.train) for f in folds]
+    train, train_mask = _stack([f.train for f in folds])
+    val, val_mask = _stack([f.val for f in folds])
+    test, test_mask = _stack([f.test for f in folds])
+    return FoldArrays(
+        names=[f.name for f in folds],
+        train=train,
+        train_mask=train_mask,
+        val=val,
+        val_mask=val_mask,
+        test=test,
+        test_mask=test_mask,
+        mean=np.stack([m for m, _ in stats]).astype(np.float32),
+        std=np.stack([s for _, s in stats]).astype(np.float32),
+    )
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Everything the trainer needs for one corpus x protocol x extractor.
+
+    Attributes:
+      x: [N, T, D] float32 raw features, zero on padded frames.
+      lengths: [N] int32 valid frames. labels: [N] int32.
+      ids, speakers: per row. classes: class names.
+      folds: `FoldArrays`.
+      frames: T. truncated: how many utterances were longer than T and cut.
+      card: protocol card + features + normalisation + T (JSON-ready; store with results).
+      manifest: the manifest after dropping files whose features failed.
+      extraction: the extraction report.
+    """
+
+    x: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    speakers: list[str]
+    classes: tuple[str, ...]
+    folds: FoldArrays
+    frames: int
+    truncated: int
+    card: dict
+    manifest: Manifest
+    extraction: features.ExtractionReport
+
+
+def drop_failed(manifest: Manifest, failed: Sequence[tuple[str, str]]) -> Manifest:
+    """The manifest without the utterances whose features failed (moved to `skipped`)."""
+    reasons = dict(failed)
+    kept = [u for u in manifest.utterances if u.path not in reasons]
+    skipped = [Skipped(p, f"feature extraction failed: {r}") for p, r in failed]
+    return dataclasses.replace(
+        manifest,
+        utterances=kept,
+        skipped=sorted([*manifest.skipped, *skipped], key=lambda s: s.path),
+    )
+
+
+def build(
+    manifest: Manifest,
+    protocol: str,
+    feats: Sequence[np.ndarray],
+    *,
+    extractor_info: dict,
+    extraction: features.ExtractionReport,
+    normalisation: str = "fold",
+    multiple: int = 8,
+    max_frames: int | None = None,
+) -> Dataset:
+    """Arrays for `manifest` (features aligned with `manifest.utterances`)."""
+    folds = protocols.make_folds(protocol, manifest)  # audited
+    frames = choose_frames([len(f) for f in feats], multiple, max_frames)
+    x, lengths = pad_sequences(feats, frames)
+    truncated = int(sum(len(f) > frames for f in feats))
+    if truncated:
+        warnings.warn(
+            f"{truncated} utterances are longer than {frames} frames and were truncated",
+            stacklevel=2,
+        )
+    card = protocols.card(protocol, manifest, folds)
+    card.update(
+        features=extractor_info,
+        normalisation=normalisation,
+        normalisation_leaky=normalisation == "global",
+        frames=frames,
+        truncated=truncated,
+        skipped=manifest.skipped_by_reason(),
+    )
+    return Dataset(
+        x=x,
+        lengths=lengths,
+        labels=np.array(manifest.labels, np.int32),
+        ids=manifest.ids,
+        speakers=[u.speaker for u in manifest.utterances],
+        classes=manifest.classes,
+        folds=fold_arrays(folds, x, lengths, normalisation),
+        frames=frames,
+        truncated=truncated,
+        card=card,
+        manifest=manifest,
+        extraction=extraction,
+    )
+
+
+def prepare(
+    corpus: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    protocol: str | None = None,
+    extractor: str = "mfcc_chroma",
+    extractor_params: dict | None = None,
+    normalisation: str = "fold",
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
+
+    Without `corpus`, the embedded synthetic corpus (RAVDESS layout) is generated if needed and
+    used with `ravdess_paper`. Files whose features fail are dropped and listed in
+    `dataset.extraction.failed`; the protocol is applied to the remaining utterances.
+    """
+    if corpus is None:
+        from reslstm_jax.corpora import synthetic
+
+        if data_dir is not None:
+            raise ValueError("--data-dir needs --corpus (which corpus is in that directory?)")
+        corpus = "ravdess"
+        data_dir = synthetic.ensure_corpus(synthetic.default_dir(), progress=progress)
+    else:
+        corpora.module(corpus)  # unknown corpus: CorpusError listing the known ones
+        if data_dir is None:
+            raise ValueError(f"--corpus {corpus} needs --data-dir (where the corpus is)")
+    protocol = protocol or DEFAULT_PROTOCOL[corpus]
+    if protocols.get(protocol).corpus != corpus:
+        raise ValueError(
+            f"--protocol {protocol} is for {protocols.get(protocol).corpus}, not {corpus}; "
+            f"protocols for {corpus}: {', '.join(protocols.for_corpus(corpus))}"
+        )
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
+    feature_extractor = features.get(extractor, **(extractor_params or {}))
+    if extractor == "logmel_dual":
+        raise ValueError(
+            "logmel_dual gives two fixed-size spectrograms, not one sequence; "
+            "use it through the DS-LSTM model's data path"
+        )
+    manifest = corpora.load(corpus, data_dir)
+    extraction = features.extract_all(
+        [u.path for u in manifest.utterances],
+        feature_extractor,
+        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
+        workers=workers,
+        progress=progress,
+    )
+    manifest = drop_failed(manifest, extraction.report.failed)
+    feats = [f for f in extraction.features if f is not None]
+    return build(
+        manifest,
+        protocol,
+        feats,
+        extractor_info=features.describe(feature_extractor),
+        extraction=extraction.report,
+        normalisation=normalisation,
+        max_frames=max_frames,
+    )

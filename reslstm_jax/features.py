@@ -1,0 +1,416 @@
+"""Named feature extractors and their on-disk cache.
+
+```python
+extractor = features.get("mfcc_chroma")                 # the paper's 34 MFCC + 12 chroma
+result = features.extract_all(paths, extractor, cache_dir="~/.cache/reslstm_jax/features")
+result.features[i]        # [T, 46] float32 for paths[i], or None if it failed
+result.report.failed      # [(path, reason)] for every bad file
+```
+
+Extractors (parameters are the dataclass fields; all of them go into the cache key):
+* `mfcc_chroma`: ResLSTM-SA (reference notebook): native rate, `librosa.feature.mfcc`
+  (34 coefficients) and `chroma_stft` (12), n_fft 4096, hop 2048, librosa defaults otherwise.
+  [T, 46], T = 1 + N // 2048.
+* `logmel_dual`: DS-LSTM: two log-mel spectrograms of the 16 kHz signal (raw int16 scale),
+  A: n_fft 512, hop 256, 128 mels, resized to 230 frames; B: n_fft 1024, hop 512, 256 mels,
+  resized to 120 frames (nearest). {"a": [230, 128], "b": [120, 256]}, time first.
+* `tf_mfcc`: Light-SERNet: 16 kHz, centre crop/pad to 3 s (or 7 s), 99.9th-percentile peak
+  normalisation, 16-bit round trip, |STFT| (1024/256, periodic Hann, no centring), 128 HTK mel
+  bins 80-7600 Hz built as `tf.signal.linear_to_mel_weight_matrix`, ln(mel + 1e-6), DCT-II,
+  first 40 coefficients clipped to +-10. [184, 40] for 3 s.
+
+The cache is keyed by (SHA-256 of the file content, extractor name, parameters, feature code
+version, librosa version): renaming or moving a corpus keeps its cache, and changing any
+parameter never returns stale features. Each entry is written atomically, so an interrupted
+extraction resumes where it stopped. Bad audio never raises: every failure is returned with
+the file and the reason, and nothing non-finite is ever returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import pathlib
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from reslstm_jax.corpora.base import check_wav, file_sha256
+
+# Bump when the code of an extractor changes its output: it is part of every cache key.
+FEATURES_VERSION = 1
+
+
+class AudioError(ValueError):
+    """A file cannot be turned into features (the message is the reason, one line)."""
+
+
+def default_cache_dir() -> pathlib.Path:
+    """`$RESLSTM_JAX_CACHE` or `~/.cache/reslstm_jax/features`."""
+    env = os.environ.get("RESLSTM_JAX_CACHE")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "reslstm_jax" / "features"
+
+
+def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tuple[np.ndarray, int]:
+    """Mono float32 audio, resampled to `sr` (None = native), or `AudioError` with the reason.
+
+    The same samples as `librosa.load(path, sr=sr)` (soundfile decoding, channel mean,
+    soxr_hq resampling), with each failure mode named instead of raised as it comes.
+    """
+    import librosa
+    import soundfile
+
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".wav":
+        problem = check_wav(path)
+        if problem:
+            raise AudioError(problem)
+    try:
+        y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for undecodable files
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(f"unreadable audio ({message})") from None
+    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    if y.size == 0:
+        raise AudioError("no audio samples")
+    if not np.all(np.isfinite(y)):
+        raise AudioError("non-finite audio samples")
+    if sr is not None and sr != rate:
+        y = librosa.resample(y, orig_sr=rate, target_sr=sr, res_type="soxr_hq")
+        rate = sr
+    if y.size < min_samples:
+        raise AudioError(
+            f"too short: {y.size} samples at {rate} Hz, fewer than one analysis frame "
+            f"({min_samples})"
+        )
+    return y, int(rate)
+
+
+# ----------------------------------------------------------------------------- extractors
+
+
+@dataclasses.dataclass(frozen=True)
+class MfccChroma:
+    """ResLSTM-SA's features: [T, n_mfcc + n_chroma] at the file's native rate."""
+
+    name: str = "mfcc_chroma"
+    n_mfcc: int = 34
+    n_chroma: int = 12
+    n_fft: int = 4096
+    hop_length: int = 2048
+    sample_rate: int | None = None  # None = native, as the reference
+
+    @property
+    def dim(self) -> int:
+        return self.n_mfcc + self.n_chroma
+
+    def __call__(self, path) -> np.ndarray:
+        import librosa
+
+        y, sr = load_audio(path, self.sample_rate, self.n_fft)
+        kwargs = {"y": y, "sr": sr, "n_fft": self.n_fft, "hop_length": self.hop_length}
+        mfcc = librosa.feature.mfcc(n_mfcc=self.n_mfcc, **kwargs).T
+        chroma = librosa.feature.chroma_stft(n_chroma=self.n_chroma, **kwargs).T
+        return np.concatenate([mfcc, chroma], axis=1).astype(np.float32)
+
+
+def resize_nearest(x: np.ndarray, frames: int) -> np.ndarray:
+    """Nearest-neighbour resize of axis 0 to `frames`, as torch `interpolate(mode='nearest')`:
+    source index = floor(dst * T / frames)."""
+    src = np.floor(np.arange(frames) * (x.shape[0] / frames)).astype(np.int64)
+    return x[np.minimum(src, x.shape[0] - 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LogmelDual:
+    """DS-LSTM's two-resolution log-mel input: {"a": [frames_a, n_mels_a], "b": [...]}.
+
+    `int16_scale` reproduces the reference reading raw int16 values (a +90.31 dB shift);
+    `eps` is our floor inside the log (the reference has none: digital silence gives -inf).
+    """
+
+    name: str = "logmel_dual"
+    sample_rate: int = 16000
+    n_fft_a: int = 512
+    hop_a: int = 256
+    n_mels_a: int = 128
+    frames_a: int = 230
+    n_fft_b: int = 1024
+    hop_b: int = 512
+    n_mels_b: int = 256
+    frames_b: int = 120
+    pad_mode: str = "constant"  # librosa >= 0.9 centring; the authors' era used "reflect"
+    int16_scale: bool = True
+    eps: float = 1e-10
+
+    def _logmel(self, y, n_fft, hop, n_mels, frames) -> np.ndarray:
+        import librosa
+
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=self.sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+            pad_mode=self.pad_mode, fmax=self.sample_rate / 2,
+        )  # fmt: skip
+        return resize_nearest((10 * np.log10(mel + self.eps)).T, frames).astype(np.float32)
+
+    def __call__(self, path) -> dict[str, np.ndarray]:
+        y, _ = load_audio(path, self.sample_rate, self.n_fft_b)
+        if self.int16_scale:
+            y = y * 32768.0
+        return {
+            "a": self._logmel(y, self.n_fft_a, self.hop_a, self.n_mels_a, self.frames_a),
+            "b": self._logmel(y, self.n_fft_b, self.hop_b, self.n_mels_b, self.frames_b),
+        }
+
+
+def hz_to_mel_htk(f):
+    """HTK mel scale as TensorFlow writes it: 1127 ln(1 + f / 700)."""
+    return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
+
+
+def tf_mel_matrix(n_mels: int, n_bins: int, sr: int, fmin: float, fmax: float) -> np.ndarray:
+    """`tf.signal.linear_to_mel_weight_matrix` in NumPy: [n_bins, n_mels].
+
+    Triangles linear in mel between n_mels + 2 equally spaced mel edges, no area
+    normalisation, weight 0 on the DC bin.
+    """
+    freqs = np.linspace(0.0, sr / 2, n_bins)[1:]
+    mel = hz_to_mel_htk(freqs)[:, None]
+    edges = np.linspace(hz_to_mel_htk(fmin), hz_to_mel_htk(fmax), n_mels + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    weights = np.maximum(0.0, np.minimum((mel - lower) / (center - lower),
+                                         (upper - mel) / (upper - center)))  # fmt: skip
+    return np.concatenate([np.zeros((1, n_mels)), weights], axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TfMfcc:
+    """Light-SERNet's MFCC: [1 + (L - frame) // hop, n_mfcc] for L = seconds * sample_rate."""
+
+    name: str = "tf_mfcc"
+    sample_rate: int = 16000
+    seconds: float = 3.0
+    frame: int = 1024
+    hop: int = 256
+    n_mels: int = 128
+    fmin: float = 80.0
+    fmax: float = 7600.0
+    n_mfcc: int = 40
+    clip: float = 10.0
+    peak_percentile: float = 99.9
+    peak_eps: float = 1e-8  # unspecified in the reference; only matters for silent input
+
+    def segment(self, y: np.ndarray) -> np.ndarray:
+        """Centre crop, peak-normalise and clip, centre zero-pad, 16-bit PCM round trip."""
+        import soundfile
+
+        length = int(round(self.seconds * self.sample_rate))
+        if y.size > length:
+            start = (y.size - length) // 2
+            y = y[start : start + length]
+        y = y / (np.percentile(np.abs(y), self.peak_percentile) + self.peak_eps)
+        y = np.clip(y, -1.0, 1.0)
+        if y.size < length:
+            pad = length - y.size
+            y = np.pad(y, (pad // 2, pad - pad // 2))
+        # The reference writes the segment as a 16-bit wav and reads it back.
+        buffer = io.BytesIO()
+        soundfile.write(buffer, y, self.sample_rate, subtype="PCM_16", format="WAV")
+        buffer.seek(0)
+        return soundfile.read(buffer, dtype="float32")[0]
+
+    def __call__(self, path) -> np.ndarray:
+        from scipy.fft import dct
+
+        y, _ = load_audio(path, self.sample_rate, 1)
+        y = self.segment(y).astype(np.float64)
+        n_frames = 1 + (y.size - self.frame) // self.hop
+        index = np.arange(self.frame)[None, :] + self.hop * np.arange(n_frames)[:, None]
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.frame) / self.frame)  # periodic
+        magnitude = np.abs(np.fft.rfft(y[index] * window, n=self.frame, axis=1))
+        mel = magnitude @ tf_mel_matrix(
+            self.n_mels, self.frame // 2 + 1, self.sample_rate, self.fmin, self.fmax
+        )
+        coefficients = dct(np.log(mel + 1e-6), type=2, norm=None, axis=1)
+        coefficients = coefficients / math.sqrt(2 * self.n_mels)
+        return np.clip(coefficients[:, : self.n_mfcc], -self.clip, self.clip).astype(np.float32)
+
+
+EXTRACTORS = {"mfcc_chroma": MfccChroma, "logmel_dual": LogmelDual, "tf_mfcc": TfMfcc}
+
+
+def names() -> list[str]:
+    return sorted(EXTRACTORS)
+
+
+def get(name: str, **params):
+    """Extractor `name` with parameters overriding its defaults."""
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {name!r}; known: {', '.join(names())}")
+    fields = {f.name for f in dataclasses.fields(EXTRACTORS[name])} - {"name"}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(f"{name}: unknown parameters {unknown}; known: {sorted(fields)}")
+    return EXTRACTORS[name](**params)
+
+
+def describe(extractor) -> dict:
+    """Name, parameters and versions: what determines the extractor's output."""
+    import librosa
+
+    return {
+        "name": extractor.name,
+        "params": {k: v for k, v in dataclasses.asdict(extractor).items() if k != "name"},
+        "features_version": FEATURES_VERSION,
+        "librosa": librosa.__version__,
+    }
+
+
+def cache_key(extractor) -> str:
+    """Directory name of this extractor's cache: name + hash of `describe(extractor)`."""
+    blob = json.dumps(describe(extractor), sort_keys=True).encode()
+    return f"{extractor.name}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def _save_atomic(path: pathlib.Path, value) -> None:
+    arrays = value if isinstance(value, dict) else {"x": value}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: pathlib.Path):
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    return arrays["x"] if list(arrays) == ["x"] else arrays
+
+
+def _finite(value) -> bool:
+    arrays = value.values() if isinstance(value, dict) else [value]
+    return all(np.all(np.isfinite(a)) and a.size > 0 for a in arrays)
+
+
+def _extract_one(path: str, extractor, cache_dir: str | None) -> tuple[str, object, str | None]:
+    """(status, features, reason) with status "cached", "computed" or "failed"."""
+    try:
+        entry = None
+        if cache_dir is not None:
+            digest = file_sha256(path)
+            entry = pathlib.Path(cache_dir) / digest[:2] / f"{digest}.npz"
+            if entry.exists():
+                try:
+                    return "cached", _load(entry), None
+                except Exception:  # a corrupt entry (e.g. disk full earlier): recompute
+                    entry.unlink(missing_ok=True)
+        value = extractor(path)
+        if not _finite(value):
+            raise AudioError("non-finite or empty features")
+        if entry is not None:
+            _save_atomic(entry, value)
+        return "computed", value, None
+    except AudioError as exc:
+        return "failed", None, str(exc)
+    except OSError as exc:
+        return "failed", None, f"cannot read file ({exc.strerror or exc})"
+
+
+@dataclasses.dataclass
+class ExtractionReport:
+    """What an extraction did. `failed`: (path, reason) per bad file."""
+
+    extractor: dict
+    total: int = 0
+    cached: int = 0
+    computed: int = 0
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "failed": [list(f) for f in self.failed]}
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.extractor['name']}: {self.total} files, {self.cached} cached, "
+            f"{self.computed} computed, {len(self.failed)} failed, {self.seconds:.1f} s"
+        ]
+        lines += [f"  {path}: {reason}" for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Extraction:
+    features: list  # per input path: array / dict of arrays, or None when it failed
+    report: ExtractionReport
+
+
+def extract_all(
+    paths: Sequence[str | os.PathLike],
+    extractor,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Extraction:
+    """Features of every file, through the cache, on `workers` processes (default: all cores).
+
+    `cache_dir=None` disables the cache. Failures do not stop the run; they are listed in the
+    report and their entry in `features` is None.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    paths = [str(p) for p in paths]
+    directory = None
+    if cache_dir is not None:
+        directory = pathlib.Path(cache_dir).expanduser() / cache_key(extractor)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "extractor.json").write_text(json.dumps(describe(extractor), indent=2))
+    report = ExtractionReport(describe(extractor), total=len(paths))
+    results: list = [None] * len(paths)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
+    bar = tqdm(total=len(paths), desc=f"features {extractor.name}", disable=not progress)
+
+    def record(i: int, outcome) -> None:
+        status, value, reason = outcome
+        if status == "failed":
+            report.failed.append((paths[i], reason))
+        else:
+            results[i] = value
+            setattr(report, status, getattr(report, status) + 1)
+        bar.update()
+
+    cache_arg = str(directory) if directory else None
+    if workers == 1:
+        for i, path in enumerate(paths):
+            record(i, _extract_one(path, extractor, cache_arg))
+    else:
+        # spawn: the parent may hold JAX's threads, which fork would copy in a broken state.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            chunk = max(1, min(32, len(paths) // (4 * workers)))
+            outcomes = pool.map(
+                _extract_one, paths, [extractor] * len(paths), [cache_arg] * len(paths),
+                chunksize=chunk,
+            )  # fmt: skip
+            for i, outcome in enumerate(outcomes):
+                record(i, outcome)
+    bar.close()
+    report.failed.sort()
+    report.seconds = time.perf_counter() - start
+    return Extraction(results, report)

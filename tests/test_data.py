@@ -1,0 +1,159 @@
+"""Padded arrays, fold index arrays, per-fold vs global normalisation, the dataset card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reslstm_jax import data, features, protocols
+from reslstm_jax.corpora.base import Manifest, Utterance
+
+
+def ravdess_manifest(per_actor: int = 3) -> Manifest:
+    utterances = [
+        Utterance(
+            id=f"03-01-{e:02d}-01-01-01-{a:02d}",
+            path=f"/nowhere/{a}-{e}.wav",
+            corpus="ravdess",
+            speaker=f"{a:02d}",
+            label=e - 1,
+            emotion=f"class{e}",
+        )
+        for a in range(1, 25)
+        for e in range(1, per_actor + 1)
+    ]
+    classes = tuple(f"class{e}" for e in range(1, 9))
+    return Manifest("ravdess", "/nowhere", classes, sorted(utterances, key=lambda u: u.id))
+
+
+def random_features(manifest: Manifest, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # speaker-dependent offsets make fold statistics differ from the global ones
+    return [
+        (rng.standard_normal((rng.integers(3, 12), 5)) + int(u.speaker)).astype(np.float32)
+        for u in manifest.utterances
+    ]
+
+
+@pytest.mark.parametrize(
+    "lengths,multiple,cap,expected",
+    [([69, 124, 100], 8, None, 128), ([7], 8, None, 8), ([8], 8, None, 8), ([130], 8, 128, 128)],
+)
+def test_choose_frames(lengths, multiple, cap, expected):
+    assert data.choose_frames(lengths, multiple, cap) == expected
+
+
+def test_pad_sequences_zero_pads_and_truncates():
+    seqs = [np.ones((3, 2)), 2 * np.ones((5, 2))]
+    x, lengths = data.pad_sequences(seqs, 4)
+    assert x.shape == (2, 4, 2) and x.dtype == np.float32
+    np.testing.assert_array_equal(lengths, [3, 4])
+    assert np.all(x[0, 3:] == 0) and np.all(x[1] == 2)
+
+
+def test_frame_statistics_are_frame_weighted_over_valid_frames():
+    seqs = [np.arange(6.0).reshape(3, 2), np.arange(10.0, 20.0).reshape(5, 2)]
+    x, lengths = data.pad_sequences(seqs, 8)
+    x[0, 3:] = 1e6  # garbage on padding must not count
+    mean, std = data.frame_statistics(x, lengths, np.array([0, 1]))
+    frames = np.concatenate(seqs)
+    np.testing.assert_allclose(mean, frames.mean(0))
+    np.testing.assert_allclose(std, frames.std(0))
+    normed = data.normalise(x, lengths, mean, std)
+    assert np.all(normed[0, 3:] == 0)
+    np.testing.assert_allclose(normed[1, :5], (seqs[1] - mean) / std, rtol=1e-6)
+
+
+def build(normalisation: str):
+    manifest = ravdess_manifest()
+    feats = random_features(manifest)
+    extraction = features.ExtractionReport({"name": "test"}, total=len(feats))
+    dataset = data.build(
+        manifest, "ravdess_paper", feats, extractor_info={"name": "test"},
+        extraction=extraction, normalisation=normalisation,
+    )  # fmt: skip
+    return manifest, feats, dataset
+
+
+def test_fold_arrays_index_the_protocols_folds():
+    manifest, feats, dataset = build("fold")
+    folds = protocols.make_folds("ravdess_paper", manifest)
+    arrays = dataset.folds
+    assert arrays.names == [f.name for f in folds]
+    assert arrays.train.shape == (5, 18 * 3) and arrays.train.dtype == np.int32
+    for k, fold in enumerate(folds):
+        for part in ("train", "val", "test"):
+            idx, mask = getattr(arrays, part)[k], getattr(arrays, f"{part}_mask")[k]
+            np.testing.assert_array_equal(idx[mask], getattr(fold, part))
+            assert np.all(idx[~mask] == 0)
+    assert dataset.x.shape == (72, 16, 5) and dataset.frames == 16
+    np.testing.assert_array_equal(dataset.lengths, [len(f) for f in feats])
+    np.testing.assert_array_equal(dataset.labels, manifest.labels)
+
+
+def test_fold_normalisation_uses_training_speakers_only():
+    manifest, feats, dataset = build("fold")
+    folds = protocols.make_folds("ravdess_paper", manifest)
+    for k, fold in enumerate(folds):
+        frames = np.concatenate([feats[i] for i in fold.train]).astype(np.float64)
+        np.testing.assert_allclose(dataset.folds.mean[k], frames.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(dataset.folds.std[k], frames.std(0), rtol=1e-5)
+    # test speakers' features cannot move the statistics of their fold
+    changed = [f * 100 if u.speaker in folds[0].test_speakers else f
+               for f, u in zip(feats, manifest.utterances, strict=True)]  # fmt: skip
+    again = data.build(
+        manifest, "ravdess_paper", changed, extractor_info={}, extraction=dataset.extraction
+    )
+    np.testing.assert_allclose(again.folds.mean[0], dataset.folds.mean[0])
+    assert not np.allclose(again.folds.mean[1], dataset.folds.mean[1])
+    assert dataset.card["normalisation"] == "fold" and not dataset.card["normalisation_leaky"]
+
+
+def test_global_normalisation_reproduces_the_paper_and_is_marked_leaky():
+    manifest, feats, dataset = build("global")
+    frames = np.concatenate(feats).astype(np.float64)
+    for k in range(5):
+        np.testing.assert_allclose(dataset.folds.mean[k], frames.mean(0), rtol=1e-5)
+    assert dataset.card["normalisation_leaky"] is True
+
+
+def test_card_records_everything_needed_to_cite_the_run():
+    _, _, dataset = build("fold")
+    card = dataset.card
+    assert card["protocol"] == "ravdess_paper" and card["frames"] == 16
+    assert card["truncated"] == 0 and card["features"] == {"name": "test"}
+    assert len(card["utterance_ids_sha256"]) == 64
+
+
+def test_unknown_normalisation():
+    manifest = ravdess_manifest()
+    folds = protocols.make_folds("ravdess_paper", manifest)
+    x, lengths = data.pad_sequences(random_features(manifest), 16)
+    with pytest.raises(ValueError, match="normalisation must be one of fold, global"):
+        data.fold_arrays(folds, x, lengths, "speaker")
+
+
+def test_drop_failed_moves_utterances_to_skipped():
+    manifest = ravdess_manifest(1)
+    bad = manifest.utterances[3].path
+    kept = data.drop_failed(manifest, [(bad, "too short")])
+    assert len(kept) == len(manifest) - 1 and bad not in [u.path for u in kept.utterances]
+    assert kept.skipped_by_reason() == {"feature extraction failed: too short": 1}
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"corpus": "ravdess"}, "--corpus ravdess needs --data-dir"),
+        ({"corpus": "voxceleb", "data_dir": "/x"}, "unknown corpus 'voxceleb'"),
+        ({"data_dir": "/x"}, "--data-dir needs --corpus"),
+        (
+            {"corpus": "emodb", "data_dir": "/x", "protocol": "ravdess_paper"},
+            "--protocol ravdess_paper is for ravdess, not emodb",
+        ),
+        ({"corpus": "emodb", "data_dir": "/x", "extractor": "mel"}, "unknown feature extractor"),
+    ],
+)
+def test_prepare_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.prepare(**kwargs)

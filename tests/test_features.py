@@ -1,0 +1,210 @@
+"""Feature extractors, the content-keyed cache, resumability and the bad-audio policy."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from reslstm_jax import features
+
+
+def tone(path: pathlib.Path, seconds: float, sr: int = 48000, freq: float = 220.0, seed=0):
+    """A harmonic tone with noise, written as 16-bit PCM."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 2 * freq * t)
+    y = y + 0.01 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, y, sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio")
+    good = [
+        tone(root / f"good{i}.wav", 0.5 + 0.25 * i, freq=200 + 50 * i, seed=i) for i in range(3)
+    ]
+    bad = {}
+    (root / "empty.wav").write_bytes(b"")
+    bad["empty.wav"] = "empty file"
+    (root / "lfs.wav").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
+    )
+    bad["lfs.wav"] = "Git LFS pointer"
+    data = (root / "good0.wav").read_bytes()
+    (root / "truncated.wav").write_bytes(data[: len(data) // 2])
+    bad["truncated.wav"] = "truncated: the header declares more audio"
+    (root / "noise.wav").write_bytes(b"\x00\x01garbage" * 50)
+    bad["noise.wav"] = "not a RIFF/WAVE file"
+    tone(root / "short.wav", 0.01)
+    bad["short.wav"] = "too short: 480 samples at 48000 Hz"
+    soundfile.write(root / "nan.wav", np.full(48000, np.nan), 48000, subtype="FLOAT")
+    bad["nan.wav"] = "non-finite audio samples"
+    (root / "text.flac").write_text("not audio at all")
+    bad["text.flac"] = "unreadable audio"
+    return root, good, bad
+
+
+def test_mfcc_chroma_is_the_reference_recipe(audio_dir):
+    import librosa
+
+    _, good, _ = audio_dir
+    x = features.get("mfcc_chroma")(good[1])
+    y, sr = librosa.load(good[1], sr=None)
+    assert sr == 48000 and x.shape == (1 + y.size // 2048, 46) and x.dtype == np.float32
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=34, n_fft=4096, hop_length=2048).T
+    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=4096, hop_length=2048, n_chroma=12).T
+    np.testing.assert_allclose(x, np.concatenate([mfcc, chroma], 1), rtol=1e-6, atol=1e-5)
+
+
+def test_bad_audio_is_reported_per_file_and_the_run_goes_on(audio_dir, tmp_path):
+    root, good, bad = audio_dir
+    paths = [*good, *(root / name for name in bad)]
+    result = features.extract_all(
+        paths, features.get("mfcc_chroma"), cache_dir=tmp_path, workers=1, progress=False
+    )
+    assert all(f is not None for f in result.features[: len(good)])
+    assert all(f is None for f in result.features[len(good) :])
+    reasons = {pathlib.Path(p).name: r for p, r in result.report.failed}
+    assert sorted(reasons) == sorted(bad)
+    for name, expected in bad.items():
+        assert expected in reasons[name], (name, reasons[name])
+        assert "\n" not in reasons[name]
+    assert result.report.computed == len(good) and result.report.cached == 0
+    summary = result.report.summary()
+    assert f"{len(paths)} files, 0 cached, 3 computed, {len(bad)} failed" in summary
+
+
+def test_cache_is_keyed_by_content_and_parameters(audio_dir, tmp_path):
+    _, good, _ = audio_dir
+    extractor = features.get("mfcc_chroma")
+    first = features.extract_all(good, extractor, cache_dir=tmp_path, workers=1, progress=False)
+    again = features.extract_all(good, extractor, cache_dir=tmp_path, workers=1, progress=False)
+    assert (again.report.cached, again.report.computed) == (3, 0)
+    for a, b in zip(first.features, again.features, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the same content under another name and place is a cache hit
+    moved = tmp_path / "elsewhere" / "renamed.wav"
+    moved.parent.mkdir()
+    shutil.copy(good[0], moved)
+    hit = features.extract_all([moved], extractor, cache_dir=tmp_path, workers=1, progress=False)
+    assert hit.report.cached == 1
+    # other parameters: another cache directory, recomputed
+    other = features.get("mfcc_chroma", n_mfcc=20)
+    assert features.cache_key(other) != features.cache_key(extractor)
+    miss = features.extract_all(good, other, cache_dir=tmp_path, workers=1, progress=False)
+    assert miss.report.computed == 3 and miss.features[0].shape[1] == 32
+
+
+def test_interrupted_extraction_resumes(audio_dir, tmp_path):
+    _, good, _ = audio_dir
+    extractor = features.get("mfcc_chroma")
+    # "interrupted" after the first file, with a half-written temporary entry left behind
+    features.extract_all(good[:1], extractor, cache_dir=tmp_path, workers=1, progress=False)
+    directory = tmp_path / features.cache_key(extractor)
+    (directory / "ab").mkdir(exist_ok=True)
+    (directory / "ab" / "leftover.tmp").write_bytes(b"partial")
+    resumed = features.extract_all(good, extractor, cache_dir=tmp_path, workers=1, progress=False)
+    assert (resumed.report.cached, resumed.report.computed) == (1, 2)
+    # a corrupt entry is recomputed, not trusted
+    entry = next(p for p in directory.rglob("*.npz"))
+    entry.write_bytes(b"corrupt")
+    again = features.extract_all(good, extractor, cache_dir=tmp_path, workers=1, progress=False)
+    assert (again.report.cached, again.report.computed) == (2, 1)
+
+
+def test_parallel_equals_serial(audio_dir, tmp_path):
+    root, good, bad = audio_dir
+    paths = [*good, root / "empty.wav"]
+    extractor = features.get("mfcc_chroma")
+    serial = features.extract_all(paths, extractor, cache_dir=None, workers=1, progress=False)
+    parallel = features.extract_all(paths, extractor, cache_dir=tmp_path, workers=2, progress=False)
+    assert parallel.report.failed == serial.report.failed
+    for a, b in zip(serial.features[:3], parallel.features[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_extractor_and_parameters():
+    with pytest.raises(ValueError, match="unknown feature extractor 'mfcc'; known: logmel_dual"):
+        features.get("mfcc")
+    with pytest.raises(ValueError, match=r"mfcc_chroma: unknown parameters \['n_mel'\]"):
+        features.get("mfcc_chroma", n_mel=3)
+
+
+# ----------------------------------------------------------------------------- tf_mfcc
+
+
+def mel_matrix_by_loops(n_mels, n_bins, sr, fmin, fmax):
+    """tf.signal.linear_to_mel_weight_matrix written out element by element."""
+
+    def mel(f):
+        return 1127.0 * math.log(1.0 + f / 700.0)
+
+    edges = [mel(fmin) + (mel(fmax) - mel(fmin)) * i / (n_mels + 1) for i in range(n_mels + 2)]
+    w = np.zeros((n_bins, n_mels))
+    for k in range(1, n_bins):
+        m = mel(k * (sr / 2) / (n_bins - 1))
+        for j in range(n_mels):
+            lo, ce, up = edges[j], edges[j + 1], edges[j + 2]
+            w[k, j] = max(0.0, min((m - lo) / (ce - lo), (up - m) / (up - ce)))
+    return w
+
+
+def test_tf_mel_matrix_matches_the_tensorflow_formula():
+    ours = features.tf_mel_matrix(128, 513, 16000, 80.0, 7600.0)
+    np.testing.assert_allclose(ours, mel_matrix_by_loops(128, 513, 16000, 80.0, 7600.0), atol=1e-12)
+    assert np.all(ours[0] == 0)  # DC bin
+
+
+@pytest.mark.parametrize("seconds,frames", [(3.0, 184), (7.0, 434)])
+@pytest.mark.parametrize("audio_seconds", [1.0, 9.0])
+def test_tf_mfcc_shapes_crop_and_pad(tmp_path, seconds, frames, audio_seconds):
+    path = tone(tmp_path / "x.wav", audio_seconds, sr=16000)
+    x = features.get("tf_mfcc", seconds=seconds)(path)
+    assert x.shape == (frames, 40) and x.dtype == np.float32
+    assert np.abs(x).max() <= 10.0
+
+
+def test_tf_mfcc_values_computed_independently(tmp_path):
+    """Segment -> |STFT| -> mel -> ln -> DCT, recomputed here with plain loops and numpy."""
+    from scipy.fft import dct
+
+    path = tone(tmp_path / "x.wav", 2.0, sr=16000, freq=330.0)
+    extractor = features.get("tf_mfcc")
+    y, _ = soundfile.read(path, dtype="float32")
+    # centre pad 2 s -> 3 s after peak normalisation, then the 16-bit round trip
+    y = np.clip(y / (np.percentile(np.abs(y), 99.9) + 1e-8), -1, 1)
+    y = np.pad(y, (8000, 8000))
+    # libsndfile's float -> int16: rint(x * (2^31 - 1)) in float32, arithmetic shift by 16,
+    # clipped; int16 -> float divides by 2^15.
+    scaled = np.rint(y.astype(np.float32) * np.float32(2147483647.0)).astype(np.int64)
+    y = np.clip(scaled >> 16, -32768, 32767) / 32768
+    window = np.array([0.5 - 0.5 * math.cos(2 * math.pi * n / 1024) for n in range(1024)])
+    frames = np.stack([y[i * 256 : i * 256 + 1024] * window for i in range(184)])
+    power = np.abs(np.fft.rfft(frames, axis=1))
+    mel = power @ mel_matrix_by_loops(128, 513, 16000, 80.0, 7600.0)
+    expected = dct(np.log(mel + 1e-6), type=2, axis=1)[:, :40] / math.sqrt(256)
+    np.testing.assert_allclose(extractor(path), np.clip(expected, -10, 10), atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- logmel_dual
+
+
+def test_resize_nearest_is_torch_nearest():
+    x = np.arange(7)[:, None]
+    np.testing.assert_array_equal(features.resize_nearest(x, 3)[:, 0], [0, 2, 4])
+    np.testing.assert_array_equal(
+        features.resize_nearest(x, 10)[:, 0], [0, 0, 1, 2, 2, 3, 4, 4, 5, 6]
+    )
+
+
+def test_logmel_dual_shapes(tmp_path):
+    out = features.get("logmel_dual")(tone(tmp_path / "x.wav", 2.5, sr=16000))
+    assert out["a"].shape == (230, 128) and out["b"].shape == (120, 256)
+    assert all(np.all(np.isfinite(v)) for v in out.values())
