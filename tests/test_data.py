@@ -157,3 +157,39 @@ def test_drop_failed_moves_utterances_to_skipped():
 def test_prepare_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.prepare(**kwargs)
+
+
+def test_prepare_end_to_end_on_a_ravdess_tree(tmp_path):
+    """Loader -> features (cached, a bad file reported) -> audited protocol -> arrays."""
+    import soundfile
+
+    from reslstm_jax.corpora import CorpusCountWarning
+
+    root = tmp_path / "ravdess"
+    rng = np.random.default_rng(0)
+    for actor in range(1, 25):
+        for emotion in (1, 5):
+            name = f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav"
+            seconds = 0.01 if (actor, emotion) == (7, 5) else 0.5 + 0.05 * emotion
+            t = np.arange(int(48000 * seconds)) / 48000
+            y = 0.3 * np.sin(2 * np.pi * (100 + 20 * emotion) * t)
+            y = y + 0.01 * rng.standard_normal(t.size)
+            (root / f"Actor_{actor:02d}").mkdir(parents=True, exist_ok=True)
+            soundfile.write(root / f"Actor_{actor:02d}" / name, y, 48000, subtype="PCM_16")
+    kwargs = {"cache_dir": tmp_path / "cache", "workers": 2, "progress": False}
+    with pytest.warns(CorpusCountWarning, match="is a subset of the published corpus"):
+        dataset = data.prepare("ravdess", root, **kwargs)
+    assert len(dataset.ids) == 47 and dataset.x.shape == (47, 24, 46)  # 0.75 s: 18 frames
+    assert dataset.extraction.computed == 47 and len(dataset.extraction.failed) == 1
+    assert "too short" in dataset.extraction.failed[0][1]
+    assert dataset.card["skipped"] == {
+        "feature extraction failed: too short: 480 samples at 48000 Hz, fewer than one "
+        "analysis frame (4096)": 1
+    }
+    assert dataset.card["n_utterances"] == 47 and dataset.card["protocol"] == "ravdess_paper"
+    assert np.all(np.isfinite(dataset.x))
+    with pytest.warns(CorpusCountWarning):
+        again = data.prepare("ravdess", root, **kwargs)
+    assert again.extraction.cached == 47 and again.extraction.computed == 0
+    np.testing.assert_array_equal(again.x, dataset.x)
+    assert again.card["utterance_ids_sha256"] == dataset.card["utterance_ids_sha256"]
