@@ -1,0 +1,287 @@
+"""Tests of the synthetic eSpeak NG corpus (reslstm_jax.corpora.synthetic).
+
+Generation tests use one speaker (60 files, about two seconds) and skip when the optional
+``synthetic`` extra (espeakng-loader) is not installed.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from reslstm_jax.corpora import synthetic
+
+RAVDESS_RE = re.compile(
+    r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(0[1-9]|1\d|2[0-4])\.wav$"
+)
+HAVE_ESPEAK = importlib.util.find_spec("espeakng_loader") is not None
+needs_espeak = pytest.mark.skipif(
+    not HAVE_ESPEAK, reason="espeakng-loader (the 'synthetic' extra) is not installed"
+)
+MODULE = "reslstm_jax.corpora.synthetic"
+
+
+def wav_files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.wav"))
+
+
+def run_cli(*args, code=None):
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", MODULE]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Actor 01 of the seed-0 corpus, generated with two workers."""
+    if not HAVE_ESPEAK:
+        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+    out = tmp_path_factory.mktemp("synthetic") / "corpus"
+    assert synthetic.generate(out, speakers=1, seed=0, workers=2, progress=False) == out
+    return out
+
+
+# ---- plan, without eSpeak ------------------------------------------------------------------
+
+
+def test_corpus_files_follow_ravdess():
+    files = synthetic.corpus_files(24)
+    assert len(files) == 1440
+    names = [path.split("/")[1] for path, *_ in files]
+    assert len(set(names)) == 1440
+    assert all(RAVDESS_RE.match(name) for name in names)
+    for path, emotion, intensity, statement, repetition, actor in files:
+        assert path == f"Actor_{actor:02d}/" + synthetic.file_name(
+            emotion, intensity, statement, repetition, actor
+        )
+    per_actor = collections.Counter(actor for *_, actor in files)
+    assert set(per_actor) == set(range(1, 25)) and set(per_actor.values()) == {60}
+    per_emotion = collections.Counter(f[1] for f in files if f[5] == 1)
+    assert per_emotion == {1: 4, **{emotion: 8 for emotion in range(2, 9)}}
+    assert not [f for f in files if f[1] == 1 and f[2] == 2], "RAVDESS has no strong neutral"
+    assert len(synthetic.corpus_files(4)) == 240
+    with pytest.raises(ValueError):
+        synthetic.corpus_files(25)
+
+
+def test_speakers_are_distinct_gendered_and_seeded():
+    table = synthetic.speaker_table(0)
+    assert [s.actor for s in table] == list(range(1, 25))
+    assert len({(s.voice, s.pitch, s.rate, s.range) for s in table}) == 24
+    assert len({s.voice for s in table}) == 24
+    for speaker in table:
+        variant = speaker.voice.split("+")[1]
+        if speaker.actor % 2:
+            assert speaker.gender == "male" and variant in synthetic.MALE_VOICES
+        else:
+            assert speaker.gender == "female" and variant in synthetic.FEMALE_VOICES
+    assert synthetic.speaker_table(0) == table
+    assert synthetic.speaker_table(1) != table
+
+
+def test_plans_vary_between_repetitions_and_intensities():
+    speaker = synthetic.speaker_table(0)[0]
+    plan = synthetic.utterance_plan(0, speaker, 5, 1, 1, 1)
+    assert plan == synthetic.utterance_plan(0, speaker, 5, 1, 1, 1)
+    assert plan != synthetic.utterance_plan(0, speaker, 5, 1, 1, 2)
+    assert plan != synthetic.utterance_plan(1, speaker, 5, 1, 1, 1)
+    assert 80 <= plan["rate"] <= 450 and 0 <= plan["pitch"] <= 100 and 0 <= plan["volume"] <= 200
+    # Strong anger is louder than normal anger on average (same prototype, more extreme).
+    louder = [
+        synthetic.utterance_plan(0, speaker, 5, 2, s, r)["volume"]
+        - synthetic.utterance_plan(0, speaker, 5, 1, s, r)["volume"]
+        for s in (1, 2)
+        for r in (1, 2)
+    ]
+    assert np.mean(louder) > 0
+
+
+def test_default_dir(monkeypatch, tmp_path):
+    name = f"synthetic-v{synthetic.GENERATOR_VERSION}-seed0"
+    monkeypatch.setenv("RESLSTM_JAX_DATA", str(tmp_path))
+    assert synthetic.default_dir() == tmp_path / name
+    monkeypatch.delenv("RESLSTM_JAX_DATA")
+    assert synthetic.default_dir().parts[-3:] == (".cache", "reslstm_jax", name)
+
+
+def test_small_flag_means_four_speakers():
+    parser = synthetic._parser()
+    assert parser.parse_args(["--small"]).speakers == 4
+    assert parser.parse_args([]).speakers == 24
+    assert parser.parse_args(["--speakers", "3"]).speakers == 3
+
+
+# ---- generated files ------------------------------------------------------------------------
+
+
+def test_layout_and_names(corpus):
+    expected = [path for path, *_ in synthetic.corpus_files(1)]
+    assert wav_files(corpus) == sorted(expected)
+    assert sorted(p.name for p in corpus.iterdir()) == ["Actor_01", "synthetic_corpus.json"]
+    names = [path.split("/")[1] for path in expected]
+    assert all(RAVDESS_RE.match(name) for name in names)
+    emotions = collections.Counter(name.split("-")[2] for name in names)
+    assert emotions == {"01": 4, **{f"{e:02d}": 8 for e in range(2, 9)}}
+    assert not [n for n in names if n.startswith("03-01-01-02-")]
+
+
+def test_audio_format_duration_and_silences(corpus):
+    for path in corpus.rglob("*.wav"):
+        info = sf.info(str(path))
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (
+            48000,
+            1,
+            "PCM_16",
+            "WAV",
+        )
+        assert 2.9 <= info.duration <= 5.3, path.name
+        audio, _ = sf.read(str(path), dtype="float64")
+        edge = int(0.3 * 48000)
+
+        def db(x):
+            return 10 * np.log10(np.mean(x**2) + 1e-20)
+
+        start, end, whole = db(audio[:edge]), db(audio[-edge:]), db(audio)
+        # Near-silent (a low noise floor, not digital zeros) before and after the speech.
+        assert -90 < start < -50 and -90 < end < -50, path.name
+        assert whole > start + 25, path.name
+
+
+def test_repetitions_differ(corpus):
+    first = (corpus / "Actor_01" / "03-01-03-01-01-01-01.wav").read_bytes()
+    second = (corpus / "Actor_01" / "03-01-03-01-01-02-01.wav").read_bytes()
+    assert first != second
+
+
+def test_completion_marker(corpus):
+    marker = json.loads((corpus / synthetic.MARKER_NAME).read_text())
+    assert marker == synthetic.read_marker(corpus)
+    assert marker["synthetic"] is True
+    assert "eSpeak NG" in marker["description"] and "eSpeak NG" in marker["synthesizer"]
+    assert marker["generator_version"] == synthetic.GENERATOR_VERSION
+    assert (marker["seed"], marker["speakers"], marker["file_count"]) == (0, 1, 60)
+    assert marker["sample_rate"] == 48000
+    assert len(marker["voice_settings"]) == 1
+    voice = marker["voice_settings"][0]
+    assert voice["actor"] == 1 and voice["gender"] == "male" and voice["voice"].startswith("en-us+")
+    assert not (corpus / synthetic.PENDING_NAME).exists()
+
+
+@needs_espeak
+def test_same_seed_is_byte_identical_with_one_worker(corpus, tmp_path):
+    again = synthetic.generate(tmp_path / "again", speakers=1, seed=0, workers=1, progress=False)
+    assert wav_files(again) == wav_files(corpus)
+    for relative in wav_files(corpus):
+        assert (again / relative).read_bytes() == (corpus / relative).read_bytes(), relative
+    marker = synthetic.MARKER_NAME
+    assert (again / marker).read_bytes() == (corpus / marker).read_bytes()
+
+
+@needs_espeak
+def test_cli_generates_and_another_seed_differs(corpus, tmp_path):
+    out = tmp_path / "seed1"
+    result = run_cli("--out", str(out), "--seed", "1", "--speakers", "1", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    assert wav_files(out) == wav_files(corpus)
+    for relative in wav_files(corpus):
+        assert (out / relative).read_bytes() != (corpus / relative).read_bytes(), relative
+    assert synthetic.read_marker(out)["seed"] == 1
+
+
+@needs_espeak
+def test_resume_recreates_only_missing_files(corpus, tmp_path):
+    out = tmp_path / "resume"
+    shutil.copytree(corpus, out)
+    # Simulate an interrupted run: no marker, one file missing, its temporary file left behind.
+    (out / synthetic.MARKER_NAME).unlink()
+    missing = out / "Actor_01" / "03-01-06-02-01-02-01.wav"
+    original = missing.read_bytes()
+    missing.unlink()
+    leftover = out / "Actor_01" / f".{missing.name}.12345.part"
+    leftover.write_bytes(original[: len(original) // 2])
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+
+    synthetic.generate(out, speakers=1, seed=0, workers=2, progress=False)
+
+    assert missing.read_bytes() == original
+    assert not leftover.exists()
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # the others were not rewritten
+    assert wav_files(out) == wav_files(corpus)
+    assert synthetic.read_marker(out) == synthetic.read_marker(corpus)
+
+
+@needs_espeak
+def test_ensure_corpus(corpus, tmp_path, monkeypatch):
+    def no_generation(*args, **kwargs):
+        raise AssertionError("ensure_corpus regenerated a complete corpus")
+
+    monkeypatch.setattr(synthetic, "generate", no_generation)
+    assert synthetic.ensure_corpus(corpus, speakers=1, seed=0) == corpus
+    with pytest.raises(ValueError, match="seed 0"):
+        synthetic.ensure_corpus(corpus, speakers=1, seed=1)
+    with pytest.raises(ValueError, match="1 speakers"):
+        synthetic.ensure_corpus(corpus, speakers=2, seed=0)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="seed 0"):
+        synthetic.generate(corpus, speakers=1, seed=1, progress=False)
+
+
+def test_unfinished_corpus_of_another_seed_is_refused(tmp_path):
+    pending = {"generator_version": synthetic.GENERATOR_VERSION, "seed": 3, "speakers": 24}
+    (tmp_path / synthetic.PENDING_NAME).write_text(json.dumps(pending))
+    with pytest.raises(ValueError, match="unfinished"):
+        synthetic.generate(tmp_path, speakers=1, seed=0, progress=False)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--speakers", "0"], ["--speakers", "25"], ["--workers", "0"], ["--small", "--speakers", "2"]],
+)
+def test_cli_bad_arguments(args, tmp_path):
+    result = run_cli("--out", str(tmp_path / "x"), *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("python -m " + MODULE + ": error:")
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_espeak_raises_synthetic_unavailable(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # import now raises ImportError
+    with pytest.raises(synthetic.SyntheticUnavailable) as caught:
+        synthetic.generate(tmp_path / "out", speakers=1, progress=False)
+    assert isinstance(caught.value, RuntimeError)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "pip install 'reslstm-jax[synthetic]'" in message and "GPL-3.0" in message
+    assert not (tmp_path / "out").exists()
+
+    assert synthetic.main(["--out", str(tmp_path / "out"), "--speakers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "GPL-3.0" in err
+
+
+def test_cli_missing_espeak_exits_2_without_traceback(tmp_path):
+    code = (
+        "import sys; sys.modules['espeakng_loader'] = None; "
+        f"from {MODULE} import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = run_cli("--out", str(tmp_path / "out"), "--speakers", "1", code=code)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'reslstm-jax[synthetic]'" in lines[0], result.stderr
+    assert os.listdir(tmp_path) == []
