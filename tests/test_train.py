@@ -1,0 +1,228 @@
+"""The training engine: schedule, optimiser, gating, executors, determinism, selection."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import reslstm_jax as rj
+from reslstm_jax import train
+
+N, T, D, C = 48, 12, 46, 4
+
+
+@functools.cache
+def shared() -> train.Shared:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, T + 1, N).astype(np.int32)
+    labels = (np.arange(N) % C).astype(np.int32)
+    x = rng.standard_normal((N, T, D)).astype(np.float32) + 0.8 * labels[:, None, None]
+    x = np.where(np.arange(T)[None, :, None] < lengths[:, None, None], x, 0).astype(np.float32)
+    return train.Shared(jnp.asarray(x), jnp.asarray(lengths), jnp.asarray(labels))
+
+
+def folds(width: int | None = None):
+    """Two folds; fold 1 has fewer training rows. `width` pads every index array."""
+    idx = np.arange(N)
+    parts = [(idx[:32], idx[32:40], idx[40:]), (idx[24:44], idx[:8], idx[8:24])]
+    return [
+        tuple(np.pad(p, (0, (width or len(p)) - len(p))) for p in fold)
+        + tuple(np.arange(width or len(p)) < len(p) for p in fold)
+        for fold in parts
+    ]
+
+
+def model_data(fold_list, pad_train_to: int | None = None) -> train.ModelData:
+    def stack(i):
+        arrays = [f[i] for f in fold_list]
+        width = max(len(a) for a in arrays)
+        if i in (0, 3) and pad_train_to:
+            width = pad_train_to
+        return jnp.asarray(np.stack([np.pad(a, (0, width - len(a))) for a in arrays]))
+
+    m = len(fold_list)
+    return train.ModelData(
+        train=stack(0), train_mask=stack(3), val=stack(1), val_mask=stack(4),
+        test=stack(2), test_mask=stack(5),
+        mean=jnp.zeros((m, D)), std=jnp.ones((m, D)),
+    )  # fmt: skip
+
+
+def hparams(m: int, lr=1e-2, wd=1e-3, dropout=0.2, t0=3) -> train.HParams:
+    return train.HParams(
+        jnp.full(m, lr, jnp.float32), jnp.full(m, wd, jnp.float32),
+        jnp.full(m, dropout, jnp.float32), jnp.full(m, t0, jnp.int32),
+    )  # fmt: skip
+
+
+def program(executor="vmap", chunk=1, **model):
+    config = dict(hidden_size=8, num_classes=C, **model)
+    return train.make_train(
+        train.TrainConfig(model=rj.models.get("reslstm_sa", **config), batch_size=8,
+                          executor=executor, map_chunk=chunk)
+    )  # fmt: skip
+
+
+def run(prog, fold_list, epochs=4, keys=None, pad_train_to=None):
+    data = model_data(fold_list, pad_train_to)
+    m = data.train.shape[0]
+    keys = keys if keys is not None else jnp.stack([train.model_key(0, k) for k in range(m)])
+    state = prog.init(keys, hparams(m))
+    state, history = prog.run(state, hparams(m), data, shared(), epochs=epochs)
+    return state, history, prog.predict(state, data, shared())
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+# ----------------------------------------------------------------------------- schedule, Adam
+
+
+@pytest.mark.parametrize("t0", [1, 2, 3, 5, 10])
+def test_cosine_warm_restarts_closed_form(t0):
+    lr = 3e-3
+    for epoch in range(25):
+        expected = 0.01 * lr + (lr - 0.01 * lr) * (1 + math.cos(math.pi * (epoch % t0) / t0)) / 2
+        got = float(train.cosine_warm_restarts(jnp.float32(lr), jnp.int32(t0), jnp.int32(epoch)))
+        assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_schedule_corner_cases():
+    """T_0 = 1 is a constant rate; T_0 = 2 alternates lr and 0.505 lr (spec §8)."""
+    values = [float(train.cosine_warm_restarts(1.0, 1, e)) for e in range(4)]
+    assert values == pytest.approx([1.0] * 4)
+    values = [float(train.cosine_warm_restarts(1.0, 2, e)) for e in range(4)]
+    assert values == pytest.approx([1.0, 0.505, 1.0, 0.505])
+
+
+def test_adam_with_coupled_l2_is_torch_adam():
+    """Two steps against torch.optim.Adam(lr, weight_decay=wd), written out by hand."""
+    lr, wd, b1, b2, eps = 0.01, 0.1, 0.9, 0.999, 1e-8
+    theta = np.array([0.5, -1.0, 2.0])
+    grads = [np.array([0.1, -0.2, 0.3]), np.array([-0.05, 0.4, 0.0])]
+    params = {"w": jnp.asarray(theta, jnp.float32)}
+    opt_state = train.with_hyperparams(train.OPTIMIZER.init(params), lr, wd)
+    m = v = np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        g_l2 = g + wd * theta  # coupled: decay enters the gradient
+        m = b1 * m + (1 - b1) * g_l2
+        v = b2 * v + (1 - b2) * g_l2**2
+        denom = np.sqrt(v) / math.sqrt(1 - b2**t) + eps
+        theta = theta - lr / (1 - b1**t) * m / denom
+        updates, opt_state = train.OPTIMIZER.update({"w": jnp.asarray(g, jnp.float32)},
+                                                    opt_state, params)  # fmt: skip
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_allclose(params["w"], theta, rtol=1e-6, atol=1e-7)
+
+
+def test_adam_is_not_adamw():
+    """With zero gradient, coupled L2 moves parameters through Adam's normalisation."""
+    params = {"w": jnp.array([1.0])}
+    state = train.with_hyperparams(train.OPTIMIZER.init(params), 0.1, 0.5)
+    updates, _ = train.OPTIMIZER.update({"w": jnp.array([0.0])}, state, params)
+    # AdamW would give -lr * wd * w = -0.05; Adam on g = wd * w gives -lr * sign = -0.1
+    np.testing.assert_allclose(updates["w"], [-0.1], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- program
+
+
+def test_executors_give_identical_results():
+    results = [run(program(ex, chunk), folds()) for ex, chunk in
+               [("vmap", 1), ("map", 1), ("map", 2)]]  # fmt: skip
+    base = results[0]
+    for other in results[1:]:
+        for a, b in zip(leaves(base), leaves(other), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(base[2]["test"], other[2]["test"])
+
+
+def test_single_model_run_equals_its_row_in_a_stacked_run():
+    """M = 1 equals the same model inside M = 2, where the other fold pads its arrays wider."""
+    stacked = run(program("vmap"), folds())
+    keys = jnp.stack([train.model_key(0, 1)])
+    alone = run(program("vmap"), folds()[1:], keys=keys)
+    for a, b in zip(leaves(stacked[:2]), leaves(alone[:2]), strict=True):
+        np.testing.assert_allclose(a[1], b[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(stacked[2]["test"][1][:16], alone[2]["test"][0])
+
+
+def test_surplus_steps_are_gated_off():
+    """Padding the training index array (more steps, all empty) changes nothing at all."""
+    base = run(program("vmap"), folds())
+    padded = run(program("vmap"), folds(), pad_train_to=64)  # 8 steps instead of 4
+    for a, b in zip(leaves(base[:2]), leaves(padded[:2]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # Adam's step count: 4 batches per epoch for fold 0, 3 for fold 1 (20 rows), x 4 epochs
+    counts = jax.tree_util.tree_leaves(padded[0].opt_state.inner_state)[0]
+    np.testing.assert_array_equal(np.asarray(counts), [16, 12])
+
+
+def test_bit_identical_reruns():
+    first, second = run(program("map"), folds()), run(program("map"), folds())
+    for a, b in zip(leaves(first), leaves(second), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_learns_and_selection_keeps_the_best_epoch():
+    state, history, predictions = run(program("vmap"), folds(), epochs=8)
+    val_uar = np.asarray(history["val_uar"])
+    best = np.asarray(state.best_epoch)
+    for m in range(2):
+        # strictly greater: the first epoch reaching the maximum is kept
+        assert best[m] == int(np.argmax(val_uar[m]))
+        assert float(state.best_val_uar[m]) == pytest.approx(val_uar[m].max())
+    assert val_uar.max(1).min() > 0.5  # 4 separable classes: well above chance (0.25)
+    loss = np.asarray(history["train_loss"])
+    assert np.all(loss[:, -1] < loss[:, 0])
+    labels = np.asarray(shared().labels)
+    test_rows = np.arange(40, 48)
+    assert np.mean(np.asarray(predictions["test"][0])[:8] == labels[test_rows]) > 0.5
+
+
+def test_seeds_are_independent_unless_shared_like_the_reference():
+    assert not np.array_equal(train.model_key(0, 1), train.model_key(1, 1))
+    assert not np.array_equal(train.model_key(0, 0), train.model_key(0, 1))
+    np.testing.assert_array_equal(
+        train.model_key(0, 3, share_across_seeds=True),
+        train.model_key(7, 3, share_across_seeds=True),
+    )
+
+
+def test_uar_in_the_program_equals_the_metrics_module():
+    from reslstm_jax import metrics
+
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 5, 40), rng.integers(0, 5, 40)
+    y[y == 3] = 0  # an absent class is excluded in both
+    mask = np.ones(40, bool)
+    mask[-5:] = False
+    got = float(train.uar_from_predictions(jnp.asarray(y), jnp.asarray(p), jnp.asarray(mask), 5))
+    assert got == pytest.approx(metrics.classification(y[mask], p[mask], 5)["uar"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "start,total,every,expected",
+    [(0, 10, 4, [4, 4, 2]), (4, 10, 4, [4, 2]), (5, 10, 4, [3, 2]), (10, 10, 4, []),
+     (0, 3, 10, [3])],
+)  # fmt: skip
+def test_chunk_lengths(start, total, every, expected):
+    assert train.chunk_lengths(start, total, every) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [({"epochs": 0}, "epochs must be >= 1"), ({"dropout": 1.0}, "dropout must be in"),
+     ({"t0": 0}, "T_0 must be >= 1"), ({"seeds": (1, 1)}, "seeds repeat"),
+     ({"learning_rate": 0.0}, "learning rate must be > 0")],
+)  # fmt: skip
+def test_run_settings_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train.RunSettings(**kwargs)
