@@ -33,17 +33,17 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
 import os
 import pathlib
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from reslstm_jax.corpora.base import check_wav, file_sha256
+from reslstm_jax.workers import run as run_workers
 
 # Bump when the code of an extractor changes its output: it is part of every cache key.
 FEATURES_VERSION = 1
@@ -306,28 +306,47 @@ def _finite(value) -> bool:
     return all(np.all(np.isfinite(a)) and a.size > 0 for a in arrays)
 
 
-def _extract_one(path: str, extractor, cache_dir: str | None) -> tuple[str, object, str | None]:
-    """(status, features, reason) with status "cached", "computed" or "failed"."""
-    try:
-        entry = None
-        if cache_dir is not None:
-            digest = file_sha256(path)
-            entry = pathlib.Path(cache_dir) / digest[:2] / f"{digest}.npz"
-            if entry.exists():
-                try:
-                    return "cached", _load(entry), None
-                except Exception:  # a corrupt entry (e.g. disk full earlier): recompute
-                    entry.unlink(missing_ok=True)
-        value = extractor(path)
-        if not _finite(value):
-            raise AudioError("non-finite or empty features")
-        if entry is not None:
-            _save_atomic(entry, value)
-        return "computed", value, None
-    except AudioError as exc:
-        return "failed", None, str(exc)
-    except OSError as exc:
-        return "failed", None, f"cannot read file ({exc.strerror or exc})"
+def _extract_one(path: str, extractor, cache_dir: str | None, *, load_cached: bool = True):
+    """(status, features, reason, cache entry); status "cached", "computed" or "failed".
+
+    With `load_cached=False` a cache hit is not read (the caller reads the entry itself).
+    """
+    # librosa warns per file about, e.g., tuning estimation on silent frames; on a corpus of
+    # thousands of files that drowns the report, which says what matters per file.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="librosa")
+        try:
+            entry = None
+            if cache_dir is not None:
+                digest = file_sha256(path)
+                entry = pathlib.Path(cache_dir) / digest[:2] / f"{digest}.npz"
+                if entry.exists():
+                    try:
+                        return "cached", _load(entry) if load_cached else None, None, entry
+                    except Exception:  # a corrupt entry (e.g. disk full earlier): recompute
+                        entry.unlink(missing_ok=True)
+            value = extractor(path)
+            if not _finite(value):
+                raise AudioError("non-finite or empty features")
+            if entry is not None:
+                _save_atomic(entry, value)
+            return "computed", value, None, entry
+        except AudioError as exc:
+            return "failed", None, str(exc), None
+        except OSError as exc:
+            return "failed", None, f"cannot read file ({exc.strerror or exc})", None
+
+
+def _handle_job(job: dict) -> dict:
+    """Worker handler (`reslstm_jax.workers`): features of one file into the cache.
+
+    The features travel back through the cache, not the pipe: the reply names the entry.
+    """
+    extractor = get(job["extractor"], **job["params"])
+    status, _, reason, entry = _extract_one(
+        job["path"], extractor, job["cache_dir"], load_cached=False
+    )
+    return {"status": status, "reason": reason, "entry": str(entry) if entry else None}
 
 
 @dataclasses.dataclass
@@ -384,10 +403,13 @@ def extract_all(
     report = ExtractionReport(describe(extractor), total=len(paths))
     results: list = [None] * len(paths)
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths) or 1))
-    bar = tqdm(total=len(paths), desc=f"features {extractor.name}", disable=not progress)
+    serial = workers == 1  # the worker pool shows its own progress bar
+    bar = tqdm(
+        total=len(paths), desc=f"features {extractor.name}", disable=not (progress and serial)
+    )
 
     def record(i: int, outcome) -> None:
-        status, value, reason = outcome
+        status, value, reason, _ = outcome
         if status == "failed":
             report.failed.append((paths[i], reason))
         else:
@@ -395,21 +417,23 @@ def extract_all(
             setattr(report, status, getattr(report, status) + 1)
         bar.update()
 
-    cache_arg = str(directory) if directory else None
-    if workers == 1:
+    if serial:
+        cache_arg = str(directory) if directory else None
         for i, path in enumerate(paths):
             record(i, _extract_one(path, extractor, cache_arg))
     else:
-        # spawn: the parent may hold JAX's threads, which fork would copy in a broken state.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            chunk = max(1, min(32, len(paths) // (4 * workers)))
-            outcomes = pool.map(
-                _extract_one, paths, [extractor] * len(paths), [cache_arg] * len(paths),
-                chunksize=chunk,
-            )  # fmt: skip
-            for i, outcome in enumerate(outcomes):
-                record(i, outcome)
+        # Worker processes hand their features back through a cache (a temporary one when
+        # caching is off), which also makes an interrupted run resumable.
+        with tempfile.TemporaryDirectory() as scratch:
+            cache_arg = str(directory) if directory else scratch
+            params = describe(extractor)["params"]
+            jobs = [{"path": p, "extractor": extractor.name, "params": params,
+                     "cache_dir": cache_arg} for p in paths]  # fmt: skip
+            replies = run_workers("reslstm_jax.features:_handle_job", jobs, workers=workers,
+                                  progress=progress, desc=f"features {extractor.name}")  # fmt: skip
+            for i, reply in enumerate(replies):
+                value = _load(pathlib.Path(reply["entry"])) if reply["entry"] else None
+                record(i, (reply["status"], value, reply["reason"], None))
     bar.close()
     report.failed.sort()
     report.seconds = time.perf_counter() - start

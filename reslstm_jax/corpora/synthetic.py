@@ -36,7 +36,6 @@ Licence: eSpeak NG is GPL-3.0. It comes from the optional ``synthetic`` extra (t
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import ctypes
 import dataclasses
@@ -46,15 +45,15 @@ import math
 import os
 import pathlib
 import re
-import signal
-import subprocess
 import sys
-import threading
 import wave
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from reslstm_jax.workers import WorkerError
+from reslstm_jax.workers import run as run_workers
 
 # Bump whenever a change alters the generated audio: it names the default directory and is
 # checked against the completion marker, so an old corpus is never mistaken for a current one.
@@ -539,107 +538,35 @@ def _render_file(engine: _ESpeak, path: str, plan: Mapping[str, Any]) -> None:
     _write_wav(pathlib.Path(path), _finish(engine.render(plan), plan))
 
 
-def _worker_main() -> None:
-    """A worker process: reads one JSON job ({"path", "plan"}) per line from stdin and answers
-    one JSON line ({"ok": path} or {"error": message}) on stdout, until stdin closes."""
-    # The protocol gets its own copy of stdout; everything else that might print (Python or C
-    # code) goes to stderr, so it can never corrupt the replies.
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
-    # Ctrl-C reaches the whole process group: the parent handles it by closing our stdin, and we
-    # finish the file in progress and exit instead of dying with a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = _ESpeak()
-    for line in sys.stdin:
-        job = json.loads(line)
-        try:
-            _render_file(engine, job["path"], job["plan"])
-            reply: dict[str, str] = {"ok": job["path"]}
-        except Exception as error:  # reported to the parent, which stops the generation
-            reply = {"error": f"{job['path']}: {type(error).__name__}: {error}"}
-        protocol.write(json.dumps(reply) + "\n")
-        protocol.flush()
+_ENGINE: _ESpeak | None = None
 
 
-_WORKER_CODE = "from reslstm_jax.corpora.synthetic import _worker_main; _worker_main()"
+def _render_job(job: Mapping[str, Any]) -> str:
+    """Worker handler (`reslstm_jax.workers`): render one {"path", "plan"} job."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = _ESpeak()
+    _render_file(_ENGINE, job["path"], job["plan"])
+    return job["path"]
 
 
 def _run_workers(jobs: Sequence[tuple[str, dict[str, Any]]], workers: int, progress: bool) -> None:
-    """Render `jobs` ((path, plan) pairs) in `workers` worker processes.
+    """Render `jobs` ((path, plan) pairs) in `workers` clean worker processes.
 
-    The workers are plain ``python -c`` subprocesses fed through pipes rather than a
-    multiprocessing pool: they start clean whatever the caller holds (JAX threads make fork
-    unsafe; an eSpeak library loaded by the caller must not be shared, see `_ESpeak`), and,
-    unlike multiprocessing's spawn, they never re-import the caller's main script, so
-    `generate` works from scripts without an ``if __name__ == "__main__"`` guard.
+    Plain subprocesses (`reslstm_jax.workers`): an eSpeak library loaded by the caller must not
+    be shared (see `_ESpeak`), JAX's threads make fork unsafe, and spawn would re-import the
+    caller's main script.
     """
-    from tqdm.auto import tqdm
-
-    env = dict(os.environ)
-    # Import this very package in the workers, even when it is run from a source tree.
-    package_root = str(pathlib.Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    pending = collections.deque(jobs)
-    lock = threading.Lock()
-    errors: list[str] = []
-    processes: list[subprocess.Popen] = []
-
-    def drive(process: subprocess.Popen, bar: Any) -> None:
-        # One thread per worker: hand it the next job whenever it has finished the previous.
-        while True:
-            with lock:
-                if errors or not pending:
-                    return
-                path, plan = pending.popleft()
-            try:
-                process.stdin.write(json.dumps({"path": path, "plan": plan}) + "\n")
-                process.stdin.flush()
-                line = process.stdout.readline()
-            except (OSError, ValueError):  # the worker died, or its pipe was closed on Ctrl-C
-                line = ""
-            reply = json.loads(line) if line else {"error": "a worker process died"}
-            with lock:
-                if "error" in reply:
-                    errors.append(reply["error"])
-                    return
-                bar.update(1)
-
     try:
-        with tqdm(
-            total=len(jobs), unit="file", desc="synthetic corpus", disable=not progress
-        ) as bar:
-            for _ in range(workers):
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-c", _WORKER_CODE],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        env=env,
-                        text=True,
-                        encoding="utf-8",
-                    )
-                )
-            threads = [
-                threading.Thread(target=drive, args=(process, bar), daemon=True)
-                for process in processes
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-    finally:
-        for process in processes:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # end of jobs: the worker's loop ends
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    if errors:
-        raise RuntimeError(f"synthetic corpus generation failed: {errors[0]}")
+        run_workers(
+            "reslstm_jax.corpora.synthetic:_render_job",
+            [{"path": path, "plan": plan} for path, plan in jobs],
+            workers=workers,
+            progress=progress,
+            desc="synthetic corpus",
+        )
+    except WorkerError as error:
+        raise RuntimeError(f"synthetic corpus generation failed: {error}") from None
 
 
 # --------------------------------------------------------------------------------------------
