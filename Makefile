@@ -8,10 +8,16 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 CONSTRAINTS := $(wildcard requirements/constraints-py$(PYVER).txt)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format bench clean
 
+# The best end-to-end run that exists: the model zoo card, then ResLSTM-SA h64 trained on the
+# embedded synthetic corpus (generated on first use) with the paper's protocol, 10 epochs.
 demo: $(VENV)/.installed-demo
-	$(PY) -m reslstm_jax.models
+	$(PY) -m reslstm_jax.models --repeats 20
+	$(PY) -m reslstm_jax.train --epochs 10 --out runs/demo
+
+bench: $(VENV)/.installed-test
+	$(PY) -m experiments.bench
 
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .

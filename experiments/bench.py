@@ -1,0 +1,219 @@
+"""Training throughput of the engine, and the wall time of one paper-protocol trial.
+
+```bash
+python -m experiments.bench [--models 1 5 10 50] [--executors map vmap] [--epochs 2]
+                            [--processes 1 2] [--torch-python /tmp/torchvenv/bin/python]
+                            [--json FILE]
+```
+
+Data: RAVDESS-shaped random features (1440 utterances, 46 features, lengths 60-125 frames
+padded to T = 128, 8 classes), ResLSTM-SA h64, batch 32; every model trains on 1020 utterances
+and validates on 120 after every epoch (as in `ravdess_paper`), so the time includes the
+per-epoch validation the paper protocol needs.
+
+* Throughput = training utterances (models x 1020 x epochs) / wall seconds of the timed epochs,
+  after a warm-up run of the same (compiled) program. With `--processes 2` the models are
+  split over two processes started together (one per core) and the machine's throughput is
+  the total over the slowest process's time.
+* Paper trial = 5 folds x 100 epochs: compile time and the per-epoch time of a 5-model run are
+  measured; 100 epochs are extrapolated linearly from the measured epochs (never from less).
+* `--torch-python PATH`: runs `../shared/bench/torch_reference.py` (or `--torch-script`) with that
+  interpreter in the same session, for the side-by-side ratio.
+
+Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+N_UTTERANCES, N_TRAIN, N_VAL, N_FEATURES, FRAMES, CLASSES = 1440, 1020, 120, 46, 128, 8
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
+
+
+def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) -> dict:
+    """Train `models` models for `epochs` epochs (after a warm-up) in this process."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import reslstm_jax as rj
+    from reslstm_jax import train
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(60, 126, N_UTTERANCES).astype(np.int32)
+    x = rng.standard_normal((N_UTTERANCES, FRAMES, N_FEATURES)).astype(np.float32)
+    x *= np.arange(FRAMES)[None, :, None] < lengths[:, None, None]
+    shared = train.Shared(
+        jnp.asarray(x), jnp.asarray(lengths),
+        jnp.asarray(rng.integers(0, CLASSES, N_UTTERANCES).astype(np.int32)),
+    )  # fmt: skip
+    rows = [rng.permutation(N_UTTERANCES) for _ in range(models)]
+
+    def part(a, b):
+        return jnp.asarray(np.stack([r[a:b] for r in rows]).astype(np.int32))
+
+    def ones(n):
+        return jnp.ones((models, n), bool)
+
+    data = train.ModelData(
+        train=part(0, N_TRAIN), train_mask=ones(N_TRAIN),
+        val=part(N_TRAIN, N_TRAIN + N_VAL), val_mask=ones(N_VAL),
+        test=part(N_TRAIN + N_VAL, N_UTTERANCES), test_mask=ones(N_UTTERANCES - N_TRAIN - N_VAL),
+        mean=jnp.zeros((models, N_FEATURES)), std=jnp.ones((models, N_FEATURES)),
+    )  # fmt: skip
+    hparams = train.HParams(
+        jnp.full(models, 1e-3), jnp.full(models, 1e-3), jnp.full(models, 0.2),
+        jnp.full(models, 10, jnp.int32),
+    )  # fmt: skip
+    keys = jnp.stack([train.model_key(0, m) for m in range(models)])
+    model = rj.models.get("reslstm_sa", hidden_size=hidden, input_size=N_FEATURES)
+    program = train.make_train(train.TrainConfig(model=model, batch_size=batch, executor=executor))
+    start = time.perf_counter()
+    state = program.init(keys, hparams)
+    state, _ = program.run(state, hparams, data, shared, epochs=epochs)  # compile + warm-up
+    jax.block_until_ready(state)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    state, _ = program.run(state, hparams, data, shared, epochs=epochs)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    return {
+        "models": models, "executor": executor, "epochs": epochs, "seconds": seconds,
+        "compile_seconds": max(0.0, first - seconds),
+        "utt_per_s": models * N_TRAIN * epochs / seconds,
+        "seconds_per_model_epoch": seconds / (models * epochs),
+    }  # fmt: skip
+
+
+def in_processes(models: int, executor: str, epochs: int, processes: int, args) -> dict:
+    """Split `models` over `processes` concurrent processes; the machine's throughput."""
+    split = [models // processes + (i < models % processes) for i in range(processes)]
+    split = [m for m in split if m > 0]
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.bench",
+                "--one",
+                str(m),
+                executor,
+                str(epochs),
+                "--hidden",
+                str(args.hidden),
+                "--batch",
+                str(args.batch),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        for m in split
+    ]
+    results = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"benchmark process failed ({child.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    seconds = max(r["seconds"] for r in results)
+    return {
+        "models": models, "executor": executor, "processes": len(split), "epochs": epochs,
+        "seconds": seconds, "compile_seconds": max(r["compile_seconds"] for r in results),
+        "utt_per_s": models * N_TRAIN * epochs / seconds,
+    }  # fmt: skip
+
+
+def torch_reference(python: str, script: str, hidden: int, batch: int) -> dict:
+    out = subprocess.run(
+        [python, script, "--hidden", str(hidden), "--batch", str(batch), "--epochs", "3"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    import jax
+
+    import reslstm_jax
+
+    device = jax.devices()[0]
+    return {
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
+        "backend": jax.default_backend(), "device": device.device_kind,
+        "reslstm_jax": reslstm_jax.__version__,
+    }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
+    p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
+    p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"])
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
+    p.add_argument("--trial-epochs", type=int, default=3, help="measured epochs of the trial")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--torch-python", help="interpreter of a venv with torch, for the reference")
+    p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT))
+    p.add_argument("--json", help="also write all measurements to this file")
+    p.add_argument("--one", nargs=3, metavar=("MODELS", "EXECUTOR", "EPOCHS"),
+                   help=argparse.SUPPRESS)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
+                                 args.batch)))  # fmt: skip
+        return 0
+    if args.torch_python and not pathlib.Path(args.torch_script).exists():
+        p.error(f"--torch-script {args.torch_script} does not exist")
+
+    report = {"machine": machine(), "throughput": [], "paper_trial": [], "torch": None}
+    print(json.dumps(report["machine"]))
+    if args.torch_python:
+        report["torch"] = torch_reference(args.torch_python, args.torch_script, args.hidden,
+                                          args.batch)  # fmt: skip
+        print(f"torch reference: {report['torch']['utt_per_s']:.0f} utt/s "
+              f"({report['torch']['threads']} threads)", flush=True)  # fmt: skip
+    for models in args.models:
+        for executor in args.executors:
+            for processes in args.processes:
+                if processes > models:
+                    continue
+                r = in_processes(models, executor, args.epochs, processes, args)
+                report["throughput"].append(r)
+                ratio = (f", {r['utt_per_s'] / report['torch']['utt_per_s']:.1f}x torch"
+                         if report["torch"] else "")  # fmt: skip
+                print(f"M={models:<3} {executor:<4} processes={processes}: "
+                      f"{r['utt_per_s']:7.0f} utt/s{ratio} (compile {r['compile_seconds']:.0f} s)",
+                      flush=True)  # fmt: skip
+    for processes in args.processes:
+        r = in_processes(5, args.executors[0], args.trial_epochs, processes, args)
+        per_epoch = r["seconds"] / args.trial_epochs
+        trial = {"processes": processes, "executor": args.executors[0],
+                 "measured_epochs": args.trial_epochs, "seconds_per_epoch": per_epoch,
+                 "compile_seconds": r["compile_seconds"],
+                 "trial_seconds": r["compile_seconds"] + 100 * per_epoch}  # fmt: skip
+        report["paper_trial"].append(trial)
+        print(
+            f"paper trial (5 folds x 100 epochs, {processes} process(es)): "
+            f"{trial['trial_seconds']:.0f} s = compile {trial['compile_seconds']:.0f} s + "
+            f"100 x {per_epoch:.2f} s (measured over {args.trial_epochs} epochs)",
+            flush=True,
+        )
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
