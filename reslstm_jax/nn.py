@@ -9,6 +9,7 @@ Axis letters: b batch, t time, f feature, h hidden, g gates (4h), k attention ve
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -74,31 +75,92 @@ def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -
       outputs [B, T, H] float32: h_t on valid steps and exactly 0 on padded steps, as
       `pad_packed_sequence` returns them. The state is frozen on padded steps, so the result on
       valid steps equals the LSTM run on the truncated sequence.
+
+    The gradient is hand-written (`_lstm_bwd`): the backward recurrence does one matmul per
+    step, and the weight gradients are two large matmuls over all steps afterwards, instead of
+    the small per-step outer products that autodiff of the scan accumulates.
     """
-    hidden = params["weight_hh"].shape[1]
-    batch, steps, _ = x.shape
+    mask = length_mask(lengths, x.shape[1]).astype(x.dtype)
+    return _lstm(
+        params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"], x, mask,
+        unroll,
+    )  # fmt: skip
+
+
+def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
+    """Forward recurrence; returns time-major outputs and the residuals of the backward."""
+    hidden = w_hh.shape[1]
+    batch = x.shape[0]
     # The input projection of all steps is one big matmul outside the recurrence.
-    x_proj = x @ params["weight_ih"].T + (params["bias_ih"] + params["bias_hh"])  # [B, T, 4H]
-    weight_hh_t = params["weight_hh"].T  # [H, 4H]
-    mask = length_mask(lengths, steps)
+    x_proj = jnp.swapaxes(x @ w_ih.T + (b_ih + b_hh), 0, 1)  # [T, B, 4H]
+    w_hh_t = w_hh.T  # [H, 4H]
 
     def step(carry, inputs):
         h, c = carry
-        xg_t, valid_t = inputs  # [B, 4H], [B]
-        gates = xg_t + h @ weight_hh_t  # one fused recurrent matmul per step
+        xg_t, valid = inputs  # [B, 4H], [B]
+        gates = xg_t + h @ w_hh_t  # one fused recurrent matmul per step
         i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
-        valid = valid_t[:, None]
-        h = jnp.where(valid, h_new, h)
-        c = jnp.where(valid, c_new, c)
-        return (h, c), jnp.where(valid, h_new, 0.0)
+        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        c_new = f * c + i * g
+        tanh_c = jnp.tanh(c_new)
+        h_new = o * tanh_c
+        keep = valid[:, None] > 0
+        carry = (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c))
+        out = jnp.where(keep, h_new, 0.0)
+        return carry, (out, h, c, jnp.concatenate([i, f, g, o], -1), tanh_c)
 
     zeros = jnp.zeros((batch, hidden), x.dtype)
-    _, outputs = jax.lax.scan(
-        step, (zeros, zeros), (jnp.swapaxes(x_proj, 0, 1), mask.T), unroll=unroll
+    _, (out, h_prev, c_prev, acts, tanh_c) = jax.lax.scan(
+        step, (zeros, zeros), (x_proj, mask.T), unroll=unroll
     )
-    return jnp.swapaxes(outputs, 0, 1)
+    return out, (h_prev, c_prev, acts, tanh_c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _lstm(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
+    out, _ = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
+    return jnp.swapaxes(out, 0, 1)
+
+
+def _lstm_fwd(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
+    out, residuals = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
+    return jnp.swapaxes(out, 0, 1), (w_ih, w_hh, x, mask, *residuals)
+
+
+def _lstm_bwd(unroll, residuals, d_out):
+    w_ih, w_hh, x, mask, h_prev, c_prev, acts, tanh_c = residuals
+    hidden = w_hh.shape[1]
+
+    def step(carry, inputs):
+        dh_next, dc_next = carry  # gradients reaching the state carried out of step t
+        do_t, valid, c_p, a, tc = inputs
+        keep = valid[:, None]
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        dh = keep * (do_t + dh_next)  # d h_new: the output and the carried state
+        dc = keep * dc_next + dh * o * (1.0 - tc * tc)  # d c_new
+        d_gates = jnp.concatenate(
+            [dc * g * i * (1.0 - i), dc * c_p * f * (1.0 - f), dc * i * (1.0 - g * g),
+             dh * tc * o * (1.0 - o)],
+            axis=-1,
+        )  # fmt: skip
+        # A padded step passes the carried gradients straight through (the state was frozen).
+        dh_prev = d_gates @ w_hh + (1.0 - keep) * dh_next
+        dc_prev = dc * f + (1.0 - keep) * dc_next
+        return (dh_prev, dc_prev), d_gates
+
+    zeros = jnp.zeros((x.shape[0], hidden), x.dtype)
+    _, d_gates = jax.lax.scan(
+        step, (zeros, zeros), (jnp.swapaxes(d_out, 0, 1), mask.T, c_prev, acts, tanh_c),
+        reverse=True, unroll=unroll,
+    )  # fmt: skip  # d_gates: [T, B, 4H]
+    d_w_hh = jnp.einsum("tbg,tbh->gh", d_gates, h_prev)
+    d_w_ih = jnp.einsum("tbg,btd->gd", d_gates, x)
+    d_bias = d_gates.sum((0, 1))
+    d_x = jnp.einsum("tbg,gd->btd", d_gates, w_ih)
+    return d_w_ih, d_w_hh, d_bias, d_bias, d_x, jnp.zeros_like(mask)
+
+
+_lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
 # ----------------------------------------------------------------------------- attention
