@@ -14,7 +14,7 @@ import pathlib
 import struct
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 
@@ -276,6 +276,29 @@ def finish(
             stacklevel=3,
         )
     return manifest
+
+
+def collect(
+    corpus: str,
+    root: pathlib.Path,
+    classes: tuple[str, ...],
+    expected: ExpectedCounts,
+    parse: Callable[[pathlib.Path], Utterance | str],
+    *,
+    paths: Iterable[pathlib.Path] | None = None,
+    skipped: Iterable[Skipped] = (),
+) -> Manifest:
+    """`parse` every file under `root` (or `paths`) into an utterance or a skip reason, then
+    `finish`. The loop every file-per-utterance corpus loader shares."""
+    utterances: list[Utterance] = []
+    skips = list(skipped)
+    for path in walk_files(root) if paths is None else paths:
+        result = parse(path)
+        if isinstance(result, Utterance):
+            utterances.append(result)
+        else:
+            skips.append(Skipped(str(path), result))
+    return finish(corpus, root, classes, utterances, skips, expected)
 
 
 def require_root(corpus: str, root: str | os.PathLike) -> pathlib.Path:

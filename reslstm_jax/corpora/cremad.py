@@ -29,7 +29,7 @@ from reslstm_jax.corpora.base import (
     Skipped,
     Utterance,
     check_wav,
-    finish,
+    collect,
     is_hidden,
     require_root,
     walk_files,
@@ -187,13 +187,7 @@ def load(root: str | os.PathLike) -> Manifest:
         if not demographics:
             skipped.append(Skipped(str(table), "demographics table without ActorID rows"))
 
-    utterances: list[Utterance] = []
-    for path in paths:
-        if path.name == DEMOGRAPHICS_FILE:
-            continue
-        result = parse(path, demographics)
-        if isinstance(result, Utterance):
-            utterances.append(result)
-        else:
-            skipped.append(Skipped(str(path), result))
-    return finish(NAME, base, CLASSES, utterances, skipped, EXPECTED)
+    return collect(
+        NAME, base, CLASSES, EXPECTED, lambda path: parse(path, demographics),
+        paths=[p for p in paths if p.name != DEMOGRAPHICS_FILE], skipped=skipped,
+    )  # fmt: skip

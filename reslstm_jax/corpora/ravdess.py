@@ -26,13 +26,11 @@ import re
 from reslstm_jax.corpora.base import (
     ExpectedCounts,
     Manifest,
-    Skipped,
     Utterance,
     check_wav,
-    finish,
+    collect,
     is_hidden,
     require_root,
-    walk_files,
 )
 
 NAME = "ravdess"
@@ -146,13 +144,4 @@ def load(root: str | os.PathLike) -> Manifest:
       CorpusError: the root is missing, holds no usable file, or holds two different files
         with the same name.
     """
-    base = require_root(NAME, root)
-    utterances: list[Utterance] = []
-    skipped: list[Skipped] = []
-    for path in walk_files(base):
-        result = parse(path)
-        if isinstance(result, Utterance):
-            utterances.append(result)
-        else:
-            skipped.append(Skipped(str(path), result))
-    return finish(NAME, base, CLASSES, utterances, skipped, EXPECTED)
+    return collect(NAME, require_root(NAME, root), CLASSES, EXPECTED, parse)
