@@ -433,21 +433,35 @@ def chunk_lengths(start: int, total: int, every: int) -> list[int]:
     return chunks
 
 
-def fit(
+def static_signature(settings: RunSettings) -> tuple:
+    """What must be equal for runs to share one compiled program (and one epoch count)."""
+    return (settings.model, settings.model_config, settings.batch_size, settings.executor,
+            settings.epochs, settings.seeds, settings.share_init_across_seeds)  # fmt: skip
+
+
+def fit(dataset, settings: RunSettings, **kwargs) -> dict:
+    """Train every fold x seed of one configuration; see `fit_group`."""
+    return fit_group(dataset, [settings], **kwargs)[0]
+
+
+def fit_group(
     dataset,
-    settings: RunSettings,
+    group: list[RunSettings],
     *,
     out_dir=None,
     checkpoint_every: int = 10,
     progress: bool = True,
-) -> dict:
-    """Train every fold x seed of one configuration on `dataset` and return the results.
+    objective: str = "val",
+) -> list[dict]:
+    """Train several configurations that share a static shape in one program.
 
-    With `out_dir`, the stacked state is checkpointed every `checkpoint_every` epochs and at
-    the end under `out_dir/checkpoints`, and a rerun resumes from the latest checkpoint.
+    M = configurations x seeds x folds (model m: configuration m // (S K), seed (m // K) % S,
+    fold m % K). With `out_dir`, the stacked state is checkpointed every `checkpoint_every`
+    epochs and at the end under `out_dir/checkpoints`, and a rerun resumes from the latest
+    checkpoint; the best parameters of every model go to `out_dir/best`.
 
-    Returns the results (see `docs/training.md`): settings, card, per-model histories, best
-    epochs and test metrics and predictions, and every aggregation, labelled.
+    Returns one results dict per configuration (see `docs/training.md`): settings, card,
+    per-model histories, best epochs, test metrics and predictions, every aggregation.
     """
     import pathlib
     import time
@@ -458,37 +472,41 @@ def fit(
     from reslstm_jax import checkpoint, metrics, models
     from reslstm_jax.params import count_params
 
-    model = models.get(settings.model, num_classes=len(dataset.classes),
-                       input_size=dataset.x.shape[2], **dict(settings.model_config))  # fmt: skip
-    config = TrainConfig(model=model, batch_size=settings.batch_size, executor=settings.executor)
+    if len({static_signature(s) for s in group}) != 1:
+        raise ValueError("a group must share model, model config, batch size, executor, "
+                         "epochs and seeds")  # fmt: skip
+    first = group[0]
+    model = models.get(first.model, num_classes=len(dataset.classes),
+                       input_size=dataset.x.shape[2], **dict(first.model_config))  # fmt: skip
+    config = TrainConfig(model=model, batch_size=first.batch_size, executor=first.executor)
     program = make_train(config)
-    n_folds, seeds = len(dataset.folds.names), list(settings.seeds)
-    n_models = n_folds * len(seeds)
+    n_folds, seeds, epochs = len(dataset.folds.names), list(first.seeds), first.epochs
+    per_config = n_folds * len(seeds)
+    n_models = per_config * len(group)
 
-    def per_model(value, dtype):
-        return jnp.full((n_models,), value, dtype)
+    def per_model(field, dtype):
+        return jnp.asarray(np.repeat([getattr(s, field) for s in group], per_config), dtype)
 
     hparams = HParams(
-        learning_rate=per_model(settings.learning_rate, jnp.float32),
-        weight_decay=per_model(settings.weight_decay, jnp.float32),
-        dropout=per_model(settings.dropout, jnp.float32),
-        t0=per_model(settings.t0, jnp.int32),
+        learning_rate=per_model("learning_rate", jnp.float32),
+        weight_decay=per_model("weight_decay", jnp.float32),
+        dropout=per_model("dropout", jnp.float32),
+        t0=per_model("t0", jnp.int32),
     )
     keys = jnp.stack(
-        [model_key(s, k, share_across_seeds=settings.share_init_across_seeds)
-         for s in seeds for k in range(n_folds)]
+        [model_key(s, k, share_across_seeds=first.share_init_across_seeds)
+         for _ in group for s in seeds for k in range(n_folds)]
     )  # fmt: skip
-    model_data = stack_model_data(dataset.folds, len(seeds))
+    model_data = stack_model_data(dataset.folds, len(seeds) * len(group))
     shared = Shared(jnp.asarray(dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
 
     state = program.init(keys, hparams)
-    history = {k: np.zeros((n_models, settings.epochs), np.float32)
-               for k in ("train_loss", "val_uar")}  # fmt: skip
+    history = {k: np.zeros((n_models, epochs), np.float32) for k in ("train_loss", "val_uar")}
     start = 0
     saver = None
     if out_dir is not None:
-        fingerprint = {"settings": settings.to_json(),
+        fingerprint = {"settings": [s.to_json() for s in group],
                        "utterance_ids_sha256": dataset.card["utterance_ids_sha256"],
                        "protocol": dataset.card["protocol"], "features": dataset.card["features"],
                        "normalisation": dataset.card["normalisation"]}  # fmt: skip
@@ -498,11 +516,11 @@ def fit(
             history = {k: np.array(v) for k, v in history.items()}
 
     executor = config.resolved_executor()
-    bar = tqdm(total=settings.epochs, initial=start, disable=not progress, unit="epoch",
-               desc=f"{settings.model} x{n_models} ({executor})")  # fmt: skip
+    bar = tqdm(total=epochs, initial=start, disable=not progress, unit="epoch",
+               desc=f"{first.model} x{n_models} ({executor})")  # fmt: skip
     started = time.perf_counter()
     epoch = start
-    for length in chunk_lengths(start, settings.epochs, checkpoint_every):
+    for length in chunk_lengths(start, epochs, checkpoint_every):
         state, chunk = program.run(state, hparams, model_data, shared, epochs=length)
         for key in history:
             history[key][:, epoch : epoch + length] = np.asarray(chunk[key])
@@ -514,47 +532,51 @@ def fit(
     bar.close()
     predictions = jax.tree_util.tree_map(np.asarray, program.predict(state, model_data, shared))
     seconds = time.perf_counter() - started
-
-    labels = np.asarray(dataset.labels)
-    folds = dataset.folds
-    y_true = [[None] * n_folds for _ in seeds]
-    y_pred = [[None] * n_folds for _ in seeds]
-    runs = []
-    for m in range(n_models):
-        s, k = divmod(m, n_folds)
-        rows = folds.test[k][folds.test_mask[k]]
-        pred = predictions["test"][m][folds.test_mask[k]]
-        y_true[s][k], y_pred[s][k] = labels[rows], pred
-        runs.append({
-            "seed": seeds[s], "fold": folds.names[k],
-            "train_loss": history["train_loss"][m].tolist(),
-            "val_uar": history["val_uar"][m].tolist(),
-            "best_epoch": int(state.best_epoch[m]),
-            "best_val_uar": float(state.best_val_uar[m]),
-            "test": metrics.classification(labels[rows], pred, len(dataset.classes)),
-            "test_predictions": {"ids": [dataset.ids[i] for i in rows],
-                                 "labels": labels[rows].tolist(), "predictions": pred.tolist()},
-        })  # fmt: skip
-    results = {
-        "settings": settings.to_json(),
-        "model": {
-            "name": model.name,
-            "config": dataclasses.asdict(model),
-            "trainable_params": count_params(jax.tree_util.tree_map(lambda a: a[0], state.params)),
-        },  # fmt: skip
-        "card": dataset.card,
-        "objective": "val",
-        "executor": executor,
-        "backend": jax.default_backend(),
-        "train_seconds": seconds,
-        "epochs_resumed_from": start,
-        "runs": runs,
-        "aggregate": metrics.aggregate(folds.names, seeds, y_true, y_pred, len(dataset.classes)),
-    }
     if out_dir is not None:
         saver.close()
         checkpoint.save_best(pathlib.Path(out_dir) / "best", state.best_params,
                              state.best_batch_stats)  # fmt: skip
+
+    labels = np.asarray(dataset.labels)
+    folds = dataset.folds
+    n_params = count_params(jax.tree_util.tree_map(lambda a: a[0], state.params))
+    results = []
+    for c, settings in enumerate(group):
+        y_true = [[None] * n_folds for _ in seeds]
+        y_pred = [[None] * n_folds for _ in seeds]
+        runs = []
+        for local in range(per_config):
+            m = c * per_config + local
+            s, k = divmod(local, n_folds)
+            rows = folds.test[k][folds.test_mask[k]]
+            pred = predictions["test"][m][folds.test_mask[k]]
+            y_true[s][k], y_pred[s][k] = labels[rows], pred
+            runs.append({
+                "seed": seeds[s], "fold": folds.names[k],
+                "train_loss": history["train_loss"][m].tolist(),
+                "val_uar": history["val_uar"][m].tolist(),
+                "best_epoch": int(state.best_epoch[m]),
+                "best_val_uar": float(state.best_val_uar[m]),
+                "test": metrics.classification(labels[rows], pred, len(dataset.classes)),
+                "test_predictions": {"ids": [dataset.ids[i] for i in rows],
+                                     "labels": labels[rows].tolist(),
+                                     "predictions": pred.tolist()},
+            })  # fmt: skip
+        results.append({
+            "settings": settings.to_json(),
+            "model": {"name": model.name, "config": dataclasses.asdict(model),
+                      "trainable_params": n_params},
+            "card": dataset.card,
+            "objective": objective,
+            "executor": executor,
+            "backend": jax.default_backend(),
+            "train_seconds": seconds,
+            "models_in_program": n_models,
+            "epochs_resumed_from": start,
+            "runs": runs,
+            "aggregate": metrics.aggregate(folds.names, seeds, y_true, y_pred,
+                                           len(dataset.classes)),
+        })  # fmt: skip
     return results
 
 

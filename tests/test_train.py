@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -226,3 +227,42 @@ def test_chunk_lengths(start, total, every, expected):
 def test_run_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         train.RunSettings(**kwargs)
+
+
+def tiny_dataset():
+    """A data.Dataset of random features over the 24 RAVDESS actors (ravdess_paper folds)."""
+    from reslstm_jax import data, features
+    from reslstm_jax.corpora.base import Manifest, Utterance
+
+    rng = np.random.default_rng(3)
+    utterances = [
+        Utterance(id=f"03-01-{e:02d}-01-01-01-{a:02d}", path=f"/x/{a}-{e}.wav", corpus="ravdess",
+                  speaker=f"{a:02d}", label=e - 1, emotion=f"c{e}")
+        for a in range(1, 25) for e in (1, 2, 3)
+    ]  # fmt: skip
+    manifest = Manifest("ravdess", "/x", tuple(f"c{e}" for e in range(1, 9)), utterances)
+    feats = [(rng.standard_normal((rng.integers(3, 9), 6)) + u.label).astype(np.float32)
+             for u in utterances]  # fmt: skip
+    report = features.ExtractionReport({"name": "test"}, total=len(feats))
+    return data.build(manifest, "ravdess_paper", feats, extractor_info={"name": "test"},
+                      extraction=report)  # fmt: skip
+
+
+def test_a_group_of_configurations_equals_each_trained_alone():
+    """Trials sharing a static shape train in one program with their own hyperparameters."""
+    dataset = tiny_dataset()
+    common = dict(model_config=(("hidden_size", 4),), seeds=(0, 1), epochs=3, batch_size=8,
+                  executor="map")  # fmt: skip
+    a = train.RunSettings(learning_rate=1e-2, dropout=0.1, **common)
+    b = train.RunSettings(learning_rate=3e-3, weight_decay=0.0, t0=2, **common)
+    together = train.fit_group(dataset, [a, b], progress=False)
+    alone = [train.fit(dataset, s, progress=False) for s in (a, b)]
+    for grouped, single in zip(together, alone, strict=True):
+        assert grouped["models_in_program"] == 20 and single["models_in_program"] == 10
+        for r1, r2 in zip(grouped["runs"], single["runs"], strict=True):
+            np.testing.assert_allclose(r1["val_uar"], r2["val_uar"], atol=1e-6)
+            np.testing.assert_allclose(r1["train_loss"], r2["train_loss"], rtol=1e-5)
+            assert r1["test_predictions"] == r2["test_predictions"]
+    assert together[0]["runs"][0]["train_loss"] != together[1]["runs"][0]["train_loss"]
+    with pytest.raises(ValueError, match="a group must share"):
+        train.fit_group(dataset, [a, dataclasses.replace(b, batch_size=4)], progress=False)
