@@ -1,0 +1,320 @@
+"""The sweep worker: Optuna ask/tell, trials of one static shape trained in one program.
+
+A worker loops: reap trials whose worker died (stale heartbeat: FAIL, re-enqueue with a retry
+limit), ask up to `group_size` trials (grid spaces: only queued points), group them by static
+shape (model, hidden size, attention vectors, residual blocks, batch size), train each group
+with `reslstm_jax.train.fit_group` (M = trials x seeds x folds), tell Optuna, then finish the
+trials' W&B runs (the storage is the record of truth: tell first). A heartbeat thread stamps
+`_hb` on the worker's running trials.
+
+Objective (first value): by default the mean over folds x seeds of the best-epoch validation
+UAR (selection reads validation only); `objective="test"` uses the pooled out-of-fold test UAR
+(mean over seeds), which is how the reference tuned, and is leaky: every output says so.
+Pareto spaces add the trainable parameter count, computed from the configuration before
+training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import pathlib
+import threading
+import time
+
+import optuna
+
+from reslstm_jax import models, train
+from reslstm_jax.params import param_count
+from sweeps import spaces as spaces_mod
+from sweeps import storage as storage_mod
+
+HEARTBEAT_ATTR = "_hb"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Everything a worker needs (JSON-able; passed to worker processes)."""
+
+    space: str
+    study: str
+    trials: int
+    epochs: int
+    seeds: int
+    objective: str = "val"
+    corpus: str | None = None
+    data_dir: str | None = None
+    protocol: str | None = None
+    storage: str | None = None
+    workdir: str = "runs"
+    wandb: str = "offline"
+    sampler_seed: int = 0
+    group_size: int = 1
+    heartbeat_seconds: float = 10.0
+    grace_seconds: float = 60.0
+    max_retries: int = 2
+    cache_dir: str | None = None
+    progress: bool = True
+
+    @property
+    def study_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.workdir) / self.study
+
+
+def make_sampler(space, seed: int) -> optuna.samplers.BaseSampler:
+    """The space's sampler; each worker gets seed = base + rank (identical seeds would make
+    workers propose identical points)."""
+    if space.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if space.sampler == "tpe" or space.sampler == "grid":
+        # multivariate must be explicit: 5.0 turns it off for multi-objective studies.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    raise ValueError(f"space {space.name}: unknown sampler {space.sampler!r}")
+
+
+def trial_params(space, trial: optuna.Trial) -> dict:
+    """The trial's parameters: grid points through categorical suggestions (an enqueued trial
+    returns its queued values), sampled spaces through the space's `suggest`."""
+    if space.grid is not None:
+        keys = list(dict.fromkeys(k for point in space.grid for k in point))
+        return {
+            k: trial.suggest_categorical(k, sorted({p[k] for p in space.grid if k in p}))
+            for k in keys
+        }
+    return space.suggest(trial)
+
+
+def model_config(full: dict) -> dict:
+    """The model keyword arguments of a trial's full parameter set."""
+    config = {"hidden_size": full["hidden_size"], "num_att": full["num_att"]}
+    if full["model"] != "lstm_sa":
+        config["res_blocks"] = full["res_blocks"]
+    return config
+
+
+def settings_for(full: dict, config: SweepConfig) -> train.RunSettings:
+    return train.RunSettings(
+        model=full["model"], model_config=tuple(sorted(model_config(full).items())),
+        seeds=tuple(range(config.seeds)), epochs=config.epochs, batch_size=full["batch_size"],
+        learning_rate=full["lr"], weight_decay=full["weight_decay"], dropout=full["dropout"],
+        t0=full["t0"],
+    )  # fmt: skip
+
+
+def n_params(full: dict, num_classes: int, input_size: int) -> int:
+    """Trainable parameters of the trial's model, from shapes alone (before training)."""
+    model = models.get(full["model"], num_classes=num_classes, input_size=input_size,
+                       **model_config(full))  # fmt: skip
+    return param_count(model)
+
+
+def objective_values(results: dict, config: SweepConfig, space, params: int) -> tuple:
+    """(values for Optuna, summary): UAR by the configured objective, plus n_params."""
+    val_uar = sum(r["best_val_uar"] for r in results["runs"]) / len(results["runs"])
+    test_uar = results["aggregate"]["pooled_oof_uar"]["mean"]
+    uar = test_uar if config.objective == "test" else val_uar
+    summary = {
+        "uar": uar,
+        "objective": config.objective,
+        "leaky": config.objective == "test",
+        "val_uar": val_uar,
+        "test_uar_pooled": test_uar,
+        "test_uar_pooled_max": results["aggregate"]["pooled_oof_uar"]["max"],
+        "test_uar_per_fold": {
+            k: v["uar"]["mean"] for k, v in results["aggregate"]["per_fold"].items()
+        },  # fmt: skip
+        "test_uar_per_seed": [p["uar"] for p in results["aggregate"]["pooled_oof"]],
+        "n_params": params,
+        "protocol_hash": results["card"]["utterance_ids_sha256"],
+    }
+    values = [uar] + ([params] if space.multi_objective else [])
+    return values, summary
+
+
+# ----------------------------------------------------------------------------- heartbeats
+
+
+class Heartbeat:
+    """Stamps `_hb` (epoch seconds) on this worker's running trials every `period` seconds."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self.trials: list[optuna.Trial] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        now = time.time()
+        for trial in list(self.trials):
+            # A finished trial refuses attributes; the next beat no longer lists it.
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(HEARTBEAT_ATTR, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def reap(study: optuna.Study, grace: float, max_retries: int) -> list[int]:
+    """Fail RUNNING trials whose heartbeat is older than `grace` seconds and re-enqueue their
+    parameters (retry chain in user attributes) unless they used up `max_retries`.
+
+    Only the worker whose `tell` succeeds re-enqueues, so a trial is retried at most once even
+    when several workers reap at the same time. Returns the reaped trial numbers.
+    """
+    reaped = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        if beat is None:
+            beat = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if now - beat <= grace:
+            continue
+        try:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except Exception:  # another worker reaped it first, or it just finished
+            continue
+        reaped.append(trial.number)
+        retries = trial.user_attrs.get("retries", 0)
+        if retries < max_retries:
+            study.enqueue_trial(
+                trial.params, user_attrs={"retries": retries + 1, "retry_of": trial.number}
+            )
+    return reaped
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    State = optuna.trial.TrialState
+    return {
+        "complete": states.count(State.COMPLETE),
+        "running": states.count(State.RUNNING),
+        "waiting": states.count(State.WAITING),
+        "failed": states.count(State.FAIL),
+    }
+
+
+def trial_rows(study: optuna.Study, space) -> list[dict]:
+    """One row per completed trial for the Pareto table and W&B."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        full = t.user_attrs.get("params_full", {})
+        rows.append({
+            "trial": t.number, "model": full.get("model"), "hidden_size": full.get("hidden_size"),
+            "res_blocks": full.get("res_blocks"), "num_att": full.get("num_att"),
+            "n_params": t.user_attrs.get("n_params"), "val_uar": t.user_attrs.get("val_uar"),
+            "test_uar": t.user_attrs.get("test_uar_pooled"), "uar": t.values[0],
+        })  # fmt: skip
+    return rows
+
+
+def front_numbers(study: optuna.Study, space) -> list[int]:
+    """Trial numbers on the front (multi-objective) or the best trial, deduplicated by params."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()):
+        return []
+    best = study.best_trials if space.multi_objective else [study.best_trial]
+    seen, numbers = set(), []
+    for t in sorted(best, key=lambda t: t.number):
+        key = json.dumps(t.params, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            numbers.append(t.number)
+    return numbers
+
+
+def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
+    """One worker's loop until the study has `config.trials` finished trials. Returns the
+    number of trials this worker completed."""
+    from reslstm_jax import data, tracking
+
+    space = spaces_mod.load(config.space)
+    storage = storage_mod.open_storage(config.storage, pathlib.Path(config.workdir), config.study)
+    study = optuna.load_study(study_name=config.study, storage=storage,
+                              sampler=make_sampler(space, config.sampler_seed + rank))  # fmt: skip
+    if dataset is None:
+        dataset = data.prepare(config.corpus, config.data_dir, protocol=config.protocol,
+                               cache_dir=config.cache_dir, progress=False)  # fmt: skip
+    tracker = tracking.Tracker(config.wandb, config.study_dir, project="reslstm-jax",
+                               study=config.study)  # fmt: skip
+    trials_dir = config.study_dir / "trials"
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    heartbeat = Heartbeat(config.heartbeat_seconds)
+    done = 0
+    try:
+        while True:
+            reap(study, config.grace_seconds, config.max_retries)
+            c = counts(study)
+            budget = config.trials - c["complete"] - c["running"]
+            if space.grid is not None:
+                budget = min(budget, c["waiting"])
+            if budget <= 0:
+                break
+            asked = []
+            for _ in range(min(config.group_size, budget)):
+                trial = study.ask()
+                full = space.complete(trial_params(space, trial))
+                count = n_params(full, len(dataset.classes), dataset.x.shape[2])
+                trial.set_user_attr("params_full", full)
+                trial.set_user_attr("n_params", count)
+                trial.set_user_attr("worker", rank)
+                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+                asked.append((trial, full, count))
+                heartbeat.trials.append(trial)
+            groups: dict[tuple, list] = {}
+            for item in asked:
+                key = tuple(item[1][k] for k in spaces_mod.STATIC)
+                groups.setdefault(key, []).append(item)
+            for group in groups.values():
+                done += train_group(study, space, config, dataset, group, tracker, trials_dir)
+                for trial, _, _ in group:
+                    heartbeat.trials.remove(trial)
+                tracker.log_study(trial_rows(study, space), front_numbers(study, space),
+                                  metric_x="n_params", metric_y="uar")  # fmt: skip
+    finally:
+        heartbeat.stop()
+        tracker.close()
+    return done
+
+
+def train_group(study, space, config, dataset, group, tracker, trials_dir) -> int:
+    """Train trials of one static shape together, tell Optuna, then write and log results."""
+    runs = [tracker.start_trial(t.number, {**full, "n_params": n, "epochs": config.epochs,
+                                           "seeds": config.seeds, "objective": config.objective,
+                                           "space": space.name})
+            for t, full, n in group]  # fmt: skip
+    numbers = "-".join(str(t.number) for t, _, _ in group)
+    try:
+        results = train.fit_group(
+            dataset, [settings_for(full, config) for _, full, _ in group],
+            out_dir=config.study_dir / "groups" / numbers, progress=config.progress,
+            objective=config.objective,
+        )  # fmt: skip
+    except Exception as exc:
+        for (trial, _, _), run in zip(group, runs, strict=True):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            tracker.fail_trial(run, f"{type(exc).__name__}: {exc}")
+        raise
+    for (trial, full, count), result, run in zip(group, results, runs, strict=True):
+        values, summary = objective_values(result, config, space, count)
+        for key in ("val_uar", "test_uar_pooled", "objective", "leaky"):
+            trial.set_user_attr(key, summary[key])
+        trial.set_user_attr("results", str(trials_dir / f"{trial.number}.json"))
+        if run.id:
+            trial.set_user_attr("wandb_run_id", run.id)
+        result["trial"] = {"number": trial.number, "params": full, "values": values,
+                           "group": numbers, "summary": summary}  # fmt: skip
+        train.write_json(trials_dir / f"{trial.number}.json", result)
+        study.tell(trial, values)  # the record of truth first ...
+        history = {"val_uar_mean": [sum(r["val_uar"][e] for r in result["runs"]) /
+                                    len(result["runs"]) for e in range(config.epochs)]}  # fmt: skip
+        tracker.finish_trial(run, summary, history)  # ... then W&B
+    return len(group)

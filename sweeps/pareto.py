@@ -1,0 +1,76 @@
+"""The study's Pareto front: table (text and CSV) and plot (PNG)."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+
+COLUMNS = ("trial", "model", "hidden_size", "res_blocks", "num_att", "n_params", "val_uar",
+           "test_uar")  # fmt: skip
+
+
+def label(row: dict) -> str:
+    return f"{row['model']} h{row['hidden_size']}"
+
+
+def table(rows: list[dict], front: list[int], objective: str) -> str:
+    """Aligned text: every completed trial, front members starred, sorted by size."""
+    leaky = "  [objective = TEST UAR: leaky, as the reference tuned]" if objective == "test" else ""
+    lines = [
+        f"{'':2}{'model':<12}{'hidden':>7}{'params':>10}{'val UAR':>9}{'test UAR':>10}  trial",
+    ]
+    for row in sorted(rows, key=lambda r: (r["n_params"], r["trial"])):
+        star = "* " if row["trial"] in front else "  "
+        lines.append(
+            f"{star}{row['model']:<12}{row['hidden_size']:>7}{row['n_params']:>10,}"
+            f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
+        )
+    lines.append(
+        "* = Pareto front (max UAR by the objective, min parameters). val UAR: mean best-epoch "
+        "validation UAR over folds x seeds; test UAR: pooled out-of-fold, mean over seeds." + leaky
+    )
+    return "\n".join(lines)
+
+
+def write_csv(path: pathlib.Path, rows: list[dict], front: list[int]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "uar", "pareto"])
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (r["n_params"], r["trial"])):
+            writer.writerow({**{k: row.get(k) for k in COLUMNS}, "uar": row["uar"],
+                             "pareto": row["trial"] in front})  # fmt: skip
+
+
+def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, objective: str):
+    """All trials as points, the front connected and labelled by model and size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = {"lstm_sa": "tab:blue", "reslstm_sa": "tab:red"}
+    for model in sorted({r["model"] for r in rows}):
+        pts = [r for r in rows if r["model"] == model]
+        ax.scatter([r["n_params"] for r in pts], [r["uar"] for r in pts], s=28,
+                   alpha=0.6, color=colors.get(model, "tab:gray"), label=model)  # fmt: skip
+    on_front = sorted((r for r in rows if r["trial"] in front), key=lambda r: r["n_params"])
+    if on_front:
+        ax.step([r["n_params"] for r in on_front], [r["uar"] for r in on_front],
+                where="post", color="black", linewidth=1.2, label="Pareto front")  # fmt: skip
+        ax.scatter([r["n_params"] for r in on_front], [r["uar"] for r in on_front],
+                   s=70, facecolors="none", edgecolors="black")  # fmt: skip
+        for r in on_front:
+            ax.annotate(label(r), (r["n_params"], r["uar"]), textcoords="offset points",
+                        xytext=(4, 5), fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    which = "test UAR (pooled OOF) - LEAKY objective" if objective == "test" else (
+        "validation UAR (mean over folds x seeds)")  # fmt: skip
+    ax.set_ylabel(which)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,99 @@
+"""Search spaces: small Python files in this folder, loaded by name.
+
+A space module defines:
+* `DESCRIPTION`: one line.
+* `OBJECTIVES`: ((metric, direction), ...): ("uar", "maximize") first; Pareto spaces add
+  ("n_params", "minimize"), the trainable parameter count computed from the configuration
+  before training.
+* either `GRID`: a list of parameter dicts, enqueued once and never sampled; or
+  `suggest(trial) -> dict` for sampled spaces (`SAMPLER`: "tpe" or "nsga2").
+* optionally `FIXED`: parameter values shared by every trial (they override the engine's
+  defaults and are overridden by the trial's own parameters).
+
+Parameters a trial may set (everything else comes from `DEFAULTS` and `FIXED`): model,
+hidden_size, num_att, res_blocks, batch_size, lr, weight_decay, dropout, t0.
+
+To add a space, drop `sweeps/spaces/<name>.py` with these names; `--space <name>` finds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pathlib
+from collections.abc import Callable
+
+DEFAULTS = {
+    "model": "reslstm_sa",
+    "hidden_size": 64,
+    "num_att": 1,
+    "res_blocks": 1,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 1.6e-3,
+    "dropout": 0.2,
+    "t0": 10,
+}
+# Parameters that change the compiled program: trials are grouped by them.
+STATIC = ("model", "hidden_size", "num_att", "res_blocks", "batch_size")
+
+
+class SpaceError(ValueError):
+    """Unknown space, or a space file that does not define what it must."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    name: str
+    description: str
+    objectives: tuple[tuple[str, str], ...]
+    grid: tuple[dict, ...] | None
+    suggest: Callable | None
+    sampler: str
+    fixed: dict
+
+    @property
+    def directions(self) -> list[str]:
+        return [direction for _, direction in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [metric for metric, _ in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def complete(self, params: dict) -> dict:
+        """A trial's full parameter set: defaults, then the space's fixed values, then its own."""
+        full = {**DEFAULTS, **self.fixed, **params}
+        if full["model"] == "lstm_sa":
+            full["res_blocks"] = 0
+        return full
+
+
+def names() -> list[str]:
+    here = pathlib.Path(__file__).parent
+    return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load(name: str) -> Space:
+    if name not in names():
+        raise SpaceError(f"unknown space {name!r}; spaces: {', '.join(names())}")
+    module = importlib.import_module(f"sweeps.spaces.{name}")
+    grid = getattr(module, "GRID", None)
+    suggest = getattr(module, "suggest", None)
+    if (grid is None) == (suggest is None):
+        raise SpaceError(f"space {name} must define exactly one of GRID and suggest()")
+    objectives = tuple(tuple(o) for o in module.OBJECTIVES)
+    if objectives[0] != ("uar", "maximize"):
+        raise SpaceError(f"space {name}: the first objective must be ('uar', 'maximize')")
+    return Space(
+        name=name,
+        description=module.DESCRIPTION,
+        objectives=objectives,
+        grid=tuple(dict(p) for p in grid) if grid is not None else None,
+        suggest=suggest,
+        sampler="grid" if grid is not None else getattr(module, "SAMPLER", "tpe"),
+        fixed=dict(getattr(module, "FIXED", {})),
+    )

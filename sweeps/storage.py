@@ -1,0 +1,136 @@
+"""Optuna storages and studies: the only module of the sweep engine that opens a storage.
+
+* default: an Optuna journal file under the workdir (`<workdir>/<study>/optuna.journal`),
+  safe for many processes on one machine;
+* `sqlite:///PATH`: one worker only (SQLite has no row locks: concurrent workers pop the same
+  queued trial; measured in ../shared/specs/sweeps.md);
+* `postgresql+psycopg://user:password@host:port/db` (the `postgres` extra): many machines.
+
+The URL may also come from `$RESLSTM_STORAGE`, so a password never has to appear in a command
+line; it is only ever printed redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import warnings
+
+import optuna
+
+ENV_STORAGE = "RESLSTM_STORAGE"
+
+
+class StorageError(ValueError):
+    """A storage URL or study that cannot be used (one line, password redacted)."""
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: hide everything between :// and @
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}" if "@" in rest else url
+
+
+def describe(url: str | None, workdir: pathlib.Path, study: str) -> str:
+    return redact(url) if url else f"journal file {journal_path(workdir, study)}"
+
+
+def journal_path(workdir: pathlib.Path, study: str) -> pathlib.Path:
+    return pathlib.Path(workdir) / study / "optuna.journal"
+
+
+def check_url(url: str | None, workers: int) -> None:
+    """Refuse what cannot work, before anything is created."""
+    if url is None:
+        return
+    if url.startswith("sqlite:///"):
+        if workers > 1:
+            raise StorageError(
+                "--storage sqlite:/// allows one worker only (SQLite cannot lock a queued "
+                "trial: workers would train the same trial twice); use the default journal "
+                "file or PostgreSQL, or --workers 1"
+            )
+        return
+    if url.startswith("postgresql"):
+        if not url.startswith("postgresql+psycopg://"):
+            raise StorageError(
+                f"--storage {redact(url)}: spell the driver, postgresql+psycopg://..."
+            )
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise StorageError(
+                "PostgreSQL storage needs the postgres extra: pip install 'reslstm-jax[postgres]'"
+            ) from None
+        return
+    raise StorageError(
+        f"--storage {redact(url)}: unsupported; use sqlite:///PATH or "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (default: a journal file)"
+    )
+
+
+def open_storage(url: str | None, workdir: pathlib.Path, study: str):
+    """An Optuna storage object for `url` (None: the journal file of `study`)."""
+    if url is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = journal_path(workdir, study)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        if url.startswith("sqlite:///"):
+            pathlib.Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # sqlalchemy/psycopg raise many kinds; one line, redacted
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {message.replace(url, redact(url))}"
+        ) from None
+
+
+def create_or_load(storage, study: str, space, seed: int) -> optuna.Study:
+    """Create the study (before any worker starts) or load it and check it fits the space.
+
+    `create_study(load_if_exists=True)` silently keeps the stored directions, so they are
+    compared with the space's, as are the space name and sampler seed recorded at creation.
+    """
+    try:
+        created = optuna.create_study(
+            storage=storage, study_name=study, directions=space.directions, load_if_exists=True
+        )
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot create or load study {study}: {message}") from None
+    stored = [d.name.lower() for d in created.directions]
+    if stored != space.directions:
+        raise StorageError(
+            f"study {study} exists with directions {stored}, space {space.name} needs "
+            f"{space.directions}; use another --study"
+        )
+    attrs = created.user_attrs
+    if not attrs:
+        with warnings.catch_warnings():  # "experimental since 3.2": stable in practice
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            created.set_metric_names(space.metrics)
+        created.set_user_attr("space", space.name)
+        created.set_user_attr("sampler_seed", seed)
+    elif attrs.get("space") != space.name:
+        raise StorageError(
+            f"study {study} was made for space {attrs.get('space')}, not {space.name}; "
+            "use another --study"
+        )
+    return created
+
+
+def storage_url_from(flag: str | None) -> str | None:
+    """--storage, else $RESLSTM_STORAGE, else None (the journal file)."""
+    return flag or os.environ.get(ENV_STORAGE) or None

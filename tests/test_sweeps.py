@@ -1,0 +1,200 @@
+"""The sweep engine: spaces, grouping, resume, local workers, reaper, W&B read-back, misuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+import soundfile
+
+from sweeps import engine, spaces, storage
+
+ENV = {**os.environ, "WANDB_SILENT": "true", "WANDB_BASE_URL": "http://127.0.0.1:9"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> pathlib.Path:
+    """A RAVDESS-named tree of tones: 24 actors x 2 emotions."""
+    root = tmp_path_factory.mktemp("ravdess")
+    rng = np.random.default_rng(0)
+    for actor in range(1, 25):
+        for emotion in (1, 5):
+            t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
+            y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion) * t)
+            folder = root / f"Actor_{actor:02d}"
+            folder.mkdir(exist_ok=True)
+            soundfile.write(folder / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav",
+                            y + 0.01 * rng.standard_normal(t.size), 48000)  # fmt: skip
+    return root
+
+
+def sweep(corpus, workdir, *extra, check=True) -> subprocess.CompletedProcess:
+    args = [
+        sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
+        "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
+        "--cache-dir", str(workdir.parent / "cache"), "--no-progress", *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def load(workdir, study="hidden_sizes-ravdess-ravdess_paper-quick") -> optuna.Study:
+    return optuna.load_study(
+        study_name=study, storage=storage.open_storage(None, pathlib.Path(workdir), study)
+    )
+
+
+# ----------------------------------------------------------------------------- spaces
+
+
+def test_spaces_load_with_their_objectives():
+    assert {"hidden_sizes", "paper", "reslstm"} <= set(spaces.names())
+    grid = spaces.load("hidden_sizes")
+    assert grid.directions == ["maximize", "minimize"] and grid.metrics == ["uar", "n_params"]
+    assert len(grid.grid) == 8 and grid.sampler == "grid"
+    assert {(p["model"], p["hidden_size"]) for p in grid.grid} == {
+        (m, h) for m in ("lstm_sa", "reslstm_sa") for h in (16, 32, 64, 128)
+    }
+    paper = spaces.load("paper")
+    assert paper.directions == ["maximize"] and paper.sampler == "tpe"
+    assert spaces.load("reslstm").sampler == "nsga2"
+    full = grid.complete({"model": "lstm_sa", "hidden_size": 16})
+    assert full["res_blocks"] == 0 and full["batch_size"] == 32
+    with pytest.raises(spaces.SpaceError, match="unknown space 'nope'; spaces: hidden_sizes"):
+        spaces.load("nope")
+
+
+@pytest.mark.parametrize("name", ["paper", "reslstm"])
+def test_sampled_spaces_suggest_complete_parameter_sets(name):
+    space = spaces.load(name)
+    study = optuna.create_study(directions=space.directions,
+                                sampler=engine.make_sampler(space, 0))  # fmt: skip
+    for _ in range(3):
+        trial = study.ask()
+        full = space.complete(engine.trial_params(space, trial))
+        assert set(spaces.DEFAULTS) <= set(full)
+        assert engine.n_params(full, 8, 46) > 0
+
+
+def test_parameter_count_objective_is_the_models_count():
+    full = spaces.load("hidden_sizes").complete({"model": "reslstm_sa", "hidden_size": 64})
+    assert engine.n_params(full, 8, 46) == 46_772
+    full = spaces.load("hidden_sizes").complete({"model": "lstm_sa", "hidden_size": 128})
+    assert engine.n_params(full, 8, 46) == 91_528
+
+
+# ----------------------------------------------------------------------------- reaper
+
+
+def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
+    space = spaces.load("hidden_sizes")
+    store = storage.open_storage(None, tmp_path, "s")
+    study = storage.create_or_load(store, "s", space, 0)
+    study.enqueue_trial({"model": "lstm_sa", "hidden_size": 16})
+    trial = study.ask()
+    engine.trial_params(space, trial)
+    trial.set_user_attr(engine.HEARTBEAT_ATTR, time.time() - 1000)  # its worker died
+    assert engine.reap(study, grace=60, max_retries=1) == [trial.number]
+    assert engine.reap(study, grace=60, max_retries=1) == []  # only once
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    retry = study.ask()
+    assert engine.trial_params(space, retry) == {"model": "lstm_sa", "hidden_size": 16}
+    assert retry.user_attrs["retries"] == 1 and retry.user_attrs["retry_of"] == trial.number
+    retry.set_user_attr(engine.HEARTBEAT_ATTR, time.time() - 1000)
+    engine.reap(study, grace=60, max_retries=1)  # retry limit reached: not enqueued again
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    fresh = study.ask()
+    engine.trial_params(space, fresh)
+    fresh.set_user_attr(engine.HEARTBEAT_ATTR, time.time())
+    assert engine.reap(study, grace=60, max_retries=1) == []  # a live trial is left alone
+
+
+def test_reloading_a_study_checks_directions_and_space(tmp_path):
+    store = storage.open_storage(None, tmp_path, "s")
+    storage.create_or_load(store, "s", spaces.load("hidden_sizes"), 0)
+    with pytest.raises(storage.StorageError, match="directions"):
+        storage.create_or_load(store, "s", spaces.load("paper"), 0)
+    with pytest.raises(storage.StorageError, match="made for space hidden_sizes"):
+        storage.create_or_load(store, "s", spaces.load("reslstm"), 0)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
+    from wandb_reader import read_run
+
+    workdir = tmp_path / "runs"
+    first = sweep(corpus, workdir, "--trials", "2", "--workers", "1")
+    assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
+    study = load(workdir)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16, 32]
+    # resume: the same command with more trials trains only the new ones
+    sweep(corpus, workdir, "--trials", "3", "--workers", "1")
+    study = load(workdir)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 3 and len(study.trials) == 8  # the rest of the grid still queued
+    assert [t.number for t in done] == [0, 1, 2]
+    study_dir = workdir / "hidden_sizes-ravdess-ravdess_paper-quick"
+    assert (study_dir / "pareto.png").stat().st_size > 0
+    csv = (study_dir / "pareto.csv").read_text().splitlines()
+    assert csv[0].startswith("trial,model,hidden_size") and len(csv) == 4
+    for t in done:
+        result = json.loads((study_dir / "trials" / f"{t.number}.json").read_text())
+        assert result["trial"]["values"] == t.values
+        assert t.values[1] == result["model"]["trainable_params"]
+        assert t.user_attrs["val_uar"] == pytest.approx(
+            np.mean([r["best_val_uar"] for r in result["runs"]])
+        )
+        # W&B offline run of the trial, read back from disk
+        run_id = t.user_attrs["wandb_run_id"]
+        run_dirs = list(study_dir.rglob(f"*run-*-{run_id}"))
+        assert run_dirs, f"no offline run for {run_id}"
+        logged = read_run(run_dirs[0])
+        assert logged["summary"]["uar"] == pytest.approx(t.values[0])
+        assert logged["summary"]["n_params"] == t.values[1]
+        assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
+
+
+def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
+    workdir = tmp_path / "runs"
+    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--wandb", "disabled")
+    study = load(workdir)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 4
+    points = [json.dumps(t.params, sort_keys=True) for t in done]
+    assert len(set(points)) == 4  # no point trained twice
+    assert {t.user_attrs["worker"] for t in done} == {0, 1}  # both workers trained
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--space", "nope"], "unknown space 'nope'; spaces: hidden_sizes"),
+        (["--storage", "sqlite:///x.db", "--workers", "2"], "allows one worker only"),
+        (["--storage", "mysql://u:secret@h/db"], "mysql://u:***@h/db: unsupported"),
+        (["--storage", "postgresql://u:secret@h/db"], "spell the driver"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--data-dir", "/does/not/exist"], "--data-dir /does/not/exist does not exist"),
+        (["--budget", "huge"], "invalid choice: 'huge'"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(corpus, tmp_path, extra, message):
+    workdir = tmp_path / "runs"
+    proc = sweep(corpus, workdir, *extra, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "secret" not in proc.stderr + proc.stdout
+    assert not workdir.exists()
