@@ -10,11 +10,10 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(C
 
 .PHONY: demo test lint format bench clean
 
-# The best end-to-end run that exists: the model zoo card, then ResLSTM-SA h64 trained on the
-# embedded synthetic corpus (generated on first use) with the paper's protocol, 10 epochs.
+# The main command on the embedded synthetic corpus (generated on first use): the quick
+# hidden_sizes sweep (LSTM-SA and ResLSTM-SA at 4 sizes), ending with the Pareto front.
 demo: $(VENV)/.installed-demo
-	$(PY) -m reslstm_jax.models --repeats 20
-	$(PY) -m reslstm_jax.train --epochs 10 --out runs/demo
+	$(PY) -m sweeps.run --space hidden_sizes
 
 bench: $(VENV)/.installed-test
 	$(PY) -m experiments.bench
@@ -40,7 +39,7 @@ $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PIP_INSTALL) -e '.[dev,synthetic]'
+	$(PIP_INSTALL) -e '.[dev,synthetic,postgres]'
 	touch $@
 
 clean:

@@ -257,6 +257,11 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
             if space.grid is not None:
                 budget = min(budget, c["waiting"])
             if budget <= 0:
+                if c["running"] and c["complete"] < config.trials:
+                    # A running trial may belong to a dead worker: wait until it is either
+                    # told or stale enough to reap and retry.
+                    time.sleep(config.heartbeat_seconds)
+                    continue
                 break
             asked = []
             for _ in range(min(config.group_size, budget)):

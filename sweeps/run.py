@@ -189,10 +189,13 @@ def main(argv=None) -> int:
     except storage.StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if space.grid is not None and not study.user_attrs.get("grid_enqueued"):
-        for point in space.grid:
-            study.enqueue_trial(point, skip_if_exists=True)  # once, never sampled
-        study.set_user_attr("grid_enqueued", True)
+    if space.grid is not None:
+        # Only the points this run may train, each once: a retry of a dead trial is queued
+        # behind them (Optuna pops the oldest waiting trial), so queueing the whole grid would
+        # let --trials finish without the retried point. A later run with more --trials
+        # queues the next points.
+        for point in space.grid[: config.trials]:
+            study.enqueue_trial(point, skip_if_exists=True)
     where = storage.describe(config.storage, config.study_dir.parent, config.study)
     print(f"study {config.study} on {where}: "
           f"space {space.name} ({space.description}); objective {config.objective}"
