@@ -157,6 +157,8 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
         assert t.user_attrs["val_uar"] == pytest.approx(
             np.mean([r["best_val_uar"] for r in result["runs"]])
         )
+        # --objective val (default): Optuna sees validation UAR, never the test predictions
+        assert t.values[0] == t.user_attrs["val_uar"] and t.user_attrs["leaky"] is False
         # W&B offline run of the trial, read back from disk
         run_id = t.user_attrs["wandb_run_id"]
         run_dirs = list(study_dir.rglob(f"*run-*-{run_id}"))
@@ -198,3 +200,21 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(corpus, tmp_path, extr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert "secret" not in proc.stderr + proc.stdout
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("objective,expected,leaky", [("val", 0.5, False), ("test", 0.7, True)])
+def test_objective_reads_test_only_when_asked(objective, expected, leaky):
+    results = {
+        "runs": [{"best_val_uar": 0.4}, {"best_val_uar": 0.6}],
+        "aggregate": {
+            "pooled_oof_uar": {"mean": 0.7, "max": 0.8},
+            "per_fold": {"fold0": {"uar": {"mean": 0.7}}},
+            "pooled_oof": [{"uar": 0.7}],
+        },
+        "card": {"utterance_ids_sha256": "abc"},
+    }
+    config = engine.SweepConfig(space="hidden_sizes", study="s", trials=1, epochs=1, seeds=1,
+                                objective=objective)  # fmt: skip
+    values, summary = engine.objective_values(results, config, spaces.load("hidden_sizes"), 123)
+    assert values == [pytest.approx(expected), 123]
+    assert summary["leaky"] is leaky and summary["val_uar"] == pytest.approx(0.5)

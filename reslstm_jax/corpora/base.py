@@ -289,11 +289,13 @@ def collect(
     skipped: Iterable[Skipped] = (),
 ) -> Manifest:
     """`parse` every file under `root` (or `paths`) into an utterance or a skip reason, then
-    `finish`. The loop every file-per-utterance corpus loader shares."""
+    `finish`. The loop every file-per-utterance corpus loader shares; hidden files are
+    skipped here, before `parse`."""
     utterances: list[Utterance] = []
     skips = list(skipped)
     for path in walk_files(root) if paths is None else paths:
-        result = parse(path)
+        # macOS litter is skipped the same way in every corpus, before its name is parsed.
+        result = "hidden file" if is_hidden(path) else parse(path)
         if isinstance(result, Utterance):
             utterances.append(result)
         else:

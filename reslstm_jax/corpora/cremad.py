@@ -30,7 +30,6 @@ from reslstm_jax.corpora.base import (
     Utterance,
     check_wav,
     collect,
-    is_hidden,
     require_root,
     walk_files,
 )
@@ -117,8 +116,6 @@ def parse(
       The utterance (audio header checked), or a short reason phrase.
     """
     path = pathlib.Path(path)
-    if is_hidden(path):
-        return "hidden file"
     if path.suffix.lower() == ".mp3":
         return "mp3 (use AudioWAV)"
     if path.suffix.lower() != ".wav":

@@ -29,7 +29,6 @@ from reslstm_jax.corpora.base import (
     Utterance,
     check_wav,
     collect,
-    is_hidden,
     require_root,
 )
 
@@ -76,8 +75,6 @@ def parse(path: str | os.PathLike) -> Utterance | str:
     """
     path = pathlib.Path(path)
     name = path.name
-    if is_hidden(path):
-        return "hidden file"
     if path.suffix.lower() == ".mp4":
         return "video file (.mp4)"
     if path.suffix.lower() != ".wav":

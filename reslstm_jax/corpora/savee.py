@@ -25,7 +25,6 @@ from reslstm_jax.corpora.base import (
     Utterance,
     check_wav,
     collect,
-    is_hidden,
     require_root,
 )
 
@@ -77,8 +76,6 @@ def parse(path: str | os.PathLike) -> Utterance | str:
       The utterance (audio header checked), or a short reason phrase.
     """
     path = pathlib.Path(path)
-    if is_hidden(path):
-        return "hidden file"
     if path.suffix.lower() != ".wav":
         return "not a wav file"
     shape = _SHAPE.match(path.name)
