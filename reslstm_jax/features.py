@@ -306,6 +306,19 @@ def _finite(value) -> bool:
     return all(np.all(np.isfinite(a)) and a.size > 0 for a in arrays)
 
 
+def numba_cache_env(rank: int) -> dict:
+    """A numba cache directory of the worker's own.
+
+    librosa compiles its numba functions with `cache=True` into site-packages; two workers
+    compiling the same function at once write the same cache file, and the corrupted entry
+    crashed every later process with a segmentation fault (seen on a fresh clone). Each worker
+    rank gets its own directory, so a cache file has one writer.
+    """
+    root = pathlib.Path(os.environ.get("RESLSTM_JAX_NUMBA_CACHE") or
+                        pathlib.Path.home() / ".cache" / "reslstm_jax" / "numba")  # fmt: skip
+    return {"NUMBA_CACHE_DIR": str(root / f"worker-{rank}")}
+
+
 def _extract_one(path: str, extractor, cache_dir: str | None, *, load_cached: bool = True):
     """(status, features, reason, cache entry); status "cached", "computed" or "failed".
 
@@ -430,7 +443,8 @@ def extract_all(
             jobs = [{"path": p, "extractor": extractor.name, "params": params,
                      "cache_dir": cache_arg} for p in paths]  # fmt: skip
             replies = run_workers("reslstm_jax.features:_handle_job", jobs, workers=workers,
-                                  progress=progress, desc=f"features {extractor.name}")  # fmt: skip
+                                  progress=progress, desc=f"features {extractor.name}",
+                                  worker_env=numba_cache_env)  # fmt: skip
             for i, reply in enumerate(replies):
                 value = _load(pathlib.Path(reply["entry"])) if reply["entry"] else None
                 record(i, (reply["status"], value, reply["reason"], None))
