@@ -306,17 +306,25 @@ def _finite(value) -> bool:
     return all(np.all(np.isfinite(a)) and a.size > 0 for a in arrays)
 
 
-def numba_cache_env(rank: int) -> dict:
-    """A numba cache directory of the worker's own.
+def _warm_up(job: dict) -> dict:
+    """Worker handler: run the extractor once on a second of noise.
 
-    librosa compiles its numba functions with `cache=True` into site-packages; two workers
-    compiling the same function at once write the same cache file, and the corrupted entry
-    crashed every later process with a segmentation fault (seen on a fresh clone). Each worker
-    rank gets its own directory, so a cache file has one writer.
+    librosa compiles its numba functions with `cache=True` on first use. Two processes
+    compiling the same function at once corrupt the cache file, and every later process that
+    loads it dies with a segmentation fault (it crashed the test suite on a fresh clone;
+    reproduced with two concurrent processes on one NUMBA_CACHE_DIR). One process compiles
+    first, alone; the parallel workers then only read the cache.
     """
-    root = pathlib.Path(os.environ.get("RESLSTM_JAX_NUMBA_CACHE") or
-                        pathlib.Path.home() / ".cache" / "reslstm_jax" / "numba")  # fmt: skip
-    return {"NUMBA_CACHE_DIR": str(root / f"worker-{rank}")}
+    import soundfile
+
+    extractor = get(job["extractor"], **job["params"])
+    rate = getattr(extractor, "sample_rate", None) or 48000
+    noise = 0.1 * np.random.default_rng(0).standard_normal(rate)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = pathlib.Path(scratch) / "warm_up.wav"
+        soundfile.write(path, noise, rate, subtype="PCM_16")
+        extractor(path)
+    return {}
 
 
 def _extract_one(path: str, extractor, cache_dir: str | None, *, load_cached: bool = True):
@@ -442,9 +450,11 @@ def extract_all(
             params = describe(extractor)["params"]
             jobs = [{"path": p, "extractor": extractor.name, "params": params,
                      "cache_dir": cache_arg} for p in paths]  # fmt: skip
+            run_workers("reslstm_jax.features:_warm_up",
+                        [{"extractor": extractor.name, "params": params}], workers=1,
+                        progress=False)  # fmt: skip
             replies = run_workers("reslstm_jax.features:_handle_job", jobs, workers=workers,
-                                  progress=progress, desc=f"features {extractor.name}",
-                                  worker_env=numba_cache_env)  # fmt: skip
+                                  progress=progress, desc=f"features {extractor.name}")  # fmt: skip
             for i, reply in enumerate(replies):
                 value = _load(pathlib.Path(reply["entry"])) if reply["entry"] else None
                 record(i, (reply["status"], value, reply["reason"], None))

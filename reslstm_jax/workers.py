@@ -67,13 +67,11 @@ def run(
     progress: bool = True,
     desc: str = "",
     unit: str = "file",
-    worker_env: Callable[[int], dict] | None = None,
 ) -> list[dict]:
     """Run `target` ("module:function") on every job in `workers` processes.
 
-    `worker_env(rank)` adds environment variables to worker `rank`. Returns the replies in job
-    order. With one worker and few jobs it still uses a process, so the caller's state never
-    leaks into the handler.
+    Returns the replies in job order. With one worker and few jobs it still uses a process, so
+    the caller's state never leaks into the handler.
     """
     from tqdm.auto import tqdm
 
@@ -114,13 +112,13 @@ def run(
     count = max(1, min(workers, len(jobs)))
     try:
         with tqdm(total=len(jobs), unit=unit, desc=desc, disable=not progress) as bar:
-            for rank in range(count):
+            for _ in range(count):
                 processes.append(
                     subprocess.Popen(
                         [sys.executable, "-c", _worker_code(target)],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
-                        env={**env, **(worker_env(rank) if worker_env else {})},
+                        env=env,
                         text=True,
                         encoding="utf-8",
                     )
