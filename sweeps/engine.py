@@ -231,6 +231,11 @@ def front_numbers(study: optuna.Study, space) -> list[int]:
     return numbers
 
 
+def queued(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether `ask` popped an enqueued trial (rather than sampling a new point)."""
+    return "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id)
+
+
 def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
     """One worker's loop until the study has `config.trials` finished trials. Returns the
     number of trials this worker completed."""
@@ -266,6 +271,11 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
             asked = []
             for _ in range(min(config.group_size, budget)):
                 trial = study.ask()
+                if space.grid is not None and not queued(study, trial):
+                    # Another worker popped the last queued point between our count and ask:
+                    # a grid space never samples.
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    break
                 full = space.complete(trial_params(space, trial))
                 count = n_params(full, len(dataset.classes), dataset.x.shape[2])
                 trial.set_user_attr("params_full", full)

@@ -218,3 +218,11 @@ def test_objective_reads_test_only_when_asked(objective, expected, leaky):
     values, summary = engine.objective_values(results, config, spaces.load("hidden_sizes"), 123)
     assert values == [pytest.approx(expected), 123]
     assert summary["leaky"] is leaky and summary["val_uar"] == pytest.approx(0.5)
+
+
+def test_a_grid_worker_knows_a_queued_point_from_a_sampled_one(tmp_path):
+    store = storage.open_storage(None, tmp_path, "s")
+    study = storage.create_or_load(store, "s", spaces.load("hidden_sizes"), 0)
+    study.enqueue_trial({"model": "lstm_sa", "hidden_size": 16})
+    assert engine.queued(study, study.ask())
+    assert not engine.queued(study, study.ask())  # the queue is empty: Optuna would sample
