@@ -115,14 +115,6 @@ def speaker_fold(
     )
 
 
-def _check_corpus(manifest: Manifest, protocol: str, corpus: str) -> None:
-    if manifest.corpus != corpus:
-        raise ProtocolError(
-            f"protocol {protocol} is for {corpus}, not {manifest.corpus}; "
-            f"protocols for {manifest.corpus}: {', '.join(for_corpus(manifest.corpus)) or 'none'}"
-        )
-
-
 def _rotating(manifest: Manifest, protocol: str, order: Sequence[str], n_val: int) -> list[Fold]:
     """Leave one speaker out; validation = the next `n_val` speakers in `order`, cyclically."""
     present = [s for s in order if s in set(manifest.speakers)]
@@ -160,7 +152,6 @@ RAVDESS_PAPER_FOLDS = (
     "(one male, one female) per fold, the remaining 17-18 actors train.",
 )
 def _ravdess_paper(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "ravdess_paper", "ravdess")
     return [
         speaker_fold(manifest, f"fold{i}", [f"{a:02d}" for a in test], [f"{a:02d}" for a in val])
         for i, (test, val) in enumerate(RAVDESS_PAPER_FOLDS)
@@ -174,7 +165,6 @@ def _ravdess_paper(manifest: Manifest) -> list[Fold]:
     "(one male, one female), cyclically.",
 )
 def _ravdess_loso(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "ravdess_loso", "ravdess")
     return _rotating(manifest, "ravdess_loso", manifest.speakers, n_val=2)
 
 
@@ -184,7 +174,6 @@ def _ravdess_loso(manifest: Manifest) -> list[Fold]:
     "Leave one speaker out (10 folds); validation = the next speaker in id order, cyclically.",
 )
 def _emodb_loso(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "emodb_loso", "emodb")
     return _rotating(manifest, "emodb_loso", manifest.speakers, n_val=1)
 
 
@@ -199,7 +188,6 @@ def _iemocap_sessions(manifest: Manifest) -> list[str]:
     "the other 3 sessions train.",
 )
 def _iemocap_session(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "iemocap_session", "iemocap")
     sessions = _iemocap_sessions(manifest)
     if len(sessions) < 3:
         raise ProtocolError(f"iemocap_session needs 3 sessions, found {sessions}")
@@ -224,7 +212,6 @@ def _iemocap_session(manifest: Manifest) -> list[Fold]:
     "the other 4 sessions train.",
 )
 def _iemocap_speaker(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "iemocap_speaker", "iemocap")
     folds = []
     for i, speaker in enumerate(manifest.speakers):
         partner = [s for s in manifest.speakers if s[:5] == speaker[:5] and s != speaker]
@@ -241,7 +228,6 @@ def _iemocap_speaker(manifest: Manifest) -> list[Fold]:
     "groups; fold k tests groups 2k and 2k+1 (20%) and validates on group 2k+2 (10%).",
 )
 def _cremad_actor5(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "cremad_actor5", "cremad")
     gender = {u.speaker: u.gender or "?" for u in manifest.utterances}
     groups: list[list[str]] = [[] for _ in range(10)]
     dealt = 0
@@ -267,7 +253,6 @@ def _cremad_actor5(manifest: Manifest) -> list[Fold]:
     "never used for training (speaker-dependent validation, word-disjoint).",
 )
 def _tess_cross_speaker(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "tess_cross_speaker", "tess")
     speakers = manifest.speakers
     if len(speakers) != 2:
         raise ProtocolError(f"tess_cross_speaker needs both speakers, found {speakers}")
@@ -308,7 +293,6 @@ SAVEE_TEST_ORDER = ("JE", "KL", "DC", "JK")  # EmoBox's fold order
     "speaker in that order; the other 2 speakers train.",
 )
 def _savee_loso(manifest: Manifest) -> list[Fold]:
-    _check_corpus(manifest, "savee_loso", "savee")
     return _rotating(manifest, "savee_loso", SAVEE_TEST_ORDER, n_val=1)
 
 
@@ -370,7 +354,13 @@ def audit(manifest: Manifest, folds: Sequence[Fold], protocol: str = "protocol")
 
 def make_folds(name: str, manifest: Manifest) -> list[Fold]:
     """The folds of protocol `name` on `manifest`, audited (raises `LeakageError`)."""
-    folds = get(name).build(manifest)
+    protocol = get(name)
+    if manifest.corpus != protocol.corpus:
+        raise ProtocolError(
+            f"protocol {name} is for {protocol.corpus}, not {manifest.corpus}; protocols for "
+            f"{manifest.corpus}: {', '.join(for_corpus(manifest.corpus)) or 'none'}"
+        )
+    folds = protocol.build(manifest)
     audit(manifest, folds, name)
     return folds
 
