@@ -452,6 +452,7 @@ def fit_group(
     checkpoint_every: int = 10,
     progress: bool = True,
     objective: str = "val",
+    on_chunk=None,
 ) -> list[dict]:
     """Train several configurations that share a static shape in one program.
 
@@ -459,6 +460,11 @@ def fit_group(
     fold m % K). With `out_dir`, the stacked state is checkpointed every `checkpoint_every`
     epochs and at the end under `out_dir/checkpoints`, and a rerun resumes from the latest
     checkpoint; the best parameters of every model go to `out_dir/best`.
+
+    `on_chunk(epochs_done, history)` is called after every epoch chunk (`history`: the
+    "train_loss" and "val_uar" arrays [M, epochs] so far); returning True stops training there
+    (the sweep engine's pruning): the results then hold the best epoch so far and
+    `stopped_at_epoch`.
 
     Returns one results dict per configuration (see `docs/training.md`): settings, card,
     per-model histories, best epochs, test metrics and predictions, every aggregation.
@@ -529,6 +535,8 @@ def fit_group(
             saver.save(epoch, state, history)
         bar.set_postfix(val_uar=f"{history['val_uar'][:, epoch - 1].mean():.3f}")
         bar.update(length)
+        if on_chunk is not None and on_chunk(epoch, history):
+            break
     bar.close()
     predictions = jax.tree_util.tree_map(np.asarray, program.predict(state, model_data, shared))
     seconds = time.perf_counter() - started
@@ -573,6 +581,7 @@ def fit_group(
             "train_seconds": seconds,
             "models_in_program": n_models,
             "epochs_resumed_from": start,
+            "stopped_at_epoch": epoch,
             "runs": runs,
             "aggregate": metrics.aggregate(folds.names, seeds, y_true, y_pred,
                                            len(dataset.classes)),

@@ -31,6 +31,8 @@ from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
 
 HEARTBEAT_ATTR = "_hb"
+# Single-objective trials report their running objective about this many times (pruning).
+REPORTS_PER_TRIAL = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +199,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     State = optuna.trial.TrialState
     return {
         "complete": states.count(State.COMPLETE),
+        "pruned": states.count(State.PRUNED),
         "running": states.count(State.RUNNING),
         "waiting": states.count(State.WAITING),
         "failed": states.count(State.FAIL),
@@ -243,8 +246,11 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
 
     space = spaces_mod.load(config.space)
     storage = storage_mod.open_storage(config.storage, pathlib.Path(config.workdir), config.study)
+    pruner = (optuna.pruners.NopPruner() if space.multi_objective
+              else optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))  # fmt: skip
     study = optuna.load_study(study_name=config.study, storage=storage,
-                              sampler=make_sampler(space, config.sampler_seed + rank))  # fmt: skip
+                              sampler=make_sampler(space, config.sampler_seed + rank),
+                              pruner=pruner)  # fmt: skip
     if dataset is None:
         dataset = data.prepare(config.corpus, config.data_dir, protocol=config.protocol,
                                cache_dir=config.cache_dir, progress=False)  # fmt: skip
@@ -258,11 +264,12 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
         while True:
             reap(study, config.grace_seconds, config.max_retries)
             c = counts(study)
-            budget = config.trials - c["complete"] - c["running"]
+            finished = c["complete"] + c["pruned"]
+            budget = config.trials - finished - c["running"]
             if space.grid is not None:
                 budget = min(budget, c["waiting"])
             if budget <= 0:
-                if c["running"] and c["complete"] < config.trials:
+                if c["running"] and finished < config.trials:
                     # A running trial may belong to a dead worker: wait until it is either
                     # told or stale enough to reap and retry.
                     time.sleep(config.heartbeat_seconds)
@@ -307,29 +314,62 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
                                            "space": space.name})
             for t, full, n in group]  # fmt: skip
     numbers = "-".join(str(t.number) for t, _, _ in group)
+    per_trial = len(dataset.folds.names) * config.seeds
+    pruned: dict[int, int] = {}  # trial index in the group -> epochs done when pruned
+    # Multi-objective studies cannot prune, and a test objective is read only at the end.
+    prunable = not space.multi_objective and config.objective != "test"
+
+    def report(epochs_done: int, history: dict) -> bool:
+        """Single-objective spaces: report each trial's running objective and ask the pruner;
+        stop the program once every trial of the group is pruned."""
+        if not prunable:
+            return False
+        best = history["val_uar"][:, :epochs_done].max(axis=1)
+        for index, (trial, _, _) in enumerate(group):
+            if index in pruned:
+                continue
+            trial.report(float(best[index * per_trial : (index + 1) * per_trial].mean()),
+                         epochs_done)  # fmt: skip
+            if trial.should_prune():
+                pruned[index] = epochs_done
+        return len(pruned) == len(group)
+
     try:
         results = train.fit_group(
             dataset, [settings_for(full, config) for _, full, _ in group],
             out_dir=config.study_dir / "groups" / numbers, progress=config.progress,
-            objective=config.objective,
+            objective=config.objective, on_chunk=report,
+            checkpoint_every=max(1, config.epochs // REPORTS_PER_TRIAL) if prunable else 10,
         )  # fmt: skip
     except Exception as exc:
         for (trial, _, _), run in zip(group, runs, strict=True):
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             tracker.fail_trial(run, f"{type(exc).__name__}: {exc}")
         raise
-    for (trial, full, count), result, run in zip(group, results, runs, strict=True):
+    done = 0
+    for index, ((trial, full, count), result, run) in enumerate(
+        zip(group, results, runs, strict=True)
+    ):
         values, summary = objective_values(result, config, space, count)
-        for key in ("val_uar", "test_uar_pooled", "objective", "leaky"):
-            trial.set_user_attr(key, summary[key])
+        state = "pruned" if index in pruned else "complete"
+        if index in pruned:
+            summary["pruned_at_epoch"] = pruned[index]
+        result["trial"] = {"number": trial.number, "params": full, "state": state,
+                           "values": None if index in pruned else values, "group": numbers,
+                           "summary": summary}  # fmt: skip
+        train.write_json(trials_dir / f"{trial.number}.json", result)
         trial.set_user_attr("results", str(trials_dir / f"{trial.number}.json"))
         if run.id:
             trial.set_user_attr("wandb_run_id", run.id)
-        result["trial"] = {"number": trial.number, "params": full, "values": values,
-                           "group": numbers, "summary": summary}  # fmt: skip
-        train.write_json(trials_dir / f"{trial.number}.json", result)
+        if index in pruned:  # the record of truth first, then W&B
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            tracker.finish_trial(run, summary)
+            continue
+        for key in ("val_uar", "test_uar_pooled", "objective", "leaky"):
+            trial.set_user_attr(key, summary[key])
         study.tell(trial, values)  # the record of truth first ...
         history = {"val_uar_mean": [sum(r["val_uar"][e] for r in result["runs"]) /
                                     len(result["runs"]) for e in range(config.epochs)]}  # fmt: skip
         tracker.finish_trial(run, summary, history)  # ... then W&B
-    return len(group)
+        done += 1
+    return done

@@ -226,3 +226,31 @@ def test_a_grid_worker_knows_a_queued_point_from_a_sampled_one(tmp_path):
     study.enqueue_trial({"model": "lstm_sa", "hidden_size": 16})
     assert engine.queued(study, study.ask())
     assert not engine.queued(study, study.ask())  # the queue is empty: Optuna would sample
+
+
+def test_a_pruned_trial_stops_its_program_early(tmp_path):
+    """Single-objective spaces report the running objective; a pruned group stops training."""
+    from test_train import tiny_dataset
+
+    from reslstm_jax import tracking
+
+    dataset = tiny_dataset()
+    space = spaces.load("paper")
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=1.1))  # fmt: skip
+    study.enqueue_trial({"lr": 1e-3, "batch_size": 8, "dropout_rate": 0.1, "wd": 1e-4,
+                         "t_0_loop": 2})  # fmt: skip
+    trial = study.ask()
+    full = space.complete(engine.trial_params(space, trial))
+    config = engine.SweepConfig(
+        space="paper", study="s", trials=1, epochs=4, seeds=1, workdir=str(tmp_path),
+        wandb="disabled", progress=False,
+    )  # fmt: skip
+    tracker = tracking.Tracker("disabled", tmp_path, project="p", study="s")
+    done = engine.train_group(study, space, config, dataset, [(trial, full, 123)], tracker,
+                              tmp_path)  # fmt: skip
+    assert done == 0
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[0].last_step == 1  # reported after the first epoch, pruned there
+    result = json.loads((tmp_path / f"{trial.number}.json").read_text())
+    assert result["stopped_at_epoch"] == 1 < config.epochs
