@@ -254,3 +254,31 @@ def test_a_pruned_trial_stops_its_program_early(tmp_path):
     assert study.trials[0].last_step == 1  # reported after the first epoch, pruned there
     result = json.loads((tmp_path / f"{trial.number}.json").read_text())
     assert result["stopped_at_epoch"] == 1 < config.epochs
+
+
+def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
+    """A worker asks group_size trials; those with equal static shape train together."""
+    from test_train import tiny_dataset
+
+    base = spaces.load("hidden_sizes")
+    grid = ({"model": "lstm_sa", "hidden_size": 4, "lr": 1e-3},
+            {"model": "lstm_sa", "hidden_size": 4, "lr": 3e-3},
+            {"model": "lstm_sa", "hidden_size": 8, "lr": 1e-3})  # fmt: skip
+    space = spaces.Space(name="two_lrs", description="test", objectives=base.objectives,
+                         grid=grid, suggest=None, sampler="grid", fixed={})  # fmt: skip
+    monkeypatch.setattr(engine.spaces_mod, "load", lambda name: space)
+    store = storage.open_storage(None, tmp_path, "g")
+    study = storage.create_or_load(store, "g", space, 0)
+    for point in grid:
+        study.enqueue_trial(point)
+    config = engine.SweepConfig(
+        space="two_lrs", study="g", trials=3, epochs=2, seeds=1, workdir=str(tmp_path),
+        wandb="disabled", group_size=3, progress=False,
+    )  # fmt: skip
+    assert engine.run_worker(config, 0, tiny_dataset()) == 3
+    results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text())
+               for n in range(3)]  # fmt: skip
+    assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2"]
+    assert [r["models_in_program"] for r in results] == [10, 10, 5]  # trials x folds x seeds
+    assert results[0]["settings"]["learning_rate"] == 1e-3
+    assert results[1]["settings"]["learning_rate"] == 3e-3
