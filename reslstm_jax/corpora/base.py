@@ -290,12 +290,15 @@ def collect(
 ) -> Manifest:
     """`parse` every file under `root` (or `paths`) into an utterance or a skip reason, then
     `finish`. The loop every file-per-utterance corpus loader shares; hidden files are
-    skipped here, before `parse`."""
+    skipped here, before `parse`, and the WAV header of every parsed file is checked after."""
     utterances: list[Utterance] = []
     skips = list(skipped)
     for path in walk_files(root) if paths is None else paths:
-        # macOS litter is skipped the same way in every corpus, before its name is parsed.
+        # macOS litter is skipped the same way in every corpus, before its name is parsed;
+        # a file whose name parses still needs a sound WAV header.
         result = "hidden file" if is_hidden(path) else parse(path)
+        if isinstance(result, Utterance):
+            result = check_wav(path) or result
         if isinstance(result, Utterance):
             utterances.append(result)
         else:

@@ -28,7 +28,6 @@ from reslstm_jax.corpora.base import (
     Manifest,
     Skipped,
     Utterance,
-    check_wav,
     collect,
     require_root,
     walk_files,
@@ -113,7 +112,7 @@ def parse(
       demographics: actor id -> {"gender", "age"}; None or missing actors give gender None.
 
     Returns:
-      The utterance (audio header checked), or a short reason phrase.
+      The utterance, or a short reason phrase (`collect` then checks the audio header).
     """
     path = pathlib.Path(path)
     if path.suffix.lower() == ".mp3":
@@ -136,9 +135,6 @@ def parse(
         return "level LO/MD/HI with a sentence other than IEO"
     if PATTERN.match(path.name) is None:  # pragma: no cover - the checks above cover the regex
         return "name does not match the CREMA-D pattern"
-    problem = check_wav(path)
-    if problem is not None:
-        return problem
     emotion = EMOTION_CODES[emotion_code]
     person = (demographics or {}).get(actor, {})
     extra = {"sentence": sentence, "level": level}

@@ -23,7 +23,6 @@ from reslstm_jax.corpora.base import (
     ExpectedCounts,
     Manifest,
     Utterance,
-    check_wav,
     collect,
     require_root,
 )
@@ -104,7 +103,7 @@ def parse(path: str | os.PathLike) -> Utterance | str:
       path: a file under the corpus root.
 
     Returns:
-      The utterance (audio header checked), or a short reason phrase.
+      The utterance, or a short reason phrase (`collect` then checks the audio header).
     """
     path = pathlib.Path(path)
     if path.suffix.lower() != ".wav":
@@ -123,9 +122,6 @@ def parse(path: str | os.PathLike) -> Utterance | str:
         return f"unknown version letter {version}"
     if PATTERN.match(path.name) is None:
         return "name does not match the EMO-DB pattern"
-    problem = check_wav(path)
-    if problem is not None:
-        return problem
     emotion = EMOTION_LETTERS[letter]
     gender, age = SPEAKERS[speaker]
     return Utterance(

@@ -27,7 +27,6 @@ from reslstm_jax.corpora.base import (
     ExpectedCounts,
     Manifest,
     Utterance,
-    check_wav,
     collect,
     require_root,
 )
@@ -71,7 +70,7 @@ def parse(path: str | os.PathLike) -> Utterance | str:
       path: a file under the corpus root.
 
     Returns:
-      The utterance (audio header checked), or a short reason phrase.
+      The utterance, or a short reason phrase (`collect` then checks the audio header).
     """
     path = pathlib.Path(path)
     name = path.name
@@ -106,9 +105,6 @@ def parse(path: str | os.PathLike) -> Utterance | str:
         return f"unknown actor {actor}"
     if PATTERN.match(name) is None:  # pragma: no cover - the checks above cover the regex
         return "name does not match the RAVDESS pattern"
-    problem = check_wav(path)
-    if problem is not None:
-        return problem
     label = int(emotion) - 1
     return Utterance(
         id=path.stem,

@@ -23,7 +23,6 @@ from reslstm_jax.corpora.base import (
     ExpectedCounts,
     Manifest,
     Utterance,
-    check_wav,
     collect,
     require_root,
 )
@@ -73,7 +72,7 @@ def parse(path: str | os.PathLike) -> Utterance | str:
       path: a file under the corpus root.
 
     Returns:
-      The utterance (audio header checked), or a short reason phrase.
+      The utterance, or a short reason phrase (`collect` then checks the audio header).
     """
     path = pathlib.Path(path)
     if path.suffix.lower() != ".wav":
@@ -96,9 +95,6 @@ def parse(path: str | os.PathLike) -> Utterance | str:
         return f"sentence number {number} out of range for {code}"
     if PATTERN.match(path.name) is None:  # pragma: no cover - the checks above cover the regex
         return "name does not match the SAVEE pattern"
-    problem = check_wav(path)
-    if problem is not None:
-        return problem
     speaker = prefix or folder
     emotion = EMOTION_CODES[code]
     return Utterance(
