@@ -193,6 +193,23 @@ def drop_failed(manifest: Manifest, failed: Sequence[tuple[str, str]]) -> Manife
     )
 
 
+def native_rates(manifest: Manifest) -> dict[str, int]:
+    """{sample rate: files} of the corpus audio (from the headers; unreadable files skipped).
+
+    Stored in the card so that inference can bring audio of any rate to the training rate.
+    """
+    import soundfile
+
+    rates: dict[str, int] = {}
+    for u in manifest.utterances:
+        try:
+            rate = str(soundfile.info(u.path).samplerate)
+        except Exception:  # noqa: BLE001 - a header soundfile cannot read has no rate to report
+            continue
+        rates[rate] = rates.get(rate, 0) + 1
+    return dict(sorted(rates.items(), key=lambda kv: int(kv[0])))
+
+
 def build(
     manifest: Manifest,
     protocol: str,
@@ -222,6 +239,7 @@ def build(
         frames=frames,
         truncated=truncated,
         skipped=manifest.skipped_by_reason(),
+        sample_rates=native_rates(manifest),
     )
     return Dataset(
         x=x,

@@ -544,6 +544,7 @@ def fit_group(
         saver.close()
         checkpoint.save_best(pathlib.Path(out_dir) / "best", state.best_params,
                              state.best_batch_stats)  # fmt: skip
+        write_inference_info(out_dir, dataset, group, model)
 
     labels = np.asarray(dataset.labels)
     folds = dataset.folds
@@ -592,9 +593,64 @@ def fit_group(
 # ----------------------------------------------------------------------------- CLI
 
 
-def write_json(path, obj) -> None:
-    """Write JSON atomically (a temporary file renamed into place: never half-written)."""
-    import json
+INFERENCE_FILE = "inference.json"
+NORMALISATION_FILE = "normalisation.npz"
+
+
+def write_inference_info(out_dir, dataset, group: list[RunSettings], model) -> None:
+    """What `reslstm_jax.predict` needs next to `best/`: the model configurations, the stacked
+    model layout, the feature extractor, the classes, the training audio's sample rates, and
+    each fold's normalisation statistics (`normalisation.npz`: mean, std [K, D])."""
+    import io
+    import pathlib
+
+    import numpy as np
+
+    out_dir = pathlib.Path(out_dir)
+    info = {
+        "format": 1,
+        "layout": "model m = configuration m // (S K), seed (m // K) % S, fold m % K",
+        "model": model.name,
+        "model_config": {k: v for k, v in dataclasses.asdict(model).items() if k != "name"},
+        "configurations": len(group),
+        "seeds": list(group[0].seeds),
+        "folds": list(dataset.folds.names),
+        "classes": list(dataset.classes),
+        "features": dataset.card["features"],
+        "normalisation": dataset.card["normalisation"],
+        "frames": int(dataset.frames),
+        "sample_rates": dataset.card.get("sample_rates", {}),
+        "corpus": dataset.card["corpus"],
+        "protocol": dataset.card["protocol"],
+        "utterance_ids_sha256": dataset.card["utterance_ids_sha256"],
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, mean=dataset.folds.mean, std=dataset.folds.std)
+    tmp = out_dir / (NORMALISATION_FILE + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(out_dir / NORMALISATION_FILE)
+    write_json(out_dir / INFERENCE_FILE, info)
+
+
+def edge_metrics(results: dict, dataset, *, latency: bool = True) -> dict:
+    """Edge metrics of a finished run's model (latency on the training audio's sample rate)."""
+    from reslstm_jax import edge, features, models
+
+    model = models.get(results["model"]["name"], **{
+        k: v for k, v in results["model"]["config"].items() if k != "name"})  # fmt: skip
+    extractor = None
+    rate = 16000
+    if latency:
+        info = dataset.card["features"]
+        extractor = features.get(info["name"], **info["params"])
+        rates = dataset.card.get("sample_rates") or {}
+        if rates:
+            rate = int(max(rates, key=rates.get))  # the corpus's most common rate
+    return edge.metrics(model, extractor, sample_rate=rate)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write text atomically (a temporary file renamed into place: never half-written)."""
     import os
     import pathlib
     import tempfile
@@ -604,11 +660,18 @@ def write_json(path, obj) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path, obj) -> None:
+    """Write JSON atomically."""
+    import json
+
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -688,6 +751,8 @@ def build_parser():
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the CPU latency measurement of the edge metrics")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory")
     return p
 
@@ -696,7 +761,7 @@ def main(argv=None) -> int:
     import pathlib
     import sys
 
-    from reslstm_jax import checkpoint, data, protocols
+    from reslstm_jax import checkpoint, data, edge, protocols
     from reslstm_jax.corpora.base import CorpusError
 
     parser = build_parser()
@@ -738,10 +803,12 @@ def main(argv=None) -> int:
     except ValueError as exc:  # bad combinations of flags found by data.prepare
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    results["edge"] = edge_metrics(results, dataset, latency=not args.no_latency)
     write_json(out / "card.json", dataset.card)
     write_json(out / "extraction_report.json", dataset.extraction.to_json())
     write_json(out / "results.json", results)
     print("\n".join(summary_lines(results)))
+    print(f"  edge: {edge.summary(results['edge'])}")
     print(f"wrote {out / 'results.json'}, {out / 'card.json'}, best checkpoints in {out / 'best'}")
     return 0
 

@@ -1,0 +1,114 @@
+"""Paper-ready tables (and plots) from a sweep study or from training results directories.
+
+```bash
+python -m experiments.report --study hidden_sizes-ravdess-ravdess_paper-quick --format md
+python -m experiments.report --storage postgresql+psycopg://u@host/db --study NAME --format latex
+python -m experiments.report runs/train/h64 runs/train/h32 --compare "lstm_sa h32" "reslstm_sa h64"
+python -m experiments.report runs/exp/ravdess_reslstm_sa --plots runs/exp/plots --out table.md
+```
+
+One row per configuration, one table per protocol card (the caption states it). See
+`reslstm_jax/report.py` for every column and `docs/reports.md` for how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+from reslstm_jax import report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.report", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("paths", nargs="*", help="results.json files, training output directories, or "
+                   "directories to search for results.json and sweep trials/*.json")  # fmt: skip
+    p.add_argument("--study", help="an Optuna study (its completed trials are the rows)")
+    p.add_argument("--storage", help="storage URL of --study (default: the journal file in "
+                   "--workdir, as sweeps.run writes it; also $RESLSTM_STORAGE)")  # fmt: skip
+    p.add_argument("--workdir", default="runs", help="sweeps.run's --workdir (default runs)")
+    p.add_argument("--format", choices=("md", "latex", "csv", "json"), default="md")
+    p.add_argument("--out", help="write the table here instead of standard output")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="paired tests of two configurations (label, prefix or trial number)",
+    )
+    p.add_argument(
+        "--plots", metavar="DIR", help="write the Pareto, confusion and learning-curve PNGs here"
+    )
+    p.add_argument(
+        "--ci-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if bool(args.study) == bool(args.paths):
+        p.error("give either --study (with optional --storage) or results paths, not both")
+    if args.storage and not args.study:
+        p.error("--storage needs --study")
+    if args.ci_resamples < 100:
+        p.error(f"--ci-resamples must be >= 100, got {args.ci_resamples}")
+    try:
+        if args.study:
+            from sweeps import storage as sweep_storage
+
+            url = sweep_storage.storage_url_from(args.storage)
+            configs = report.load_study(url, args.study, args.workdir)
+        else:
+            configs = report.load_paths(args.paths)
+        if not configs:
+            raise report.ReportError("no finished configuration to report")
+        tables = report.build_tables(configs, ci_resamples=args.ci_resamples)
+        comparison = None
+        if args.compare:
+            a, b = (report.find(configs, name) for name in args.compare)
+            comparison = report.compare(a, b)
+    except (report.ReportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "md":
+        text = report.format_markdown(tables)
+        if comparison:
+            text += "\n" + report.format_comparison(comparison) + "\n"
+    elif args.format == "latex":
+        text = report.format_latex(tables)
+        if comparison:
+            text += (
+                "\n".join("% " + line for line in report.format_comparison(comparison).splitlines())
+                + "\n"
+            )
+    elif args.format == "csv":
+        text = report.format_csv(tables)
+    else:
+        text = json.dumps(
+            {"tables": [t.__dict__ for t in tables], "comparison": comparison}, indent=1
+        )
+    if args.out:
+        out = pathlib.Path(args.out)
+        from reslstm_jax.train import write_text_atomic
+
+        write_text_atomic(out, text)
+        print(f"wrote {out}")
+    else:
+        print(text)
+    if comparison and args.format == "csv":  # CSV has no place for it; JSON holds it
+        print(report.format_comparison(comparison), file=sys.stderr)
+    if args.plots:
+        from reslstm_jax import plots
+
+        for path in plots.for_configs(args.plots, tables, configs):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Figures (PNG, matplotlib Agg): Pareto front, confusion matrix, learning curves, attention.
+
+Every function takes plain numbers (rows from `reslstm_jax.report`, a results dict, arrays)
+and a path, writes one PNG and returns the path; nothing is shown on screen.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+
+FAMILY_COLORS = {"lstm_sa": "tab:blue", "reslstm_sa": "tab:red", "ds_lstm": "tab:green",
+                 "light_sernet": "tab:purple"}  # fmt: skip
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a configuration label."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
+def pareto(path, rows: list[dict], front: list[str], *, title: str = "", y: str = "selection",
+           y_label: str = "selection metric (validation UAR)") -> pathlib.Path:  # fmt: skip
+    """Every configuration as a point (parameters, `y`), the front connected and labelled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for model in sorted({r["model"] for r in rows}):
+        pts = [r for r in rows if r["model"] == model]
+        ax.scatter([r["params"] for r in pts], [r[y] for r in pts], s=30, alpha=0.65,
+                   color=FAMILY_COLORS.get(model, "tab:gray"), label=model)  # fmt: skip
+    on_front = sorted((r for r in rows if r["label"] in front), key=lambda r: r["params"])
+    if on_front:
+        ax.step([r["params"] for r in on_front], [r[y] for r in on_front], where="post",
+                color="black", linewidth=1.2, label="Pareto front")  # fmt: skip
+        for r in on_front:
+            ax.annotate(r["label"], (r["params"], r[y]), textcoords="offset points",
+                        xytext=(4, 5), fontsize=7)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def pooled_confusion(results: dict) -> np.ndarray:
+    """[C, C] counts of the pooled out-of-fold predictions, summed over seeds."""
+    return np.sum([p["confusion"] for p in results["aggregate"]["pooled_oof"]], axis=0)
+
+
+def confusion(path, matrix: np.ndarray, classes: list[str], *, title: str = "") -> pathlib.Path:
+    """Row-normalised confusion matrix (recall per true class), counts in each cell."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix, np.float64)
+    rows = matrix.sum(1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n), dpi=120)
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(matrix[i, j])})", ha="center", va="center",
+                    fontsize=7, color="white" if norm[i, j] > 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (rows sum to 1)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def learning_curves(path, results: dict, *, title: str = "") -> pathlib.Path:
+    """Validation UAR per epoch of each fold (mean over seeds, band = min..max over seeds),
+    with each fold's best epoch marked."""
+    plt = _pyplot()
+    folds = list(results["aggregate"]["per_fold"])
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for i, fold in enumerate(folds):
+        runs = [r for r in results["runs"] if r["fold"] == fold]
+        curves = np.array([r["val_uar"] for r in runs])
+        stop = results.get("stopped_at_epoch") or curves.shape[1]
+        curves = curves[:, :stop]
+        epochs = np.arange(1, curves.shape[1] + 1)
+        color = f"C{i % 10}"
+        ax.plot(epochs, curves.mean(0), color=color, linewidth=1.2, label=fold)
+        if len(runs) > 1:
+            ax.fill_between(epochs, curves.min(0), curves.max(0), color=color, alpha=0.15)
+        for r in runs:
+            ax.plot(r["best_epoch"] + 1, r["best_val_uar"], "o", color=color, markersize=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation UAR")
+    ax.set_title(title or "validation UAR per fold (mean over seeds; dots: best epochs)",
+                 fontsize=9)  # fmt: skip
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def attention(path, features: np.ndarray, weights: np.ndarray, *, title: str = "",
+              feature_label: str = "feature") -> pathlib.Path:  # fmt: skip
+    """Features of one utterance as an image with the attention weights above it.
+
+    Args:
+      features: [T, D] (time first), the model's input before normalisation.
+      weights: [T] attention weights (sum to 1 over the valid frames).
+    """
+    plt = _pyplot()
+    features, weights = np.asarray(features), np.asarray(weights)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.5), dpi=120, sharex=True,
+                                      gridspec_kw={"height_ratios": [1, 2.5]})  # fmt: skip
+    frames = np.arange(len(weights))
+    top.bar(frames, weights, width=1.0, color="tab:orange")
+    top.set_ylabel("attention")
+    top.set_title(title, fontsize=9)
+    bottom.imshow(features.T, aspect="auto", origin="lower", cmap="magma",
+                  extent=(-0.5, len(features) - 0.5, -0.5, features.shape[1] - 0.5))  # fmt: skip
+    bottom.set_xlabel("frame")
+    bottom.set_ylabel(feature_label)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def for_configs(out_dir, tables, configs) -> list[pathlib.Path]:
+    """Pareto front per table, pooled confusion and learning curves per configuration."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, t in enumerate(tables):
+        suffix = f"_{i}" if len(tables) > 1 else ""
+        written.append(pareto(out_dir / f"pareto{suffix}.png", t.rows, t.front, title=t.title))
+    for c in configs:
+        name = slug(c.label)
+        classes = c.results["card"]["classes"]
+        title = f"{c.label}: pooled out-of-fold, all seeds"
+        matrix = pooled_confusion(c.results)
+        written.append(confusion(out_dir / f"confusion_{name}.png", matrix, classes, title=title))
+        written.append(learning_curves(out_dir / f"curves_{name}.png", c.results,
+                                       title=f"{c.label}: validation UAR per fold"))  # fmt: skip
+    return written

@@ -1,0 +1,287 @@
+"""Inference with a trained run: `python -m reslstm_jax.predict --checkpoint DIR FILE_OR_DIR...`
+
+```bash
+python -m reslstm_jax.predict --checkpoint runs/train/h64 clip.wav more_clips/
+python -m reslstm_jax.predict --checkpoint runs/train/h64 --fold fold2 --seed 0 --json clip.wav
+```
+
+`DIR` is the output directory of `python -m reslstm_jax.train` (or a sweep group directory):
+`best/` (the best-validation parameters of every fold x seed model), `inference.json` (model,
+features, classes, training sample rate) and `normalisation.npz` (each fold's statistics).
+Features are computed with the training run's extractor; audio at another sample rate is
+resampled to the training audio's rate when the extractor works at the native rate (as the
+ResLSTM-SA features do), and any length works (the sequence models are length-agnostic).
+
+By default every fold x seed model of the run votes: the prediction is the argmax of the mean
+class probabilities, each model normalising the features with its own fold's statistics.
+`--fold` / `--seed` restrict the ensemble (both: one model). Files that cannot be read get one
+line on stderr and the others still run (exit status 1 if any failed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+
+from reslstm_jax.train import INFERENCE_FILE, NORMALISATION_FILE
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+FRAME_BUCKET = 32  # pad lengths to multiples of this: few compiles, any length
+
+
+class PredictError(ValueError):
+    """A checkpoint directory or selection that cannot be used (one line)."""
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A loaded run, ready to label audio."""
+
+    info: dict
+    model: object
+    variables: dict  # stacked [n_members, ...]
+    mean: np.ndarray  # [n_members, D]
+    std: np.ndarray  # [n_members, D]
+    members: list[tuple[int, str]]  # (seed, fold) of each member
+    extractor: object
+    _forward: object = None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info["classes"]
+
+
+def run_dir(path) -> pathlib.Path:
+    """The run directory of `path` (itself, or the parent of its `best/`)."""
+    path = pathlib.Path(path).expanduser()
+    if path.name == "best" and (path.parent / INFERENCE_FILE).is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise PredictError(f"--checkpoint {path}: no such directory")
+    for name in (INFERENCE_FILE, NORMALISATION_FILE, "best"):
+        if not (path / name).exists():
+            raise PredictError(
+                f"--checkpoint {path}: not a finished training run (no {name}; "
+                "`python -m reslstm_jax.train --out DIR` writes it at the end)"
+            )
+    return path
+
+
+def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
+         seed: int | None = None) -> Predictor:  # fmt: skip
+    """Load a run's best parameters and settings; select the ensemble members."""
+    import jax
+
+    from reslstm_jax import checkpoint as ckpt
+    from reslstm_jax import features, models
+
+    path = run_dir(checkpoint)
+    info = json.loads((path / INFERENCE_FILE).read_text())
+    seeds, folds = info["seeds"], info["folds"]
+    if not 0 <= configuration < info["configurations"]:
+        raise PredictError(f"--configuration must be in 0..{info['configurations'] - 1}")
+    if fold is not None and fold not in folds:
+        raise PredictError(f"--fold {fold}: the run's folds are {', '.join(folds)}")
+    if seed is not None and seed not in seeds:
+        raise PredictError(f"--seed {seed}: the run's seeds are {', '.join(map(str, seeds))}")
+    members, indices = [], []
+    for s_index, s in enumerate(seeds):
+        for k, name in enumerate(folds):
+            if (seed is None or s == seed) and (fold is None or name == fold):
+                members.append((s, name))
+                indices.append((configuration * len(seeds) + s_index) * len(folds) + k)
+    model = models.get(info["model"], **info["model_config"])
+    stacked = ckpt.load_best(path / "best")
+    variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[indices], stacked)
+    with np.load(path / NORMALISATION_FILE) as norm:
+        fold_of = [folds.index(name) for _, name in members]
+        mean, std = norm["mean"][fold_of], norm["std"][fold_of]
+    params = dict(info["features"]["params"])
+    rates = info.get("sample_rates") or {}
+    if "sample_rate" in params and params["sample_rate"] is None and len(rates) == 1:
+        params["sample_rate"] = int(next(iter(rates)))  # bring any input to the training rate
+    extractor = features.get(info["features"]["name"], **params)
+    return Predictor(info, model, variables, mean, std, members, extractor)
+
+
+def _forward(predictor: Predictor):
+    import jax
+
+    model = predictor.model
+
+    def one(variables, mean, std, x, lengths):
+        steps = x.shape[1]
+        valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
+        x = jax.numpy.where(valid, (x - mean) / std, 0.0)
+        logits, aux = model.apply(variables, x, lengths)
+        return jax.nn.softmax(logits, -1), aux
+
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))
+
+
+def predict_features(predictor: Predictor, feats: np.ndarray) -> dict:
+    """Ensemble prediction of one utterance's features [T, D]."""
+    import jax.numpy as jnp
+
+    if predictor._forward is None:
+        predictor._forward = _forward(predictor)
+    frames = len(feats)
+    padded = math.ceil(frames / FRAME_BUCKET) * FRAME_BUCKET
+    x = np.zeros((1, padded, feats.shape[1]), np.float32)
+    x[0, :frames] = feats
+    probs, aux = predictor._forward(predictor.variables, jnp.asarray(predictor.mean)[:, None],
+                                    jnp.asarray(predictor.std)[:, None], jnp.asarray(x),
+                                    jnp.asarray([frames], jnp.int32))  # fmt: skip
+    mean_probs = np.asarray(probs)[:, 0].mean(0)
+    attention = None
+    if aux is not None and not isinstance(aux, dict) and np.ndim(aux) == 3:
+        attention = np.asarray(aux)[:, 0, :frames].mean(0)
+    return {
+        "label": predictor.classes[int(np.argmax(mean_probs))],
+        "probabilities": {c: float(p) for c, p in zip(predictor.classes, mean_probs, strict=True)},
+        "attention": attention,
+        "frames": frames,
+    }
+
+
+def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray, str]:
+    """What to draw under the attention weights: a log-mel spectrogram on the model's frame
+    grid when the extractor has one (same n_fft and hop, centred frames, as `mfcc_chroma`),
+    otherwise the features z-scored per coefficient. Returns ([T, F], axis label)."""
+    if hasattr(extractor, "n_fft") and hasattr(extractor, "hop_length"):
+        import librosa
+
+        from reslstm_jax.features import load_audio
+
+        y, sr = load_audio(path, extractor.sample_rate, extractor.n_fft)
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=sr, n_fft=extractor.n_fft, hop_length=extractor.hop_length, n_mels=64
+        )
+        spec = librosa.power_to_db(mel, ref=np.max).T[: len(feats)]
+        return spec, "mel band (log power)"
+    z = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    return z, "feature (z-scored per coefficient)"
+
+
+def expand(paths) -> tuple[list[pathlib.Path], list[tuple[str, str]]]:
+    """Audio files of the arguments (directories searched recursively, sorted) and errors."""
+    files, errors = [], []
+    for raw in paths:
+        path = pathlib.Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                errors.append((str(path), f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in it"))
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append((str(path), "no such file or directory"))
+    return files, errors
+
+
+def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dict], list]:
+    """Label every file; a file that fails is reported, the others still run."""
+    from reslstm_jax.features import AudioError
+
+    results, errors = [], []
+    for path in files:
+        try:
+            feats = predictor.extractor(path)
+        except AudioError as exc:
+            errors.append((str(path), str(exc)))
+            continue
+        out = {"file": str(path), **predict_features(predictor, np.asarray(feats))}
+        out["features"] = feats
+        results.append(out)
+        if on_result is not None:
+            on_result(out)
+    return results, errors
+
+
+def format_row(result: dict, classes: list[str], width: int) -> str:
+    probs = " ".join(f"{result['probabilities'][c]:>{max(6, len(c))}.3f}" for c in classes)
+    return f"{result['file']:<{width}}  {result['label']:<10} {probs}"
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m reslstm_jax.predict",
+                                description="Label audio files with a trained run.")  # fmt: skip
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="audio files or directories")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="output directory of `python -m reslstm_jax.train`")  # fmt: skip
+    p.add_argument("--fold", help="only the models of this fold (default: every fold)")
+    p.add_argument("--seed", type=int, help="only the models of this seed (default: every seed)")
+    p.add_argument("--configuration", type=int, default=0,
+                   help="configuration index in a sweep group directory (default 0)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.add_argument(
+        "--plot-attention",
+        metavar="DIR",
+        help="write a PNG of each file's attention over its spectrogram here",
+    )
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        predictor = load(args.checkpoint, configuration=args.configuration, fold=args.fold,
+                         seed=args.seed)  # fmt: skip
+    except PredictError as exc:
+        parser.error(str(exc))
+    files, errors = expand(args.paths)
+    width = max([len(str(f)) for f in files] + [4])
+    classes = predictor.classes
+    if not args.json and files:
+        print(f"{len(predictor.members)} model(s): {predictor.info['model']} trained on "
+              f"{predictor.info['corpus']} / {predictor.info['protocol']}")  # fmt: skip
+        header = " ".join(f"{c:>{max(6, len(c))}}" for c in classes)
+        print(f"{'file':<{width}}  {'label':<10} {header}")
+
+    def show(result):
+        if not args.json:
+            print(format_row(result, classes, width), flush=True)
+
+    results, failed = predict_files(predictor, files, on_result=show)
+    errors += failed
+    for path, reason in errors:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    if args.plot_attention:
+        from reslstm_jax import plots
+
+        out = pathlib.Path(args.plot_attention)
+        out.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            if r["attention"] is None:
+                continue
+            png = out / f"{plots.slug(pathlib.Path(r['file']).stem)}_attention.png"
+            image, axis = display_spectrogram(predictor.extractor, r["file"], r["features"])
+            plots.attention(png, image, r["attention"][: len(image)],
+                            title=f"{pathlib.Path(r['file']).name}: {r['label']} "
+                                  f"(mean attention of {len(predictor.members)} model(s))",
+                            feature_label=axis)  # fmt: skip
+            print(f"wrote {png}", file=sys.stderr)
+    if args.json:
+        doc = {
+            "checkpoint": str(run_dir(args.checkpoint)),
+            "members": [{"seed": s, "fold": f} for s, f in predictor.members],
+            "classes": classes,
+            "results": [{k: v for k, v in r.items() if k in ("file", "label", "probabilities",
+                                                             "frames")} for r in results],
+            "errors": [{"file": p, "error": e} for p, e in errors],
+        }  # fmt: skip
+        print(json.dumps(doc, indent=1))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

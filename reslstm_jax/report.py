@@ -1,0 +1,486 @@
+"""Paper-ready tables from training results: fold-wise UAR, spread over seeds, intervals, tests.
+
+```python
+configs = report.load_paths(["runs/train/h64", "runs/reslstm-demo/trials"])  # or load_study
+tables = report.build_tables(configs)           # one table per protocol card
+print(report.format_markdown(tables))           # or format_latex / format_csv
+print(report.format_comparison(report.compare(configs[0], configs[1])))
+```
+
+A *configuration* is one results dict as `python -m reslstm_jax.train` writes it
+(`results.json`) or as a sweep trial stores it (`trials/<number>.json`): every fold x seed of
+one set of settings. Rows are grouped into tables by their protocol card (corpus, protocol,
+utterance-id hash, features, normalisation, objective), and every caption states the card, so a
+table cannot be separated from how it was made.
+
+Columns (each labelled in the caption): trainable parameters; model size at fp32 and fp16;
+CPU latency per second of audio when measured; test UAR of every fold (mean over seeds);
+pooled out-of-fold UAR mean +- population std over seeds and max (the ResLSTM-SA paper's
+numbers); a 95% percentile-bootstrap interval over test utterances; pooled WA and macro-F1
+(means over seeds). The Pareto table picks its front by the *selection* metric (mean best-epoch
+validation UAR, or the study's objective value) and parameters, never by the test numbers it
+shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from reslstm_jax import stats
+from reslstm_jax.edge import size_kib
+
+LEAKY_NOTE = "LEAKY"
+
+
+class ReportError(ValueError):
+    """A results file or study that cannot be reported (one line, names the source)."""
+
+
+@dataclasses.dataclass
+class Config:
+    """One configuration's results and where they came from."""
+
+    results: dict
+    source: str
+    label: str = ""
+    selection: float | None = None  # study objective value (None: mean best validation UAR)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read(path: pathlib.Path) -> dict:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable results JSON ({exc})") from None
+    missing = [k for k in ("runs", "aggregate", "card", "model", "settings") if k not in results]
+    if missing:
+        raise ReportError(f"{path}: not a training results file (missing {', '.join(missing)})")
+    return results
+
+
+def load_paths(paths) -> list[Config]:
+    """Configurations from results files or directories.
+
+    A file is read as results JSON; a directory holding `results.json` is one configuration;
+    any other directory contributes every `results.json` below it and every sweep trial file
+    (`trials/<number>.json`) below it, in sorted order.
+    """
+    configs = []
+    for raw in paths:
+        path = pathlib.Path(raw).expanduser()
+        if path.is_file():
+            files = [path]
+        elif (path / "results.json").is_file():
+            files = [path / "results.json"]
+        elif path.is_dir():
+            files = sorted(path.rglob("results.json")) + sorted(
+                (p for p in path.rglob("*.json") if p.parent.name == "trials"),
+                key=lambda p: (str(p.parent), int(p.stem) if p.stem.isdigit() else 0),
+            )
+            if not files:
+                raise ReportError(f"{path}: no results.json or trials/*.json below it")
+        else:
+            raise ReportError(f"{path}: no such file or directory")
+        for file in files:
+            results = _read(file)
+            trial = results.get("trial") or {}
+            if trial.get("state") == "pruned":
+                continue  # a pruned trial's numbers stop early: not a finished configuration
+            configs.append(Config(results, str(file), selection=_trial_value(trial)))
+    return label_configs(configs)
+
+
+def _trial_value(trial: dict) -> float | None:
+    values = trial.get("values")
+    return float(values[0]) if values else None
+
+
+def load_study(storage_url: str | None, study_name: str, workdir="runs") -> list[Config]:
+    """Configurations of the completed trials of a study (their results JSON files)."""
+    import optuna
+
+    from sweeps import storage as sweep_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = sweep_storage.open_storage(storage_url, pathlib.Path(workdir), study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise ReportError(
+            f"no study {study_name!r} in {sweep_storage.redact(storage_url or 'the journal')}; "
+            f"studies there: {', '.join(names) or 'none'}"
+        ) from None
+    configs = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        path = t.user_attrs.get("results")
+        if not path:
+            raise ReportError(f"trial {t.number} of {study_name} has no results file attribute")
+        results = _read(pathlib.Path(path))
+        configs.append(Config(results, path, selection=float(t.values[0])))
+    if not configs:
+        raise ReportError(f"study {study_name!r} has no completed trial yet")
+    return label_configs(configs)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def base_label(results: dict) -> str:
+    """Model family and size, with every setting that changes the model's behaviour."""
+    model = results["model"]
+    cfg = model.get("config", {})
+    parts = [model["name"]]
+    if "hidden_size" in cfg:
+        parts[0] += f" h{cfg['hidden_size']}"
+    if cfg.get("res_blocks", 1) > 1:
+        parts.append(f"{cfg['res_blocks']} blocks")
+    if cfg.get("num_att", 1) > 1:
+        parts.append(f"K={cfg['num_att']}")
+    if cfg.get("paper_compat"):
+        parts.append("paper-compat")
+    if results["settings"].get("share_init_across_seeds"):
+        parts.append("shared init")
+    return ", ".join(parts)
+
+
+def label_configs(configs: list[Config]) -> list[Config]:
+    """Give every configuration a unique label (trial number or source where needed)."""
+    counts: dict[str, int] = {}
+    for c in configs:
+        counts[base_label(c.results)] = counts.get(base_label(c.results), 0) + 1
+    for c in configs:
+        label = base_label(c.results)
+        if counts[label] > 1:
+            trial = (c.results.get("trial") or {}).get("number")
+            label += (
+                f" (trial {trial})"
+                if trial is not None
+                else f" ({pathlib.Path(c.source).parent.name})"
+            )
+        c.label = label
+    return configs
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _grid(results: dict):
+    """Runs as [seed][fold] with seeds and folds in order."""
+    seeds = sorted({r["seed"] for r in results["runs"]})
+    folds = list(results["aggregate"]["per_fold"])
+    grid = {(r["seed"], r["fold"]): r for r in results["runs"]}
+    missing = [(s, f) for s in seeds for f in folds if (s, f) not in grid]
+    if missing:
+        raise ReportError(f"results miss fold x seed runs {missing[:3]}")
+    return seeds, folds, [[grid[(s, f)] for f in folds] for s in seeds]
+
+
+def pooled_predictions(results: dict):
+    """(ids [N], labels [N], predictions [S, N]) of the pooled out-of-fold test sets."""
+    seeds, folds, grid = _grid(results)
+    ids = [i for run in grid[0] for i in run["test_predictions"]["ids"]]
+    labels = np.array([y for run in grid[0] for y in run["test_predictions"]["labels"]])
+    preds = []
+    for row in grid:
+        if [i for run in row for i in run["test_predictions"]["ids"]] != ids:
+            raise ReportError("seeds of one configuration were tested on different utterances")
+        preds.append([p for run in row for p in run["test_predictions"]["predictions"]])
+    return ids, labels, np.array(preds)
+
+
+def fold_seed_uars(results: dict) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """Matched keys (seed, fold) and test UARs [S * K]."""
+    seeds, folds, grid = _grid(results)
+    keys = [(s, f) for s in seeds for f in folds]
+    return keys, np.array([run["test"]["uar"] for row in grid for run in row])
+
+
+def row(config: Config, *, ci_resamples: int = 2000) -> dict:
+    """Every number of one configuration's table row (JSON-ready)."""
+    results = config.results
+    agg = results["aggregate"]
+    n_classes = len(results["card"]["classes"])
+    _, labels, preds = pooled_predictions(results)
+    low, high = stats.bootstrap_uar_ci(labels, preds, n_classes, resamples=ci_resamples)
+    val = float(np.mean([r["best_val_uar"] for r in results["runs"]]))
+    n_params = int(results["model"]["trainable_params"])
+    edge = results.get("edge") or {}
+    return {
+        "label": config.label,
+        "model": results["model"]["name"],
+        "params": n_params,
+        **size_kib(n_params),
+        "latency_ms_per_s": edge.get("latency_ms_per_s"),
+        "folds": {name: f["uar"]["mean"] for name, f in agg["per_fold"].items()},
+        "pooled_uar_mean": agg["pooled_oof_uar"]["mean"],
+        "pooled_uar_std": agg["pooled_oof_uar"]["std_population"],
+        "pooled_uar_max": agg["pooled_oof_uar"]["max"],
+        "ci95": [low, high],
+        "wa": agg["pooled_oof_wa"]["mean"],
+        "macro_f1": agg["pooled_oof_macro_f1"]["mean"],
+        "val_uar": val,
+        "selection": config.selection if config.selection is not None else val,
+        "seeds": len(results["settings"]["seeds"]),
+        "epochs": results["settings"]["epochs"],
+        "source": config.source,
+    }
+
+
+def card_key(results: dict) -> tuple:
+    card = results["card"]
+    return (card["corpus"], card["protocol"], card["utterance_ids_sha256"],
+            json.dumps(card.get("features", {}), sort_keys=True), card.get("normalisation"),
+            results.get("objective", "val"))  # fmt: skip
+
+
+def caption(results: dict, rows: list[dict]) -> str:
+    """The protocol card in one paragraph: what a reader needs to know how the table was made."""
+    card = results["card"]
+    features = card.get("features", {})
+    normalisation = card.get("normalisation", "fold")
+    objective = results.get("objective", "val")
+    leaky = []
+    if card.get("normalisation_leaky"):
+        leaky.append("global normalisation uses test speakers' statistics")
+    if objective == "test":
+        leaky.append("hyperparameters selected on test UAR")
+    if any("paper-compat" in r["label"] for r in rows):
+        leaky.append("paper-compat rows reproduce the reference's unmasked attention/BatchNorm")
+    seeds = sorted({r["seeds"] for r in rows})
+    epochs = sorted({r["epochs"] for r in rows})
+    text = (
+        f"{card['corpus']}, protocol {card['protocol']} ({len(card['folds'])} folds, "
+        f"{card['n_utterances']} utterances, {card['n_speakers']} speakers, utterance ids "
+        f"sha256 {card['utterance_ids_sha256'][:16]}), features {features.get('name', '?')}, "
+        f"{'per-fold (training speakers)' if normalisation == 'fold' else normalisation} "
+        f"normalisation, objective {objective}; {'/'.join(map(str, seeds))} seed(s) x "
+        f"{'/'.join(map(str, epochs))} epochs, best epoch by validation UAR. "
+        "Fold columns: test UAR, mean over seeds. Pooled: out-of-fold test predictions of all "
+        "folds pooled per seed, mean +- population std over seeds, and max. CI: 95% percentile "
+        "bootstrap over test utterances. WA, macro-F1: pooled, mean over seeds."
+    )
+    if leaky:
+        text += f" {LEAKY_NOTE}: " + "; ".join(leaky) + "."
+    return text
+
+
+def title(results: dict) -> str:
+    card = results["card"]
+    leaky = (
+        " [LEAKY]" if card.get("normalisation_leaky") or results.get("objective") == "test" else ""
+    )
+    return (f"{card['corpus']} / {card['protocol']} ({card['utterance_ids_sha256'][:8]}), "
+            f"{card.get('normalisation', 'fold')} normalisation, objective "
+            f"{results.get('objective', 'val')}{leaky}")  # fmt: skip
+
+
+@dataclasses.dataclass
+class Table:
+    title: str  # short: corpus, protocol, normalisation, objective
+    caption: str
+    folds: list[str]
+    rows: list[dict]
+    front: list[str]  # labels on the Pareto front (selection metric max, params min)
+
+
+def pareto_front(rows: list[dict]) -> list[str]:
+    """Labels of the rows no other row beats on both selection metric and parameters."""
+    front = []
+    for r in rows:
+        dominated = any(
+            o["params"] <= r["params"] and o["selection"] >= r["selection"]
+            and (o["params"] < r["params"] or o["selection"] > r["selection"])
+            for o in rows
+        )  # fmt: skip
+        if not dominated:
+            front.append(r["label"])
+    return front
+
+
+def build_tables(configs: list[Config], *, ci_resamples: int = 2000) -> list[Table]:
+    """One table per protocol card, rows sorted by parameters."""
+    groups: dict[tuple, list[Config]] = {}
+    for c in configs:
+        groups.setdefault(card_key(c.results), []).append(c)
+    tables = []
+    for members in groups.values():
+        rows = sorted((row(c, ci_resamples=ci_resamples) for c in members),
+                      key=lambda r: (r["params"], r["label"]))  # fmt: skip
+        folds = list(members[0].results["aggregate"]["per_fold"])
+        first = members[0].results
+        tables.append(Table(title(first), caption(first, rows), folds, rows, pareto_front(rows)))
+    return tables
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def compare(a: Config, b: Config) -> dict:
+    """Paired tests of two configurations trained on the same folds x seeds."""
+    if card_key(a.results)[:3] != card_key(b.results)[:3]:
+        raise ReportError(
+            f"cannot pair {a.label!r} and {b.label!r}: different corpus, protocol or utterances"
+        )
+    keys_a, uar_a = fold_seed_uars(a.results)
+    keys_b, uar_b = fold_seed_uars(b.results)
+    if keys_a != keys_b:
+        raise ReportError(f"cannot pair {a.label!r} and {b.label!r}: different folds or seeds")
+    ids_a, labels, pred_a = pooled_predictions(a.results)
+    ids_b, _, pred_b = pooled_predictions(b.results)
+    if ids_a != ids_b:
+        raise ReportError(f"cannot pair {a.label!r} and {b.label!r}: different test utterances")
+    return {
+        "a": a.label,
+        "b": b.label,
+        "pairs": len(keys_a),
+        "mean_uar_a": float(uar_a.mean()),
+        "mean_uar_b": float(uar_b.mean()),
+        "wilcoxon": stats.wilcoxon_paired(uar_a, uar_b),
+        "mcnemar": stats.mcnemar_paired(labels, pred_a, pred_b),
+    }
+
+
+def find(configs: list[Config], name: str) -> Config:
+    """A configuration by exact label, trial number, or unique label prefix."""
+    exact = [c for c in configs if c.label == name]
+    if not exact and name.isdigit():
+        exact = [c for c in configs if (c.results.get("trial") or {}).get("number") == int(name)]
+    if not exact:
+        exact = [c for c in configs if c.label.startswith(name)]
+    if len(exact) != 1:
+        known = "; ".join(c.label for c in configs)
+        what = "matches several" if exact else "matches none"
+        raise ReportError(f"--compare {name!r} {what} of the configurations: {known}")
+    return exact[0]
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _cells(r: dict, folds: list[str], pm: str) -> list[str]:
+    return [
+        f"{r['params']:,}",
+        f"{r['fp32_kib']:.1f}",
+        f"{r['fp16_kib']:.1f}",
+        _num(r["latency_ms_per_s"], 2),
+        *(_num(r["folds"][f]) for f in folds),
+        f"{r['pooled_uar_mean']:.4f} {pm} {r['pooled_uar_std']:.4f}",
+        _num(r["pooled_uar_max"]),
+        f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]",
+        _num(r["wa"]),
+        _num(r["macro_f1"]),
+    ]
+
+
+def _header(folds: list[str]) -> list[str]:
+    return ["configuration", "params", "fp32 KiB", "fp16 KiB", "ms / s audio",
+            *folds, "pooled UAR", "max", "95% CI", "WA", "macro-F1"]  # fmt: skip
+
+
+def format_markdown(tables: list[Table]) -> str:
+    out = []
+    for t in tables:
+        out.append(f"Table: {t.caption}\n")
+        header = _header(t.folds)
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        for r in t.rows:
+            mark = " *" if r["label"] in t.front else ""
+            out.append("| " + " | ".join([r["label"] + mark, *_cells(r, t.folds, "±")]) + " |")
+        out.append("\n\\* Pareto front: no other row has both fewer parameters and a higher "
+                   "selection metric (validation UAR or the study objective).\n")  # fmt: skip
+        out.append(format_pareto_markdown(t))
+    return "\n".join(out)
+
+
+def format_pareto_markdown(t: Table) -> str:
+    lines = ["Pareto front (selection metric vs parameters; test UAR shown, not used):", "",
+             "| configuration | params | fp16 KiB | selection | pooled test UAR |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in t.rows:
+        if r["label"] in t.front:
+            lines.append(f"| {r['label']} | {r['params']:,} | {r['fp16_kib']:.1f} | "
+                         f"{r['selection']:.4f} | {r['pooled_uar_mean']:.4f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def format_latex(tables: list[Table]) -> str:
+    """booktabs tables (needs `\\usepackage{booktabs}`), one per protocol card."""
+    out = []
+    for t in tables:
+        header = _header(t.folds)
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\scriptsize",
+            r"\caption{" + latex_escape(t.caption) + "}",
+            r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            r"\toprule",
+            " & ".join(latex_escape(h) for h in header) + r" \\",
+            r"\midrule",
+        ]
+        for r in t.rows:
+            label = latex_escape(r["label"])
+            if r["label"] in t.front:
+                label = r"\textbf{" + label + "}"
+            cells = [latex_escape(c) for c in _cells(r, t.folds, "+-")]
+            cells = [c.replace(r"+-", r"$\pm$") for c in cells]
+            out.append(" & ".join([label, *cells]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def format_csv(tables: list[Table]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    folds = sorted({f for t in tables for f in t.folds}, key=lambda f: (len(f), f))
+    writer.writerow(["table", "configuration", "params", "fp32_kib", "fp16_kib",
+                     "latency_ms_per_s", *folds, "pooled_uar_mean", "pooled_uar_std_population",
+                     "pooled_uar_max", "ci95_low", "ci95_high", "wa", "macro_f1", "selection",
+                     "pareto", "caption"])  # fmt: skip
+    for i, t in enumerate(tables):
+        for r in t.rows:
+            writer.writerow([i, r["label"], r["params"], f"{r['fp32_kib']:.2f}",
+                             f"{r['fp16_kib']:.2f}", r["latency_ms_per_s"] or "",
+                             *(r["folds"].get(f, "") for f in folds), r["pooled_uar_mean"],
+                             r["pooled_uar_std"], r["pooled_uar_max"], r["ci95"][0],
+                             r["ci95"][1], r["wa"], r["macro_f1"], r["selection"],
+                             r["label"] in t.front, t.caption])  # fmt: skip
+    return buffer.getvalue()
+
+
+def format_comparison(result: dict) -> str:
+    w, m = result["wilcoxon"], result["mcnemar"]
+    per_seed = ", ".join(f"{p:.4g}" for p in m["per_seed_p_values"])
+    return "\n".join([
+        f"A = {result['a']}, B = {result['b']} ({result['pairs']} matched fold x seed runs)",
+        f"  mean fold UAR: A {result['mean_uar_a']:.4f}, B {result['mean_uar_b']:.4f}",
+        f"  Wilcoxon signed-rank over fold x seed UARs: W = {w['statistic']:.1f}, "
+        f"p = {w['p_value']:.4g} (two-sided, n = {w['n']}, "
+        f"median A - B {w['median_difference']:+.4f})",
+        f"  McNemar (exact) on pooled predictions, all seeds: only A right {m['only_a_correct']}, "
+        f"only B right {m['only_b_correct']}, p = {m['p_value']:.4g}; per seed p: {per_seed}",
+    ])  # fmt: skip
