@@ -33,12 +33,12 @@ def corpus(tmp_path_factory) -> pathlib.Path:
     return root
 
 
-def command(corpus, out, cache, *extra) -> list[str]:
+def command(corpus, out, cache, *extra, latency: bool = False) -> list[str]:
     return [
         sys.executable, "-m", "reslstm_jax.train", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
         "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
-        "--no-progress", "--out", str(out), *extra,
+        "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]), *extra,
     ]  # fmt: skip
 
 
@@ -46,12 +46,20 @@ def run(args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
 
 
-def test_train_writes_results_card_and_best_checkpoints(corpus, tmp_path):
-    proc = run(command(corpus, tmp_path / "run", tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """One finished training run (with the latency measurement): (output dir, process)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    proc = run(command(corpus, tmp / "run", tmp / "cache", latency=True))
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp / "run", proc
+
+
+def test_train_writes_results_card_and_best_checkpoints(trained):
+    out, proc = trained
     assert "pooled out-of-fold UAR" in proc.stdout and "protocol ravdess_paper" in proc.stdout
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    card = json.loads((out / "card.json").read_text())
     assert card["protocol"] == "ravdess_paper" and results["card"] == card
     assert len(results["runs"]) == 10  # 2 seeds x 5 folds
     for r in results["runs"]:
@@ -66,8 +74,84 @@ def test_train_writes_results_card_and_best_checkpoints(corpus, tmp_path):
     assert sum(p["n"] for p in agg["pooled_oof"]) == 2 * 48  # every utterance tested once a seed
     # two pitches per class pair: training learns well above chance on this toy corpus
     assert agg["pooled_oof_uar"]["mean"] > 0.3
-    best = checkpoint.load_best(tmp_path / "run" / "best")
+    best = checkpoint.load_best(out / "best")
     assert best["params"]["fc"]["weight"].shape == (10, 8, 8)
+    assert card["sample_rates"] == {"48000": 48}
+
+
+def test_results_hold_the_edge_metrics(trained):
+    out, proc = trained
+    results = json.loads((out / "results.json").read_text())
+    edge = results["edge"]
+    n = results["model"]["trainable_params"]
+    assert edge["trainable_params"] == n
+    assert edge["fp32_kib"] == n * 4 / 1024 and edge["fp16_kib"] == n * 2 / 1024
+    assert edge["latency_ms_per_s"] == pytest.approx(
+        edge["features_ms_per_s"] + edge["model_ms_per_s"]
+    )
+    assert 0 < edge["latency_ms_per_s"] < 1000 and "48000 Hz" in edge["latency_signal"]
+    assert "ms per second of audio" in proc.stdout
+
+
+def test_predict_labels_files_and_folders_and_reports_bad_files(trained, corpus, tmp_path):
+    out, _ = trained
+    rng = np.random.default_rng(1)
+    t = np.arange(int(16000 * 2.5)) / 16000  # another rate and a longer clip than training
+    soundfile.write(tmp_path / "low.wav", 0.3 * np.sin(2 * np.pi * 320 * t), 16000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("03-01-01-01-01-01-01.wav", "03-01-05-01-01-01-01.wav"):
+        (clips / name).write_bytes((corpus / "Actor_01" / name).read_bytes())
+    soundfile.write(clips / "noise.flac", 0.1 * rng.standard_normal(8000), 16000)
+    base = [sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out)]
+    proc = run([*base, str(tmp_path / "low.wav"), str(tmp_path / "broken.wav"), str(clips),
+                "--plot-attention", str(tmp_path / "att")])  # fmt: skip
+    assert proc.returncode == 1  # a file failed; the others were still labelled
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("10 model(s): reslstm_sa trained on ravdess / ravdess_paper")
+    labelled = {pathlib.Path(line.split()[0]).name: line.split()[1] for line in lines[2:]}
+    assert set(labelled) == {"low.wav", "03-01-01-01-01-01-01.wav", "03-01-05-01-01-01-01.wav",
+                             "noise.flac"}  # fmt: skip
+    assert set(labelled.values()) <= {"neutral", "calm", "happy", "sad", "angry", "fearful",
+                                      "disgust", "surprised"}  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'broken.wav'}: truncated: no data chunk"]
+    assert (tmp_path / "att" / "low_attention.png").read_bytes()[:4] == b"\x89PNG"
+
+    one = run([*base, "--fold", "fold0", "--seed", "1", "--json", str(clips)])
+    assert one.returncode == 0, one.stderr[-2000:]
+    doc = json.loads(one.stdout)
+    assert doc["members"] == [{"seed": 1, "fold": "fold0"}]
+    for r in doc["results"]:
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fold", "fold9"], "--fold fold9: the run's folds are fold0"),
+        (["--seed", "7"], "--seed 7: the run's seeds are 0, 1"),
+    ],
+)
+def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message):
+    out, _ = trained
+    proc = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out), *extra,
+                str(tmp_path)])  # fmt: skip
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    proc = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(tmp_path),
+                str(tmp_path)])  # fmt: skip
+    assert proc.returncode == 2 and "not a finished training run" in proc.stderr
+
+
+def test_report_reads_a_training_run(trained, capsys):
+    from experiments import report
+
+    out, _ = trained
+    assert report.main([str(out), "--format", "latex", "--ci-resamples", "200"]) == 0
+    tex = capsys.readouterr().out
+    assert r"reslstm\_sa h8" in tex and "fold4" in tex and r"ravdess\_paper" in tex
 
 
 def test_a_killed_run_resumes_to_identical_results(corpus, tmp_path):

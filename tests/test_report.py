@@ -1,0 +1,206 @@
+"""Report tables on a hand-made results set: known means, stds, p-values; formats; the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from experiments import report as report_cli
+from reslstm_jax import metrics, report
+
+CLASSES = ["neutral", "angry"]
+FOLDS = ["fold0", "fold1"]
+LABELS = {"fold0": [0, 0, 1, 1], "fold1": [0, 1, 1, 1]}
+IDS = {"fold0": ["a", "b", "c", "d"], "fold1": ["e", "f", "g", "h"]}
+
+
+def make_results(preds: dict, *, model="lstm_sa", hidden=8, objective="val", norm="fold",
+                 trial=None, val=0.5) -> dict:  # fmt: skip
+    """Results of seeds x folds from `preds[(seed, fold)]` (lists aligned with LABELS)."""
+    seeds = sorted({s for s, _ in preds})
+    runs, y_true, y_pred = [], [], []
+    for s in seeds:
+        y_true.append([np.array(LABELS[f]) for f in FOLDS])
+        y_pred.append([np.array(preds[(s, f)]) for f in FOLDS])
+        for f in FOLDS:
+            runs.append({
+                "seed": s, "fold": f, "best_epoch": 0, "best_val_uar": val,
+                "train_loss": [1.0, 0.9], "val_uar": [val - 0.1, val],
+                "test": metrics.classification(LABELS[f], preds[(s, f)], 2),
+                "test_predictions": {"ids": IDS[f], "labels": LABELS[f],
+                                     "predictions": list(preds[(s, f)])},
+            })  # fmt: skip
+    params = {8: 1000, 16: 3000, 32: 9000}[hidden]
+    results = {
+        "settings": {"seeds": seeds, "epochs": 2, "share_init_across_seeds": False},
+        "model": {"name": model, "config": {"hidden_size": hidden}, "trainable_params": params},
+        "card": {"corpus": "ravdess", "protocol": "ravdess_paper", "classes": CLASSES,
+                 "n_utterances": 8, "n_speakers": 4, "utterance_ids_sha256": "ab" * 32,
+                 "folds": [{"name": f} for f in FOLDS], "features": {"name": "mfcc_chroma"},
+                 "normalisation": norm, "normalisation_leaky": norm == "global"},
+        "objective": objective,
+        "runs": runs,
+        "aggregate": metrics.aggregate(FOLDS, seeds, y_true, y_pred, 2),
+    }  # fmt: skip
+    if trial is not None:
+        results["trial"] = {"number": trial, "state": "complete", "values": [val]}
+    return results
+
+
+PERFECT = {(s, f): LABELS[f] for s in (0, 1) for f in FOLDS}
+# seed 0 perfect; seed 1: fold0 gets one angry wrong (UAR 0.75), fold1 one angry wrong
+MIXED = {**PERFECT, (1, "fold0"): [0, 0, 1, 0], (1, "fold1"): [0, 1, 1, 0]}
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    for name, preds, hidden, val in (("small", MIXED, 8, 0.6), ("big", PERFECT, 16, 0.7),
+                                     ("huge", PERFECT, 32, 0.65)):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(
+            json.dumps(make_results(preds, hidden=hidden, val=val))
+        )
+    return tmp_path
+
+
+def test_row_numbers_are_the_hand_computed_ones():
+    config = report.Config(make_results(MIXED), "x/results.json")
+    row = report.row(report.label_configs([config])[0], ci_resamples=200)
+    # fold0: seed UARs 1.0 and 0.75 -> 0.875; fold1: 1.0 and (1 + 2/3)/2 = 0.8333 -> 0.9167
+    assert row["folds"]["fold0"] == pytest.approx(0.875)
+    assert row["folds"]["fold1"] == pytest.approx((1 + 5 / 6) / 2)
+    # pooled seed 1: labels 0,0,1,1,0,1,1,1 predictions 0,0,1,0,0,1,1,0: recalls 1 and 3/5
+    pooled = [1.0, (1 + 3 / 5) / 2]
+    assert row["pooled_uar_mean"] == pytest.approx(np.mean(pooled))
+    assert row["pooled_uar_std"] == pytest.approx(np.std(pooled))
+    assert row["pooled_uar_max"] == 1.0
+    assert row["wa"] == pytest.approx((1 + 6 / 8) / 2)
+    assert row["ci95"][0] <= row["pooled_uar_mean"] <= row["ci95"][1] <= 1.0
+    assert row["params"] == 1000 and row["fp32_kib"] == pytest.approx(1000 * 4 / 1024)
+    assert row["fp16_kib"] == pytest.approx(1000 * 2 / 1024)
+
+
+def test_compare_gives_the_paired_p_values():
+    a = report.Config(make_results(PERFECT), "a", label="A")
+    b = report.Config(make_results(MIXED), "b", label="B")
+    result = report.compare(a, b)
+    # fold x seed UARs: A = 1,1,1,1; B = 1,1,0.75,0.8333: two non-zero differences, both
+    # positive -> exact p = 2 / 2^2 = 0.5 (zero differences dropped, scipy's default)
+    assert result["wilcoxon"]["p_value"] == pytest.approx(0.5)
+    # McNemar over both seeds: only A right on 2 utterances, never only B -> p = 2/4
+    assert result["mcnemar"]["only_a_correct"] == 2 and result["mcnemar"]["only_b_correct"] == 0
+    assert result["mcnemar"]["p_value"] == pytest.approx(0.5)
+    assert result["mcnemar"]["per_seed_p_values"] == [1.0, pytest.approx(0.5)]
+    other = make_results(PERFECT)
+    other["card"]["utterance_ids_sha256"] = "cd" * 32
+    with pytest.raises(report.ReportError, match="different corpus, protocol or utterances"):
+        report.compare(a, report.Config(other, "c", label="C"))
+
+
+def test_tables_are_split_by_protocol_card_and_the_caption_states_it():
+    configs = report.label_configs([
+        report.Config(make_results(PERFECT), "a/results.json"),
+        report.Config(make_results(MIXED, norm="global", hidden=16), "b/results.json"),
+    ])  # fmt: skip
+    tables = report.build_tables(configs, ci_resamples=200)
+    assert len(tables) == 2
+    fair, leaky = tables
+    assert "ravdess_paper" in fair.caption and "abababababababab" in fair.caption
+    assert "per-fold" in fair.caption and "LEAKY" not in fair.caption
+    assert "LEAKY" in leaky.caption and "global" in leaky.caption
+
+
+def test_pareto_front_uses_the_selection_metric_not_test():
+    rows = [
+        {"label": "a", "params": 10, "selection": 0.5},
+        {"label": "b", "params": 20, "selection": 0.7},
+        {"label": "c", "params": 30, "selection": 0.6},  # bigger and worse than b
+        {"label": "d", "params": 40, "selection": 0.8},
+    ]
+    assert report.pareto_front(rows) == ["a", "b", "d"]
+
+
+def _balanced(tex: str) -> None:
+    depth = 0
+    for i, ch in enumerate(tex):
+        if ch in "{}" and i and tex[i - 1] == "\\":
+            continue
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0, tex[max(0, i - 40) : i + 1]
+    assert depth == 0
+    begins = re.findall(r"\\begin\{(\w+)\}", tex)
+    ends = re.findall(r"\\end\{(\w+)\}", tex)
+    assert begins == ["table", "tabular"] * (len(begins) // 2) and sorted(begins) == sorted(ends)
+
+
+def test_latex_is_balanced_escaped_and_compiles_when_latex_is_there(tmp_path):
+    configs = report.label_configs([report.Config(make_results(MIXED), "a/results.json")])
+    tex = report.format_latex(report.build_tables(configs, ci_resamples=200))
+    _balanced(tex)
+    assert r"lstm\_sa h8" in tex and r"ravdess\_paper" in tex and r"$\pm$" in tex
+    header = tex.splitlines()[6]
+    assert header.count("&") == len(report._header(FOLDS)) - 1
+    for line in tex.splitlines():
+        if line.endswith(r"\\") and "&" in line:
+            assert line.count("&") == header.count("&")
+    latex = shutil.which("pdflatex")
+    if latex is None:
+        pytest.skip("pdflatex is not installed; balance and column counts were checked")
+    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n%s\n\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc % tex)
+    proc = subprocess.run([latex, "-interaction=nonstopmode", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_cli_markdown_csv_compare_and_plots(results_dir, capsys, tmp_path):
+    assert report_cli.main([str(results_dir), "--ci-resamples", "200", "--compare",
+                            "lstm_sa h16", "lstm_sa h8"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| lstm_sa h8 " in out and "0.8750" in out and "fold0" in out
+    assert "Table: ravdess, protocol ravdess_paper" in out
+    assert "Wilcoxon signed-rank" in out and "p = 0.5" in out
+    # the front by validation UAR: h8 (0.6) and h16 (0.7); h32 (0.65) is bigger and worse
+    assert "| lstm_sa h16 * |" in out and "| lstm_sa h32 |" in out
+
+    target = tmp_path / "t.csv"
+    assert report_cli.main([str(results_dir), "--format", "csv", "--out", str(target),
+                            "--ci-resamples", "200"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["configuration"] for r in rows] == ["lstm_sa h8", "lstm_sa h16", "lstm_sa h32"]
+    assert float(rows[0]["fold0"]) == pytest.approx(0.875)
+    assert [r["pareto"] for r in rows] == ["True", "True", "False"]
+
+    plots = tmp_path / "plots"
+    assert report_cli.main([str(results_dir / "small"), "--plots", str(plots),
+                            "--ci-resamples", "200"]) == 0  # fmt: skip
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == ["confusion_lstm_sa_h8.png", "curves_lstm_sa_h8.png", "pareto.png"]
+    assert all((plots / n).read_bytes()[:4] == b"\x89PNG" for n in names)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["NOPE"], "nope: no such file or directory"),
+        (["EMPTY"], "no results.json or trials/*.json below it"),
+        (["BAD"], "not a training results file"),
+        (["OK", "--compare", "lstm_sa", "zzz"], "matches several"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(results_dir, tmp_path, capsys, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "BAD.json").write_text("{}")
+    paths = {"NOPE": tmp_path / "nope", "EMPTY": tmp_path / "EMPTY", "BAD": tmp_path / "BAD.json",
+             "OK": results_dir}  # fmt: skip
+    argv = [str(paths.get(a, a)) for a in args] + ["--ci-resamples", "200"]
+    assert report_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
