@@ -178,7 +178,9 @@ class Tracker:
         self._open[id(handle)] = handle
         return handle
 
-    def finish_trial(self, run: TrialRun, summary: dict, history: dict | None = None) -> None:
+    def finish_trial(
+        self, run: TrialRun, summary: dict, history: dict | None = None, images: dict | None = None
+    ) -> None:
         """Log a trial's curves and results, then close its run.
 
         Call it after the Optuna `tell`: the storage is the record of truth, and a run killed
@@ -191,6 +193,7 @@ class Tracker:
           summary: final results, flat or nested dict of numbers and strings (e.g. "uar",
             "n_params").
           history: metric name -> one value per epoch; step i is logged with "epoch" = i + 1.
+          images: key -> PNG path, logged once after the history (e.g. the confusion matrix).
         """
         if not run.active:
             return
@@ -198,6 +201,10 @@ class Tracker:
         steps = max((len(v) for v in (history or {}).values()), default=0)
         for i in range(steps):
             wb.log({"epoch": i + 1, **{k: v[i] for k, v in history.items() if i < len(v)}}, step=i)
+        if images:
+            import wandb
+
+            wb.log({k: wandb.Image(str(path)) for k, path in images.items()}, step=max(steps, 1))
         wb.summary.update(dict(summary))
         self._finish(run, exit_code=0)
 

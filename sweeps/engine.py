@@ -58,6 +58,7 @@ class SweepConfig:
     max_retries: int = 2
     cache_dir: str | None = None
     progress: bool = True
+    latency: bool = True  # measure CPU latency per second of audio (edge metrics)
 
     @property
     def study_dir(self) -> pathlib.Path:
@@ -130,6 +131,10 @@ def objective_values(results: dict, config: SweepConfig, space, params: int) -> 
         "n_params": params,
         "protocol_hash": results["card"]["utterance_ids_sha256"],
     }
+    edge = results.get("edge") or {}
+    for key in ("fp32_kib", "fp16_kib", "latency_ms_per_s"):
+        if key in edge:
+            summary[key] = edge[key]
     values = [uar] + ([params] if space.multi_objective else [])
     return values, summary
 
@@ -216,6 +221,8 @@ def trial_rows(study: optuna.Study, space) -> list[dict]:
             "res_blocks": full.get("res_blocks"), "num_att": full.get("num_att"),
             "n_params": t.user_attrs.get("n_params"), "val_uar": t.user_attrs.get("val_uar"),
             "test_uar": t.user_attrs.get("test_uar_pooled"), "uar": t.values[0],
+            "fp16_kib": t.user_attrs.get("fp16_kib"),
+            "latency_ms_per_s": t.user_attrs.get("latency_ms_per_s"),
         })  # fmt: skip
     return rows
 
@@ -307,6 +314,21 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
     return done
 
 
+def trial_plots(results: dict, directory: pathlib.Path, number: int) -> dict:
+    """The trial's pooled confusion matrix and learning curves as PNGs (also sent to W&B)."""
+    from reslstm_jax import plots
+
+    directory.mkdir(parents=True, exist_ok=True)
+    label = f"trial {number}: {results['model']['name']}"
+    matrix = plots.pooled_confusion(results)
+    return {
+        "confusion": plots.confusion(directory / f"trial_{number}_confusion.png", matrix,
+                                     results["card"]["classes"], title=label),
+        "learning_curves": plots.learning_curves(directory / f"trial_{number}_curves.png",
+                                                 results, title=label),
+    }  # fmt: skip
+
+
 def train_group(study, space, config, dataset, group, tracker, trials_dir) -> int:
     """Train trials of one static shape together, tell Optuna, then write and log results."""
     runs = [tracker.start_trial(t.number, {**full, "n_params": n, "epochs": config.epochs,
@@ -346,10 +368,13 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             tracker.fail_trial(run, f"{type(exc).__name__}: {exc}")
         raise
+    # one static shape: the edge metrics are measured once for every trial of the group
+    edge = train.edge_metrics(results[0], dataset, latency=config.latency)
     done = 0
     for index, ((trial, full, count), result, run) in enumerate(
         zip(group, results, runs, strict=True)
     ):
+        result["edge"] = edge
         values, summary = objective_values(result, config, space, count)
         state = "pruned" if index in pruned else "complete"
         if index in pruned:
@@ -365,11 +390,14 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             tracker.finish_trial(run, summary)
             continue
-        for key in ("val_uar", "test_uar_pooled", "objective", "leaky"):
-            trial.set_user_attr(key, summary[key])
+        for key in ("val_uar", "test_uar_pooled", "objective", "leaky", "fp16_kib",
+                    "latency_ms_per_s"):  # fmt: skip
+            if key in summary:
+                trial.set_user_attr(key, summary[key])
         study.tell(trial, values)  # the record of truth first ...
         history = {"val_uar_mean": [sum(r["val_uar"][e] for r in result["runs"]) /
                                     len(result["runs"]) for e in range(config.epochs)]}  # fmt: skip
-        tracker.finish_trial(run, summary, history)  # ... then W&B
+        images = trial_plots(result, config.study_dir / "plots", trial.number)
+        tracker.finish_trial(run, summary, history, images=images)  # ... then W&B
         done += 1
     return done

@@ -66,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=2, help="retries of a dead trial")
     p.add_argument("--cache-dir", help="feature cache")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the CPU latency measurement (edge metrics)")  # fmt: skip
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     return p
@@ -121,6 +123,7 @@ def build_config(args, p) -> tuple:
         group_size=args.group_size or (1 if space.grid is not None else 4),
         heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds,
         max_retries=args.max_retries, cache_dir=args.cache_dir, progress=not args.no_progress,
+        latency=not args.no_latency,
     )  # fmt: skip
     return space, config
 

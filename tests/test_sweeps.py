@@ -167,6 +167,16 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
         assert logged["summary"]["uar"] == pytest.approx(t.values[0])
         assert logged["summary"]["n_params"] == t.values[1]
         assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
+        # edge metrics next to UAR: in the trial results, the Optuna attributes and W&B
+        assert result["edge"]["fp16_kib"] == t.values[1] * 2 / 1024
+        assert logged["summary"]["fp16_kib"] == result["edge"]["fp16_kib"]
+        assert logged["summary"]["latency_ms_per_s"] == t.user_attrs["latency_ms_per_s"] > 0
+        # the confusion matrix and learning curves, as PNGs and as W&B images
+        assert logged["summary"]["confusion"]["_type"] == "image-file"
+        for kind in ("confusion", "curves"):
+            png = study_dir / "plots" / f"trial_{t.number}_{kind}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "fp16 KiB" in first.stdout and "ms/s" in first.stdout
 
 
 def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
