@@ -1,0 +1,45 @@
+"""Experiments end to end on a tiny RAVDESS-named tree: runs, report, plots, resume, misuse."""
+
+from __future__ import annotations
+
+import pytest
+from test_train_cli import corpus  # noqa: F401 - the tone corpus fixture
+
+from experiments import ravdess_reslstm_sa
+
+
+def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "exp"
+    argv = ["--data-dir", str(corpus), "--configs", "reslstm_sa_h32,lstm_sa_h32",
+            "--setups", "fair", "--seeds", "2", "--epochs", "2", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--no-progress",
+            "--no-latency"]  # fmt: skip
+    assert ravdess_reslstm_sa.main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert "| lstm_sa h32 " in report and "| reslstm_sa h32 " in report
+    assert "protocol ravdess_paper" in report and "per-fold (training speakers)" in report
+    assert "[fair] A = reslstm_sa h32, B = lstm_sa h32 (10 matched fold x seed runs)" in report
+    assert r"\begin{tabular}" in (out / "report.tex").read_text()
+    for config in ("reslstm_sa_h32", "lstm_sa_h32"):
+        run = out / "fair" / config
+        assert (run / "results.json").is_file() and (run / "inference.json").is_file()
+    pngs = sorted(p.name for p in (out / "plots").iterdir())
+    assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
+    capsys.readouterr()
+    assert ravdess_reslstm_sa.main(argv) == 0  # a rerun keeps finished configurations
+    assert capsys.readouterr().out.count("done earlier, kept") == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--configs", "resnet"], "--configs: unknown resnet"),
+        (["--setups", "nope"], "--setups: unknown nope"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--data-dir", "/nonexistent/ravdess"], "no such directory"),
+    ],
+)
+def test_ravdess_experiment_misuse_exits_2(extra, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ravdess_reslstm_sa.main(extra)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
