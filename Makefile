@@ -8,7 +8,10 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 CONSTRAINTS := $(wildcard requirements/constraints-py$(PYVER).txt)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: demo test lint format bench clean
+.PHONY: install demo test lint format bench clean
+
+# The project (with the synthetic corpus generator) in .venv, nothing run.
+install: $(VENV)/.installed-demo
 
 # The main command on the embedded synthetic corpus (generated on first use): the quick
 # hidden_sizes sweep (LSTM-SA and ResLSTM-SA at 4 sizes), ending with the Pareto front.
