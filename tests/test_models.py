@@ -134,7 +134,11 @@ def test_state_dict_names():
 @pytest.mark.parametrize(
     "name,config,message",
     [
-        ("resnet", {}, "unknown model 'resnet'; known models: lstm_sa, reslstm_sa"),
+        (
+            "resnet",
+            {},
+            "unknown model 'resnet'; known models: ds_lstm, light_sernet, lstm_sa, reslstm_sa",
+        ),
         ("lstm_sa", {"res_blocks": 1}, "lstm_sa has no residual blocks"),
         ("reslstm_sa", {"res_blocks": 0}, "reslstm_sa needs res_blocks >= 1"),
         ("reslstm_sa", {"hidden_size": 0}, "hidden_size must be a positive integer"),

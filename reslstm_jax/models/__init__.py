@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from reslstm_jax.models.attention_lstm import AttentionLSTM
+from reslstm_jax.models.ds_lstm import DSLSTM
+from reslstm_jax.models.light_sernet import LightSERNet
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -55,5 +57,7 @@ def _reslstm_sa(**config: Any) -> AttentionLSTM:
 
 register("lstm_sa", _lstm_sa)
 register("reslstm_sa", _reslstm_sa)
+register("ds_lstm", DSLSTM)
+register("light_sernet", LightSERNet)
 
-__all__ = ["AttentionLSTM", "get", "names", "register"]
+__all__ = ["AttentionLSTM", "DSLSTM", "LightSERNet", "get", "names", "register"]
