@@ -30,7 +30,9 @@ import numpy as np
 from reslstm_jax import corpora, features, protocols
 from reslstm_jax.corpora.base import Manifest, Skipped
 
-NORMALISATIONS = ("fold", "global")
+NORMALISATIONS = ("fold", "global", "none")
+# The key whose frames are a variable-length sequence in multi-array features (DS-LSTM's).
+SEQUENCE_KEY = "mfcc"
 VAR_FLOOR = 1e-8
 
 DEFAULT_PROTOCOL = {
@@ -64,6 +66,31 @@ def pad_sequences(sequences: Sequence[np.ndarray], frames: int) -> tuple[np.ndar
         x[i, :n] = seq[:n]
         lengths[i] = n
     return x, lengths
+
+
+def stack_multi(feats, multiple: int, max_frames: int | None):
+    """Multi-array features ({key: [T_k, F_k]} per utterance) -> {key: [N, T_k, F_k]}.
+
+    Fixed-size arrays (every utterance the same shape, e.g. resized spectrograms) are stacked;
+    the `SEQUENCE_KEY` array is padded like `pad_sequences` and gives the lengths (without
+    one, every row has the first array's length).
+    """
+    x, lengths, frames, truncated = {}, None, None, 0
+    for key in feats[0]:
+        arrays = [f[key] for f in feats]
+        if key == SEQUENCE_KEY:
+            frames = choose_frames([len(a) for a in arrays], multiple, max_frames)
+            x[key], lengths = pad_sequences(arrays, frames)
+            truncated = int(sum(len(a) > frames for a in arrays))
+        elif len({a.shape for a in arrays}) == 1:
+            x[key] = np.stack(arrays).astype(np.float32)
+        else:
+            raise ValueError(f"feature array {key!r} differs in shape between utterances")
+    if lengths is None:
+        first = next(iter(x.values()))
+        frames = first.shape[1]
+        lengths = np.full(len(feats), frames, np.int32)
+    return x, lengths, frames, truncated
 
 
 def frame_statistics(
@@ -132,7 +159,11 @@ def fold_arrays(
         raise ValueError(
             f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
         )
-    if normalisation == "global":
+    if normalisation == "none":
+        # The model reads raw features (Light-SERNet, DS-LSTM): identity statistics.
+        dim = x.shape[2] if isinstance(x, np.ndarray) else 1
+        stats = [(np.zeros(dim), np.ones(dim))] * len(folds)
+    elif normalisation == "global":
         stats = [frame_statistics(x, lengths, np.arange(len(x)))] * len(folds)
     else:
         stats = [frame_statistics(x, lengths, f.train) for f in folds]
@@ -157,7 +188,8 @@ class Dataset:
     """Everything the trainer needs for one corpus x protocol x extractor.
 
     Attributes:
-      x: [N, T, D] float32 raw features, zero on padded frames.
+      x: [N, T, D] float32 raw features, zero on padded frames; or, for multi-array features,
+        {key: [N, T_k, F_k]} (see `stack_multi`).
       lengths: [N] int32 valid frames. labels: [N] int32.
       ids, speakers: per row. classes: class names.
       folds: `FoldArrays`.
@@ -167,7 +199,7 @@ class Dataset:
       extraction: the extraction report.
     """
 
-    x: np.ndarray
+    x: np.ndarray | dict
     lengths: np.ndarray
     labels: np.ndarray
     ids: list[str]
@@ -223,9 +255,18 @@ def build(
 ) -> Dataset:
     """Arrays for `manifest` (features aligned with `manifest.utterances`)."""
     folds = protocols.make_folds(protocol, manifest)  # audited
-    frames = choose_frames([len(f) for f in feats], multiple, max_frames)
-    x, lengths = pad_sequences(feats, frames)
-    truncated = int(sum(len(f) > frames for f in feats))
+    if isinstance(feats[0], dict):
+        x, lengths, frames, truncated = stack_multi(feats, multiple, max_frames)
+        if normalisation != "none":
+            raise ValueError(
+                f"features {extractor_info.get('name')} give several arrays per utterance "
+                f"({', '.join(x)}); per-fold normalisation is not defined for them: use "
+                "--normalisation none"
+            )
+    else:
+        frames = choose_frames([len(f) for f in feats], multiple, max_frames)
+        x, lengths = pad_sequences(feats, frames)
+        truncated = int(sum(len(f) > frames for f in feats))
     if truncated:
         warnings.warn(
             f"{truncated} utterances are longer than {frames} frames and were truncated",
@@ -296,11 +337,6 @@ def prepare(
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
-    if extractor == "logmel_dual":
-        raise ValueError(
-            "logmel_dual gives two fixed-size spectrograms, not one sequence; "
-            "use it through the DS-LSTM model's data path"
-        )
     manifest = corpora.load(corpus, data_dir)
     extraction = features.extract_all(
         [u.path for u in manifest.utterances],

@@ -170,6 +170,62 @@ class LogmelDual:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Mfcc39:
+    """DS-LSTM's MFCC-LSTM input, openSMILE `MFCC12_E_D_A` approximated with librosa:
+    [T, 39] = 12 MFCC (c1..c12, 26 HTK mel bands, lifter 22) + log frame energy, with deltas
+    and delta-deltas (width 5), 25 ms Hamming frames every 10 ms at 16 kHz, pre-emphasis 0.97,
+    no centring; float audio in [-1, 1]. Not normalised (as the reference)."""
+
+    name: str = "mfcc39"
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 26
+    lifter: int = 22
+    preemphasis: float = 0.97
+
+    def from_signal(self, y: np.ndarray) -> np.ndarray:
+        import librosa
+
+        y = np.append(y[:1], y[1:] - self.preemphasis * y[:-1]).astype(np.float32)
+        mfcc = librosa.feature.mfcc(
+            y=y, sr=self.sample_rate, n_mfcc=13, n_fft=self.n_fft, win_length=self.win_length,
+            hop_length=self.hop_length, window="hamming", n_mels=self.n_mels, htk=True,
+            lifter=self.lifter, center=False,
+        )  # fmt: skip
+        frames = librosa.util.frame(y, frame_length=self.win_length, hop_length=self.hop_length)
+        energy = np.log(np.maximum(np.sum(np.square(frames), axis=0), 1e-10))
+        base = np.concatenate([mfcc[1:13], energy[None, : mfcc.shape[1]]], axis=0)  # [13, T]
+        width = 5 if base.shape[1] >= 5 else (base.shape[1] // 2) * 2 + 1
+        if width < 3:
+            raise AudioError(f"too short for MFCC deltas: {base.shape[1]} frames")
+        d1 = librosa.feature.delta(base, width=width, order=1, mode="nearest")
+        d2 = librosa.feature.delta(base, width=width, order=2, mode="nearest")
+        return np.concatenate([base, d1, d2], axis=0).T.astype(np.float32)
+
+    def __call__(self, path) -> np.ndarray:
+        y, _ = load_audio(path, self.sample_rate, self.win_length)
+        return self.from_signal(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class DsLstmInputs(LogmelDual):
+    """Everything DS-LSTM reads: `logmel_dual`'s {"a", "b"} plus "mfcc" [T, 39] (`mfcc39`)."""
+
+    name: str = "ds_lstm_inputs"
+
+    def __call__(self, path) -> dict[str, np.ndarray]:
+        y, _ = load_audio(path, self.sample_rate, self.n_fft_b)
+        scale = 32768.0 if self.int16_scale else 1.0
+        return {
+            "a": self._logmel(y * scale, self.n_fft_a, self.hop_a, self.n_mels_a, self.frames_a),
+            "b": self._logmel(y * scale, self.n_fft_b, self.hop_b, self.n_mels_b, self.frames_b),
+            "mfcc": Mfcc39(sample_rate=self.sample_rate).from_signal(y),
+        }
+
+
 def hz_to_mel_htk(f):
     """HTK mel scale as TensorFlow writes it: 1127 ln(1 + f / 700)."""
     return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
@@ -243,7 +299,13 @@ class TfMfcc:
         return np.clip(coefficients[:, : self.n_mfcc], -self.clip, self.clip).astype(np.float32)
 
 
-EXTRACTORS = {"mfcc_chroma": MfccChroma, "logmel_dual": LogmelDual, "tf_mfcc": TfMfcc}
+EXTRACTORS = {
+    "mfcc_chroma": MfccChroma,
+    "logmel_dual": LogmelDual,
+    "tf_mfcc": TfMfcc,
+    "mfcc39": Mfcc39,
+    "ds_lstm_inputs": DsLstmInputs,
+}
 
 
 def names() -> list[str]:

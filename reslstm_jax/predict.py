@@ -115,32 +115,49 @@ def _forward(predictor: Predictor):
     model = predictor.model
 
     def one(variables, mean, std, x, lengths):
-        steps = x.shape[1]
-        valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
-        x = jax.numpy.where(valid, (x - mean) / std, 0.0)
+        if not isinstance(x, dict):  # multi-array features (DS-LSTM) are never normalised
+            steps = x.shape[1]
+            valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
+            x = jax.numpy.where(valid, (x - mean) / std, 0.0)
         logits, aux = model.apply(variables, x, lengths)
         return jax.nn.softmax(logits, -1), aux
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))
 
 
-def predict_features(predictor: Predictor, feats: np.ndarray) -> dict:
-    """Ensemble prediction of one utterance's features [T, D]."""
+def _pad_one(seq: np.ndarray) -> np.ndarray:
+    """[T, D] -> [1, T rounded up to FRAME_BUCKET, D], zeros after T."""
+    padded = math.ceil(len(seq) / FRAME_BUCKET) * FRAME_BUCKET
+    x = np.zeros((1, padded, seq.shape[1]), np.float32)
+    x[0, : len(seq)] = seq
+    return x
+
+
+def predict_features(predictor: Predictor, feats) -> dict:
+    """Ensemble prediction of one utterance's features: [T, D], or {key: array} for
+    multi-array features (the sequence key padded, fixed-size arrays as they are)."""
     import jax.numpy as jnp
+
+    from reslstm_jax.data import SEQUENCE_KEY
 
     if predictor._forward is None:
         predictor._forward = _forward(predictor)
-    frames = len(feats)
-    padded = math.ceil(frames / FRAME_BUCKET) * FRAME_BUCKET
-    x = np.zeros((1, padded, feats.shape[1]), np.float32)
-    x[0, :frames] = feats
+    if isinstance(feats, dict):
+        frames = len(feats.get(SEQUENCE_KEY, next(iter(feats.values()))))
+        x = {k: jnp.asarray(_pad_one(v) if k == SEQUENCE_KEY else np.asarray(v)[None])
+             for k, v in feats.items()}  # fmt: skip
+    else:
+        frames = len(feats)
+        x = jnp.asarray(_pad_one(feats))
     probs, aux = predictor._forward(predictor.variables, jnp.asarray(predictor.mean)[:, None],
-                                    jnp.asarray(predictor.std)[:, None], jnp.asarray(x),
+                                    jnp.asarray(predictor.std)[:, None], x,
                                     jnp.asarray([frames], jnp.int32))  # fmt: skip
     mean_probs = np.asarray(probs)[:, 0].mean(0)
     attention = None
     if aux is not None and not isinstance(aux, dict) and np.ndim(aux) == 3:
         attention = np.asarray(aux)[:, 0, :frames].mean(0)
+        if not attention.any():  # Light-SERNet's placeholder: there is no attention to show
+            attention = None
     return {
         "label": predictor.classes[int(np.argmax(mean_probs))],
         "probabilities": {c: float(p) for c, p in zip(predictor.classes, mean_probs, strict=True)},
@@ -196,7 +213,8 @@ def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dic
         except AudioError as exc:
             errors.append((str(path), str(exc)))
             continue
-        out = {"file": str(path), **predict_features(predictor, np.asarray(feats))}
+        feats = feats if isinstance(feats, dict) else np.asarray(feats)
+        out = {"file": str(path), **predict_features(predictor, feats)}
         out["features"] = feats
         results.append(out)
         if on_result is not None:

@@ -48,6 +48,9 @@ class Fold:
     val_speakers: tuple[str, ...]
     test_speakers: tuple[str, ...]
     val_from_train_speakers: bool = False
+    # Reproduction protocols of other papers only (the protocol is then registered `leaky`):
+    speaker_dependent: bool = False  # speakers may be in train, val and test alike
+    val_is_test: bool = False  # checkpoint selection on the test fold itself
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +59,24 @@ class Protocol:
     corpus: str
     description: str
     build: Callable[[Manifest], list[Fold]]
+    leaky: str | None = None  # why its numbers are not speaker-independent test numbers
 
 
 _REGISTRY: dict[str, Protocol] = {}
 
 
-def register(name: str, corpus: str, description: str):
-    """Decorator: register `build(manifest) -> list[Fold]` as protocol `name`."""
+def register(name: str, corpus: str, description: str, leaky: str | None = None):
+    """Decorator: register `build(manifest) -> list[Fold]` as protocol `name`.
+
+    Only a protocol registered with a `leaky` reason may build speaker-dependent folds or
+    folds that select on test; the audit refuses them otherwise, and the card carries the
+    reason into every table.
+    """
 
     def wrap(build: Callable[[Manifest], list[Fold]]):
         if name in _REGISTRY:
             raise ValueError(f"protocol {name!r} is already registered")
-        _REGISTRY[name] = Protocol(name, corpus, description, build)
+        _REGISTRY[name] = Protocol(name, corpus, description, build, leaky)
         return build
 
     return wrap
@@ -221,6 +230,58 @@ def _iemocap_speaker(manifest: Manifest) -> list[Fold]:
     return folds
 
 
+def random_folds(manifest: Manifest, n_folds: int, seed: int, *, n_val_chunks: int = 0,
+                 val_is_test: bool = False) -> list[Fold]:  # fmt: skip
+    """Speaker-dependent K-fold CV on one seeded permutation of the utterances (sorted by id
+    first, so the split does not depend on the file system): fold k tests chunk k; validation
+    is the test chunk itself (`val_is_test`, the reproduced papers' selection on test) or the
+    next `n_val_chunks` chunks."""
+    order = np.argsort(manifest.ids, kind="stable")
+    order = order[np.random.default_rng(seed).permutation(len(order))]
+    chunks = np.array_split(order, n_folds)
+    speakers = np.array([u.speaker for u in manifest.utterances])
+    folds = []
+    for k in range(n_folds):
+        test = np.sort(chunks[k])
+        if val_is_test:
+            val = test
+        else:
+            val = np.sort(np.concatenate([chunks[(k + j) % n_folds]
+                                          for j in range(1, n_val_chunks + 1)]))  # fmt: skip
+        train = np.setdiff1d(np.arange(len(order)), np.union1d(test, val))
+        folds.append(Fold(
+            name=f"fold{k}", train=train, val=val, test=test,
+            train_speakers=tuple(sorted(set(speakers[train].tolist()))),
+            val_speakers=tuple(sorted(set(speakers[val].tolist()))),
+            test_speakers=tuple(sorted(set(speakers[test].tolist()))),
+            speaker_dependent=True, val_is_test=val_is_test,
+        ))  # fmt: skip
+    return folds
+
+
+@register(
+    "emodb_random10",
+    "emodb",
+    "Light-SERNet's protocol: one seeded random permutation of the utterances cut into 10 "
+    "chunks, fold k tests chunk k, the best epoch is picked on the test chunk. (The paper's "
+    "runs tested random pairs of chunks, counting utterances twice; this tests each once.)",
+    leaky="speaker-dependent random folds and checkpoint selection on the test fold",
+)
+def _emodb_random10(manifest: Manifest) -> list[Fold]:
+    return random_folds(manifest, 10, seed=42, val_is_test=True)
+
+
+@register(
+    "iemocap_random5",
+    "iemocap",
+    "DS-LSTM's protocol: one seeded random permutation of the utterances cut into 5 folds "
+    "(80/20), the best epoch is picked on the test fold.",
+    leaky="speaker-dependent random folds and checkpoint selection on the test fold",
+)
+def _iemocap_random5(manifest: Manifest) -> list[Fold]:
+    return random_folds(manifest, 5, seed=10, val_is_test=True)
+
+
 @register(
     "cremad_actor5",
     "cremad",
@@ -299,13 +360,17 @@ def _savee_loso(manifest: Manifest) -> list[Fold]:
 # ----------------------------------------------------------------------------- audit
 
 
-def audit(manifest: Manifest, folds: Sequence[Fold], protocol: str = "protocol") -> None:
+def audit(
+    manifest: Manifest, folds: Sequence[Fold], protocol: str = "protocol", *, leaky: bool = False
+) -> None:
     """Raise `LeakageError` unless the folds are speaker-independent and test everything once.
 
     Checks, per fold: non-empty train, val and test; train / val / test utterance sets
     disjoint; no speaker in both test and train or val; no speaker in both val and train
     (except a fold that declares `val_from_train_speakers`); and over all folds: every
-    utterance of the manifest is tested exactly once.
+    utterance of the manifest is tested exactly once. A `leaky` (reproduction) protocol's
+    folds may declare `speaker_dependent` (speaker checks skipped) and `val_is_test` (val must
+    then equal test); any other protocol declaring them is refused.
     """
     speakers = np.array([u.speaker for u in manifest.utterances])
     n = len(manifest.utterances)
@@ -316,21 +381,31 @@ def audit(manifest: Manifest, folds: Sequence[Fold], protocol: str = "protocol")
     tested = np.zeros(n, np.int64)
     for fold in folds:
         where = f"{protocol} {fold.name}"
+        if (fold.speaker_dependent or fold.val_is_test) and not leaky:
+            raise LeakageError(
+                f"{where}: speaker-dependent or test-selected folds need a protocol "
+                "registered as leaky"
+            )
+        if fold.val_is_test and not np.array_equal(fold.val, fold.test):
+            raise LeakageError(f"{where}: val_is_test but val differs from test")
         for part in ("train", "val", "test"):
             if len(getattr(fold, part)) == 0:
                 declared = ", ".join(getattr(fold, f"{part}_speakers"))
                 detail = f" (speakers {declared} are not in the manifest)" if declared else ""
                 raise LeakageError(f"{where}: no {part} utterance{detail}")
         parts = {"train": fold.train, "val": fold.val, "test": fold.test}
-        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        disjoint = [("train", "val"), ("train", "test")]
+        if not fold.val_is_test:
+            disjoint.append(("val", "test"))
+        for a, b in disjoint:
             shared = np.intersect1d(parts[a], parts[b])
             if len(shared):
                 raise LeakageError(
                     f"{where}: {len(shared)} utterances in both {a} and {b} "
                     f"(speakers {', '.join(sorted(who(shared)))})"
                 )
-        pairs = [("test", "train"), ("test", "val")]
-        if not fold.val_from_train_speakers:
+        pairs = [] if fold.speaker_dependent else [("test", "train"), ("test", "val")]
+        if not fold.val_from_train_speakers and not fold.speaker_dependent:
             pairs.append(("val", "train"))
         for a, b in pairs:
             both = who(parts[a]) & who(parts[b])
@@ -361,7 +436,7 @@ def make_folds(name: str, manifest: Manifest) -> list[Fold]:
             f"{manifest.corpus}: {', '.join(for_corpus(manifest.corpus)) or 'none'}"
         )
     folds = protocol.build(manifest)
-    audit(manifest, folds, name)
+    audit(manifest, folds, name, leaky=protocol.leaky is not None)
     return folds
 
 
@@ -380,6 +455,7 @@ def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
         "corpus": manifest.corpus,
         "protocol": name,
         "description": protocol.description,
+        "leaky": protocol.leaky,
         "classes": list(manifest.classes),
         "n_utterances": len(manifest),
         "n_speakers": len(manifest.speakers),
@@ -395,6 +471,8 @@ def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
                 "n_val": int(len(f.val)),
                 "n_test": int(len(f.test)),
                 "val_from_train_speakers": f.val_from_train_speakers,
+                "speaker_dependent": f.speaker_dependent,
+                "val_is_test": f.val_is_test,
             }
             for f in folds
         ],
@@ -407,6 +485,7 @@ def format_card(card: dict) -> str:
         f"protocol {card['protocol']} on {card['corpus']}: {card['n_utterances']} utterances, "
         f"{card['n_speakers']} speakers",
         f"  {card['description']}",
+        *([f"  LEAKY: {card['leaky']}"] if card.get("leaky") else []),
         f"  classes: {', '.join(card['classes'])}",
         f"  utterance ids sha256: {card['utterance_ids_sha256']}",
     ]

@@ -240,6 +240,11 @@ def card_key(results: dict) -> tuple:
             results.get("objective", "val"))  # fmt: skip
 
 
+def selected_on(card: dict) -> str:
+    """Which split picked the best epoch: "validation", or "TEST" for reproduction protocols."""
+    return "TEST" if any(f.get("val_is_test") for f in card["folds"]) else "validation"
+
+
 def caption(results: dict, rows: list[dict]) -> str:
     """The protocol card in one paragraph: what a reader needs to know how the table was made."""
     card = results["card"]
@@ -247,6 +252,8 @@ def caption(results: dict, rows: list[dict]) -> str:
     normalisation = card.get("normalisation", "fold")
     objective = results.get("objective", "val")
     leaky = []
+    if card.get("leaky"):
+        leaky.append(f"protocol {card['protocol']}: {card['leaky']}")
     if card.get("normalisation_leaky"):
         leaky.append("global normalisation uses test speakers' statistics")
     if objective == "test":
@@ -261,7 +268,7 @@ def caption(results: dict, rows: list[dict]) -> str:
         f"sha256 {card['utterance_ids_sha256'][:16]}), features {features.get('name', '?')}, "
         f"{'per-fold (training speakers)' if normalisation == 'fold' else normalisation} "
         f"normalisation, objective {objective}; {'/'.join(map(str, seeds))} seed(s) x "
-        f"{'/'.join(map(str, epochs))} epochs, best epoch by validation UAR. "
+        f"{'/'.join(map(str, epochs))} epochs, best epoch by {selected_on(card)} UAR. "
         "Fold columns: test UAR, mean over seeds. Pooled: out-of-fold test predictions of all "
         "folds pooled per seed, mean +- population std over seeds, and max. CI: 95% percentile "
         "bootstrap over test utterances. WA, macro-F1: pooled, mean over seeds."
@@ -273,9 +280,8 @@ def caption(results: dict, rows: list[dict]) -> str:
 
 def title(results: dict) -> str:
     card = results["card"]
-    leaky = (
-        " [LEAKY]" if card.get("normalisation_leaky") or results.get("objective") == "test" else ""
-    )
+    leaky = (" [LEAKY]" if card.get("leaky") or card.get("normalisation_leaky")
+             or results.get("objective") == "test" else "")  # fmt: skip
     return (f"{card['corpus']} / {card['protocol']} ({card['utterance_ids_sha256'][:8]}), "
             f"{card.get('normalisation', 'fold')} normalisation, objective "
             f"{results.get('objective', 'val')}{leaky}")  # fmt: skip

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import optax
 
 from reslstm_jax import nn
+from reslstm_jax.recipes import LOSSES, SCHEDULES
 
 Executor = Literal["vmap", "map", "auto"]
 ETA_MIN_FRACTION = 0.01
@@ -66,6 +67,13 @@ class TrainConfig:
       executor: "vmap" (all models in one batched program), "map" (`lax.map`, one model or
         `map_chunk` models at a time), or "auto" (the measured default of the backend).
       map_chunk: models per `lax.map` step (1 = strictly one at a time).
+      schedule: learning rate per epoch: "cosine" (CosineAnnealingWarmRestarts, T_0 from the
+        hyperparameters), "multistep" (x0.5 at epochs 10, 20, 30: DS-LSTM) or "exp_decay"
+        (x exp(-0.15) every 20 epochs from epoch 60: Light-SERNet).
+      adam_eps: Adam's epsilon (1e-8 torch, 1e-7 Keras).
+      loss: "ce" (cross-entropy) or "focal" (gamma 2, probabilities clipped to [1e-7, 1 - 1e-7],
+        as Light-SERNet). A model with `loss_heads` (DS-LSTM) gets the weighted sum over its
+        heads; a model with `l2_penalty` (Light-SERNet) has it added to the loss.
     """
 
     model: object
@@ -73,8 +81,17 @@ class TrainConfig:
     eval_batch_size: int | None = None
     executor: Executor = "auto"
     map_chunk: int = 1
+    schedule: str = "cosine"
+    adam_eps: float = 1e-8
+    loss: str = "ce"
 
     def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.executor not in ("vmap", "map", "auto"):
@@ -152,16 +169,55 @@ def cosine_warm_restarts(lr, t0, epoch):
     return eta_min + (lr - eta_min) * (1 + jnp.cos(jnp.pi * phase)) / 2
 
 
-def _adam_coupled_l2(learning_rate, weight_decay):
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay),
-        optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-        optax.scale_by_learning_rate(learning_rate),
-    )
+MULTISTEP_MILESTONES = (10, 20, 30)  # DS-LSTM: MultiStepLR(milestones, gamma 0.5)
+MULTISTEP_GAMMA = 0.5
 
 
-# torch.optim.Adam(lr, weight_decay=wd) with both hyperparameters in the state.
-OPTIMIZER = optax.inject_hyperparams(_adam_coupled_l2)(learning_rate=0.0, weight_decay=0.0)
+def multistep(lr, epoch):
+    """MultiStepLR(milestones 10/20/30, gamma 0.5) stepped per epoch, at `epoch`."""
+    passed = sum(jnp.asarray(epoch >= m, jnp.float32) for m in MULTISTEP_MILESTONES)
+    return lr * MULTISTEP_GAMMA**passed
+
+
+def exp_decay(lr, epoch):
+    """Light-SERNet: constant to epoch 59, then x exp(-0.15) at epochs 60, 80, ...:
+    lr exp(-0.15 max(0, floor(e / 20) - 2))."""
+    return lr * jnp.exp(-0.15 * jnp.maximum(0, epoch // 20 - 2))
+
+
+def learning_rate_at(schedule: str, lr, t0, epoch):
+    """The learning rate of `epoch` (0-based) under the named schedule."""
+    if schedule == "multistep":
+        return multistep(lr, epoch)
+    if schedule == "exp_decay":
+        return exp_decay(lr, epoch)
+    return cosine_warm_restarts(lr, t0, epoch)
+
+
+def make_optimizer(eps: float = 1e-8):
+    """torch.optim.Adam(lr, weight_decay=wd) (coupled L2) with both in the optimiser state."""
+
+    def adam_coupled_l2(learning_rate, weight_decay):
+        return optax.chain(
+            optax.add_decayed_weights(weight_decay),
+            optax.scale_by_adam(b1=0.9, b2=0.999, eps=eps),
+            optax.scale_by_learning_rate(learning_rate),
+        )
+
+    return optax.inject_hyperparams(adam_coupled_l2)(learning_rate=0.0, weight_decay=0.0)
+
+
+OPTIMIZER = make_optimizer(1e-8)
+
+
+def per_row_loss(kind: str, logits, labels):
+    """[B] cross-entropy, or focal loss (gamma 2) on clipped probabilities (Keras style)."""
+    if kind == "focal":
+        probs = jnp.clip(jax.nn.softmax(logits), 1e-7, 1 - 1e-7)
+        p_true = jnp.take_along_axis(probs, labels[:, None], axis=1)[:, 0]
+        return jnp.square(1 - p_true) * -jnp.log(p_true)
+    log_probs = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
 
 
 def with_hyperparams(opt_state, learning_rate, weight_decay):
@@ -214,6 +270,7 @@ def make_train(config: TrainConfig) -> Program:
     eval_batch = config.eval_batch
     num_classes = model.num_classes
     executor = config.resolved_executor()
+    optimizer = make_optimizer(config.adam_eps)
 
     def over_models(fn, *args):
         if executor == "vmap":
@@ -222,8 +279,11 @@ def make_train(config: TrainConfig) -> Program:
         return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk)
 
     def inputs(shared, data, rows, valid):
-        """Normalised features of `rows`: x [b, T, D], lengths [b] (0 for invalid rows)."""
+        """Normalised features of `rows`: x [b, T, D], lengths [b] (0 for invalid rows).
+        Multi-array features ({key: [N, ...]}) are read raw (they are never normalised)."""
         lengths = jnp.where(valid, shared.lengths[rows], 0)
+        if isinstance(shared.x, dict):
+            return {k: v[rows] for k, v in shared.x.items()}, lengths
         frames = nn.length_mask(lengths, shared.x.shape[1])[..., None]
         x = jnp.where(frames, (shared.x[rows] - data.mean) / data.std, 0.0)
         return x, lengths
@@ -245,13 +305,15 @@ def make_train(config: TrainConfig) -> Program:
         return jax.lax.map(one, (rows_b, valid_b)).reshape(-1)[:n]
 
     def loss_fn(params, stats, x, lengths, labels, valid, key, rate):
-        (logits, _), new_stats = model.apply(
+        (logits, aux), new_stats = model.apply(
             {"params": params, "batch_stats": stats},
             x, lengths, train=True, key=key, dropout_rate=rate,
         )  # fmt: skip
-        log_probs = jax.nn.log_softmax(logits)
-        nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
-        loss = jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(valid.sum(), 1)
+        heads = model.loss_heads(logits, aux) if hasattr(model, "loss_heads") else [(1.0, logits)]
+        per_row = sum(weight * per_row_loss(config.loss, head, labels) for weight, head in heads)
+        loss = jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(valid.sum(), 1)
+        if hasattr(model, "l2_penalty"):
+            loss = loss + model.l2_penalty(params)
         return loss, new_stats
 
     def one_epoch(state: TrainState, hp: HParams, data: ModelData, shared: Shared):
@@ -269,7 +331,7 @@ def make_train(config: TrainConfig) -> Program:
         pad = steps * batch - n_train
         rows = jnp.pad(data.train[order], (0, pad)).reshape(steps, batch)
         valid = jnp.pad(data.train_mask[order], (0, pad)).reshape(steps, batch)
-        lr = cosine_warm_restarts(hp.learning_rate, hp.t0, state.epoch)
+        lr = learning_rate_at(config.schedule, hp.learning_rate, hp.t0, state.epoch)
 
         def step(carry, inp):
             params, stats, opt_state = carry
@@ -280,7 +342,7 @@ def make_train(config: TrainConfig) -> Program:
                 jax.random.fold_in(key_dropout, i), hp.dropout,
             )  # fmt: skip
             opt_state = with_hyperparams(opt_state, lr, hp.weight_decay)
-            updates, new_opt = OPTIMIZER.update(grads, opt_state, params)
+            updates, new_opt = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             active = v.any()  # a batch without a training row must not move anything
             carry = _select(active, (new_params, new_stats, new_opt), (params, stats, opt_state))
@@ -312,7 +374,7 @@ def make_train(config: TrainConfig) -> Program:
         key = jax.random.wrap_key_data(key_data)
         variables = model.init(jax.random.fold_in(key, 0))
         params, stats = variables["params"], variables["batch_stats"]
-        opt_state = with_hyperparams(OPTIMIZER.init(params), hp.learning_rate, hp.weight_decay)
+        opt_state = with_hyperparams(optimizer.init(params), hp.learning_rate, hp.weight_decay)
         return TrainState(
             params=params,
             batch_stats=stats,
@@ -385,9 +447,14 @@ class RunSettings:
     t0: int = 10
     executor: Executor = "auto"
     share_init_across_seeds: bool = False
+    schedule: str = "cosine"
+    adam_eps: float = 1e-8
+    loss: str = "ce"
 
     def __post_init__(self):
         checks = [
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),
@@ -436,7 +503,8 @@ def chunk_lengths(start: int, total: int, every: int) -> list[int]:
 def static_signature(settings: RunSettings) -> tuple:
     """What must be equal for runs to share one compiled program (and one epoch count)."""
     return (settings.model, settings.model_config, settings.batch_size, settings.executor,
-            settings.epochs, settings.seeds, settings.share_init_across_seeds)  # fmt: skip
+            settings.epochs, settings.seeds, settings.share_init_across_seeds, settings.schedule,
+            settings.adam_eps, settings.loss)  # fmt: skip
 
 
 def fit(dataset, settings: RunSettings, **kwargs) -> dict:
@@ -475,16 +543,18 @@ def fit_group(
     import numpy as np
     from tqdm.auto import tqdm
 
-    from reslstm_jax import checkpoint, metrics, models
+    from reslstm_jax import checkpoint, metrics, recipes
     from reslstm_jax.params import count_params
 
     if len({static_signature(s) for s in group}) != 1:
         raise ValueError("a group must share model, model config, batch size, executor, "
                          "epochs and seeds")  # fmt: skip
     first = group[0]
-    model = models.get(first.model, num_classes=len(dataset.classes),
-                       input_size=dataset.x.shape[2], **dict(first.model_config))  # fmt: skip
-    config = TrainConfig(model=model, batch_size=first.batch_size, executor=first.executor)
+    model = recipes.build_model(first.model, dataset.x, len(dataset.classes), first.model_config)
+    config = TrainConfig(
+        model=model, batch_size=first.batch_size, executor=first.executor,
+        schedule=first.schedule, adam_eps=first.adam_eps, loss=first.loss,
+    )  # fmt: skip
     program = make_train(config)
     n_folds, seeds, epochs = len(dataset.folds.names), list(first.seeds), first.epochs
     per_config = n_folds * len(seeds)
@@ -504,7 +574,7 @@ def fit_group(
          for _ in group for s in seeds for k in range(n_folds)]
     )  # fmt: skip
     model_data = stack_model_data(dataset.folds, len(seeds) * len(group))
-    shared = Shared(jnp.asarray(dataset.x), jnp.asarray(dataset.lengths),
+    shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
 
     state = program.init(keys, hparams)
@@ -640,8 +710,8 @@ def edge_metrics(results: dict, dataset, *, latency: bool = True) -> dict:
         k: v for k, v in results["model"]["config"].items() if k != "name"})  # fmt: skip
     extractor = None
     rate = 16000
-    if latency:
-        info = dataset.card["features"]
+    info = dataset.card["features"]
+    if latency and info.get("name") in features.EXTRACTORS:  # not for hand-made arrays
         extractor = features.get(info["name"], **info["params"])
         rates = dataset.card.get("sample_rates") or {}
         if rates:
@@ -679,12 +749,16 @@ def summary_lines(results: dict) -> list[str]:
     agg = results["aggregate"]
     card = results["card"]
     leaky = " [LEAKY: global normalisation]" if card.get("normalisation_leaky") else ""
+    if card.get("leaky"):
+        leaky += f" [LEAKY protocol: {card['leaky']}]"
     lines = [
         f"{results['model']['name']} ({results['model']['trainable_params']:,} params) on "
         f"{card['corpus']} / {card['protocol']}, {len(results['settings']['seeds'])} seed(s), "
         f"{results['settings']['epochs']} epochs{leaky}",
         "  model selection: best validation UAR; test read once at the end",
     ]
+    if any(f.get("val_is_test") for f in card["folds"]):
+        lines[1] = f"  model selection: best TEST UAR (LEAKY: {card.get('leaky')})"
     for name, fold in agg["per_fold"].items():
         u = fold["uar"]
         lines.append(f"  {name}: test UAR {u['mean']:.4f} (mean over seeds, max {u['max']:.4f})")
@@ -711,11 +785,14 @@ def build_parser():
         "compiled program, and write results, protocol card and best checkpoints.",
     )
     p.add_argument("--model", default=defaults.model, choices=models.names())
-    p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--num-att", type=int, default=1, help="attention vectors (default 1)")
+    p.add_argument("--hidden-size", type=int, help="hidden size (model default: 64 for the "
+                   "attention LSTMs, 200 for ds_lstm; light_sernet has none)")  # fmt: skip
+    p.add_argument("--num-att", type=int, help="attention vectors (lstm_sa, reslstm_sa; default 1)")
     p.add_argument("--res-blocks", type=int, default=None, help="residual blocks (reslstm_sa)")
     p.add_argument("--paper-compat", action="store_true",
                    help="reproduce the reference's unmasked attention/BatchNorm")  # fmt: skip
+    p.add_argument("--model-config", metavar="JSON",
+                   help='more model fields as JSON, e.g. \'{"branches": "ds"}\'')  # fmt: skip
     p.add_argument(
         "--corpus",
         choices=list(data.DEFAULT_PROTOCOL),
@@ -727,20 +804,24 @@ def build_parser():
         choices=protocols.names(),
         help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS)",
     )
-    p.add_argument("--features", default="mfcc_chroma", choices=features.names())
+    p.add_argument("--features", choices=features.names(),
+                   help="feature extractor (default: the model's recipe)")  # fmt: skip
     p.add_argument(
         "--normalisation",
-        default="fold",
         choices=data.NORMALISATIONS,
-        help="fold (training speakers only) or global (the paper's; leaky)",
+        help="fold (training speakers only), global (the paper's; leaky) or none (raw); "
+        "default: the model's recipe",
     )
     p.add_argument("--seeds", type=int, default=1, help="independent runs (seeds 0..N-1)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--lr", type=float, default=defaults.learning_rate)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--dropout", type=float, default=defaults.dropout)
-    p.add_argument("--t0", type=int, default=defaults.t0, help="cosine restart period (epochs)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    # None = the model family's recipe (reslstm_jax.recipes); shown in --help per family there
+    p.add_argument("--epochs", type=int, help="default: the recipe's (100 for the LSTMs)")
+    p.add_argument("--lr", type=float, help="default: the recipe's (1e-3 for the LSTMs)")
+    p.add_argument("--weight-decay", type=float, help="coupled L2 (default: the recipe's)")
+    p.add_argument("--dropout", type=float, help="default: the recipe's")
+    p.add_argument("--t0", type=int, help="cosine restart period in epochs (default 10)")
+    p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="default: the recipe's")
+    p.add_argument("--loss", choices=LOSSES, help="default: the recipe's (ce)")
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
     p.add_argument(
         "--share-init-across-seeds",
@@ -757,6 +838,33 @@ def build_parser():
     return p
 
 
+def pick(flag, default):
+    """A flag's value, or the recipe's when the flag was not given."""
+    return default if flag is None else flag
+
+
+def parse_model_config(args) -> dict:
+    """Model fields from the flags that were given (the model's defaults for the rest)."""
+    import json
+
+    config = {}
+    if args.model_config:
+        try:
+            config = json.loads(args.model_config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--model-config is not JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise ValueError("--model-config must be a JSON object of model fields")
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    for flag, field in (("hidden_size", "hidden_size"), ("num_att", "num_att"),
+                        ("res_blocks", "res_blocks")):  # fmt: skip
+        if getattr(args, flag) is not None:
+            config[field] = getattr(args, flag)
+    if args.paper_compat:
+        config["paper_compat"] = True
+    return config
+
+
 def main(argv=None) -> int:
     import pathlib
     import sys
@@ -766,20 +874,22 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    model_config = {"hidden_size": args.hidden_size, "num_att": args.num_att,
-                    "paper_compat": args.paper_compat}  # fmt: skip
-    if args.res_blocks is not None:
-        model_config["res_blocks"] = args.res_blocks
     try:
-        from reslstm_jax import models
+        from reslstm_jax import models, recipes
 
+        recipe = recipes.get(args.model)
+        model_config = parse_model_config(args)
         models.get(args.model, **model_config)  # validate before any work
         settings = RunSettings(
             model=args.model, model_config=tuple(sorted(model_config.items())),
-            seeds=tuple(range(args.seeds)), epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-            t0=args.t0, executor=args.executor,
-            share_init_across_seeds=args.share_init_across_seeds,
+            seeds=tuple(range(args.seeds)), epochs=pick(args.epochs, recipe.epochs),
+            batch_size=pick(args.batch_size, recipe.batch_size),
+            learning_rate=pick(args.lr, recipe.learning_rate),
+            weight_decay=pick(args.weight_decay, recipe.weight_decay),
+            dropout=pick(args.dropout, recipe.dropout), t0=pick(args.t0, recipe.t0),
+            executor=args.executor, share_init_across_seeds=args.share_init_across_seeds,
+            schedule=pick(args.schedule, recipe.schedule), adam_eps=recipe.adam_eps,
+            loss=pick(args.loss, recipe.loss),
         )  # fmt: skip
         if args.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
@@ -788,8 +898,10 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     try:
         dataset = data.prepare(
-            args.corpus, args.data_dir, protocol=args.protocol, extractor=args.features,
-            normalisation=args.normalisation, cache_dir=args.cache_dir, workers=args.workers,
+            args.corpus, args.data_dir, protocol=args.protocol,
+            extractor=pick(args.features, recipe.features),
+            normalisation=pick(args.normalisation, recipe.normalisation),
+            cache_dir=args.cache_dir, workers=args.workers,
             progress=not args.no_progress,
         )  # fmt: skip
         if dataset.extraction.failed:

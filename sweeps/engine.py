@@ -25,7 +25,7 @@ import time
 
 import optuna
 
-from reslstm_jax import models, train
+from reslstm_jax import recipes, train
 from reslstm_jax.params import param_count
 from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
@@ -80,7 +80,13 @@ def trial_params(space, trial: optuna.Trial) -> dict:
     """The trial's parameters: grid points through categorical suggestions (an enqueued trial
     returns its queued values), sampled spaces through the space's `suggest`."""
     if space.grid is not None:
-        keys = list(dict.fromkeys(k for point in space.grid for k in point))
+        # Only the keys of this trial's queued point: grid points of different families have
+        # different keys (light_sernet has no hidden size), and suggesting a key the point
+        # lacks would sample it.
+        queued_point = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(
+            "fixed_params", {}
+        )
+        keys = [k for k in dict.fromkeys(k for p in space.grid for k in p) if k in queued_point]
         return {
             k: trial.suggest_categorical(k, sorted({p[k] for p in space.grid if k in p}))
             for k in keys
@@ -90,6 +96,10 @@ def trial_params(space, trial: optuna.Trial) -> dict:
 
 def model_config(full: dict) -> dict:
     """The model keyword arguments of a trial's full parameter set."""
+    if full["model"] == "light_sernet":
+        return {}
+    if full["model"] == "ds_lstm":
+        return {"hidden_size": full["hidden_size"], "branches": full.get("branches") or "full"}
     config = {"hidden_size": full["hidden_size"], "num_att": full["num_att"]}
     if full["model"] != "lstm_sa":
         config["res_blocks"] = full["res_blocks"]
@@ -97,19 +107,46 @@ def model_config(full: dict) -> dict:
 
 
 def settings_for(full: dict, config: SweepConfig) -> train.RunSettings:
+    recipe = recipes.get(full["model"])
     return train.RunSettings(
         model=full["model"], model_config=tuple(sorted(model_config(full).items())),
         seeds=tuple(range(config.seeds)), epochs=config.epochs, batch_size=full["batch_size"],
         learning_rate=full["lr"], weight_decay=full["weight_decay"], dropout=full["dropout"],
-        t0=full["t0"],
+        t0=full["t0"], schedule=recipe.schedule, adam_eps=recipe.adam_eps,
+        loss=full.get("loss") or recipe.loss,
     )  # fmt: skip
 
 
-def n_params(full: dict, num_classes: int, input_size: int) -> int:
+def n_params(full: dict, dataset) -> int:
     """Trainable parameters of the trial's model, from shapes alone (before training)."""
-    model = models.get(full["model"], num_classes=num_classes, input_size=input_size,
-                       **model_config(full))  # fmt: skip
+    model = recipes.build_model(full["model"], dataset.x, len(dataset.classes), model_config(full))
     return param_count(model)
+
+
+class Datasets:
+    """The prepared data of each feature set a sweep needs (families differ in features),
+    prepared once per process on first use."""
+
+    def __init__(self, config: SweepConfig, only=None):
+        """`only`: one prepared dataset used for every family (tests, custom data)."""
+        self.config = config
+        self.only = only
+        self._by_features: dict[tuple, object] = {}
+
+    def for_model(self, family: str):
+        from reslstm_jax import data
+
+        if self.only is not None:
+            return self.only
+        recipe = recipes.get(family)
+        key = (recipe.features, recipe.normalisation)
+        if key not in self._by_features:
+            c = self.config
+            self._by_features[key] = data.prepare(
+                c.corpus, c.data_dir, protocol=c.protocol, extractor=recipe.features,
+                normalisation=recipe.normalisation, cache_dir=c.cache_dir, progress=c.progress,
+            )  # fmt: skip
+        return self._by_features[key]
 
 
 def objective_values(results: dict, config: SweepConfig, space, params: int) -> tuple:
@@ -246,10 +283,10 @@ def queued(study: optuna.Study, trial: optuna.Trial) -> bool:
     return "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id)
 
 
-def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
+def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None) -> int:
     """One worker's loop until the study has `config.trials` finished trials. Returns the
     number of trials this worker completed."""
-    from reslstm_jax import data, tracking
+    from reslstm_jax import tracking
 
     space = spaces_mod.load(config.space)
     storage = storage_mod.open_storage(config.storage, pathlib.Path(config.workdir), config.study)
@@ -258,9 +295,8 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
     study = optuna.load_study(study_name=config.study, storage=storage,
                               sampler=make_sampler(space, config.sampler_seed + rank),
                               pruner=pruner)  # fmt: skip
-    if dataset is None:
-        dataset = data.prepare(config.corpus, config.data_dir, protocol=config.protocol,
-                               cache_dir=config.cache_dir, progress=False)  # fmt: skip
+    if datasets is None:
+        datasets = Datasets(dataclasses.replace(config, progress=False))
     tracker = tracking.Tracker(config.wandb, config.study_dir, project="reslstm-jax",
                                study=config.study)  # fmt: skip
     trials_dir = config.study_dir / "trials"
@@ -291,7 +327,7 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     break
                 full = space.complete(trial_params(space, trial))
-                count = n_params(full, len(dataset.classes), dataset.x.shape[2])
+                count = n_params(full, datasets.for_model(full["model"]))
                 trial.set_user_attr("params_full", full)
                 trial.set_user_attr("n_params", count)
                 trial.set_user_attr("worker", rank)
@@ -300,9 +336,10 @@ def run_worker(config: SweepConfig, rank: int, dataset=None) -> int:
                 heartbeat.trials.append(trial)
             groups: dict[tuple, list] = {}
             for item in asked:
-                key = tuple(item[1][k] for k in spaces_mod.STATIC)
+                key = tuple(item[1].get(k) for k in spaces_mod.STATIC)
                 groups.setdefault(key, []).append(item)
             for group in groups.values():
+                dataset = datasets.for_model(group[0][1]["model"])
                 done += train_group(study, space, config, dataset, group, tracker, trials_dir)
                 for trial, _, _ in group:
                     heartbeat.trials.remove(trial)

@@ -174,7 +174,7 @@ def finish(config, space, study) -> None:
 def main(argv=None) -> int:
     import optuna
 
-    from reslstm_jax import data, protocols
+    from reslstm_jax import protocols
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
 
@@ -204,16 +204,17 @@ def main(argv=None) -> int:
           f"space {space.name} ({space.description}); objective {config.objective}"
           f"{' [LEAKY]' if config.objective == 'test' else ''}; {config.trials} trials x "
           f"{config.epochs} epochs x {config.seeds} seed(s); W&B {config.wandb}")  # fmt: skip
+    datasets = engine.Datasets(config)
     try:
-        dataset = data.prepare(config.corpus, config.data_dir, protocol=config.protocol,
-                               cache_dir=config.cache_dir, progress=config.progress)  # fmt: skip
+        # every feature set the space needs, extracted once here (the workers read the cache)
+        prepared = [datasets.for_model(family) for family in space.families]
     except (CorpusError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(protocols.format_card(dataset.card))
+    print(protocols.format_card(prepared[0].card))
     workers = min(args.workers, max(1, config.trials))
     if workers == 1:
-        engine.run_worker(config, 0, dataset)
+        engine.run_worker(config, 0, datasets)
     else:
         processes = start_workers(config, workers)
         codes = [proc.wait() for proc in processes]

@@ -36,8 +36,19 @@ def test_zoo_card_json(capsys):
     assert rows[0]["kib_fp32"] == round(27_988 * 4 / 1024, 1)
 
 
+def test_zoo_card_seed_models_at_their_published_size(capsys):
+    assert main(["--models", "light_sernet", "ds_lstm", "--repeats", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["model"], r["hidden_size"], r["params"], r["frames"]) for r in rows] == [
+        ("light_sernet", None, 461_703, 184),  # EMO-DB's 7 classes, 3 s
+        ("ds_lstm", 200, 3_732_296, 370),  # IEMOCAP's 4 classes, both branches
+    ]
+
+
 def test_zoo_card_table(capsys):
-    assert main(["--hidden-sizes", "64", "--repeats", "1"]) == 0
+    assert (
+        main(["--models", "lstm_sa", "reslstm_sa", "--hidden-sizes", "64", "--repeats", "1"]) == 0
+    )
     out = capsys.readouterr().out
     assert "46,772" in out and "29,384" in out
 

@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import optuna
@@ -82,14 +83,18 @@ def test_sampled_spaces_suggest_complete_parameter_sets(name):
         trial = study.ask()
         full = space.complete(engine.trial_params(space, trial))
         assert set(spaces.DEFAULTS) <= set(full)
-        assert engine.n_params(full, 8, 46) > 0
+        assert engine.n_params(full, FAKE_46) > 0
+
+
+# shapes of the paper's features (8 classes, 46 per frame): all n_params reads
+FAKE_46 = types.SimpleNamespace(x=np.zeros((1, 1, 46), np.float32), classes=tuple(range(8)))
 
 
 def test_parameter_count_objective_is_the_models_count():
     full = spaces.load("hidden_sizes").complete({"model": "reslstm_sa", "hidden_size": 64})
-    assert engine.n_params(full, 8, 46) == 46_772
+    assert engine.n_params(full, FAKE_46) == 46_772
     full = spaces.load("hidden_sizes").complete({"model": "lstm_sa", "hidden_size": 128})
-    assert engine.n_params(full, 8, 46) == 91_528
+    assert engine.n_params(full, FAKE_46) == 91_528
 
 
 # ----------------------------------------------------------------------------- reaper
@@ -285,7 +290,7 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
         space="two_lrs", study="g", trials=3, epochs=2, seeds=1, workdir=str(tmp_path),
         wandb="disabled", group_size=3, progress=False,
     )  # fmt: skip
-    assert engine.run_worker(config, 0, tiny_dataset()) == 3
+    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset())) == 3
     results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text())
                for n in range(3)]  # fmt: skip
     assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2"]

@@ -24,11 +24,22 @@ SAMPLE_RATE = 48_000
 HOP = 2048
 
 
-def forward_latency_ms(model, steps: int, repeats: int) -> float:
-    """Median wall time of one jitted eval forward pass on a [1, steps, D] input."""
+def example_input(model, seconds: float):
+    """A batch-1 input of `seconds` of audio in the model's own features, and its frames."""
+    if hasattr(model, "example_input"):  # DS-LSTM: fixed spectrograms + MFCC at 100 frames/s
+        frames = max(5, round(seconds * 100))
+        x, lengths = model.example_input(jax.random.key(1), 1, frames)
+        return x, lengths, frames
+    # Light-SERNet centre-crops or pads to 3 s: 184 frames whatever `seconds`
+    frames = 184 if model.name == "light_sernet" else 1 + int(seconds * SAMPLE_RATE) // HOP
+    x = jax.random.normal(jax.random.key(1), (1, frames, model.input_size))
+    return x, jnp.array([frames]), frames
+
+
+def forward_latency_ms(model, seconds: float, repeats: int) -> float:
+    """Median wall time of one jitted eval forward pass on a batch-1 input."""
     variables = model.init(jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (1, steps, model.input_size))
-    lengths = jnp.array([steps])
+    x, lengths, _ = example_input(model, seconds)
     forward = jax.jit(model.apply)
     jax.block_until_ready(forward(variables, x, lengths))  # compile
     times = []
@@ -43,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m reslstm_jax.models", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--models", nargs="+", default=["lstm_sa", "reslstm_sa"])
+    parser.add_argument("--models", nargs="+", default=models.names())
     parser.add_argument("--hidden-sizes", nargs="+", type=int, default=[32, 64, 128])
     parser.add_argument(
         "--seconds", type=float, default=3.7, help="utterance length (RAVDESS mean)"
@@ -66,18 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     steps = 1 + int(args.seconds * SAMPLE_RATE) // HOP
     rows = []
     for name in args.models:
-        for hidden in args.hidden_sizes:
-            model = models.get(name, hidden_size=hidden)
+        # hidden sizes sweep the attention LSTMs; the seed models have their published size
+        sizes = args.hidden_sizes if name in ("lstm_sa", "reslstm_sa") else [None]
+        for hidden in sizes:
+            model = models.get(name, **({} if hidden is None else {"hidden_size": hidden}))
             count = param_count(model)
             rows.append(
                 {
                     "model": name,
-                    "hidden_size": hidden,
+                    "hidden_size": getattr(model, "hidden_size", None),
                     "params": count,
                     "kib_fp32": round(count * 4 / 1024, 1),
                     "kib_fp16": round(count * 2 / 1024, 1),
-                    "frames": steps,
-                    "latency_ms": round(forward_latency_ms(model, steps, args.repeats), 3),
+                    "frames": example_input(model, args.seconds)[2],
+                    "latency_ms": round(forward_latency_ms(model, args.seconds, args.repeats), 3),
                 }
             )
             if args.json:
@@ -85,16 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         device = jax.devices()[0]
         print(
-            f"Model zoo: eval forward, batch 1, {args.seconds} s utterance = {steps} frames, "
+            f"Model zoo: eval forward, batch 1, a {args.seconds} s utterance in each model's "
+            f"features ({steps} frames for mfcc_chroma; Light-SERNet crops to 3 s), "
             f"median of {args.repeats} runs on {device.platform} ({device.device_kind})"
         )
-        header = f"{'model':<12}{'H':>5}{'params':>10}{'KiB fp32':>10}{'KiB fp16':>10}{'ms':>9}"
+        header = (f"{'model':<14}{'H':>5}{'params':>11}{'KiB fp32':>10}{'KiB fp16':>10}"
+                  f"{'frames':>8}{'ms':>9}")  # fmt: skip
         print(header)
         print("-" * len(header))
         for r in rows:
             print(
-                f"{r['model']:<12}{r['hidden_size']:>5}{r['params']:>10,}{r['kib_fp32']:>10}"
-                f"{r['kib_fp16']:>10}{r['latency_ms']:>9.3f}"
+                f"{r['model']:<14}{r['hidden_size'] or '-':>5}{r['params']:>11,}"
+                f"{r['kib_fp32']:>10}{r['kib_fp16']:>10}{r['frames']:>8}{r['latency_ms']:>9.3f}"
             )
     return 0
 

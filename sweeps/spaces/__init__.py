@@ -10,8 +10,9 @@ A space module defines:
 * optionally `FIXED`: parameter values shared by every trial (they override the engine's
   defaults and are overridden by the trial's own parameters).
 
-Parameters a trial may set (everything else comes from `DEFAULTS` and `FIXED`): model,
-hidden_size, num_att, res_blocks, batch_size, lr, weight_decay, dropout, t0.
+Parameters a trial may set (everything else comes from `DEFAULTS`, the model family's recipe
+in `reslstm_jax.recipes`, and `FIXED`): model, hidden_size, num_att, res_blocks, branches
+(ds_lstm), batch_size, lr, weight_decay, dropout, t0, loss ("ce" or "focal").
 
 To add a space, drop `sweeps/spaces/<name>.py` with these names; `--space <name>` finds it.
 """
@@ -35,7 +36,22 @@ DEFAULTS = {
     "t0": 10,
 }
 # Parameters that change the compiled program: trials are grouped by them.
-STATIC = ("model", "hidden_size", "num_att", "res_blocks", "batch_size")
+STATIC = ("model", "hidden_size", "num_att", "res_blocks", "branches", "batch_size", "loss")
+
+
+def family_defaults(model: str) -> dict:
+    """The family's recipe values for the trial parameters (reslstm_jax.recipes)."""
+    from reslstm_jax import recipes
+
+    recipe = recipes.get(model)
+    out = {"batch_size": recipe.batch_size, "lr": recipe.learning_rate,
+           "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
+           "loss": recipe.loss}  # fmt: skip
+    if model == "ds_lstm":
+        out.update(hidden_size=200, num_att=None, res_blocks=None, branches="full")
+    elif model == "light_sernet":
+        out.update(hidden_size=None, num_att=None, res_blocks=None)
+    return out
 
 
 class SpaceError(ValueError):
@@ -64,9 +80,16 @@ class Space:
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def families(self) -> list[str]:
+        """The model families this space can train (each needs its own features)."""
+        points = self.grid if self.grid is not None else ({},)
+        return sorted({self.complete(dict(p))["model"] for p in points})
+
     def complete(self, params: dict) -> dict:
         """A trial's full parameter set: defaults, then the space's fixed values, then its own."""
-        full = {**DEFAULTS, **self.fixed, **params}
+        model = params.get("model", self.fixed.get("model", DEFAULTS["model"]))
+        full = {**DEFAULTS, **family_defaults(model), **self.fixed, **params}
         if full["model"] == "lstm_sa":
             full["res_blocks"] = 0
         return full
