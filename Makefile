@@ -2,6 +2,8 @@
 # extras they need, then run. Installs use the constraints file verified for this Python
 # (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
 PYTHON ?= python3
+# test processes (pytest-xdist): one per core by default
+TEST_WORKERS ?= auto
 VENV := .venv
 PY := $(VENV)/bin/python
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -24,7 +26,7 @@ bench: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

@@ -94,6 +94,55 @@ def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) ->
     }  # fmt: skip
 
 
+def measure_family(family: str, steps: int = 8) -> dict:
+    """Training throughput of one seed-model family at its recipe's batch size and feature
+    shapes (random inputs, M = 1, the map executor), after a warm-up epoch of the same size:
+    `steps` batches per epoch plus one validation batch."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from reslstm_jax import recipes, train
+
+    recipe = recipes.get(family)
+    shapes = {"light_sernet": {"x": (184, 40)},
+              "ds_lstm": {"a": (230, 128), "b": (120, 256), "mfcc": (400, 39)}}[family]  # fmt: skip
+    model = recipes.build_model(family, shapes, CLASSES)
+    batch, n_train = recipe.batch_size, recipe.batch_size * steps
+    n = n_train + 2 * batch
+    rng = np.random.default_rng(0)
+    arrays = {k: jnp.asarray(rng.standard_normal((n, *v)).astype(np.float32))
+              for k, v in shapes.items()}  # fmt: skip
+    x = arrays.get("x", arrays)
+    first = next(iter(shapes.values()))[0]
+    shared = train.Shared(x, jnp.full(n, first if "x" in arrays else 400, jnp.int32),
+                          jnp.asarray(rng.integers(0, CLASSES, n).astype(np.int32)))  # fmt: skip
+    idx = jnp.arange(n, dtype=jnp.int32)
+    data = train.ModelData(
+        train=idx[None, :n_train], train_mask=jnp.ones((1, n_train), bool),
+        val=idx[None, n_train : n_train + batch], val_mask=jnp.ones((1, batch), bool),
+        test=idx[None, n_train + batch :], test_mask=jnp.ones((1, batch), bool),
+        mean=jnp.zeros((1, 1)), std=jnp.ones((1, 1)),
+    )  # fmt: skip
+    hp = train.HParams(jnp.full(1, recipe.learning_rate), jnp.zeros(1), jnp.full(1, recipe.dropout),
+                       jnp.full(1, recipe.t0, jnp.int32))  # fmt: skip
+    program = train.make_train(train.TrainConfig(
+        model=model, batch_size=batch, executor="map", schedule=recipe.schedule,
+        adam_eps=recipe.adam_eps, loss=recipe.loss))  # fmt: skip
+    start = time.perf_counter()
+    state = program.init(jnp.stack([train.model_key(0, 0)]), hp)
+    state, _ = program.run(state, hp, data, shared, epochs=1)
+    jax.block_until_ready(state)
+    first_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    state, _ = program.run(state, hp, data, shared, epochs=1)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    return {"family": family, "batch": batch, "train_utterances": n_train, "seconds": seconds,
+            "compile_seconds": max(0.0, first_seconds - seconds),
+            "utt_per_s": n_train / seconds}  # fmt: skip
+
+
 def in_processes(models: int, executor: str, epochs: int, processes: int, args) -> dict:
     """Split `models` over `processes` concurrent processes; the machine's throughput."""
     split = [models // processes + (i < models % processes) for i in range(processes)]
@@ -167,12 +216,21 @@ def main(argv=None) -> int:
     p.add_argument("--torch-python", help="interpreter of a venv with torch, for the reference")
     p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT))
     p.add_argument("--json", help="also write all measurements to this file")
+    p.add_argument("--families", nargs="+", choices=["light_sernet", "ds_lstm"],
+                   help="instead: training throughput of these seed models")  # fmt: skip
     p.add_argument("--one", nargs=3, metavar=("MODELS", "EXECUTOR", "EPOCHS"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
                                  args.batch)))  # fmt: skip
+        return 0
+    if args.families:
+        for family in args.families:
+            r = measure_family(family)
+            print(json.dumps(r), flush=True)
+            print(f"{family}: {r['utt_per_s']:.1f} training utt/s at batch {r['batch']} "
+                  f"(+1 validation batch; compile {r['compile_seconds']:.0f} s)")  # fmt: skip
         return 0
     if args.torch_python and not pathlib.Path(args.torch_script).exists():
         p.error(f"--torch-script {args.torch_script} does not exist")

@@ -38,131 +38,46 @@ each size), `plots/`. Rerunning the command resumes: finished configurations are
 
 from __future__ import annotations
 
-import argparse
-import pathlib
 import sys
 
-# name -> (model, model config, weight decay published for it)
+from experiments.common import Config, Experiment, Setup, main
+
+# The weight decay the paper publishes for each configuration; the rest is the recipe.
 CONFIGS = {
-    "reslstm_sa_h32": ("reslstm_sa", {"hidden_size": 32}, 1.6e-3),
-    "reslstm_sa_h64": ("reslstm_sa", {"hidden_size": 64}, 1.6e-3),
-    "reslstm_sa_h128": ("reslstm_sa", {"hidden_size": 128}, 1.1e-3),
-    "lstm_sa_h32": ("lstm_sa", {"hidden_size": 32}, 7.0e-5),
-    "lstm_sa_h64": ("lstm_sa", {"hidden_size": 64}, 4.9e-2),
-    "lstm_sa_h128": ("lstm_sa", {"hidden_size": 128, "num_att": 2}, 2.1e-4),
+    "reslstm_sa_h32": Config("reslstm_sa", (("hidden_size", 32),), (("weight_decay", 1.6e-3),)),
+    "reslstm_sa_h64": Config("reslstm_sa", (("hidden_size", 64),), (("weight_decay", 1.6e-3),)),
+    "reslstm_sa_h128": Config("reslstm_sa", (("hidden_size", 128),), (("weight_decay", 1.1e-3),)),
+    "lstm_sa_h32": Config("lstm_sa", (("hidden_size", 32),), (("weight_decay", 7.0e-5),)),
+    "lstm_sa_h64": Config("lstm_sa", (("hidden_size", 64),), (("weight_decay", 4.9e-2),)),
+    "lstm_sa_h128": Config(
+        "lstm_sa", (("hidden_size", 128), ("num_att", 2)), (("weight_decay", 2.1e-4),)
+    ),
 }
-# setup -> (normalisation, paper_compat, share_init_across_seeds)
-SETUPS = {"paper": ("global", True, True), "fair": ("fold", False, False)}
-BUDGETS = {"full": {"seeds": 10, "epochs": 100}, "quick": {"seeds": 2, "epochs": 4}}
-PAIRS = [("reslstm_sa_h32", "lstm_sa_h32"), ("reslstm_sa_h64", "lstm_sa_h64"),
-         ("reslstm_sa_h128", "lstm_sa_h128")]  # fmt: skip
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.ravdess_reslstm_sa",
-                                description=__doc__.split("\n")[0])  # fmt: skip
-    p.add_argument("--data-dir", help="RAVDESS speech directory (default: the synthetic corpus)")
-    p.add_argument("--budget", choices=BUDGETS, default="full")
-    p.add_argument("--seeds", type=int, help="override the budget's seeds")
-    p.add_argument("--epochs", type=int, help="override the budget's epochs")
-    p.add_argument("--configs", default=",".join(CONFIGS),
-                   help=f"comma-separated subset of: {', '.join(CONFIGS)}")  # fmt: skip
-    p.add_argument("--setups", default="paper,fair", help="comma-separated subset of: paper, fair")
-    p.add_argument("--out", default="runs/experiments/ravdess_reslstm_sa")
-    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, help="feature extraction processes")
-    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def parse_list(p, flag: str, value: str, known) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in items if v not in known]
-    if unknown or not items:
-        p.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; known: {', '.join(known)}")
-    return items
-
-
-def run(args, configs: list[str], setups: list[str]) -> pathlib.Path:
-    """Train every setup x configuration (resuming), then write the report and plots."""
-    from reslstm_jax import data, report, train
-
-    budget = {**BUDGETS[args.budget]}
-    budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
-    out = pathlib.Path(args.out)
-    corpus = "ravdess" if args.data_dir else None
-    for setup in setups:
-        normalisation, paper_compat, shared_init = SETUPS[setup]
-        dataset = data.prepare(corpus, args.data_dir, protocol="ravdess_paper",
-                               normalisation=normalisation, cache_dir=args.cache_dir,
-                               workers=args.workers, progress=not args.no_progress)  # fmt: skip
-        for name in configs:
-            run_dir = out / setup / name
-            if (run_dir / "results.json").is_file():
-                print(f"{setup}/{name}: done earlier, kept")
-                continue
-            model, config, weight_decay = CONFIGS[name]
-            config = {**config, "paper_compat": paper_compat}
-            settings = train.RunSettings(
-                model=model, model_config=tuple(sorted(config.items())),
-                seeds=tuple(range(budget["seeds"])), epochs=budget["epochs"],
-                weight_decay=weight_decay, share_init_across_seeds=shared_init,
-            )  # fmt: skip
-            results = train.fit(dataset, settings, out_dir=run_dir,
-                                progress=not args.no_progress)  # fmt: skip
-            results["edge"] = train.edge_metrics(results, dataset, latency=not args.no_latency)
-            results["experiment"] = {"name": "ravdess_reslstm_sa", "setup": setup,
-                                     "config": name, "budget": args.budget}  # fmt: skip
-            train.write_json(run_dir / "card.json", dataset.card)
-            train.write_json(run_dir / "results.json", results)
-            print(f"{setup}/{name}: " + train.summary_lines(results)[0])
-    configs_done = report.load_paths([out])
-    tables = report.build_tables(configs_done)
-    text = report.format_markdown(tables)
-    comparisons = []
-    for setup in setups:
-        for a, b in PAIRS:
-            found = [c for c in configs_done if c.source.endswith(f"/{setup}/{a}/results.json")
-                     or c.source.endswith(f"/{setup}/{b}/results.json")]  # fmt: skip
-            if len(found) == 2:
-                first, second = sorted(found, key=lambda c: f"/{a}/" not in c.source)
-                comparisons.append(f"[{setup}] " + report.format_comparison(
-                    report.compare(first, second)))  # fmt: skip
-    if comparisons:
-        text += "\nPaired tests (ResLSTM-SA vs LSTM-SA, same folds x seeds):\n\n" + "\n\n".join(
-            comparisons
-        ) + "\n"  # fmt: skip
-    train.write_text_atomic(out / "report.md", text)
-    train.write_text_atomic(out / "report.tex", report.format_latex(tables))
-    from reslstm_jax import plots
-
-    plots.for_configs(out / "plots", tables, configs_done)
-    print(text)
-    print(f"wrote {out / 'report.md'}, {out / 'report.tex'} and {out / 'plots'}")
-    return out
-
-
-def main(argv=None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    configs = parse_list(p, "--configs", args.configs, CONFIGS)
-    setups = parse_list(p, "--setups", args.setups, SETUPS)
-    for flag in ("seeds", "epochs"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
-        p.error(f"--data-dir {args.data_dir}: no such directory")
-    from reslstm_jax import checkpoint, protocols
-    from reslstm_jax.corpora.base import CorpusError
-
-    try:
-        run(args, configs, setups)
-    except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
+SETUPS = {
+    "paper": Setup(
+        "ravdess_paper",
+        normalisation="global",
+        model_config=(("paper_compat", True),),
+        share_init_across_seeds=True,
+        note="the reference as published: unmasked attention, global normalisation (LEAKY), "
+        "seeds sharing each fold's initialisation",
+    ),  # fmt: skip
+    "fair": Setup(
+        "ravdess_paper", note="our defaults: masked, per-fold normalisation, independent seeds"
+    ),  # fmt: skip
+}
+EXPERIMENT = Experiment(
+    name="ravdess_reslstm_sa",
+    doc=__doc__,
+    configs=CONFIGS,
+    setups={"ravdess": SETUPS},
+    budgets={"full": {"seeds": 10, "epochs": 100}, "quick": {"seeds": 2, "epochs": 4}},
+    pairs=(
+        ("reslstm_sa_h32", "lstm_sa_h32"),
+        ("reslstm_sa_h64", "lstm_sa_h64"),
+        ("reslstm_sa_h128", "lstm_sa_h128"),
+    ),  # fmt: skip
+)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(EXPERIMENT))

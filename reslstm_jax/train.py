@@ -806,6 +806,8 @@ def build_parser():
     )
     p.add_argument("--features", choices=features.names(),
                    help="feature extractor (default: the model's recipe)")  # fmt: skip
+    p.add_argument("--feature-params", metavar="JSON",
+                   help='extractor parameters, e.g. \'{"seconds": 7}\' (tf_mfcc, 7 s)')  # fmt: skip
     p.add_argument(
         "--normalisation",
         choices=data.NORMALISATIONS,
@@ -843,19 +845,24 @@ def pick(flag, default):
     return default if flag is None else flag
 
 
-def parse_model_config(args) -> dict:
-    """Model fields from the flags that were given (the model's defaults for the rest)."""
+def parse_json_object(flag: str, text: str | None) -> dict:
+    """A JSON object flag ({} when not given); lists become tuples (hashable configs)."""
     import json
 
-    config = {}
-    if args.model_config:
-        try:
-            config = json.loads(args.model_config)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--model-config is not JSON: {exc}") from None
-        if not isinstance(config, dict):
-            raise ValueError("--model-config must be a JSON object of model fields")
-        config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+
+
+def parse_model_config(args) -> dict:
+    """Model fields from the flags that were given (the model's defaults for the rest)."""
+    config = parse_json_object("--model-config", args.model_config)
     for flag, field in (("hidden_size", "hidden_size"), ("num_att", "num_att"),
                         ("res_blocks", "res_blocks")):  # fmt: skip
         if getattr(args, flag) is not None:
@@ -900,6 +907,7 @@ def main(argv=None) -> int:
         dataset = data.prepare(
             args.corpus, args.data_dir, protocol=args.protocol,
             extractor=pick(args.features, recipe.features),
+            extractor_params=parse_json_object("--feature-params", args.feature_params),
             normalisation=pick(args.normalisation, recipe.normalisation),
             cache_dir=args.cache_dir, workers=args.workers,
             progress=not args.no_progress,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_train_cli import corpus  # noqa: F401 - the tone corpus fixture
 
-from experiments import ravdess_reslstm_sa
+from experiments import common, ravdess_reslstm_sa
 
 
 def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys):  # noqa: F811
@@ -14,7 +14,7 @@ def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys)
             "--setups", "fair", "--seeds", "2", "--epochs", "2", "--out", str(out),
             "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--no-progress",
             "--no-latency"]  # fmt: skip
-    assert ravdess_reslstm_sa.main(argv) == 0
+    assert common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
     report = (out / "report.md").read_text()
     assert "| lstm_sa h32 " in report and "| reslstm_sa h32 " in report
     assert "protocol ravdess_paper" in report and "per-fold (training speakers)" in report
@@ -26,7 +26,9 @@ def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys)
     pngs = sorted(p.name for p in (out / "plots").iterdir())
     assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
     capsys.readouterr()
-    assert ravdess_reslstm_sa.main(argv) == 0  # a rerun keeps finished configurations
+    assert (
+        common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
+    )  # a rerun keeps finished configurations
     assert capsys.readouterr().out.count("done earlier, kept") == 2
 
 
@@ -41,5 +43,5 @@ def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys)
 )
 def test_ravdess_experiment_misuse_exits_2(extra, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        ravdess_reslstm_sa.main(extra)
+        common.main(ravdess_reslstm_sa.EXPERIMENT, extra)
     assert exc.value.code == 2 and message in capsys.readouterr().err

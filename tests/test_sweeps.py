@@ -70,7 +70,17 @@ def test_spaces_load_with_their_objectives():
     assert spaces.load("reslstm").sampler == "nsga2"
     full = grid.complete({"model": "lstm_sa", "hidden_size": 16})
     assert full["res_blocks"] == 0 and full["batch_size"] == 32
-    with pytest.raises(spaces.SpaceError, match="unknown space 'nope'; spaces: hidden_sizes"):
+    zoo = spaces.load("architectures")
+    assert zoo.families == ["ds_lstm", "light_sernet", "lstm_sa", "reslstm_sa"]
+    # each family gets its own recipe for what the point leaves out
+    lsn = zoo.complete({"model": "light_sernet"})
+    assert (lsn["lr"], lsn["batch_size"], lsn["hidden_size"]) == (1e-4, 32, None)
+    ds = zoo.complete({"model": "ds_lstm", "branches": "ds"})
+    assert (ds["lr"], ds["batch_size"], ds["hidden_size"], ds["weight_decay"]) == (
+        1e-3, 128, 200, 0.0)  # fmt: skip
+    with pytest.raises(
+        spaces.SpaceError, match="unknown space 'nope'; spaces: architectures, hidden_sizes"
+    ):
         spaces.load("nope")
 
 
@@ -198,7 +208,7 @@ def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--space", "nope"], "unknown space 'nope'; spaces: hidden_sizes"),
+        (["--space", "nope"], "unknown space 'nope'; spaces: architectures, hidden_sizes"),
         (["--storage", "sqlite:///x.db", "--workers", "2"], "allows one worker only"),
         (["--storage", "mysql://u:secret@h/db"], "mysql://u:***@h/db: unsupported"),
         (["--storage", "postgresql://u:secret@h/db"], "spell the driver"),
@@ -297,3 +307,56 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
     assert [r["models_in_program"] for r in results] == [10, 10, 5]  # trials x folds x seeds
     assert results[0]["settings"]["learning_rate"] == 1e-3
     assert results[1]["settings"]["learning_rate"] == 3e-3
+
+
+def family_datasets():
+    """Tiny per-family datasets over the 24 RAVDESS actors, each in its family's feature shape
+    (the models take their sizes from the data: a tiny DS-LSTM, a short Light-SERNet input)."""
+    from test_train import tiny_dataset
+
+    from reslstm_jax import data
+
+    base = tiny_dataset()
+    rng = np.random.default_rng(0)
+    n = len(base.ids)
+
+    def build(feats, name):
+        return data.build(base.manifest, "ravdess_paper", feats, extractor_info={"name": name},
+                          extraction=base.extraction, normalisation="none")  # fmt: skip
+
+    dual = [{"a": rng.standard_normal((24, 16)), "b": rng.standard_normal((14, 16)),
+             "mfcc": rng.standard_normal((int(rng.integers(5, 9)), 39))}
+            for _ in range(n)]  # fmt: skip
+    return {
+        "light_sernet": build([rng.standard_normal((16, 40)) for _ in range(n)], "tf_mfcc"),
+        "ds_lstm": build(dual, "ds_lstm_inputs"),
+    }
+
+
+def test_architectures_space_trains_each_family_on_its_own_features(tmp_path, monkeypatch):
+    """The first grid points are Light-SERNet and DS-LSTM: each trains on its family's data
+    with its recipe, and both land on the study's front."""
+    by_family = family_datasets()
+    monkeypatch.setattr(engine.Datasets, "for_model", lambda self, family: by_family[family])
+    space = spaces.load("architectures")
+    store = storage.open_storage(None, tmp_path, "zoo")
+    study = storage.create_or_load(store, "zoo", space, 0)
+    for point in space.grid[:2]:
+        study.enqueue_trial(point)
+    config = engine.SweepConfig(space="architectures", study="zoo", trials=2, epochs=1, seeds=1,
+                                workdir=str(tmp_path), wandb="disabled", progress=False,
+                                latency=False)  # fmt: skip
+    assert engine.run_worker(config, 0) == 2
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert [t.user_attrs["params_full"]["model"] for t in done] == ["light_sernet", "ds_lstm"]
+    for t, family in zip(done, ("light_sernet", "ds_lstm"), strict=True):
+        result = json.loads((tmp_path / "zoo" / "trials" / f"{t.number}.json").read_text())
+        assert result["model"]["name"] == family
+        assert result["card"]["features"]["name"] == by_family[family].card["features"]["name"]
+        assert t.values[1] == result["model"]["trainable_params"]
+    lsn, ds = (json.loads((tmp_path / "zoo" / "trials" / f"{t.number}.json").read_text())
+               for t in done)  # fmt: skip
+    assert lsn["model"]["trainable_params"] == 462_024  # 8 classes, whatever the input length
+    assert (lsn["settings"]["schedule"], lsn["settings"]["learning_rate"]) == ("exp_decay", 1e-4)
+    assert ds["model"]["config"]["branches"] == "ds" and ds["settings"]["schedule"] == "multistep"
+    assert engine.front_numbers(study, space)  # UAR vs parameters across the families

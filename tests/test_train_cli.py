@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -15,6 +16,7 @@ import pytest
 import soundfile
 
 from reslstm_jax import checkpoint
+from reslstm_jax import train as train_mod
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +208,93 @@ def test_missing_corpus_and_mismatched_out_dir(corpus, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     other = run(command(corpus, tmp_path / "run", tmp_path / "cache", "--lr", "0.1"))
     assert other.returncode == 2 and "another configuration" in other.stderr
+
+
+def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path):
+    """A small DS-LSTM (both branches) on the tone corpus: features, two-head loss, schedule."""
+    out = tmp_path / "ds"
+    tiny = '{"hidden_size": 8, "cnn_channels": [4, 2]}'
+    proc = run([sys.executable, "-m", "reslstm_jax.train", "--model", "ds_lstm", "--corpus",
+                "ravdess", "--data-dir", str(corpus), "--model-config", tiny, "--epochs", "2",
+                "--batch-size", "16", "--workers", "1", "--cache-dir", str(tmp_path / "cache"),
+                "--no-progress", "--no-latency", "--out", str(out)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["name"] == "ds_lstm" and results["model"]["config"]["hidden_size"] == 8
+    assert results["card"]["features"]["name"] == "ds_lstm_inputs"
+    assert results["card"]["normalisation"] == "none"
+    s = results["settings"]
+    assert (s["schedule"], s["learning_rate"], s["weight_decay"]) == ("multistep", 1e-3, 0.0)
+    assert all(np.isfinite(r["train_loss"]).all() for r in results["runs"])
+    clip = corpus / "Actor_02" / "03-01-05-01-01-01-02.wav"
+    pred = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out), "--json",
+                str(clip)])  # fmt: skip
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    doc = json.loads(pred.stdout)
+    assert len(doc["members"]) == 5 and doc["results"][0]["label"] in {"neutral", "angry",
+        "calm", "happy", "sad", "fearful", "disgust", "surprised"}  # fmt: skip
+
+
+def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path):
+    """Light-SERNet with its recipe; 0.5 s crops instead of 3 s keep the test fast (the model
+    is fully convolutional: only the frame count changes, not the parameters)."""
+    out = tmp_path / "lsn"
+    proc = run([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
+                "--corpus", "ravdess", "--data-dir", str(corpus), "--feature-params",
+                '{"seconds": 0.5}', "--epochs", "1", "--loss", "focal", "--workers", "1",
+                "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--no-latency",
+                "--out", str(out)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["trainable_params"] == 460_740 + 4 * 320 + 4  # 8 classes
+    card = results["card"]
+    assert card["features"]["name"] == "tf_mfcc" and card["features"]["params"]["seconds"] == 0.5
+    assert card["frames"] == 32 and card["normalisation"] == "none"  # 1 + (8000 - 1024) // 256
+    s = results["settings"]
+    assert (s["schedule"], s["adam_eps"], s["learning_rate"], s["loss"]) == (
+        "exp_decay", 1e-7, 1e-4, "focal")  # fmt: skip
+    assert s["batch_size"] == 32 and s["weight_decay"] == 0.0
+    bad = run([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
+               "--feature-params", "[1]", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert bad.returncode == 2 and "--feature-params must be a JSON object" in bad.stderr
+
+
+def test_seed_model_experiments_declare_their_recipes_and_protocols():
+    from experiments import common, emodb_light_sernet, iemocap_ds_lstm
+    from reslstm_jax import protocols, recipes
+
+    for exp in (emodb_light_sernet.EXPERIMENT, iemocap_ds_lstm.EXPERIMENT):
+        for corpus, setups in exp.setups.items():
+            for setup in setups.values():
+                assert protocols.get(setup.protocol).corpus == corpus
+        for config in exp.configs.values():
+            settings = common.settings(config, next(iter(exp.setups["ravdess"].values())),
+                                       exp.budgets["full"])  # fmt: skip
+            recipe = recipes.get(config.model)
+            assert (settings.schedule, settings.batch_size) == (recipe.schedule, recipe.batch_size)
+    paper = emodb_light_sernet.EXPERIMENT.setups["emodb"]["paper"]
+    assert protocols.get(paper.protocol).leaky  # the paper's protocol is labelled leaky
+    focal = emodb_light_sernet.EXPERIMENT.configs["light_sernet_focal"]
+    assert common.settings(focal, paper, {"seeds": 1, "epochs": 1}).loss == "focal"
+
+
+def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tmp_path):
+    from test_train import tiny_dataset
+
+    from reslstm_jax import data, protocols, report
+
+    base = tiny_dataset()
+    manifest = dataclasses.replace(base.manifest, corpus="emodb")
+    feats = [base.x[i, : base.lengths[i]] for i in range(len(base.ids))]
+    dataset = data.build(manifest, "emodb_random10", feats, extractor_info={"name": "test"},
+                         extraction=base.extraction)  # fmt: skip
+    assert protocols.get("emodb_random10").leaky
+    settings = train_mod.RunSettings(model_config=(("hidden_size", 4),), epochs=2, batch_size=8)
+    results = train_mod.fit(dataset, settings, progress=False)
+    for r in results["runs"]:  # validation is the test fold: best val UAR = UAR of best epoch
+        assert r["best_val_uar"] == pytest.approx(r["test"]["uar"], abs=1e-6)
+    assert "best TEST UAR" in "\n".join(train_mod.summary_lines(results))
+    configs = report.label_configs([report.Config(results, "x/results.json")])
+    (table,) = report.build_tables(configs, ci_resamples=200)
+    assert "best epoch by TEST UAR" in table.caption and "LEAKY" in table.caption
+    assert "speaker-dependent" in table.caption

@@ -1,0 +1,188 @@
+"""The shared runner of the experiment files: setups x configurations, resumable, then a report.
+
+An experiment file declares what it trains (`Experiment`) and calls `main(EXPERIMENT, argv)`.
+Each configuration trains every fold x seed of each setup in one program (the family's recipe,
+`reslstm_jax.recipes`, for everything the configuration does not override), writes a training
+directory `<out>/<setup>/<config>/` (results.json, best/, inference.json: usable by
+`reslstm_jax.predict` and `experiments.report`), and skips configurations finished earlier. At
+the end: `report.md` and `report.tex` (one table per protocol card; paired tests of the
+declared pairs) and `plots/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """How a setup prepares data and models.
+
+    Attributes:
+      protocol: fold protocol (its corpus is the setup's corpus).
+      normalisation: None = the family's recipe.
+      model_config: fields added to every configuration's model (e.g. paper_compat).
+      share_init_across_seeds: the ResLSTM-SA reference's per-fold reseeding.
+      note: one line for the report (why this setup exists).
+    """
+
+    protocol: str
+    normalisation: str | None = None
+    model_config: tuple = ()
+    share_init_across_seeds: bool = False
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One trained configuration: a model family, its model fields and RunSettings overrides."""
+
+    model: str
+    model_config: tuple = ()
+    overrides: tuple = ()  # (RunSettings field, value) pairs, e.g. (("loss", "focal"),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    doc: str
+    configs: dict  # name -> Config
+    setups: dict  # corpus -> {setup name -> Setup}
+    budgets: dict  # name -> {"seeds": S, "epochs": E}
+    pairs: tuple = ()  # (config A, config B) compared with paired tests in each setup
+    default_corpus: str = "ravdess"
+
+
+def parser(exp: Experiment) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{exp.name}",
+                                description=exp.doc.split("\n")[0])  # fmt: skip
+    p.add_argument("--corpus", choices=sorted(exp.setups), default=exp.default_corpus,
+                   help=f"default {exp.default_corpus}; without --data-dir: the synthetic "
+                   "corpus (RAVDESS layout)")  # fmt: skip
+    p.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus)")
+    p.add_argument("--budget", choices=sorted(exp.budgets), default="full")
+    p.add_argument("--seeds", type=int, help="override the budget's seeds")
+    p.add_argument("--epochs", type=int, help="override the budget's epochs")
+    p.add_argument("--configs", default=",".join(exp.configs),
+                   help=f"comma-separated subset of: {', '.join(exp.configs)}")  # fmt: skip
+    p.add_argument("--setups", help="comma-separated subset of the corpus's setups (default all)")
+    p.add_argument("--out", default=f"runs/experiments/{exp.name}")
+    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    p.add_argument("--workers", type=int, help="feature extraction processes")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_list(p, flag: str, value: str, known) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in known]
+    if unknown or not items:
+        p.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; known: {', '.join(known)}")
+    return items
+
+
+def settings(exp_config: Config, setup: Setup, budget: dict):
+    from reslstm_jax import recipes, train
+
+    recipe = recipes.get(exp_config.model)
+    fields = {
+        "batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate,
+        "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
+        "schedule": recipe.schedule, "adam_eps": recipe.adam_eps, "loss": recipe.loss,
+        **dict(exp_config.overrides),
+    }  # fmt: skip
+    model_config = {**dict(exp_config.model_config), **dict(setup.model_config)}
+    return train.RunSettings(
+        model=exp_config.model, model_config=tuple(sorted(model_config.items())),
+        seeds=tuple(range(budget["seeds"])), epochs=budget["epochs"],
+        share_init_across_seeds=setup.share_init_across_seeds, **fields,
+    )  # fmt: skip
+
+
+def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str]):
+    """Train every setup x configuration (resuming), then write the report and plots."""
+    from reslstm_jax import data, plots, recipes, report, train
+
+    budget = {**exp.budgets[args.budget]}
+    budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
+    out = pathlib.Path(args.out)
+    datasets: dict[tuple, object] = {}
+    for setup_name in setups:
+        setup = exp.setups[corpus][setup_name]
+        for name in configs:
+            run_dir = out / setup_name / name
+            if (run_dir / "results.json").is_file():
+                print(f"{setup_name}/{name}: done earlier, kept")
+                continue
+            cfg = exp.configs[name]
+            recipe = recipes.get(cfg.model)
+            normalisation = setup.normalisation or recipe.normalisation
+            key = (setup.protocol, recipe.features, normalisation)
+            if key not in datasets:
+                datasets[key] = data.prepare(
+                    corpus if args.data_dir else None, args.data_dir, protocol=setup.protocol,
+                    extractor=recipe.features, normalisation=normalisation,
+                    cache_dir=args.cache_dir, workers=args.workers,
+                    progress=not args.no_progress,
+                )  # fmt: skip
+            dataset = datasets[key]
+            results = train.fit(dataset, settings(cfg, setup, budget), out_dir=run_dir,
+                                progress=not args.no_progress)  # fmt: skip
+            results["edge"] = train.edge_metrics(results, dataset, latency=not args.no_latency)
+            results["experiment"] = {"name": exp.name, "setup": setup_name, "config": name,
+                                     "budget": args.budget, "note": setup.note}  # fmt: skip
+            train.write_json(run_dir / "card.json", dataset.card)
+            train.write_json(run_dir / "results.json", results)
+            print(f"{setup_name}/{name}: " + train.summary_lines(results)[0])
+    done = report.load_paths([out / s for s in setups if (out / s).is_dir()])
+    tables = report.build_tables(done)
+    text = report.format_markdown(tables)
+    comparisons = []
+    for setup_name in setups:
+        for a, b in exp.pairs:
+            found = {c.results.get("experiment", {}).get("config"): c for c in done
+                     if c.results.get("experiment", {}).get("setup") == setup_name}  # fmt: skip
+            if a in found and b in found:
+                result = report.compare(found[a], found[b])
+                comparisons.append(f"[{setup_name}] " + report.format_comparison(result))
+    if comparisons:
+        text += "\nPaired tests (same folds x seeds):\n\n" + "\n\n".join(comparisons) + "\n"
+    train.write_text_atomic(out / "report.md", text)
+    train.write_text_atomic(out / "report.tex", report.format_latex(tables))
+    plots.for_configs(out / "plots", tables, done)
+    print(text)
+    print(f"wrote {out / 'report.md'}, {out / 'report.tex'} and {out / 'plots'}")
+    return out
+
+
+def main(exp: Experiment, argv=None) -> int:
+    p = parser(exp)
+    args = p.parse_args(argv)
+    configs = parse_list(p, "--configs", args.configs, exp.configs)
+    corpus = args.corpus
+    if not args.data_dir and corpus != "ravdess":
+        if "ravdess" not in exp.setups:
+            p.error(f"--corpus {corpus} needs --data-dir")
+        print(f"no --data-dir: running the RAVDESS setups on the synthetic corpus instead of "
+              f"{corpus}")  # fmt: skip
+        corpus = "ravdess"
+    known_setups = exp.setups[corpus]
+    setups = parse_list(p, "--setups", args.setups or ",".join(known_setups), known_setups)
+    for flag in ("seeds", "epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
+        p.error(f"--data-dir {args.data_dir}: no such directory")
+    from reslstm_jax import checkpoint, protocols
+    from reslstm_jax.corpora.base import CorpusError
+
+    try:
+        run(exp, args, corpus, configs, setups)
+    except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
