@@ -89,7 +89,7 @@ def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(corpus, tmp_p
     args = [
         sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--epochs", "2", "--storage", url, "--study", STUDY,
-        "--workers", "2", "--trials", str(TRIALS), "--wandb", "disabled",
+        "--workers", "2", "--trials", str(TRIALS), "--wandb", "disabled", "--no-latency",
         "--workdir", str(workdir), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
         # A dead worker's trial is reaped `grace` seconds after its last beat (default 60 s):
         # well over the beat period (no false reaps), and well under the survivor's remaining

@@ -196,7 +196,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
 
 def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
     workdir = tmp_path / "runs"
-    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--wandb", "disabled")
+    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--wandb", "disabled", "--no-latency")
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 4
