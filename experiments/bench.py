@@ -94,7 +94,7 @@ def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) ->
     }  # fmt: skip
 
 
-def measure_family(family: str, steps: int = 8) -> dict:
+def measure_family(family: str, steps: int = 4) -> dict:
     """Training throughput of one seed-model family at its recipe's batch size and feature
     shapes (random inputs, M = 1, the map executor), after a warm-up epoch of the same size:
     `steps` batches per epoch plus one validation batch."""

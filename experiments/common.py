@@ -51,7 +51,9 @@ class Experiment:
     doc: str
     configs: dict  # name -> Config
     setups: dict  # corpus -> {setup name -> Setup}
-    budgets: dict  # name -> {"seeds": S, "epochs": E}
+    # name -> {"seeds": S, "epochs": E} and optionally "model_config" (fields added to every
+    # model) and "feature_params" (extractor parameters): a smoke budget may shrink the model
+    budgets: dict
     pairs: tuple = ()  # (config A, config B) compared with paired tests in each setup
     default_corpus: str = "ravdess"
 
@@ -86,6 +88,8 @@ def parse_list(p, flag: str, value: str, known) -> list[str]:
 
 
 def settings(exp_config: Config, setup: Setup, budget: dict):
+    """RunSettings of a configuration in a setup: the recipe, then the configuration's
+    overrides, then the setup's and the budget's model fields."""
     from reslstm_jax import recipes, train
 
     recipe = recipes.get(exp_config.model)
@@ -95,7 +99,8 @@ def settings(exp_config: Config, setup: Setup, budget: dict):
         "schedule": recipe.schedule, "adam_eps": recipe.adam_eps, "loss": recipe.loss,
         **dict(exp_config.overrides),
     }  # fmt: skip
-    model_config = {**dict(exp_config.model_config), **dict(setup.model_config)}
+    model_config = {**dict(exp_config.model_config), **dict(setup.model_config),
+                    **dict(budget.get("model_config", ()))}  # fmt: skip
     return train.RunSettings(
         model=exp_config.model, model_config=tuple(sorted(model_config.items())),
         seeds=tuple(range(budget["seeds"])), epochs=budget["epochs"],
@@ -121,11 +126,13 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             cfg = exp.configs[name]
             recipe = recipes.get(cfg.model)
             normalisation = setup.normalisation or recipe.normalisation
-            key = (setup.protocol, recipe.features, normalisation)
+            feature_params = dict(budget.get("feature_params", {})).get(recipe.features, {})
+            key = (setup.protocol, recipe.features, normalisation, str(feature_params))
             if key not in datasets:
                 datasets[key] = data.prepare(
                     corpus if args.data_dir else None, args.data_dir, protocol=setup.protocol,
-                    extractor=recipe.features, normalisation=normalisation,
+                    extractor=recipe.features, extractor_params=feature_params,
+                    normalisation=normalisation,
                     cache_dir=args.cache_dir, workers=args.workers,
                     progress=not args.no_progress,
                 )  # fmt: skip

@@ -21,10 +21,10 @@ Setups on EMO-DB:
 * `loso`: `emodb_loso`, leave one speaker out with a validation speaker (our default).
 On RAVDESS: `speaker_independent` (`ravdess_paper`, the ResLSTM-SA paper's actor folds).
 
-Expected runtime: full budget (5 seeds x 10 folds x 300 epochs per configuration) is GPU work:
-on a 2-core CPU Light-SERNet trains at roughly 15 utterances per second (measured: 2 epochs of
-5 RAVDESS folds took about 16 minutes), so one configuration would take days. `--budget quick`
-(1 seed x 2 epochs) on the synthetic corpus: about 20 minutes on a 2-core CPU.
+Expected runtime: the full budget (5 seeds x 10 folds x 300 epochs per configuration) is GPU
+work: on a 2-core CPU Light-SERNet trains at 4.4 utterances per second (docs/performance.md),
+about 90 hours per seed on EMO-DB. `--budget quick` is a smoke run of the whole pipeline (1 seed
+x 1 epoch on 0.5 s crops instead of 3 s): QUICK_LSN on the synthetic corpus on a 2-core CPU.
 
 Expected result on real EMO-DB (the paper's matrices, 3 s, CE): UA 94.15%, WA 94.21% under the
 paper protocol (`paper`). An independent run of the current official code got UA 94.90%. Expect
@@ -55,7 +55,11 @@ EXPERIMENT = Experiment(
         },
         "ravdess": {"speaker_independent": Setup("ravdess_paper", note="actor folds")},
     },
-    budgets={"full": {"seeds": 5, "epochs": 300}, "quick": {"seeds": 1, "epochs": 2}},
+    budgets={
+        "full": {"seeds": 5, "epochs": 300},
+        # a smoke run of the whole pipeline: 0.5 s crops (32 frames) instead of 3 s
+        "quick": {"seeds": 1, "epochs": 1, "feature_params": {"tf_mfcc": {"seconds": 0.5}}},
+    },
     pairs=(("light_sernet_ce", "light_sernet_focal"),),
     default_corpus="emodb",
 )

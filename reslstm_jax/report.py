@@ -145,6 +145,10 @@ def base_label(results: dict) -> str:
         parts.append(f"K={cfg['num_att']}")
     if cfg.get("paper_compat"):
         parts.append("paper-compat")
+    if cfg.get("branches") == "ds":
+        parts.append("DS branch only")
+    if results["settings"].get("loss", "ce") != "ce":
+        parts.append(f"{results['settings']['loss']} loss")
     if results["settings"].get("share_init_across_seeds"):
         parts.append("shared init")
     return ", ".join(parts)
@@ -240,6 +244,13 @@ def card_key(results: dict) -> tuple:
             results.get("objective", "val"))  # fmt: skip
 
 
+NORMALISATION_WORDS = {
+    "fold": "per-fold (training speakers) normalisation",
+    "global": "global normalisation",
+    "none": "raw features (no normalisation)",
+}
+
+
 def selected_on(card: dict) -> str:
     """Which split picked the best epoch: "validation", or "TEST" for reproduction protocols."""
     return "TEST" if any(f.get("val_is_test") for f in card["folds"]) else "validation"
@@ -266,8 +277,8 @@ def caption(results: dict, rows: list[dict]) -> str:
         f"{card['corpus']}, protocol {card['protocol']} ({len(card['folds'])} folds, "
         f"{card['n_utterances']} utterances, {card['n_speakers']} speakers, utterance ids "
         f"sha256 {card['utterance_ids_sha256'][:16]}), features {features.get('name', '?')}, "
-        f"{'per-fold (training speakers)' if normalisation == 'fold' else normalisation} "
-        f"normalisation, objective {objective}; {'/'.join(map(str, seeds))} seed(s) x "
+        f"{NORMALISATION_WORDS.get(normalisation, normalisation + ' normalisation')}, "
+        f"objective {objective}; {'/'.join(map(str, seeds))} seed(s) x "
         f"{'/'.join(map(str, epochs))} epochs, best epoch by {selected_on(card)} UAR. "
         "Fold columns: test UAR, mean over seeds. Pooled: out-of-fold test predictions of all "
         "folds pooled per seed, mean +- population std over seeds, and max. CI: 95% percentile "

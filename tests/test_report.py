@@ -204,3 +204,13 @@ def test_cli_bad_input_is_one_line_exit_2(results_dir, tmp_path, capsys, args, m
     assert report_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_labels_name_what_changes_the_model():
+    results = make_results(PERFECT)
+    assert report.base_label(results) == "lstm_sa h8"
+    results["settings"]["loss"] = "focal"
+    results["model"]["config"].update(paper_compat=True)
+    assert report.base_label(results) == "lstm_sa h8, paper-compat, focal loss"
+    results["model"] = {"name": "ds_lstm", "config": {"hidden_size": 200, "branches": "ds"}}
+    assert report.base_label(results) == "ds_lstm h200, DS branch only, focal loss"
