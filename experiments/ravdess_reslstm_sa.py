@@ -23,8 +23,8 @@ epochs, best epoch by validation UAR. Two setups, each its own table:
 Expected runtime: full budget, one configuration = 50 models x 100 epochs x 1020 training
 utterances; at the measured 2,124 utt/s of ResLSTM-SA h64 (one process, docs/performance.md)
 that is about 40 minutes on a 2-core CPU, so about 8 hours for all 12 (no GPU measurement yet).
-`--budget quick` (2 seeds x 5 folds x 4 epochs, all 12): QUICK_RAV on the synthetic corpus on a
-2-core CPU with cached features.
+`--budget quick` (2 seeds x 5 folds x 4 epochs, all 12): 5 min 15 s measured on the synthetic
+corpus on a 2-core CPU with cached features.
 
 Expected result on real RAVDESS (the paper's pooled out-of-fold UAR, mean +- population std
 over 10 runs, max): ResLSTM-SA h32 0.6130 +- 0.0111 (0.6315), h64 0.6232 +- 0.0119 (0.6517),
