@@ -147,9 +147,7 @@ class AttentionLSTM:
           statistics (the same tree as `variables["batch_stats"]`).
         """
         params, stats = variables["params"], variables["batch_stats"]
-        rate = self.dropout if dropout_rate is None else dropout_rate
-        if train and key is None and not (isinstance(rate, float | int) and rate == 0):
-            raise ValueError(f"{self.name}.apply(train=True) needs a dropout `key`")
+        rate = nn.dropout_rate(self.name, self.dropout, dropout_rate, train=train, key=key)
         steps = x.shape[1]
         lengths = jnp.asarray(lengths, jnp.int32)
         valid = nn.length_mask(lengths, steps)  # [B, T]

@@ -65,7 +65,6 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from reslstm_jax import nn
 
@@ -100,10 +99,7 @@ def fill(key: jax.Array, spec: dict) -> dict:
 @functools.partial(jax.jit, static_argnums=1)
 def _draw(key: jax.Array, uniforms: tuple[Uniform, ...]) -> list[jax.Array]:
     # Jitted so that an eager `init` is one compiled program, not one dispatch per slice.
-    sizes = [math.prod(u.shape) for u in uniforms]
-    draw = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
-    pieces = jnp.split(draw, np.cumsum(sizes)[:-1].tolist()) if sizes else []
-    return [p.reshape(u.shape) * u.bound for p, u in zip(pieces, uniforms, strict=True)]
+    return nn.scaled_uniforms(key, [u.shape for u in uniforms], [u.bound for u in uniforms])
 
 
 def linear_spec(in_features: int, out_features: int) -> dict:
@@ -570,9 +566,7 @@ class DSLSTM:
         """
         self._check_inputs(x, self.input_keys)
         params, stats = variables["params"], variables["batch_stats"]
-        rate = self.dropout if dropout_rate is None else dropout_rate
-        if train and key is None and not (isinstance(rate, float | int) and rate == 0):
-            raise ValueError(f"{self.name}.apply(train=True) needs a dropout `key`")
+        rate = nn.dropout_rate(self.name, self.dropout, dropout_rate, train=train, key=key)
         lengths = jnp.asarray(lengths, jnp.int32)
         row_mask = lengths > 0
         (h, seq_y), new_stats = self._front_end(params, stats, x, row_mask, train)
