@@ -29,20 +29,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
-def pareto(path, rows: list[dict], front: list[str], *, title: str = "", y: str = "selection",
-           y_label: str = "selection metric (validation UAR)") -> pathlib.Path:  # fmt: skip
-    """Every configuration as a point (parameters, `y`), the front connected and labelled."""
+def pareto(path, rows: list[dict], on_front: list[bool], *, title: str = "",
+           y: str = "selection", y_label: str = "selection metric (validation UAR)",
+           ) -> pathlib.Path:  # fmt: skip
+    """Every configuration as a point (rows' "params", `y`), coloured by "model"; the rows
+    marked `on_front` circled, connected as a step line and annotated with their "label"."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for model in sorted({r["model"] for r in rows}):
         pts = [r for r in rows if r["model"] == model]
         ax.scatter([r["params"] for r in pts], [r[y] for r in pts], s=30, alpha=0.65,
                    color=FAMILY_COLORS.get(model, "tab:gray"), label=model)  # fmt: skip
-    on_front = sorted((r for r in rows if r["label"] in front), key=lambda r: r["params"])
-    if on_front:
-        ax.step([r["params"] for r in on_front], [r[y] for r in on_front], where="post",
+    front = sorted((r for r, f in zip(rows, on_front, strict=True) if f),
+                   key=lambda r: r["params"])  # fmt: skip
+    if front:
+        ax.step([r["params"] for r in front], [r[y] for r in front], where="post",
                 color="black", linewidth=1.2, label="Pareto front")  # fmt: skip
-        for r in on_front:
+        ax.scatter([r["params"] for r in front], [r[y] for r in front], s=70,
+                   facecolors="none", edgecolors="black")  # fmt: skip
+        for r in front:
             ax.annotate(r["label"], (r["params"], r[y]), textcoords="offset points",
                         xytext=(4, 5), fontsize=7)  # fmt: skip
     ax.set_xscale("log")
@@ -150,7 +155,8 @@ def for_configs(out_dir, tables, configs) -> list[pathlib.Path]:
     written = []
     for i, t in enumerate(tables):
         suffix = f"_{i}" if len(tables) > 1 else ""
-        written.append(pareto(out_dir / f"pareto{suffix}.png", t.rows, t.front, title=t.title))
+        on_front = [r["label"] in t.front for r in t.rows]
+        written.append(pareto(out_dir / f"pareto{suffix}.png", t.rows, on_front, title=t.title))
     for c in configs:
         name = slug(c.label)
         classes = c.results["card"]["classes"]

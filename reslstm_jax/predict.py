@@ -127,10 +127,9 @@ def _forward(predictor: Predictor):
 
 def _pad_one(seq: np.ndarray) -> np.ndarray:
     """[T, D] -> [1, T rounded up to FRAME_BUCKET, D], zeros after T."""
-    padded = math.ceil(len(seq) / FRAME_BUCKET) * FRAME_BUCKET
-    x = np.zeros((1, padded, seq.shape[1]), np.float32)
-    x[0, : len(seq)] = seq
-    return x
+    from reslstm_jax.data import pad_sequences
+
+    return pad_sequences([seq], math.ceil(len(seq) / FRAME_BUCKET) * FRAME_BUCKET)[0]
 
 
 def predict_features(predictor: Predictor, feats) -> dict:

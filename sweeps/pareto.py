@@ -49,35 +49,11 @@ def write_csv(path: pathlib.Path, rows: list[dict], front: list[int]) -> None:
 
 def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, objective: str):
     """All trials as points, the front connected and labelled by model and size."""
-    import matplotlib
+    from reslstm_jax import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    from reslstm_jax.plots import FAMILY_COLORS as colors
-
-    for model in sorted({r["model"] for r in rows}):
-        pts = [r for r in rows if r["model"] == model]
-        ax.scatter([r["n_params"] for r in pts], [r["uar"] for r in pts], s=28,
-                   alpha=0.6, color=colors.get(model, "tab:gray"), label=model)  # fmt: skip
-    on_front = sorted((r for r in rows if r["trial"] in front), key=lambda r: r["n_params"])
-    if on_front:
-        ax.step([r["n_params"] for r in on_front], [r["uar"] for r in on_front],
-                where="post", color="black", linewidth=1.2, label="Pareto front")  # fmt: skip
-        ax.scatter([r["n_params"] for r in on_front], [r["uar"] for r in on_front],
-                   s=70, facecolors="none", edgecolors="black")  # fmt: skip
-        for r in on_front:
-            ax.annotate(label(r), (r["n_params"], r["uar"]), textcoords="offset points",
-                        xytext=(4, 5), fontsize=8)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
+    points = [{"model": r["model"], "params": r["n_params"], "uar": r["uar"], "label": label(r)}
+              for r in rows]  # fmt: skip
     which = "test UAR (pooled OOF) - LEAKY objective" if objective == "test" else (
         "validation UAR (mean over folds x seeds)")  # fmt: skip
-    ax.set_ylabel(which)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plots.pareto(path, points, [r["trial"] in front for r in rows], title=title, y="uar",
+                 y_label=which)  # fmt: skip
