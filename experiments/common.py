@@ -150,9 +150,9 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
     text = report.format_markdown(tables)
     comparisons = []
     for setup_name in setups:
+        found = {c.results.get("experiment", {}).get("config"): c for c in done
+                 if c.results.get("experiment", {}).get("setup") == setup_name}  # fmt: skip
         for a, b in exp.pairs:
-            found = {c.results.get("experiment", {}).get("config"): c for c in done
-                     if c.results.get("experiment", {}).get("setup") == setup_name}  # fmt: skip
             if a in found and b in found:
                 result = report.compare(found[a], found[b])
                 comparisons.append(f"[{setup_name}] " + report.format_comparison(result))

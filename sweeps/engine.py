@@ -83,9 +83,7 @@ def trial_params(space, trial: optuna.Trial) -> dict:
         # Only the keys of this trial's queued point: grid points of different families have
         # different keys (light_sernet has no hidden size), and suggesting a key the point
         # lacks would sample it.
-        queued_point = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(
-            "fixed_params", {}
-        )
+        queued_point = queued_params(trial.study, trial) or {}
         keys = [k for k in dict.fromkeys(k for p in space.grid for k in p) if k in queued_point]
         return {
             k: trial.suggest_categorical(k, sorted({p[k] for p in space.grid if k in p}))
@@ -278,9 +276,14 @@ def front_numbers(study: optuna.Study, space) -> list[int]:
     return numbers
 
 
+def queued_params(study: optuna.Study, trial: optuna.Trial) -> dict | None:
+    """The parameters of the enqueued point `ask` popped, or None for a sampled trial."""
+    return study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+
+
 def queued(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether `ask` popped an enqueued trial (rather than sampling a new point)."""
-    return "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id)
+    return queued_params(study, trial) is not None
 
 
 def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None) -> int:
