@@ -34,6 +34,31 @@ def xavier_uniform(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
+def orthogonal(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """`torch.nn.init.orthogonal_` for a 2-D tensor: Q of the QR factorisation of a Gaussian
+    matrix, with the signs that make diag(R) positive (so Q is Haar-distributed).
+
+    Orthonormal columns when rows >= cols, orthonormal rows otherwise. Computed by classical
+    Gram-Schmidt applied twice per column ("twice is enough") in plain XLA ops rather than
+    LAPACK's QR: the batched LAPACK kernel of jaxlib 0.10 waits on its own CPU thread pool,
+    and two of them at once (a vmapped init, or two devices initialising together) deadlock
+    the process (observed as a training run that sat idle; docs/performance.md).
+    """
+    rows, cols = shape
+    tall = (max(rows, cols), min(rows, cols))
+    a = jax.random.normal(key, tall, jnp.float32)
+
+    def add_column(j, q):
+        # Columns not yet written are zero, so projecting on all of q projects on q[:, :j].
+        v = a[:, j]
+        v = v - q @ (q.T @ v)
+        v = v - q @ (q.T @ v)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    q = jax.lax.fori_loop(0, tall[1], add_column, jnp.zeros(tall, jnp.float32))
+    return q if rows >= cols else q.T
+
+
 def length_mask(lengths: jax.Array, num_steps: int) -> jax.Array:
     """lengths: [B] int -> mask [B, T] bool, True on the first `lengths[b]` steps."""
     return jnp.arange(num_steps)[None, :] < lengths[:, None]
@@ -56,7 +81,7 @@ def init_lstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
     return {
         "weight_ih": xavier_normal(key_ih, (g, input_size)),
         # Orthonormal columns over the whole [4H, H] matrix, like torch.nn.init.orthogonal_.
-        "weight_hh": jax.nn.initializers.orthogonal()(key_hh, (g, hidden_size), jnp.float32),
+        "weight_hh": orthogonal(key_hh, (g, hidden_size)),
         "bias_ih": bias,
         "bias_hh": bias,
     }

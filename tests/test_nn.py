@@ -182,3 +182,26 @@ def test_gradients_are_finite_for_length_one(name, paper_compat):
     leaves = jax.tree_util.tree_leaves(grads)
     assert all(np.all(np.isfinite(g)) for g in leaves)
     assert any(np.abs(g).max() > 0 for g in leaves)
+
+
+@pytest.mark.parametrize("shape", [(256, 64), (184, 46), (12, 3), (3, 7), (5, 5)])
+def test_orthogonal_is_the_qr_factor_of_a_gaussian_with_positive_diagonal(shape):
+    """torch.nn.init.orthogonal_: Q of QR(A), A Gaussian, signs making diag(R) positive."""
+    key = jax.random.key(7)
+    q = np.asarray(nn.orthogonal(key, shape), np.float64)
+    a = np.asarray(jax.random.normal(key, (max(shape), min(shape))), np.float64)
+    expected, r = np.linalg.qr(a)
+    expected = expected * np.sign(np.diag(r))
+    expected = expected if shape[0] >= shape[1] else expected.T
+    assert q.shape == shape
+    np.testing.assert_allclose(q, expected, atol=1e-6)
+    gram = q.T @ q if shape[0] >= shape[1] else q @ q.T
+    np.testing.assert_allclose(gram, np.eye(min(shape)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", rj.models.names())
+def test_stacked_initialisation_calls_no_lapack_kernel(name):
+    """A batched LAPACK QR in the init deadlocked jaxlib 0.10's CPU thread pool (two at once)."""
+    model = rj.models.get(name)
+    keys = jax.random.split(jax.random.key(0), 3)
+    assert "custom_call" not in jax.jit(jax.vmap(model.init)).lower(keys).as_text()
