@@ -2,7 +2,7 @@
 
 ```bash
 python -m experiments.bench [--models 1 5 10 50] [--executors map vmap] [--epochs 2]
-                            [--processes 1 2] [--torch-python /tmp/torchvenv/bin/python]
+                            [--layouts 1x1 1x2 2x1] [--torch-python /tmp/torchvenv/bin/python]
                             [--json FILE]
 ```
 
@@ -12,9 +12,10 @@ and validates on 120 after every epoch (as in `ravdess_paper`), so the time incl
 per-epoch validation the paper protocol needs.
 
 * Throughput = training utterances (models x 1020 x epochs) / wall seconds of the timed epochs,
-  after a warm-up run of the same (compiled) program. With `--processes 2` the models are
-  split over two processes started together (one per core) and the machine's throughput is
-  the total over the slowest process's time.
+  after a warm-up run of the same (compiled) program. A layout PxD splits the models over P
+  processes started together (each pinned to its own cores, XLA single-threaded) with D JAX
+  devices each (`TrainConfig.devices`; 1x2 = what `python -m reslstm_jax.train` does on a
+  2-core CPU); the machine's throughput is the total over the slowest process's time.
 * Paper trial = 5 folds x 100 epochs: compile time and the per-epoch time of a 5-model run are
   measured; 100 epochs are extrapolated linearly from the measured epochs (never from less).
 * `--torch-python PATH`: runs `../shared/bench/torch_reference.py` (or `--torch-script`) with that
@@ -30,23 +31,29 @@ import json
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import sys
 import time
+
+from reslstm_jax import hardware
 
 N_UTTERANCES, N_TRAIN, N_VAL, N_FEATURES, FRAMES, CLASSES = 1440, 1020, 120, 46, 128, 8
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
 
 
-def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) -> dict:
-    """Train `models` models for `epochs` epochs (after a warm-up) in this process."""
+def measure(
+    models: int, executor: str, epochs: int, hidden: int, batch: int, devices: int = 1
+) -> dict:
+    """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
+    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import reslstm_jax as rj
-    from reslstm_jax import train
+    from reslstm_jax import hardware, train
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(60, 126, N_UTTERANCES).astype(np.int32)
@@ -76,7 +83,11 @@ def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) ->
     )  # fmt: skip
     keys = jnp.stack([train.model_key(0, m) for m in range(models)])
     model = rj.models.get("reslstm_sa", hidden_size=hidden, input_size=N_FEATURES)
-    program = train.make_train(train.TrainConfig(model=model, batch_size=batch, executor=executor))
+    config = train.TrainConfig(
+        model=model, batch_size=batch, executor=executor,
+        devices=hardware.model_devices(models, devices),
+    )  # fmt: skip
+    program = train.make_train(config)
     start = time.perf_counter()
     state = program.init(keys, hparams)
     state, _ = program.run(state, hparams, data, shared, epochs=epochs)  # compile + warm-up
@@ -88,6 +99,7 @@ def measure(models: int, executor: str, epochs: int, hidden: int, batch: int) ->
     seconds = time.perf_counter() - start
     return {
         "models": models, "executor": executor, "epochs": epochs, "seconds": seconds,
+        "devices": config.devices,
         "compile_seconds": max(0.0, first - seconds),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
         "seconds_per_model_epoch": seconds / (models * epochs),
@@ -143,31 +155,26 @@ def measure_family(family: str, steps: int = 4) -> dict:
             "utt_per_s": n_train / seconds}  # fmt: skip
 
 
-def in_processes(models: int, executor: str, epochs: int, processes: int, args) -> dict:
-    """Split `models` over `processes` concurrent processes; the machine's throughput."""
+def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dict:
+    """Split `models` over the processes x devices of `layout` ("PxD"); the machine's rate.
+
+    Each process is a fresh interpreter (JAX's device count is fixed at start-up); with more
+    than one process each is pinned to its own cores and runs single-threaded XLA.
+    """
+    processes, devices = (int(v) for v in layout.split("x"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     split = [models // processes + (i < models % processes) for i in range(processes)]
     split = [m for m in split if m > 0]
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.bench",
-                "--one",
-                str(m),
-                executor,
-                str(epochs),
-                "--hidden",
-                str(args.hidden),
-                "--batch",
-                str(args.batch),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )  # fmt: skip
-        for m in split
-    ]
+    per_process = max(1, len(cores) // len(split)) if cores else 0
+    children = []
+    for rank, m in enumerate(split):
+        command = [sys.executable, "-m", "experiments.bench", "--one", str(m), executor,
+                   str(epochs), "--hidden", str(args.hidden), "--batch", str(args.batch),
+                   "--devices", str(devices)]  # fmt: skip
+        if len(split) > 1 and cores:
+            own = cores[rank * per_process : (rank + 1) * per_process] or cores[-1:]
+            command += ["--pin", ",".join(map(str, own))]
+        children.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO))
     results = []
     for child in children:
         out, _ = child.communicate()
@@ -176,8 +183,9 @@ def in_processes(models: int, executor: str, epochs: int, processes: int, args) 
         results.append(json.loads(out.strip().splitlines()[-1]))
     seconds = max(r["seconds"] for r in results)
     return {
-        "models": models, "executor": executor, "processes": len(split), "epochs": epochs,
-        "seconds": seconds, "compile_seconds": max(r["compile_seconds"] for r in results),
+        "models": models, "executor": executor, "layout": layout, "processes": len(split),
+        "devices_per_process": devices, "epochs": epochs, "seconds": seconds,
+        "compile_seconds": max(r["compile_seconds"] for r in results),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
     }  # fmt: skip
 
@@ -208,7 +216,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
     p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"])
-    p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"],
+                   help="PxD: P processes (pinned to their own cores) x D JAX devices each "
+                   "(the models are split over all of them)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
     p.add_argument("--trial-epochs", type=int, default=3, help="measured epochs of the trial")
     p.add_argument("--hidden", type=int, default=64)
@@ -220,10 +230,20 @@ def main(argv=None) -> int:
                    help="instead: training throughput of these seed models")  # fmt: skip
     p.add_argument("--one", nargs=3, metavar=("MODELS", "EXECUTOR", "EPOCHS"),
                    help=argparse.SUPPRESS)  # fmt: skip
+    p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--pin", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for layout in args.layouts:
+        if not re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", layout):
+            p.error(f"--layouts: {layout!r} is not PxD (for example 2x1)")
     if args.one:
+        if args.pin:  # one of several processes: its own cores, XLA single-threaded
+            os.sched_setaffinity(0, {int(c) for c in args.pin.split(",")})
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
+                                       + hardware.SINGLE_THREAD_FLAG).strip()  # fmt: skip
+        hardware.use_cpu_cores(args.devices)
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
-                                 args.batch)))  # fmt: skip
+                                 args.batch, args.devices)))  # fmt: skip
         return 0
     if args.families:
         for family in args.families:
@@ -244,26 +264,26 @@ def main(argv=None) -> int:
               f"({report['torch']['threads']} threads)", flush=True)  # fmt: skip
     for models in args.models:
         for executor in args.executors:
-            for processes in args.processes:
-                if processes > models:
+            for layout in args.layouts:
+                if int(layout.split("x")[0]) > models:
                     continue
-                r = in_processes(models, executor, args.epochs, processes, args)
+                r = in_layout(models, executor, args.epochs, layout, args)
                 report["throughput"].append(r)
                 ratio = (f", {r['utt_per_s'] / report['torch']['utt_per_s']:.1f}x torch"
                          if report["torch"] else "")  # fmt: skip
-                print(f"M={models:<3} {executor:<4} processes={processes}: "
+                print(f"M={models:<3} {executor:<4} {layout} (processes x devices): "
                       f"{r['utt_per_s']:7.0f} utt/s{ratio} (compile {r['compile_seconds']:.0f} s)",
                       flush=True)  # fmt: skip
-    for processes in args.processes:
-        r = in_processes(5, args.executors[0], args.trial_epochs, processes, args)
+    for layout in args.layouts:
+        r = in_layout(5, args.executors[0], args.trial_epochs, layout, args)
         per_epoch = r["seconds"] / args.trial_epochs
-        trial = {"processes": processes, "executor": args.executors[0],
+        trial = {"layout": layout, "executor": args.executors[0],
                  "measured_epochs": args.trial_epochs, "seconds_per_epoch": per_epoch,
                  "compile_seconds": r["compile_seconds"],
                  "trial_seconds": r["compile_seconds"] + 100 * per_epoch}  # fmt: skip
         report["paper_trial"].append(trial)
         print(
-            f"paper trial (5 folds x 100 epochs, {processes} process(es)): "
+            f"paper trial (5 folds x 100 epochs, {layout} processes x devices): "
             f"{trial['trial_seconds']:.0f} s = compile {trial['compile_seconds']:.0f} s + "
             f"100 x {per_epoch:.2f} s (measured over {args.trial_epochs} epochs)",
             flush=True,

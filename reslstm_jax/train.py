@@ -43,6 +43,7 @@ from typing import Literal
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from reslstm_jax import nn
@@ -74,6 +75,9 @@ class TrainConfig:
       loss: "ce" (cross-entropy) or "focal" (gamma 2, probabilities clipped to [1e-7, 1 - 1e-7],
         as Light-SERNet). A model with `loss_heads` (DS-LSTM) gets the weighted sum over its
         heads; a model with `l2_penalty` (Light-SERNet) has it added to the loss.
+      devices: local devices the model axis is split over (`shard_map`; each device runs its
+        share of the models with the executor). On a CPU each device is one core's worth of
+        work (`reslstm_jax.hardware.use_cpu_cores`). The results do not depend on it.
     """
 
     model: object
@@ -84,6 +88,7 @@ class TrainConfig:
     schedule: str = "cosine"
     adam_eps: float = 1e-8
     loss: str = "ce"
+    devices: int = 1
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -98,6 +103,11 @@ class TrainConfig:
             raise ValueError(f"executor must be vmap, map or auto, got {self.executor!r}")
         if self.map_chunk < 1:
             raise ValueError(f"map_chunk must be >= 1, got {self.map_chunk}")
+        if not 1 <= self.devices <= len(jax.local_devices()):
+            raise ValueError(
+                f"devices must be in [1, {len(jax.local_devices())}] (the local "
+                f"{jax.default_backend()} devices), got {self.devices}"
+            )
 
     @property
     def eval_batch(self) -> int:
@@ -412,7 +422,56 @@ def make_train(config: TrainConfig) -> Program:
 
         return over_models(per_model, state, model_data)
 
-    return Program(config=config, init=init, run=run, predict=predict)
+    if config.devices == 1:
+        return Program(config=config, init=init, run=run, predict=predict)
+    devices = jax.local_devices()[: config.devices]
+    return Program(
+        config=config,
+        init=_across_devices(init, devices, model_args=2),
+        run=_across_devices(run, devices, model_args=3),
+        predict=_across_devices(predict, devices, model_args=2),
+    )
+
+
+def _across_devices(fn, devices: list, *, model_args: int):
+    """`fn` with the model axis of its first `model_args` arguments split over `devices`.
+
+    Each device runs the same single-device program on an equal share of the models (the
+    last model is repeated to fill the shares; its copies are dropped), every other argument
+    goes whole to every device, and the results come back stacked on the first device. The
+    calls are dispatched from one thread per device, so the first call compiles for every
+    device at once and the devices then run concurrently.
+
+    Why not `shard_map`: on the CPU client of jaxlib 0.10 a shard_map program with two models
+    per device ran no faster than one device, while separate programs ran concurrently
+    (docs/performance.md).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def split_call(*args, **kwargs):
+        per_model = jax.device_get(args[:model_args])
+        n = jax.tree_util.tree_leaves(per_model)[0].shape[0]
+        share = -(-n // len(devices))
+
+        def on_device(i):
+            def cut(a):
+                part = a[i * share : (i + 1) * share]
+                if len(part) < share:  # the last device's share, filled up with the last model
+                    part = np.concatenate([part, np.repeat(a[-1:], share - len(part), 0)])
+                return part
+
+            device = devices[i]
+            mine = jax.device_put(jax.tree_util.tree_map(cut, per_model), device)
+            return fn(*mine, *jax.device_put(args[model_args:], device), **kwargs)
+
+        with ThreadPoolExecutor(len(devices)) as pool:
+            outputs = jax.device_get(list(pool.map(on_device, range(len(devices)))))
+        return jax.device_put(
+            jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:n], *outputs),
+            devices[0],
+        )
+
+    return split_call
 
 
 # ----------------------------------------------------------------------------- keys
@@ -477,7 +536,6 @@ class RunSettings:
 
 def stack_model_data(folds, n_seeds: int) -> ModelData:
     """ModelData [M = seeds x folds] from `data.FoldArrays` (model m = seed m // K, fold m % K)."""
-    import numpy as np
 
     def tile(a):
         return jnp.asarray(np.tile(a, (n_seeds,) + (1,) * (a.ndim - 1)))
@@ -521,6 +579,7 @@ def fit_group(
     progress: bool = True,
     objective: str = "val",
     on_chunk=None,
+    devices: int | None = None,
 ) -> list[dict]:
     """Train several configurations that share a static shape in one program.
 
@@ -534,16 +593,18 @@ def fit_group(
     (the sweep engine's pruning): the results then hold the best epoch so far and
     `stopped_at_epoch`.
 
+    `devices`: how many local devices share the models (default: all of them, at most M; see
+    `reslstm_jax.hardware`). It changes the speed, never the results.
+
     Returns one results dict per configuration (see `docs/training.md`): settings, card,
     per-model histories, best epochs, test metrics and predictions, every aggregation.
     """
     import pathlib
     import time
 
-    import numpy as np
     from tqdm.auto import tqdm
 
-    from reslstm_jax import checkpoint, metrics, recipes
+    from reslstm_jax import checkpoint, hardware, metrics, recipes
     from reslstm_jax.params import count_params
 
     if len({static_signature(s) for s in group}) != 1:
@@ -551,14 +612,15 @@ def fit_group(
                          "epochs and seeds")  # fmt: skip
     first = group[0]
     model = recipes.build_model(first.model, dataset.x, len(dataset.classes), first.model_config)
-    config = TrainConfig(
-        model=model, batch_size=first.batch_size, executor=first.executor,
-        schedule=first.schedule, adam_eps=first.adam_eps, loss=first.loss,
-    )  # fmt: skip
-    program = make_train(config)
     n_folds, seeds, epochs = len(dataset.folds.names), list(first.seeds), first.epochs
     per_config = n_folds * len(seeds)
     n_models = per_config * len(group)
+    config = TrainConfig(
+        model=model, batch_size=first.batch_size, executor=first.executor,
+        schedule=first.schedule, adam_eps=first.adam_eps, loss=first.loss,
+        devices=hardware.model_devices(n_models, devices),
+    )  # fmt: skip
+    program = make_train(config)
 
     def per_model(field, dtype):
         return jnp.asarray(np.repeat([getattr(s, field) for s in group], per_config), dtype)
@@ -592,8 +654,9 @@ def fit_group(
             history = {k: np.array(v) for k, v in history.items()}
 
     executor = config.resolved_executor()
+    on_devices = f", {config.devices} {jax.default_backend()} devices" if config.devices > 1 else ""
     bar = tqdm(total=epochs, initial=start, disable=not progress, unit="epoch",
-               desc=f"{first.model} x{n_models} ({executor})")  # fmt: skip
+               desc=f"{first.model} x{n_models} ({executor}{on_devices})")  # fmt: skip
     started = time.perf_counter()
     epoch = start
     for length in chunk_lengths(start, epochs, checkpoint_every):
@@ -651,6 +714,7 @@ def fit_group(
             "backend": jax.default_backend(),
             "train_seconds": seconds,
             "models_in_program": n_models,
+            "devices": config.devices,
             "epochs_resumed_from": start,
             "stopped_at_epoch": epoch,
             "runs": runs,
@@ -673,8 +737,6 @@ def write_inference_info(out_dir, dataset, group: list[RunSettings], model) -> N
     each fold's normalisation statistics (`normalisation.npz`: mean, std [K, D])."""
     import io
     import pathlib
-
-    import numpy as np
 
     out_dir = pathlib.Path(out_dir)
     info = {
@@ -825,6 +887,9 @@ def build_parser():
     p.add_argument("--schedule", choices=SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=LOSSES, help="default: the recipe's (ce)")
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
+    p.add_argument("--devices", type=int, default=None,
+                   help="devices sharing the models (default: all; on a CPU one per core, "
+                   "each single-threaded); results do not depend on it")  # fmt: skip
     p.add_argument(
         "--share-init-across-seeds",
         action="store_true",
@@ -882,7 +947,12 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from reslstm_jax import models, recipes
+        from reslstm_jax import hardware, models, recipes
+
+        if args.devices is not None and args.devices < 1:
+            raise ValueError(f"--devices must be >= 1, got {args.devices}")
+        # Before JAX's first computation: a CPU gets one device per core (or --devices).
+        hardware.use_cpu_cores(args.devices)
 
         recipe = recipes.get(args.model)
         model_config = parse_model_config(args)
@@ -916,7 +986,7 @@ def main(argv=None) -> int:
             print(dataset.extraction.summary(), file=sys.stderr)
         print(protocols.format_card(dataset.card))
         results = fit(dataset, settings, out_dir=out, checkpoint_every=args.checkpoint_every,
-                      progress=not args.no_progress)  # fmt: skip
+                      progress=not args.no_progress, devices=args.devices)  # fmt: skip
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -266,3 +266,39 @@ def test_a_group_of_configurations_equals_each_trained_alone():
     assert together[0]["runs"][0]["train_loss"] != together[1]["runs"][0]["train_loss"]
     with pytest.raises(ValueError, match="a group must share"):
         train.fit_group(dataset, [a, dataclasses.replace(b, batch_size=4)], progress=False)
+
+
+DEVICES_CODE = """
+import sys
+sys.path.insert(0, {tests!r})
+from reslstm_jax import hardware
+assert hardware.use_cpu_cores(2) == 2
+import jax, numpy as np
+from reslstm_jax import train
+import test_train as t
+
+# M = 5 over 2 devices: shares of 3, the second filled up with a copy of the last model.
+settings = train.RunSettings(model_config=(("hidden_size", 4),), epochs=3, batch_size=8,
+                             executor="map")
+dataset = t.tiny_dataset()
+one, two = (train.fit(dataset, settings, progress=False, devices=d) for d in (1, 2))
+assert (one["devices"], two["devices"]) == (1, 2), (one["devices"], two["devices"])
+for a, b in zip(one["runs"], two["runs"], strict=True):
+    assert a == b, (a["fold"], a["val_uar"], b["val_uar"])
+assert hardware.use_cpu_cores(4) == 2  # too late to change: the backend exists
+print("ok")
+"""
+
+
+def test_models_split_over_devices_train_exactly_as_on_one(tmp_path):
+    """Two CPU devices (one per core) give the same runs as one device, bit for bit."""
+    import pathlib
+    import subprocess
+    import sys
+
+    tests = str(pathlib.Path(__file__).parent)
+    code = DEVICES_CODE.format(tests=tests)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")

@@ -35,12 +35,15 @@ def corpus(tmp_path_factory) -> pathlib.Path:
     return root
 
 
-def command(corpus, out, cache, *extra, latency: bool = False) -> list[str]:
+def command(corpus, out, cache, *extra, latency: bool = False, one_device=True) -> list[str]:
+    # One device keeps the suite's processes single-threaded; `trained` runs the default (one
+    # CPU device per core) once.
     return [
         sys.executable, "-m", "reslstm_jax.train", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
         "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
-        "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]), *extra,
+        "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]),
+        *(["--devices", "1"] if one_device else []), *extra,
     ]  # fmt: skip
 
 
@@ -52,7 +55,7 @@ def run(args, **kwargs) -> subprocess.CompletedProcess:
 def trained(corpus, tmp_path_factory):
     """One finished training run (with the latency measurement): (output dir, process)."""
     tmp = tmp_path_factory.mktemp("trained")
-    proc = run(command(corpus, tmp / "run", tmp / "cache", latency=True))
+    proc = run(command(corpus, tmp / "run", tmp / "cache", latency=True, one_device=False))
     assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp / "run", proc
 
@@ -64,6 +67,7 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     card = json.loads((out / "card.json").read_text())
     assert card["protocol"] == "ravdess_paper" and results["card"] == card
     assert len(results["runs"]) == 10  # 2 seeds x 5 folds
+    assert results["devices"] == min(2, len(os.sched_getaffinity(0)))  # one per core by default
     for r in results["runs"]:
         assert len(r["train_loss"]) == len(r["val_uar"]) == 6
         assert 0 <= r["best_epoch"] < 6 and r["best_val_uar"] == max(r["val_uar"])
@@ -190,6 +194,7 @@ def test_a_killed_run_resumes_to_identical_results(corpus, tmp_path):
         (["--dropout", "1.5"], "dropout must be in [0, 1)"),
         (["--protocol", "emodb_loso"], "--protocol emodb_loso is for emodb, not ravdess"),
         (["--model", "resnet"], "invalid choice: 'resnet'"),
+        (["--devices", "0"], "--devices must be >= 1, got 0"),
     ],
 )
 def test_misuse_is_one_line_and_exit_2(corpus, tmp_path, extra, message):
