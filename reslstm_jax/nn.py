@@ -113,69 +113,85 @@ def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -
 
 
 def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
-    """Forward recurrence; returns time-major outputs and the residuals of the backward."""
+    """Forward recurrence. Returns ys [T, B, 6H] time-major: per step the output (0 on padded
+    steps), the carried cell state and the four gate activations, which is all the backward
+    needs (the previous h and c are the previous step's output and cell state)."""
     hidden = w_hh.shape[1]
     batch = x.shape[0]
     # The input projection of all steps is one big matmul outside the recurrence.
     x_proj = jnp.swapaxes(x @ w_ih.T + (b_ih + b_hh), 0, 1)  # [T, B, 4H]
     w_hh_t = w_hh.T  # [H, 4H]
+    # One tanh over all four gates: sigmoid(z) = (1 + tanh(z / 2)) / 2 on the i, f, o lanes,
+    # tanh(z) on the g lanes. One vectorised op per step instead of four sliced ones, and
+    # XLA's CPU tanh is cheaper than its exp-and-divide sigmoid (docs/performance.md).
+    is_g = (jnp.arange(4 * hidden) // hidden) == 2
+    scale = jnp.where(is_g, 1.0, 0.5).astype(x.dtype)
+    shift = jnp.where(is_g, 0.0, 0.5).astype(x.dtype)
 
     def step(carry, inputs):
         h, c = carry
         xg_t, valid = inputs  # [B, 4H], [B]
         gates = xg_t + h @ w_hh_t  # one fused recurrent matmul per step
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        acts = jnp.tanh(gates * scale) * scale + shift
+        i, f, g, o = jnp.split(acts, 4, axis=-1)
         c_new = f * c + i * g
-        tanh_c = jnp.tanh(c_new)
-        h_new = o * tanh_c
+        h_new = o * jnp.tanh(c_new)
         keep = valid[:, None] > 0
-        carry = (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c))
-        out = jnp.where(keep, h_new, 0.0)
-        return carry, (out, h, c, jnp.concatenate([i, f, g, o], -1), tanh_c)
+        h_out = jnp.where(keep, h_new, 0.0)
+        c_kept = jnp.where(keep, c_new, c)
+        carry = (jnp.where(keep, h_new, h), c_kept)
+        return carry, jnp.concatenate([h_out, c_kept, acts], -1)
 
     zeros = jnp.zeros((batch, hidden), x.dtype)
-    _, (out, h_prev, c_prev, acts, tanh_c) = jax.lax.scan(
-        step, (zeros, zeros), (x_proj, mask.T), unroll=unroll
-    )
-    return out, (h_prev, c_prev, acts, tanh_c)
+    _, ys = jax.lax.scan(step, (zeros, zeros), (x_proj, mask.T), unroll=unroll)
+    return ys
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def _lstm(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
-    out, _ = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
-    return jnp.swapaxes(out, 0, 1)
+    ys = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
+    return jnp.swapaxes(ys[..., : w_hh.shape[1]], 0, 1)
 
 
 def _lstm_fwd(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
-    out, residuals = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
-    return jnp.swapaxes(out, 0, 1), (w_ih, w_hh, x, mask, *residuals)
+    ys = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
+    return jnp.swapaxes(ys[..., : w_hh.shape[1]], 0, 1), (w_ih, w_hh, x, mask, ys)
 
 
 def _lstm_bwd(unroll, residuals, d_out):
-    w_ih, w_hh, x, mask, h_prev, c_prev, acts, tanh_c = residuals
+    """Needs `mask` to be a length mask (valid steps first), as `lstm` builds it: then the
+    padded steps at the end carry zero gradients and need no special case in the recurrence."""
+    w_ih, w_hh, x, mask, ys = residuals
     hidden = w_hh.shape[1]
+    batch = x.shape[0]
+    out, c, acts = ys[..., :hidden], ys[..., hidden : 2 * hidden], ys[..., 2 * hidden :]
+
+    def previous(v):  # the state entering each step: the previous step's, zeros at t = 0
+        return jnp.concatenate([jnp.zeros_like(v[:1]), v[:-1]], 0)
+
+    h_prev, c_prev = previous(out), previous(c)
+    i, f, g, o = jnp.split(acts, 4, axis=-1)
+    tanh_c = jnp.tanh(c)
+    # Everything that does not depend on the backward recurrence, over all steps at once:
+    # d gates = [dc * di, dc * df, dc * dg] and dh * do, with the activation derivatives here.
+    d_out = jnp.swapaxes(d_out, 0, 1) * mask.T[..., None]  # [T, B, H]
+    through_c = jnp.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], 2)
+    through_h = tanh_c * o * (1 - o)
+    h_to_c = o * (1 - tanh_c * tanh_c)
 
     def step(carry, inputs):
         dh_next, dc_next = carry  # gradients reaching the state carried out of step t
-        do_t, valid, c_p, a, tc = inputs
-        keep = valid[:, None]
-        i, f, g, o = jnp.split(a, 4, axis=-1)
-        dh = keep * (do_t + dh_next)  # d h_new: the output and the carried state
-        dc = keep * dc_next + dh * o * (1.0 - tc * tc)  # d c_new
+        do_t, through_c_t, through_h_t, h_to_c_t, f_t = inputs
+        dh = do_t + dh_next  # zero on padded steps, which all come after the valid ones
+        dc = dc_next + dh * h_to_c_t
         d_gates = jnp.concatenate(
-            [dc * g * i * (1.0 - i), dc * c_p * f * (1.0 - f), dc * i * (1.0 - g * g),
-             dh * tc * o * (1.0 - o)],
-            axis=-1,
-        )  # fmt: skip
-        # A padded step passes the carried gradients straight through (the state was frozen).
-        dh_prev = d_gates @ w_hh + (1.0 - keep) * dh_next
-        dc_prev = dc * f + (1.0 - keep) * dc_next
-        return (dh_prev, dc_prev), d_gates
+            [(through_c_t * dc[:, None, :]).reshape(batch, 3 * hidden), through_h_t * dh], -1
+        )
+        return (d_gates @ w_hh, dc * f_t), d_gates
 
-    zeros = jnp.zeros((x.shape[0], hidden), x.dtype)
+    zeros = jnp.zeros((batch, hidden), x.dtype)
     _, d_gates = jax.lax.scan(
-        step, (zeros, zeros), (jnp.swapaxes(d_out, 0, 1), mask.T, c_prev, acts, tanh_c),
+        step, (zeros, zeros), (d_out, through_c, through_h, h_to_c, f),
         reverse=True, unroll=unroll,
     )  # fmt: skip  # d_gates: [T, B, 4H]
     d_w_hh = jnp.einsum("tbg,tbh->gh", d_gates, h_prev)

@@ -205,3 +205,44 @@ def test_stacked_initialisation_calls_no_lapack_kernel(name):
     model = rj.models.get(name)
     keys = jax.random.split(jax.random.key(0), 3)
     assert "custom_call" not in jax.jit(jax.vmap(model.init)).lower(keys).as_text()
+
+
+def autodiff_lstm(params, x, lengths):
+    """The textbook masked LSTM on `lax.scan`, differentiated by JAX itself: [B, T, H]."""
+    mask = nn.length_mask(lengths, x.shape[1])
+    bias = params["bias_ih"] + params["bias_hh"]
+    hidden = params["weight_hh"].shape[1]
+
+    def step(carry, inputs):
+        h, c = carry
+        x_t, keep = inputs
+        i, f, g, o = jnp.split(
+            x_t @ params["weight_ih"].T + h @ params["weight_hh"].T + bias, 4, -1
+        )
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        keep = keep[:, None]
+        out = jnp.where(keep, h_new, 0.0)
+        return (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)), out
+
+    zeros = jnp.zeros((x.shape[0], hidden))
+    _, out = jax.lax.scan(step, (zeros, zeros), (jnp.swapaxes(x, 0, 1), mask.T))
+    return jnp.swapaxes(out, 0, 1)
+
+
+@pytest.mark.parametrize("lengths", [[9, 4, 1, 6], [9, 9, 9, 9], [0, 3, 9, 0]])
+def test_hand_written_lstm_gradient_equals_autodiff(lengths):
+    params = lstm_params()
+    x = jax.random.normal(jax.random.key(2), (B, T, D))
+    weights = jax.random.normal(jax.random.key(3), (B, T, 7))
+    lengths = jnp.array(lengths)
+
+    def loss(fn):
+        return jax.grad(lambda p, x: (fn(p, x, lengths) * weights).sum(), argnums=(0, 1))
+
+    ours, reference = loss(nn.lstm)(params, x), loss(autodiff_lstm)(params, x)
+    np.testing.assert_allclose(
+        nn.lstm(params, x, lengths), autodiff_lstm(params, x, lengths), atol=1e-6
+    )
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(reference)):
+        np.testing.assert_allclose(a, b, atol=2e-5 * float(np.abs(b).max()) + 1e-7)
