@@ -105,10 +105,20 @@ def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -
     step, and the weight gradients are two large matmuls over all steps afterwards, instead of
     the small per-step outer products that autodiff of the scan accumulates.
     """
-    mask = length_mask(lengths, x.shape[1]).astype(x.dtype)
+    mask = length_mask(lengths, x.shape[1])
+    return jnp.swapaxes(lstm_time_major(params, jnp.swapaxes(x, 0, 1), mask.T, unroll=unroll), 0, 1)
+
+
+def lstm_time_major(params: Params, x: jax.Array, mask: jax.Array, *, unroll: int = 1) -> jax.Array:
+    """`lstm` on time-major arrays: x [T, B, D], mask [T, B] bool (a length mask: the valid
+    steps of every row come first) -> [T, B, H].
+
+    The recurrence runs over time-major arrays anyway; a model that stacks LSTMs keeps its
+    activations time-major and skips two transposes of [B, T, 4H] arrays per layer and pass.
+    """
     return _lstm(
-        params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"], x, mask,
-        unroll,
+        params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"], x,
+        mask.astype(x.dtype), unroll,
     )  # fmt: skip
 
 
@@ -117,9 +127,9 @@ def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
     steps), the carried cell state and the four gate activations, which is all the backward
     needs (the previous h and c are the previous step's output and cell state)."""
     hidden = w_hh.shape[1]
-    batch = x.shape[0]
+    batch = x.shape[1]
     # The input projection of all steps is one big matmul outside the recurrence.
-    x_proj = jnp.swapaxes(x @ w_ih.T + (b_ih + b_hh), 0, 1)  # [T, B, 4H]
+    x_proj = x @ w_ih.T + (b_ih + b_hh)  # [T, B, 4H]
     w_hh_t = w_hh.T  # [H, 4H]
     # One tanh over all four gates: sigmoid(z) = (1 + tanh(z / 2)) / 2 on the i, f, o lanes,
     # tanh(z) on the g lanes. One vectorised op per step instead of four sliced ones, and
@@ -143,19 +153,19 @@ def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
         return carry, jnp.concatenate([h_out, c_kept, acts], -1)
 
     zeros = jnp.zeros((batch, hidden), x.dtype)
-    _, ys = jax.lax.scan(step, (zeros, zeros), (x_proj, mask.T), unroll=unroll)
+    _, ys = jax.lax.scan(step, (zeros, zeros), (x_proj, mask), unroll=unroll)
     return ys
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def _lstm(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
     ys = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
-    return jnp.swapaxes(ys[..., : w_hh.shape[1]], 0, 1)
+    return ys[..., : w_hh.shape[1]]
 
 
 def _lstm_fwd(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
     ys = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
-    return jnp.swapaxes(ys[..., : w_hh.shape[1]], 0, 1), (w_ih, w_hh, x, mask, ys)
+    return ys[..., : w_hh.shape[1]], (w_ih, w_hh, x, mask, ys)
 
 
 def _lstm_bwd(unroll, residuals, d_out):
@@ -163,7 +173,7 @@ def _lstm_bwd(unroll, residuals, d_out):
     padded steps at the end carry zero gradients and need no special case in the recurrence."""
     w_ih, w_hh, x, mask, ys = residuals
     hidden = w_hh.shape[1]
-    batch = x.shape[0]
+    batch = x.shape[1]
     out, c, acts = ys[..., :hidden], ys[..., hidden : 2 * hidden], ys[..., 2 * hidden :]
 
     def previous(v):  # the state entering each step: the previous step's, zeros at t = 0
@@ -174,7 +184,7 @@ def _lstm_bwd(unroll, residuals, d_out):
     tanh_c = jnp.tanh(c)
     # Everything that does not depend on the backward recurrence, over all steps at once:
     # d gates = [dc * di, dc * df, dc * dg] and dh * do, with the activation derivatives here.
-    d_out = jnp.swapaxes(d_out, 0, 1) * mask.T[..., None]  # [T, B, H]
+    d_out = d_out * mask[..., None]  # [T, B, H]
     through_c = jnp.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], 2)
     through_h = tanh_c * o * (1 - o)
     h_to_c = o * (1 - tanh_c * tanh_c)
@@ -195,9 +205,9 @@ def _lstm_bwd(unroll, residuals, d_out):
         reverse=True, unroll=unroll,
     )  # fmt: skip  # d_gates: [T, B, 4H]
     d_w_hh = jnp.einsum("tbg,tbh->gh", d_gates, h_prev)
-    d_w_ih = jnp.einsum("tbg,btd->gd", d_gates, x)
+    d_w_ih = jnp.einsum("tbg,tbd->gd", d_gates, x)
     d_bias = d_gates.sum((0, 1))
-    d_x = jnp.einsum("tbg,gd->btd", d_gates, w_ih)
+    d_x = d_gates @ w_ih  # [T, B, D]
     return d_w_ih, d_w_hh, d_bias, d_bias, d_x, jnp.zeros_like(mask)
 
 

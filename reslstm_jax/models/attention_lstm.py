@@ -160,14 +160,17 @@ class AttentionLSTM:
         else:
             counted = valid
         # The reference pads with zeros; make that true whatever the caller put there.
-        h = jnp.where(valid[..., None], x, 0.0)
+        # The LSTM stack runs time-major ([T, B, .]): one transpose in, one out.
+        h = jnp.swapaxes(jnp.where(valid[..., None], x, 0.0), 0, 1)
+        valid_tm = valid.T
         new_stats = {}
         for lstm_name, bn_name in self.block_names:
-            residual = nn.lstm(params[lstm_name], h, lengths, unroll=self.unroll) + h
+            lstm = nn.lstm_time_major(params[lstm_name], h, valid_tm, unroll=self.unroll)
             h, new_stats[bn_name] = nn.batch_norm(
-                params[bn_name], stats[bn_name], residual, counted, train=train
+                params[bn_name], stats[bn_name], lstm + h, counted.T, train=train
             )
-        out = nn.lstm(params[self.top_lstm_name], h, lengths, unroll=self.unroll)
+        out = nn.lstm_time_major(params[self.top_lstm_name], h, valid_tm, unroll=self.unroll)
+        out = jnp.swapaxes(out, 0, 1)  # [B, T, H]
         combine = params["head_combine"]["weight"][0] if self.att_combine == "linear" else None
         context, attention = nn.soft_attention(params["attention_vector"], out, counted, combine)
         context, new_stats["bn"] = nn.batch_norm(
