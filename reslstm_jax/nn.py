@@ -183,25 +183,25 @@ def _lstm_bwd(unroll, residuals, d_out):
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     tanh_c = jnp.tanh(c)
     # Everything that does not depend on the backward recurrence, over all steps at once:
-    # d gates = [dc * di, dc * df, dc * dg] and dh * do, with the activation derivatives here.
+    # d gates = [dc, dc, dc, dh] * coef, with the activation derivatives in coef [T, B, 4H]
+    # (one array read per step and one multiply: cheaper than slicing and concatenating four).
     d_out = d_out * mask[..., None]  # [T, B, H]
-    through_c = jnp.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], 2)
-    through_h = tanh_c * o * (1 - o)
+    coef = jnp.concatenate(
+        [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], -1
+    )
     h_to_c = o * (1 - tanh_c * tanh_c)
 
     def step(carry, inputs):
         dh_next, dc_next = carry  # gradients reaching the state carried out of step t
-        do_t, through_c_t, through_h_t, h_to_c_t, f_t = inputs
+        do_t, coef_t, h_to_c_t, f_t = inputs
         dh = do_t + dh_next  # zero on padded steps, which all come after the valid ones
         dc = dc_next + dh * h_to_c_t
-        d_gates = jnp.concatenate(
-            [(through_c_t * dc[:, None, :]).reshape(batch, 3 * hidden), through_h_t * dh], -1
-        )
+        d_gates = coef_t * jnp.concatenate([dc, dc, dc, dh], -1)
         return (d_gates @ w_hh, dc * f_t), d_gates
 
     zeros = jnp.zeros((batch, hidden), x.dtype)
     _, d_gates = jax.lax.scan(
-        step, (zeros, zeros), (d_out, through_c, through_h, h_to_c, f),
+        step, (zeros, zeros), (d_out, coef, h_to_c, f),
         reverse=True, unroll=unroll,
     )  # fmt: skip  # d_gates: [T, B, 4H]
     d_w_hh = jnp.einsum("tbg,tbh->gh", d_gates, h_prev)
