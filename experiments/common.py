@@ -74,6 +74,8 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--out", default=f"runs/experiments/{exp.name}")
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     p.add_argument("--workers", type=int, help="feature extraction processes")
+    p.add_argument("--devices", type=int, help="devices sharing each configuration's models "
+                   "(default: all; on a CPU one per core); results do not depend on it")  # fmt: skip
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -138,7 +140,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
                 )  # fmt: skip
             dataset = datasets[key]
             results = train.fit(dataset, settings(cfg, setup, budget), out_dir=run_dir,
-                                progress=not args.no_progress)  # fmt: skip
+                                progress=not args.no_progress, devices=args.devices)  # fmt: skip
             results["edge"] = train.edge_metrics(results, dataset, latency=not args.no_latency)
             results["experiment"] = {"name": exp.name, "setup": setup_name, "config": name,
                                      "budget": args.budget, "note": setup.note}  # fmt: skip
@@ -179,17 +181,20 @@ def main(exp: Experiment, argv=None) -> int:
         corpus = "ravdess"
     known_setups = exp.setups[corpus]
     setups = parse_list(p, "--setups", args.setups or ",".join(known_setups), known_setups)
-    for flag in ("seeds", "epochs"):
+    for flag in ("seeds", "epochs", "devices"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
         p.error(f"--data-dir {args.data_dir}: no such directory")
-    from reslstm_jax import checkpoint, protocols
+    from reslstm_jax import checkpoint, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
 
+    # Before JAX's first computation: a CPU gets one device per core (or --devices).
+    hardware.use_cpu_cores(args.devices)
     try:
         run(exp, args, corpus, configs, setups)
-    except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch) as exc:
+    except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
+            ValueError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
