@@ -889,7 +889,8 @@ def build_parser():
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
     p.add_argument("--devices", type=int, default=None,
                    help="devices sharing the models (default: all; on a CPU one per core, "
-                   "each single-threaded); results do not depend on it")  # fmt: skip
+                   "each single-threaded, at most one per model); results do not depend on "
+                   "it")  # fmt: skip
     p.add_argument(
         "--share-init-across-seeds",
         action="store_true",
@@ -941,18 +942,16 @@ def main(argv=None) -> int:
     import pathlib
     import sys
 
-    from reslstm_jax import checkpoint, data, edge, protocols
+    from reslstm_jax import checkpoint, data, edge, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from reslstm_jax import hardware, models, recipes
+        from reslstm_jax import models, recipes
 
         if args.devices is not None and args.devices < 1:
             raise ValueError(f"--devices must be >= 1, got {args.devices}")
-        # Before JAX's first computation: a CPU gets one device per core (or --devices).
-        hardware.use_cpu_cores(args.devices)
 
         recipe = recipes.get(args.model)
         model_config = parse_model_config(args)
@@ -985,6 +984,10 @@ def main(argv=None) -> int:
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
         print(protocols.format_card(dataset.card))
+        # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
+        # device per core (or --devices), never more than there are models to share them.
+        n_models = len(dataset.folds.names) * args.seeds
+        hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
         results = fit(dataset, settings, out_dir=out, checkpoint_every=args.checkpoint_every,
                       progress=not args.no_progress, devices=args.devices)  # fmt: skip
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch) as exc:
