@@ -1,9 +1,9 @@
 """How JAX uses this machine's cores: one single-threaded CPU device per core.
 
 XLA runs one program on one CPU device, and its own intra-op threads gain little on the small
-matrices of these models (a ResLSTM-SA h64 training step: 15.7 ms on two threads, 19.3 ms on
-one core; docs/performance.md). Splitting the *models* of a program over one device per core
-(`TrainConfig.devices`) keeps every core busy with its own models instead:
+matrices of these models (docs/performance.md). Splitting the *models* of a program over one
+single-threaded device per core (`TrainConfig.devices`) keeps every core busy with its own
+models instead:
 
 ```python
 from reslstm_jax import hardware
