@@ -75,7 +75,8 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     p.add_argument("--workers", type=int, help="feature extraction processes")
     p.add_argument("--devices", type=int, help="devices sharing each configuration's models "
-                   "(default: all; on a CPU one per core); results do not depend on it")  # fmt: skip
+                   "(default: all; on a CPU one per core); results do not depend on "
+                   "it")  # fmt: skip
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--no-progress", action="store_true")
     return p

@@ -244,5 +244,6 @@ def test_hand_written_lstm_gradient_equals_autodiff(lengths):
     np.testing.assert_allclose(
         nn.lstm(params, x, lengths), autodiff_lstm(params, x, lengths), atol=1e-6
     )
-    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(reference)):
+    leaves = zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(reference), strict=True)
+    for a, b in leaves:
         np.testing.assert_allclose(a, b, atol=2e-5 * float(np.abs(b).max()) + 1e-7)
