@@ -16,3 +16,11 @@ _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 os.environ["NUMBA_CACHE_DIR"] = str(
     pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-numba-{os.getuid()}-{_worker}"
 )
+
+# Every test process keeps JAX's default single CPU device: start the backend now, so that an
+# entry point called in-process (experiments' `main` calls `hardware.use_cpu_cores`) cannot
+# turn the rest of the session into two single-threaded devices. Tests that need two devices
+# run them in a subprocess.
+import jax  # noqa: E402
+
+jax.devices()
