@@ -75,9 +75,10 @@ class TrainConfig:
       loss: "ce" (cross-entropy) or "focal" (gamma 2, probabilities clipped to [1e-7, 1 - 1e-7],
         as Light-SERNet). A model with `loss_heads` (DS-LSTM) gets the weighted sum over its
         heads; a model with `l2_penalty` (Light-SERNet) has it added to the loss.
-      devices: local devices the model axis is split over (`shard_map`; each device runs its
-        share of the models with the executor). On a CPU each device is one core's worth of
-        work (`reslstm_jax.hardware.use_cpu_cores`). The results do not depend on it.
+      devices: local devices the model axis is split over: each device runs the same program
+        on its share of the models, with the executor (`_across_devices`). On a CPU each
+        device is one core (`reslstm_jax.hardware.use_cpu_cores`). The results do not depend
+        on it.
     """
 
     model: object
@@ -103,11 +104,9 @@ class TrainConfig:
             raise ValueError(f"executor must be vmap, map or auto, got {self.executor!r}")
         if self.map_chunk < 1:
             raise ValueError(f"map_chunk must be >= 1, got {self.map_chunk}")
-        if not 1 <= self.devices <= len(jax.local_devices()):
-            raise ValueError(
-                f"devices must be in [1, {len(jax.local_devices())}] (the local "
-                f"{jax.default_backend()} devices), got {self.devices}"
-            )
+        if self.devices < 1:  # the upper bound is checked by make_train: asking JAX for its
+            # devices here would start its backend before `hardware.use_cpu_cores` could act
+            raise ValueError(f"devices must be >= 1, got {self.devices}")
 
     @property
     def eval_batch(self) -> int:
@@ -425,6 +424,11 @@ def make_train(config: TrainConfig) -> Program:
     if config.devices == 1:
         return Program(config=config, init=init, run=run, predict=predict)
     devices = jax.local_devices()[: config.devices]
+    if len(devices) < config.devices:
+        raise ValueError(
+            f"devices={config.devices}, but JAX has {len(devices)} local "
+            f"{jax.default_backend()} device(s)"
+        )
     return Program(
         config=config,
         init=_across_devices(init, devices, model_args=2),
@@ -439,8 +443,8 @@ def _across_devices(fn, devices: list, *, model_args: int):
     Each device runs the same single-device program on an equal share of the models (the
     last model is repeated to fill the shares; its copies are dropped), every other argument
     goes whole to every device, and the results come back stacked on the first device. The
-    calls are dispatched from one thread per device, so the first call compiles for every
-    device at once and the devices then run concurrently.
+    calls are dispatched from one thread per device and the devices run concurrently (the
+    first call compiles the program once per device).
 
     Why not `shard_map`: on the CPU client of jaxlib 0.10 a shard_map program with two models
     per device ran no faster than one device, while separate programs ran concurrently

@@ -29,3 +29,14 @@ def test_cpu_cores_cannot_change_once_jax_runs():
     with pytest.raises(ValueError, match="must be >= 1"):
         hardware.use_cpu_cores(0)
     assert hardware.usable_cores() >= 1
+
+
+def test_train_config_devices_are_checked():
+    import reslstm_jax as rj
+    from reslstm_jax import train
+
+    model = rj.models.get("lstm_sa", hidden_size=4)
+    with pytest.raises(ValueError, match="devices must be >= 1"):
+        train.TrainConfig(model=model, devices=0)
+    with pytest.raises(ValueError, match=r"devices=2, but JAX has 1 local cpu device"):
+        train.make_train(train.TrainConfig(model=model, devices=2))
