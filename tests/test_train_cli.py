@@ -226,7 +226,7 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
     proc = run([sys.executable, "-m", "reslstm_jax.train", "--model", "ds_lstm", "--corpus",
                 "ravdess", "--data-dir", str(corpus), "--model-config", tiny, "--epochs", "2",
                 "--batch-size", "16", "--workers", "1", "--cache-dir", str(tmp_path / "cache"),
-                "--no-progress", "--no-latency", "--out", str(out)])  # fmt: skip
+                "--no-progress", "--no-latency", "--devices", "1", "--out", str(out)])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["model"]["name"] == "ds_lstm" and results["model"]["config"]["hidden_size"] == 8
@@ -252,7 +252,7 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path):
                 "--corpus", "ravdess", "--data-dir", str(corpus), "--feature-params",
                 '{"seconds": 0.5}', "--epochs", "1", "--loss", "focal", "--workers", "1",
                 "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--no-latency",
-                "--out", str(out)])  # fmt: skip
+                "--devices", "1", "--out", str(out)])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["model"]["trainable_params"] == 460_740 + 4 * 320 + 4  # 8 classes
