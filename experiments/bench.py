@@ -53,7 +53,7 @@ def measure(
     import numpy as np
 
     import reslstm_jax as rj
-    from reslstm_jax import hardware, train
+    from reslstm_jax import train
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(60, 126, N_UTTERANCES).astype(np.int32)
