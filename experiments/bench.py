@@ -239,8 +239,7 @@ def main(argv=None) -> int:
     if args.one:
         if args.pin:  # one of several processes: its own cores, XLA single-threaded
             os.sched_setaffinity(0, {int(c) for c in args.pin.split(",")})
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
-                                       + hardware.SINGLE_THREAD_FLAG).strip()  # fmt: skip
+            hardware.single_threaded_xla()
         hardware.use_cpu_cores(args.devices)
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
                                  args.batch, args.devices)))  # fmt: skip

@@ -41,11 +41,17 @@ def use_cpu_cores(count: int | None = None) -> int:
         return len(jax.devices("cpu"))
     count = count or usable_cores()
     if count > 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()
+        single_threaded_xla()
     jax.config.update("jax_num_cpu_devices", count)
     return count
+
+
+def single_threaded_xla() -> None:
+    """Turn XLA's CPU intra-op threads off for this process (before JAX's backend starts),
+    unless XLA_FLAGS already says how many to use."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()
 
 
 def model_devices(models: int, requested: int | None = None) -> int:
