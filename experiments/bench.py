@@ -44,10 +44,17 @@ DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
 
 
 def measure(
-    models: int, executor: str, epochs: int, hidden: int, batch: int, devices: int = 1
+    models: int,
+    executor: str,
+    epochs: int,
+    hidden: int,
+    batch: int,
+    devices: int = 1,
+    row_block: int | None = 8,
 ) -> dict:
     """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
-    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them)."""
+    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them);
+    `row_block` is the model's packing setting (None: every row runs all T steps)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -82,7 +89,9 @@ def measure(
         jnp.full(models, 10, jnp.int32),
     )  # fmt: skip
     keys = jnp.stack([train.model_key(0, m) for m in range(models)])
-    model = rj.models.get("reslstm_sa", hidden_size=hidden, input_size=N_FEATURES)
+    model = rj.models.get(
+        "reslstm_sa", hidden_size=hidden, input_size=N_FEATURES, row_block=row_block
+    )
     config = train.TrainConfig(
         model=model, batch_size=batch, executor=executor,
         devices=hardware.model_devices(models, devices),
@@ -99,7 +108,7 @@ def measure(
     seconds = time.perf_counter() - start
     return {
         "models": models, "executor": executor, "epochs": epochs, "seconds": seconds,
-        "devices": config.devices,
+        "devices": config.devices, "row_block": row_block,
         "compile_seconds": max(0.0, first - seconds),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
         "seconds_per_model_epoch": seconds / (models * epochs),
@@ -170,7 +179,7 @@ def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dic
     for rank, m in enumerate(split):
         command = [sys.executable, "-m", "experiments.bench", "--one", str(m), executor,
                    str(epochs), "--hidden", str(args.hidden), "--batch", str(args.batch),
-                   "--devices", str(devices)]  # fmt: skip
+                   "--devices", str(devices), "--row-block", str(args.row_block)]  # fmt: skip
         if len(split) > 1 and cores:
             own = cores[rank * per_process : (rank + 1) * per_process] or cores[-1:]
             command += ["--pin", ",".join(map(str, own))]
@@ -184,7 +193,8 @@ def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dic
     seconds = max(r["seconds"] for r in results)
     return {
         "models": models, "executor": executor, "layout": layout, "processes": len(split),
-        "devices_per_process": devices, "epochs": epochs, "seconds": seconds,
+        "devices_per_process": devices, "row_block": args.row_block, "epochs": epochs,
+        "seconds": seconds,
         "compile_seconds": max(r["compile_seconds"] for r in results),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
     }  # fmt: skip
@@ -212,6 +222,15 @@ def machine() -> dict:
     }  # fmt: skip
 
 
+def row_block_arg(text: str) -> int | None:
+    """`--row-block`: a positive integer or 'none'."""
+    if text.lower() == "none":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none', got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
@@ -223,6 +242,9 @@ def main(argv=None) -> int:
     p.add_argument("--trial-epochs", type=int, default=3, help="measured epochs of the trial")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--row-block", type=row_block_arg, default=8,
+                   help="the model's packing: rows dropped in blocks of this many once their "
+                   "sequences end; 'none' runs every row for all T steps (default 8)")  # fmt: skip
     p.add_argument("--torch-python", help="interpreter of a venv with torch, for the reference")
     p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT))
     p.add_argument("--json", help="also write all measurements to this file")
@@ -242,7 +264,7 @@ def main(argv=None) -> int:
             hardware.single_threaded_xla()
         hardware.use_cpu_cores(args.devices)
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
-                                 args.batch, args.devices)))  # fmt: skip
+                                 args.batch, args.devices, args.row_block)))  # fmt: skip
         return 0
     if args.families:
         for family in args.families:

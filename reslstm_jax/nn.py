@@ -87,7 +87,14 @@ def init_lstm(key: jax.Array, input_size: int, hidden_size: int) -> Params:
     }
 
 
-def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -> jax.Array:
+def lstm(
+    params: Params,
+    x: jax.Array,
+    lengths: jax.Array,
+    *,
+    unroll: int = 1,
+    row_block: int | None = None,
+) -> jax.Array:
     """Unidirectional LSTM over padded sequences, zero initial state.
 
     Args:
@@ -95,6 +102,8 @@ def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -
       x: [B, T, D] float32.
       lengths: [B] int; steps t >= lengths[b] are padding.
       unroll: `lax.scan` unroll factor (a speed knob, never changes results).
+      row_block: skip padded steps, like torch's packed sequences, with rows dropped in blocks
+        of this many: see `lstm_time_major` (a speed knob, never changes results).
 
     Returns:
       outputs [B, T, H] float32: h_t on valid steps and exactly 0 on padded steps, as
@@ -102,37 +111,92 @@ def lstm(params: Params, x: jax.Array, lengths: jax.Array, *, unroll: int = 1) -
       valid steps equals the LSTM run on the truncated sequence.
 
     The gradient is hand-written (`_lstm_bwd`): the backward recurrence does one matmul per
-    step, and the weight gradients are two large matmuls over all steps afterwards, instead of
+    step, and the weight gradients are one large matmul over all steps afterwards, instead of
     the small per-step outer products that autodiff of the scan accumulates.
     """
     mask = length_mask(lengths, x.shape[1])
-    return jnp.swapaxes(lstm_time_major(params, jnp.swapaxes(x, 0, 1), mask.T, unroll=unroll), 0, 1)
+    out = lstm_time_major(
+        params, jnp.swapaxes(x, 0, 1), mask.T, unroll=unroll, row_block=row_block
+    )
+    return jnp.swapaxes(out, 0, 1)
 
 
-def lstm_time_major(params: Params, x: jax.Array, mask: jax.Array, *, unroll: int = 1) -> jax.Array:
+def lstm_time_major(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array,
+    *,
+    unroll: int = 1,
+    row_block: int | None = None,
+) -> jax.Array:
     """`lstm` on time-major arrays: x [T, B, D], mask [T, B] bool (a length mask: the valid
     steps of every row come first) -> [T, B, H].
 
     The recurrence runs over time-major arrays anyway; a model that stacks LSTMs keeps its
     activations time-major and skips two transposes of [B, T, 4H] arrays per layer and pass.
+
+    `row_block` = k packs the batch the way torch's `pack_padded_sequence` does, at a coarser
+    grain that static shapes allow: the recurrence runs in phases over the first B, B - k,
+    B - 2k, ... rows, each phase only until the rows it drops next have ended, so steps where
+    a whole block of rows is padding are never computed. With rows sorted by length, longest
+    first, that skips most of the padding (the caller sorts: `attention_lstm` does); any row
+    order gives the same results, only less is skipped. None runs every row for all T steps.
+    Phases have dynamic lengths, so `unroll` must be 1 with a `row_block`.
     """
+    batch = x.shape[1]
+    if row_block is not None and (not isinstance(row_block, int) or row_block < 1):
+        raise ValueError(f"row_block must be a positive integer or None, got {row_block!r}")
+    if row_block is not None and unroll != 1:
+        raise ValueError(f"unroll must be 1 with a row_block (got unroll={unroll})")
+    if row_block is not None and row_block >= batch:
+        row_block = None  # one phase over every row: the static-length scan
     return _lstm(
         params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"], x,
-        mask.astype(x.dtype), unroll,
+        mask.astype(x.dtype), unroll, row_block,
     )  # fmt: skip
 
 
-def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
+def _phases(mask: jax.Array, row_block: int | None) -> list[tuple[int, jax.Array, jax.Array]]:
+    """The phases of a (packed) recurrence: (rows, start, stop) per phase, in time order.
+
+    Phase p runs the first rows[p] = B - p * row_block rows over steps [start, stop), where stop
+    is the last step of the longest row that no later phase runs. One phase over all rows and
+    all T steps (static bounds) without a `row_block`.
+    """
+    steps, batch = mask.shape
+    if row_block is None:
+        return [(batch, 0, steps)]
+    rows = list(range(batch, 0, -row_block))
+    lengths = mask.sum(0).astype(jnp.int32)  # [B]
+    longest_from = jax.lax.cummax(lengths[::-1])[::-1]  # [B]: max(lengths[r:])
+    stops = [longest_from[n] for n in rows[1:]] + [longest_from[0]]
+    starts = [jnp.int32(0)] + stops[:-1]
+    return list(zip(rows, starts, stops, strict=True))
+
+
+def _step_slice(array: jax.Array, t, rows: int) -> jax.Array:
+    """array[t, :rows] for a traced step t: [T, B, F] -> [rows, F]."""
+    return jax.lax.dynamic_slice(array, (t, 0, 0), (1, rows, array.shape[2]))[0]
+
+
+def _set_step(array: jax.Array, t, value: jax.Array) -> jax.Array:
+    """array[t, :rows] = value ([rows, F]), in place inside a loop."""
+    return jax.lax.dynamic_update_slice(array, value[None], (t, 0, 0))
+
+
+def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block):
     """Forward recurrence over time-major arrays.
 
     Returns:
       out [T, B, H]: the outputs, 0 on padded steps.
-      c [T, B, H]: the cell state carried out of each step (frozen on padded steps).
-      acts [T, B, 4H]: the gate activations i, f, g, o of each step.
+      c [T, B, H]: the cell state carried out of each step (frozen on padded steps that a
+        phase runs, 0 on those it skips).
+      acts [T, B, 4H]: the gate activations i, f, g, o of each step that runs (other steps
+        hold stale values that the backward masks out).
     That is all the backward needs: the state entering a step is the previous step's.
     """
     hidden = w_hh.shape[1]
-    batch = x.shape[1]
+    steps, batch = mask.shape
     # The input projection of all steps is one big matmul outside the recurrence. The
     # recurrence then overwrites each step's slice of it with that step's activations, in
     # place: no second [T, B, 4H] buffer to allocate and zero, and the step writes the cache
@@ -146,41 +210,45 @@ def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
     scale = jnp.where(is_g, 1.0, 0.5).astype(x.dtype)
     shift = jnp.where(is_g, 0.0, 0.5).astype(x.dtype)
 
-    def step(carry, valid):
-        t, h, c, buffer = carry
-        gates = buffer[t] + h @ w_hh_t  # one fused recurrent matmul per step
+    def step(t, carry):
+        h, c, acts_all, out, cells = carry
+        rows = h.shape[0]
+        gates = _step_slice(acts_all, t, rows) + h @ w_hh_t  # one recurrent matmul per step
         acts = jnp.tanh(gates * scale) * scale + shift
         i, f, g, o = jnp.split(acts, 4, axis=-1)
         c_new = f * c + i * g
         h_new = o * jnp.tanh(c_new)
-        keep = valid[:, None] > 0
+        keep = _step_slice(mask[..., None], t, rows) > 0  # [rows, 1]
         c_kept = jnp.where(keep, c_new, c)
-        carry = (t + 1, jnp.where(keep, h_new, h), c_kept, buffer.at[t].set(acts))
-        return carry, (jnp.where(keep, h_new, 0.0), c_kept)
+        out = _set_step(out, t, jnp.where(keep, h_new, 0.0))
+        cells = _set_step(cells, t, c_kept)
+        return jnp.where(keep, h_new, h), c_kept, _set_step(acts_all, t, acts), out, cells
 
-    zeros = jnp.zeros((batch, hidden), x.dtype)
-    (_, _, _, acts), (out, c) = jax.lax.scan(
-        step, (jnp.int32(0), zeros, zeros, x_proj), mask, unroll=unroll
-    )
-    return out, c, acts
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _lstm(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
-    return _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)[0]
+    zeros = jnp.zeros((steps, batch, hidden), x.dtype)
+    h = c = jnp.zeros((batch, hidden), x.dtype)
+    acts_all, out, cells = x_proj, zeros, zeros
+    for rows, start, stop in _phases(mask, row_block):
+        carry = (h[:rows], c[:rows], acts_all, out, cells)
+        h, c, acts_all, out, cells = jax.lax.fori_loop(start, stop, step, carry, unroll=unroll)
+    return out, cells, acts_all
 
 
-def _lstm_fwd(w_ih, w_hh, b_ih, b_hh, x, mask, unroll):
-    out, c, acts = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _lstm(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block):
+    return _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block)[0]
+
+
+def _lstm_fwd(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block):
+    out, c, acts = _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block)
     return out, (w_ih, w_hh, x, mask, out, c, acts)
 
 
-def _lstm_bwd(unroll, residuals, d_out):
+def _lstm_bwd(unroll, row_block, residuals, d_out):
     """Needs `mask` to be a length mask (valid steps first), as `lstm` builds it: then the
     padded steps at the end carry zero gradients and need no special case in the recurrence."""
     w_ih, w_hh, x, mask, out, c, acts = residuals
     hidden = w_hh.shape[1]
-    steps, batch = x.shape[:2]
+    steps, batch = mask.shape
 
     def previous(v):  # the state entering each step: the previous step's, zeros at t = 0
         return jnp.concatenate([jnp.zeros_like(v[:1]), v[:-1]], 0)
@@ -191,26 +259,35 @@ def _lstm_bwd(unroll, residuals, d_out):
     # Everything that does not depend on the backward recurrence, over all steps at once:
     # d gates = [dc, dc, dc, dh] * coef, with the activation derivatives in coef [T, B, 4H]
     # (one array read per step and one multiply: cheaper than slicing and concatenating four).
-    d_out = d_out * mask[..., None]  # [T, B, H]
-    coef = jnp.concatenate(
+    # Padded steps get coef 0: a packed recurrence skips some of them, and they must hold
+    # zero gradients all the same.
+    valid = mask[..., None]  # [T, B, 1]
+    d_out = d_out * valid  # [T, B, H]
+    coef = valid * jnp.concatenate(
         [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], -1
     )
     h_to_c = o * (1 - tanh_c * tanh_c)
 
-    def step(carry, inputs):
-        t, dh_next, dc_next, buffer = carry  # gradients reaching the state carried out of t
-        do_t, h_to_c_t, f_t = inputs
-        dh = do_t + dh_next  # zero on padded steps, which all come after the valid ones
-        dc = dc_next + dh * h_to_c_t
-        d_gates = buffer[t] * jnp.concatenate([dc, dc, dc, dh], -1)
+    def step(t, carry):
+        dh_next, dc_next, d_gates_all = carry  # gradients reaching the state carried out of t
+        rows = dh_next.shape[0]
+        dh = _step_slice(d_out, t, rows) + dh_next  # 0 on padded steps (all after the valid)
+        dc = dc_next + dh * _step_slice(h_to_c, t, rows)
+        d_gates = _step_slice(d_gates_all, t, rows) * jnp.concatenate([dc, dc, dc, dh], -1)
         # d gates overwrite the coefficients of their step in place (see _lstm_scan).
-        return (t - 1, d_gates @ w_hh, dc * f_t, buffer.at[t].set(d_gates)), None
+        d_gates_all = _set_step(d_gates_all, t, d_gates)
+        return d_gates @ w_hh, dc * _step_slice(f, t, rows), d_gates_all
 
-    zeros = jnp.zeros((batch, hidden), x.dtype)
-    (_, _, _, d_gates), _ = jax.lax.scan(
-        step, (jnp.int32(steps - 1), zeros, zeros, coef), (d_out, h_to_c, f),
-        reverse=True, unroll=unroll,
-    )  # fmt: skip  # d_gates: [T, B, 4H]
+    dh = dc = jnp.zeros((0, hidden), x.dtype)
+    d_gates = coef
+    for rows, start, stop in reversed(_phases(mask, row_block)):
+        def backwards(k, carry, start=start, stop=stop):
+            return step(start + stop - 1 - k, carry)
+
+        # The rows this phase adds have ended before it: zero gradients enter them.
+        pad = ((0, rows - dh.shape[0]), (0, 0))
+        carry = (jnp.pad(dh, pad), jnp.pad(dc, pad), d_gates)
+        dh, dc, d_gates = jax.lax.fori_loop(start, stop, backwards, carry, unroll=unroll)
     # All weight and bias gradients in one matmul over the T * B rows: [x | h_prev | 1]^T @
     # d_gates. Transposing the narrow [N, D + H + 1] operand explicitly and multiplying as
     # [K, N] @ [N, 4H] is about twice as fast on XLA's CPU as two einsums, for which XLA

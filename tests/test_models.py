@@ -145,6 +145,8 @@ def test_state_dict_names():
         ("reslstm_sa", {"num_att": 2.5}, "num_att must be a positive integer"),
         ("reslstm_sa", {"att_combine": "max"}, "att_combine must be 'mean' or 'linear'"),
         ("reslstm_sa", {"dropout": 1.0}, "dropout must be in [0, 1)"),
+        ("reslstm_sa", {"row_block": 0}, "row_block must be a positive integer or None, got 0"),
+        ("lstm_sa", {"row_block": 4, "unroll": 2}, "unroll must be 1 with a row_block"),
     ],
 )
 def test_bad_configs_raise_clear_errors(name, config, message):
@@ -191,6 +193,37 @@ def test_apply_contract(name, paper_compat):
         jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats_other), strict=True
     ):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
+@pytest.mark.parametrize("paper_compat", [False, True])
+def test_packing_changes_no_result(name, paper_compat):
+    """row_block sorts the rows by length and skips padded steps; logits, attention, batch
+    statistics and gradients stay those of the unpacked model, in the caller's row order
+    (the same dropout masks included)."""
+    x = jax.random.normal(jax.random.key(1), (5, 10, 46))
+    lengths = jnp.array([3, 10, 0, 7, 9])  # unsorted, with a padding row
+
+    def run(row_block):
+        model = rj.models.get(
+            name, hidden_size=8, num_classes=5, paper_compat=paper_compat, row_block=row_block
+        )
+        variables = model.init(jax.random.key(0))
+
+        def loss(params):
+            (logits, attention), stats = model.apply(
+                {**variables, "params": params}, x, lengths, train=True,
+                key=jax.random.key(2), dropout_rate=0.3,
+            )  # fmt: skip
+            return (logits * jnp.arange(5.0)).sum(), (logits, attention, stats)
+
+        grads, outputs = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
+        return grads, outputs, jax.jit(model.apply)(variables, x, lengths)
+
+    for packed, unpacked in zip(
+        jax.tree_util.tree_leaves(run(2)), jax.tree_util.tree_leaves(run(None)), strict=True
+    ):
+        np.testing.assert_allclose(packed, unpacked, rtol=1e-5, atol=2e-5)  # float rounding
 
 
 def test_train_needs_a_key_unless_dropout_is_zero():

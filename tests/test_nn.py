@@ -53,6 +53,19 @@ def test_masked_lstm_equals_lstm_on_truncated_sequences(lengths, seed):
         assert np.all(out[b, n:] == 0)  # like pad_packed_sequence
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"row_block": 0}, "row_block must be a positive integer or None, got 0"),
+        ({"row_block": 2, "unroll": 2}, "unroll must be 1 with a row_block"),
+    ],
+)
+def test_bad_lstm_settings_raise(kwargs, message):
+    x, lengths = jnp.zeros((B, T, D)), jnp.full((B,), T)
+    with pytest.raises(ValueError, match=message):
+        nn.lstm(lstm_params(), x, lengths, **kwargs)
+
+
 @pytest.mark.parametrize("unroll", [1, 2, 4])
 def test_unroll_does_not_change_results(unroll):
     params = lstm_params()
@@ -230,19 +243,33 @@ def autodiff_lstm(params, x, lengths):
     return jnp.swapaxes(out, 0, 1)
 
 
-@pytest.mark.parametrize("lengths", [[9, 4, 1, 6], [9, 9, 9, 9], [0, 3, 9, 0]])
-def test_hand_written_lstm_gradient_equals_autodiff(lengths):
+@pytest.mark.parametrize(
+    "lengths, row_block",
+    [
+        ([9, 4, 1, 6], None),
+        ([9, 9, 9, 9], None),
+        ([0, 3, 9, 0], None),
+        ([9, 6, 4, 1], 1),  # packed, sorted longest first: four phases
+        ([9, 4, 1, 6], 1),  # packed, unsorted: a later row outlasts an earlier phase
+        ([0, 3, 9, 0], 3),  # packed, rows of length 0, a last block smaller than row_block
+        ([5, 5, 2, 2], 2),
+    ],
+)
+def test_hand_written_lstm_gradient_equals_autodiff(lengths, row_block):
     params = lstm_params()
     x = jax.random.normal(jax.random.key(2), (B, T, D))
     weights = jax.random.normal(jax.random.key(3), (B, T, 7))
     lengths = jnp.array(lengths)
 
+    def ours_fn(p, x, lengths):
+        return nn.lstm(p, x, lengths, row_block=row_block)
+
     def loss(fn):
         return jax.grad(lambda p, x: (fn(p, x, lengths) * weights).sum(), argnums=(0, 1))
 
-    ours, reference = loss(nn.lstm)(params, x), loss(autodiff_lstm)(params, x)
+    ours, reference = jax.jit(loss(ours_fn))(params, x), loss(autodiff_lstm)(params, x)
     np.testing.assert_allclose(
-        nn.lstm(params, x, lengths), autodiff_lstm(params, x, lengths), atol=1e-6
+        ours_fn(params, x, lengths), autodiff_lstm(params, x, lengths), atol=1e-6
     )
     leaves = zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(reference), strict=True)
     for a, b in leaves:

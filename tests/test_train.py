@@ -136,7 +136,9 @@ def test_adam_is_not_adamw():
 
 
 def test_executors_give_identical_results():
-    results = [run(program(ex, chunk), folds()) for ex, chunk in
+    # row_block 4 < batch 8: the packed LSTMs, whose phase bounds differ per model (batched
+    # loop bounds under vmap).
+    results = [run(program(ex, chunk, row_block=4), folds()) for ex, chunk in
                [("vmap", 1), ("map", 1), ("map", 2)]]  # fmt: skip
     base = results[0]
     for other in results[1:]:

@@ -51,7 +51,11 @@ class AttentionLSTM:
         `head_combine` Linear(K->1, no bias), "Variant A", which adds K trainable weights).
       dropout: default dropout rate before the classifier (a dynamic rate may override it).
       paper_compat: reproduce the reference's unmasked attention and BatchNorm statistics.
-      unroll: `lax.scan` unroll factor of the LSTMs (speed only).
+      unroll: `lax.scan` unroll factor of the LSTMs (speed only; must be 1 with a row_block).
+      row_block: pack the batch like torch's packed sequences (speed only): rows are sorted by
+        length, longest first, and the LSTMs drop finished rows in blocks of this many, so
+        that most padded steps are never computed (`nn.lstm_time_major`). None runs every
+        row for all T steps.
     """
 
     name: str = "reslstm_sa"
@@ -64,6 +68,7 @@ class AttentionLSTM:
     dropout: float = 0.1
     paper_compat: bool = False
     unroll: int = 1
+    row_block: int | None = 8
 
     def __post_init__(self):
         for field in ("input_size", "hidden_size", "num_classes", "num_att", "unroll"):
@@ -76,6 +81,14 @@ class AttentionLSTM:
             raise ValueError(
                 f"{self.name}: att_combine must be 'mean' or 'linear', got {self.att_combine!r}"
             )
+        if self.row_block is not None and (
+            not isinstance(self.row_block, int) or isinstance(self.row_block, bool) or self.row_block < 1
+        ):
+            raise ValueError(
+                f"{self.name}: row_block must be a positive integer or None, got {self.row_block!r}"
+            )
+        if self.row_block is not None and self.unroll != 1:
+            raise ValueError(f"{self.name}: unroll must be 1 with a row_block (set row_block=None)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -150,13 +163,20 @@ class AttentionLSTM:
         rate = nn.dropout_rate(self.name, self.dropout, dropout_rate, train=train, key=key)
         steps = x.shape[1]
         lengths = jnp.asarray(lengths, jnp.int32)
+        real_rows = lengths > 0  # [B], in the caller's row order
+        packed = self.row_block is not None and x.shape[0] > self.row_block
+        if packed:
+            # Longest rows first, so the packed LSTMs drop finished rows block by block; the
+            # order is restored before anything that mixes rows differently (BatchNorm(H),
+            # dropout), so packing changes no result beyond float rounding.
+            order = jnp.argsort(lengths, descending=True, stable=True)
+            x, lengths = x[order], lengths[order]
         valid = nn.length_mask(lengths, steps)  # [B, T]
-        real_rows = lengths > 0  # [B]
         if self.paper_compat:
             # The reference pads each batch to its own longest sequence; those zero frames take
             # part in the softmax and the BatchNorm(D) statistics.
             batch_frames = jnp.arange(steps)[None, :] < jnp.max(lengths)
-            counted = batch_frames & real_rows[:, None]
+            counted = batch_frames & (lengths > 0)[:, None]
         else:
             counted = valid
         # The reference pads with zeros; make that true whatever the caller put there.
@@ -165,14 +185,16 @@ class AttentionLSTM:
         valid_tm = valid.T
         new_stats = {}
         for lstm_name, bn_name in self.block_names:
-            lstm = nn.lstm_time_major(params[lstm_name], h, valid_tm, unroll=self.unroll)
+            lstm = self._lstm(params[lstm_name], h, valid_tm)
             h, new_stats[bn_name] = nn.batch_norm(
                 params[bn_name], stats[bn_name], lstm + h, counted.T, train=train
             )
-        out = nn.lstm_time_major(params[self.top_lstm_name], h, valid_tm, unroll=self.unroll)
-        out = jnp.swapaxes(out, 0, 1)  # [B, T, H]
+        out = jnp.swapaxes(self._lstm(params[self.top_lstm_name], h, valid_tm), 0, 1)  # [B, T, H]
         combine = params["head_combine"]["weight"][0] if self.att_combine == "linear" else None
         context, attention = nn.soft_attention(params["attention_vector"], out, counted, combine)
+        if packed:
+            restore = jnp.argsort(order)
+            context, attention = context[restore], attention[restore]
         context, new_stats["bn"] = nn.batch_norm(
             params["bn"], stats["bn"], context, real_rows, train=train
         )
@@ -182,3 +204,7 @@ class AttentionLSTM:
         if train:
             return (logits, attention), new_stats
         return logits, attention
+
+    def _lstm(self, params: dict, h: jax.Array, valid: jax.Array) -> jax.Array:
+        """h: [T, B, D] time-major, valid: [T, B] -> [T, B, H]."""
+        return nn.lstm_time_major(params, h, valid, unroll=self.unroll, row_block=self.row_block)
