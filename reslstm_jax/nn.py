@@ -291,10 +291,14 @@ def _lstm_bwd(unroll, row_block, residuals, d_out):
     # All weight and bias gradients in one matmul over the T * B rows: [x | h_prev | 1]^T @
     # d_gates. Transposing the narrow [N, D + H + 1] operand explicitly and multiplying as
     # [K, N] @ [N, 4H] is about twice as fast on XLA's CPU as two einsums, for which XLA
-    # transposes the wide [N, 4H] d_gates instead (docs/performance.md).
+    # transposes the wide [N, 4H] d_gates instead (docs/performance.md). The barrier keeps
+    # the transpose a transpose: with its intra-op threads on, XLA would otherwise fold it
+    # into the matmul for some shapes and not for others, and a run on one device with
+    # threads would then differ in the last bits from the same run on one device per core.
     inputs = jnp.concatenate([x, h_prev, jnp.ones_like(x[..., :1])], -1)
     num_rows, width = steps * batch, inputs.shape[-1]
-    d_w = inputs.reshape(num_rows, width).T @ d_gates.reshape(num_rows, 4 * hidden)
+    inputs_t = jax.lax.optimization_barrier(inputs.reshape(num_rows, width).T)  # [K, N]
+    d_w = inputs_t @ d_gates.reshape(num_rows, 4 * hidden)
     d_w_ih, d_w_hh, d_bias = d_w[: x.shape[-1]].T, d_w[x.shape[-1] : -1].T, d_w[-1]
     d_x = d_gates @ w_ih  # [T, B, D]
     return d_w_ih, d_w_hh, d_bias, d_bias, d_x, jnp.zeros_like(mask)

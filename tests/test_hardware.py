@@ -40,3 +40,54 @@ def test_train_config_devices_are_checked():
         train.TrainConfig(model=model, devices=0)
     with pytest.raises(ValueError, match=r"devices=2, but JAX has 1 local cpu device"):
         train.make_train(train.TrainConfig(model=model, devices=2))
+
+
+# Gradients of whole models, hashed, in a fresh process (XLA_FLAGS act once per process).
+GRADIENT_HASHES = """
+import hashlib, sys
+import jax, jax.numpy as jnp, numpy as np
+import reslstm_jax as rj
+
+for name, hidden, batch, steps, row_block in [
+    ("reslstm_sa", 8, 8, 16, None),  # a shape whose weight-gradient matmul XLA folded
+    ("reslstm_sa", 64, 16, 64, 8),
+    ("lstm_sa", 32, 16, 64, None),
+]:
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((batch, steps, 46)), jnp.float32)
+    lengths = jnp.asarray(rng.integers(steps // 2, steps + 1, batch))
+    labels = jnp.asarray(rng.integers(0, 8, batch))
+    model = rj.models.get(name, hidden_size=hidden, row_block=row_block)
+    variables = model.init(jax.random.key(0))
+
+    def loss(params):
+        (logits, _), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                     x, lengths, train=True, key=jax.random.key(1))
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(batch), labels])
+
+    value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
+    leaves = [np.asarray(value)] + [np.asarray(g) for g in jax.tree_util.tree_leaves(grads)]
+    print(name, hidden, hashlib.sha256(b"".join(a.tobytes() for a in leaves)).hexdigest())
+"""
+
+
+def test_xla_threads_do_not_change_gradients_by_a_bit():
+    # A run on one device with XLA's intra-op threads must equal the same run on one device
+    # per core (threads off) bit for bit (docs/training.md). XLA decides some matmul layouts
+    # by the thread setting; nn.lstm pins the one that differed (an optimisation barrier).
+    import os
+    import subprocess
+    import sys
+
+    def hashes(flags: str) -> str:
+        env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+        proc = subprocess.run([sys.executable, "-c", GRADIENT_HASHES], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    threaded = hashes("").splitlines()
+    single = hashes(hardware.SINGLE_THREAD_FLAG).splitlines()
+    assert len(threaded) == 3
+    for with_threads, without in zip(threaded, single, strict=True):
+        assert with_threads == without
