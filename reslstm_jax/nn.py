@@ -115,9 +115,7 @@ def lstm(
     the small per-step outer products that autodiff of the scan accumulates.
     """
     mask = length_mask(lengths, x.shape[1])
-    out = lstm_time_major(
-        params, jnp.swapaxes(x, 0, 1), mask.T, unroll=unroll, row_block=row_block
-    )
+    out = lstm_time_major(params, jnp.swapaxes(x, 0, 1), mask.T, unroll=unroll, row_block=row_block)
     return jnp.swapaxes(out, 0, 1)
 
 
@@ -281,6 +279,7 @@ def _lstm_bwd(unroll, row_block, residuals, d_out):
     dh = dc = jnp.zeros((0, hidden), x.dtype)
     d_gates = coef
     for rows, start, stop in reversed(_phases(mask, row_block)):
+
         def backwards(k, carry, start=start, stop=stop):
             return step(start + stop - 1 - k, carry)
 

@@ -82,7 +82,9 @@ class AttentionLSTM:
                 f"{self.name}: att_combine must be 'mean' or 'linear', got {self.att_combine!r}"
             )
         if self.row_block is not None and (
-            not isinstance(self.row_block, int) or isinstance(self.row_block, bool) or self.row_block < 1
+            not isinstance(self.row_block, int)
+            or isinstance(self.row_block, bool)
+            or self.row_block < 1
         ):
             raise ValueError(
                 f"{self.name}: row_block must be a positive integer or None, got {self.row_block!r}"
