@@ -264,6 +264,21 @@ class Program:
     predict: callable
 
 
+def model_for_executor(model, executor: str, map_chunk: int = 1):
+    """The model configuration a program with this executor runs.
+
+    A packed LSTM (`row_block`, the attention models' default) loops over phases whose bounds
+    come from each batch's lengths. Batched over models (`vmap`, or `lax.map` chunks of more
+    than one) the bounds differ per model, and the loops turn into masked while loops whose
+    slices are gathers: 20x slower on the CPU (docs/performance.md). Batched executors
+    therefore run those models unpacked, which changes results only by float rounding.
+    """
+    batched = executor == "vmap" or map_chunk > 1
+    if batched and getattr(model, "row_block", None) is not None:
+        return dataclasses.replace(model, row_block=None)
+    return model
+
+
 def make_train(config: TrainConfig) -> Program:
     """Build the jitted training program for `config`.
 
@@ -274,11 +289,11 @@ def make_train(config: TrainConfig) -> Program:
       predict(state, model_data, shared) -> {"val": [M, n_val], "test": [M, n_test]} int32
         class predictions of the best-validation parameters
     """
-    model = config.model
+    executor = config.resolved_executor()
+    model = model_for_executor(config.model, executor, config.map_chunk)
     batch = config.batch_size
     eval_batch = config.eval_batch
     num_classes = model.num_classes
-    executor = config.resolved_executor()
     optimizer = make_optimizer(config.adam_eps)
 
     def over_models(fn, *args):

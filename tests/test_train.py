@@ -136,8 +136,8 @@ def test_adam_is_not_adamw():
 
 
 def test_executors_give_identical_results():
-    # row_block 4 < batch 8: the packed LSTMs, whose phase bounds differ per model (batched
-    # loop bounds under vmap).
+    # row_block 4 < batch 8: `map` runs the packed LSTMs, `vmap` and chunks of 2 unpacked ones
+    # (train.model_for_executor): packing changes results only by float rounding.
     results = [run(program(ex, chunk, row_block=4), folds()) for ex, chunk in
                [("vmap", 1), ("map", 1), ("map", 2)]]  # fmt: skip
     base = results[0]
@@ -145,6 +145,17 @@ def test_executors_give_identical_results():
         for a, b in zip(leaves(base), leaves(other), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         np.testing.assert_array_equal(base[2]["test"], other[2]["test"])
+
+
+@pytest.mark.parametrize(
+    "executor, chunk, row_block, expected",
+    [("map", 1, 4, 4), ("map", 2, 4, None), ("vmap", 1, 4, None), ("vmap", 1, None, None)],
+)
+def test_batched_executors_run_unpacked_models(executor, chunk, row_block, expected):
+    model = rj.models.get("reslstm_sa", hidden_size=8, row_block=row_block)
+    assert train.model_for_executor(model, executor, chunk).row_block == expected
+    ds_lstm = rj.models.get("ds_lstm")  # no packing setting: unchanged
+    assert train.model_for_executor(ds_lstm, executor, chunk) is ds_lstm
 
 
 def test_single_model_run_equals_its_row_in_a_stacked_run():
