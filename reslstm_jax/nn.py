@@ -103,7 +103,8 @@ def lstm(
       lengths: [B] int; steps t >= lengths[b] are padding.
       unroll: `lax.scan` unroll factor (a speed knob, never changes results).
       row_block: skip padded steps, like torch's packed sequences, with rows dropped in blocks
-        of this many: see `lstm_time_major` (a speed knob, never changes results).
+        of this many: see `lstm_time_major` (a speed knob; results equal up to float
+        rounding, since the matmuls run on fewer rows).
 
     Returns:
       outputs [B, T, H] float32: h_t on valid steps and exactly 0 on padded steps, as
@@ -174,54 +175,12 @@ def _phases(mask: jax.Array, row_block: int | None) -> list[tuple[int, jax.Array
 
 def _step_slice(array: jax.Array, t, rows: int) -> jax.Array:
     """array[t, :rows] for a traced step t: [T, B, F] -> [rows, F]."""
-    return _step_ops(0, rows)[0](array, t)
+    return jax.lax.dynamic_slice(array, (t, 0, 0), (1, rows, array.shape[2]))[0]
 
 
 def _set_step(array: jax.Array, t, value: jax.Array) -> jax.Array:
     """array[t, :rows] = value ([rows, F]), in place inside a loop."""
-    return _step_ops(0, value.shape[-2])[1](array, t, value)
-
-
-@functools.cache
-def _step_ops(axis: int, rows: int):
-    """(read, write) of step t, rows [:rows], of arrays [..., T, B, F] with T at `axis`.
-
-    Plain dynamic slices, with vmap rules that keep them slices: JAX batches a dynamic slice
-    (update) of a batched array into a gather (scatter) even when t is not batched, which
-    XLA's CPU runs element by element and not in place (the vmap executor at M = 1 ran at a
-    third of the map executor's rate). The rules slice the batched array one axis further.
-    """
-
-    def read(array, t):
-        start = (0,) * axis + (t, 0, 0)
-        sizes = (*array.shape[:axis], 1, rows, array.shape[-1])
-        return jnp.squeeze(jax.lax.dynamic_slice(array, start, sizes), axis)
-
-    def write(array, t, value):
-        start = (0,) * axis + (t, 0, 0)
-        return jax.lax.dynamic_update_slice(array, jnp.expand_dims(value, axis), start)
-
-    fast_read = jax.custom_batching.custom_vmap(read)
-    fast_write = jax.custom_batching.custom_vmap(write)
-
-    @fast_read.def_vmap
-    def _(axis_size, in_batched, array, t):
-        if in_batched[1]:  # a batched step (per-model loop bounds): gather
-            return jax.vmap(read, in_axes=(0 if in_batched[0] else None, 0))(array, t), True
-        return _step_ops(axis + 1, rows)[0](array, t), True
-
-    @fast_write.def_vmap
-    def _(axis_size, in_batched, array, t, value):
-        if in_batched[1]:
-            axes = tuple(0 if b else None for b in in_batched)
-            return jax.vmap(write, in_axes=axes)(array, t, value), True
-        array, value = (
-            v if batched else jnp.broadcast_to(v, (axis_size, *v.shape))
-            for v, batched in zip((array, value), (in_batched[0], in_batched[2]), strict=True)
-        )
-        return _step_ops(axis + 1, rows)[1](array, t, value), True
-
-    return fast_read, fast_write
+    return jax.lax.dynamic_update_slice(array, value[None], (t, 0, 0))
 
 
 def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block):

@@ -270,7 +270,7 @@ def model_for_executor(model, executor: str, map_chunk: int = 1):
     A packed LSTM (`row_block`, the attention models' default) loops over phases whose bounds
     come from each batch's lengths. Batched over models (`vmap`, or `lax.map` chunks of more
     than one) the bounds differ per model, and the loops turn into masked while loops whose
-    slices are gathers: 20x slower on the CPU (docs/performance.md). Batched executors
+    slices are gathers: 16x slower on the CPU at M = 5 (docs/performance.md). Batched executors
     therefore run those models unpacked, which changes results only by float rounding.
     """
     batched = executor == "vmap" or map_chunk > 1
@@ -301,7 +301,7 @@ def make_train(config: TrainConfig) -> Program:
             if jax.tree_util.tree_leaves(args)[0].shape[0] == 1:
                 # One model (M = 1, or a device's share of one): a plain call. vmap over a
                 # model axis of size 1 made XLA copy the LSTMs' [1, T, B, H] step buffers
-                # whole on every step (5x slower than M = 5 per model, profiled).
+                # whole on every step (an epoch took 1.53 s against 0.42 s, one core).
                 out = fn(*jax.tree_util.tree_map(lambda a: a[0], args))
                 return jax.tree_util.tree_map(lambda a: a[None], out)
             return jax.vmap(fn)(*args)
