@@ -21,9 +21,9 @@ epochs, best epoch by validation UAR. Two setups, each its own table:
   independent seeds.
 
 Expected runtime: full budget, one configuration = 50 models x 100 epochs x 1020 training
-utterances; at the measured 3,603 utt/s of ResLSTM-SA h64 (M = 50 on two CPU devices, the
-experiments' default on a 2-core CPU; docs/performance.md) that is about 24 minutes, so about
-5 hours for all 12 (no GPU measurement yet).
+utterances; at the measured 4,378-5,334 utt/s of ResLSTM-SA h64 (median 4,890 over six runs;
+M = 50 on two CPU devices, the experiments' default on a 2-core CPU; docs/performance.md) that
+is about 17 minutes, so about 3.5 hours for all 12 (no GPU measurement yet).
 `--budget quick` (2 seeds x 5 folds x 4 epochs, all 12): 5 min 15 s measured on the synthetic
 corpus on a 2-core CPU with cached features.
 

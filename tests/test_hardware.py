@@ -50,8 +50,7 @@ import reslstm_jax as rj
 
 for name, hidden, batch, steps, row_block in [
     ("reslstm_sa", 8, 8, 16, None),  # a shape whose weight-gradient matmul XLA folded
-    ("reslstm_sa", 64, 16, 64, 8),
-    ("lstm_sa", 32, 16, 64, None),
+    ("lstm_sa", 16, 16, 32, 4),  # packed
 ]:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, steps, 46)), jnp.float32)
@@ -88,6 +87,6 @@ def test_xla_threads_do_not_change_gradients_by_a_bit():
 
     threaded = hashes("").splitlines()
     single = hashes(hardware.SINGLE_THREAD_FLAG).splitlines()
-    assert len(threaded) == 3
+    assert len(threaded) == 2
     for with_threads, without in zip(threaded, single, strict=True):
         assert with_threads == without

@@ -195,8 +195,9 @@ def test_apply_contract(name, paper_compat):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])
-@pytest.mark.parametrize("paper_compat", [False, True])
+@pytest.mark.parametrize(
+    "name, paper_compat", [("reslstm_sa", False), ("lstm_sa", True)]
+)  # both models and both modes, in two compiles
 def test_packing_changes_no_result(name, paper_compat):
     """row_block sorts the rows by length and skips padded steps; logits, attention, batch
     statistics and gradients stay those of the unpacked model, in the caller's row order
