@@ -143,16 +143,26 @@ def lstm_time_major(
     Phases have dynamic lengths, so `unroll` must be 1 with a `row_block`.
     """
     batch = x.shape[1]
-    if row_block is not None and (not isinstance(row_block, int) or row_block < 1):
-        raise ValueError(f"row_block must be a positive integer or None, got {row_block!r}")
-    if row_block is not None and unroll != 1:
-        raise ValueError(f"unroll must be 1 with a row_block (got unroll={unroll})")
+    if error := lstm_settings_error(unroll, row_block):
+        raise ValueError(error)
     if row_block is not None and row_block >= batch:
         row_block = None  # one phase over every row: the static-length scan
     return _lstm(
         params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"], x,
         mask.astype(x.dtype), unroll, row_block,
     )  # fmt: skip
+
+
+def lstm_settings_error(unroll: int, row_block: int | None) -> str | None:
+    """What is wrong with these LSTM speed settings (`lstm_time_major`), or None. One check
+    for the LSTM and the models that configure it."""
+    if row_block is not None and (
+        not isinstance(row_block, int) or isinstance(row_block, bool) or row_block < 1
+    ):
+        return f"row_block must be a positive integer or None, got {row_block!r}"
+    if row_block is not None and unroll != 1:
+        return f"unroll must be 1 with a row_block (got unroll={unroll}; set row_block=None)"
+    return None
 
 
 def _phases(mask: jax.Array, row_block: int | None) -> list[tuple[int, jax.Array, jax.Array]]:

@@ -57,6 +57,7 @@ def test_masked_lstm_equals_lstm_on_truncated_sequences(lengths, seed):
     "kwargs, message",
     [
         ({"row_block": 0}, "row_block must be a positive integer or None, got 0"),
+        ({"row_block": True}, "row_block must be a positive integer or None, got True"),
         ({"row_block": 2, "unroll": 2}, "unroll must be 1 with a row_block"),
     ],
 )

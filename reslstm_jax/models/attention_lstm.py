@@ -81,16 +81,8 @@ class AttentionLSTM:
             raise ValueError(
                 f"{self.name}: att_combine must be 'mean' or 'linear', got {self.att_combine!r}"
             )
-        if self.row_block is not None and (
-            not isinstance(self.row_block, int)
-            or isinstance(self.row_block, bool)
-            or self.row_block < 1
-        ):
-            raise ValueError(
-                f"{self.name}: row_block must be a positive integer or None, got {self.row_block!r}"
-            )
-        if self.row_block is not None and self.unroll != 1:
-            raise ValueError(f"{self.name}: unroll must be 1 with a row_block (set row_block=None)")
+        if error := nn.lstm_settings_error(self.unroll, self.row_block):
+            raise ValueError(f"{self.name}: {error}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout!r}")
 
