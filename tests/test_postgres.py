@@ -21,6 +21,7 @@ import pg_server
 import psutil
 import pytest
 import soundfile
+import sqlalchemy
 
 from sweeps import spaces
 
@@ -73,6 +74,12 @@ def wait_for_running_trial(url: str, launcher: subprocess.Popen, timeout: float 
         try:
             study = optuna.load_study(study_name=STUDY, storage=url)
         except KeyError:  # the launcher has not created it yet
+            time.sleep(0.2)
+            continue
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Opening the storage creates Optuna's tables when they are missing; the launcher
+            # was creating them at the same moment (seen in CI: a duplicate key in pg_type for
+            # alembic_version). Its schema is there on the next try.
             time.sleep(0.2)
             continue
         for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
