@@ -123,12 +123,12 @@ def measure_family(family: str, steps: int = 4) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from reslstm_jax import recipes, train
+    from reslstm_jax import families, train
 
-    recipe = recipes.get(family)
+    recipe = families.recipe(family)
     shapes = {"light_sernet": {"x": (184, 40)},
               "ds_lstm": {"a": (230, 128), "b": (120, 256), "mfcc": (400, 39)}}[family]  # fmt: skip
-    model = recipes.build_model(family, shapes, CLASSES)
+    model = families.build_model(family, shapes, CLASSES)
     batch, n_train = recipe.batch_size, recipe.batch_size * steps
     n = n_train + 2 * batch
     rng = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 
 An experiment file declares what it trains (`Experiment`) and calls `main(EXPERIMENT, argv)`.
 Each configuration trains every fold x seed of each setup in one program (the family's recipe,
-`reslstm_jax.recipes`, for everything the configuration does not override), writes a training
+`reslstm_jax.families`, for everything the configuration does not override), writes a training
 directory `<out>/<setup>/<config>/` (results.json, best/, inference.json: usable by
 `reslstm_jax.predict` and `experiments.report`), and skips configurations finished earlier. At
 the end: `report.md` and `report.tex` (one table per protocol card; paired tests of the
@@ -91,34 +91,28 @@ def parse_list(p, flag: str, value: str, known) -> list[str]:
 
 
 def settings(exp_config: Config, setup: Setup, budget: dict):
-    """RunSettings of a configuration in a setup: the recipe, then the configuration's
-    overrides, then the setup's and the budget's model fields."""
-    from reslstm_jax import recipes, train
+    """RunSettings of a configuration in a setup (`families.settings_from`): the recipe, then
+    the configuration's overrides, then the setup's and the budget's model fields."""
+    from reslstm_jax import families
 
-    recipe = recipes.get(exp_config.model)
-    fields = {
-        "batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate,
-        "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
-        "schedule": recipe.schedule, "adam_eps": recipe.adam_eps, "loss": recipe.loss,
-        **dict(exp_config.overrides),
-    }  # fmt: skip
+    overrides = {**dict(exp_config.overrides), "seeds": tuple(range(budget["seeds"])),
+                 "epochs": budget["epochs"],
+                 "share_init_across_seeds": setup.share_init_across_seeds}  # fmt: skip
     model_config = {**dict(exp_config.model_config), **dict(setup.model_config),
                     **dict(budget.get("model_config", ()))}  # fmt: skip
-    return train.RunSettings(
-        model=exp_config.model, model_config=tuple(sorted(model_config.items())),
-        seeds=tuple(range(budget["seeds"])), epochs=budget["epochs"],
-        share_init_across_seeds=setup.share_init_across_seeds, **fields,
-    )  # fmt: skip
+    return families.settings_from(exp_config.model, overrides, model_config=model_config)
 
 
 def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str]):
     """Train every setup x configuration (resuming), then write the report and plots."""
-    from reslstm_jax import data, plots, recipes, report, train
+    from reslstm_jax import data, families, train
 
     budget = {**exp.budgets[args.budget]}
     budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
     out = pathlib.Path(args.out)
-    datasets: dict[tuple, object] = {}
+    cache = data.DatasetCache(corpus if args.data_dir else None, args.data_dir,
+                              cache_dir=args.cache_dir, workers=args.workers,
+                              progress=not args.no_progress)  # fmt: skip
     for setup_name in setups:
         setup = exp.setups[corpus][setup_name]
         for name in configs:
@@ -127,27 +121,26 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
                 print(f"{setup_name}/{name}: done earlier, kept")
                 continue
             cfg = exp.configs[name]
-            recipe = recipes.get(cfg.model)
-            normalisation = setup.normalisation or recipe.normalisation
-            feature_params = dict(budget.get("feature_params", {})).get(recipe.features, {})
-            key = (setup.protocol, recipe.features, normalisation, str(feature_params))
-            if key not in datasets:
-                datasets[key] = data.prepare(
-                    corpus if args.data_dir else None, args.data_dir, protocol=setup.protocol,
-                    extractor=recipe.features, extractor_params=feature_params,
-                    normalisation=normalisation,
-                    cache_dir=args.cache_dir, workers=args.workers,
-                    progress=not args.no_progress,
-                )  # fmt: skip
-            dataset = datasets[key]
-            results = train.fit(dataset, settings(cfg, setup, budget), out_dir=run_dir,
+            features = families.recipe(cfg.model).features
+            dataset = families.dataset_for(
+                cache, cfg.model, protocol=setup.protocol, normalisation=setup.normalisation,
+                feature_params=dict(budget.get("feature_params", {})).get(features, {}),
+            )  # fmt: skip
+            experiment = {"name": exp.name, "setup": setup_name, "config": name,
+                          "budget": args.budget, "note": setup.note}  # fmt: skip
+            results = train.run(dataset, settings(cfg, setup, budget), run_dir,
+                                latency=not args.no_latency, extra={"experiment": experiment},
                                 progress=not args.no_progress, devices=args.devices)  # fmt: skip
-            results["edge"] = train.edge_metrics(results, dataset, latency=not args.no_latency)
-            results["experiment"] = {"name": exp.name, "setup": setup_name, "config": name,
-                                     "budget": args.budget, "note": setup.note}  # fmt: skip
-            train.write_json(run_dir / "card.json", dataset.card)
-            train.write_json(run_dir / "results.json", results)
             print(f"{setup_name}/{name}: " + train.summary_lines(results)[0])
+    write_report(exp, out, setups)
+    return out
+
+
+def write_report(exp: Experiment, out: pathlib.Path, setups: list[str]) -> None:
+    """report.md, report.tex (one table per protocol card; paired tests of the declared
+    pairs) and plots/ of the finished runs under `out`."""
+    from reslstm_jax import artifacts, plots, report
+
     done = report.load_paths([out / s for s in setups if (out / s).is_dir()])
     tables = report.build_tables(done)
     text = report.format_markdown(tables)
@@ -161,12 +154,11 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
                 comparisons.append(f"[{setup_name}] " + report.format_comparison(result))
     if comparisons:
         text += "\nPaired tests (same folds x seeds):\n\n" + "\n\n".join(comparisons) + "\n"
-    train.write_text_atomic(out / "report.md", text)
-    train.write_text_atomic(out / "report.tex", report.format_latex(tables))
+    artifacts.write_text_atomic(out / "report.md", text)
+    artifacts.write_text_atomic(out / "report.tex", report.format_latex(tables))
     plots.for_configs(out / "plots", tables, done)
     print(text)
     print(f"wrote {out / 'report.md'}, {out / 'report.tex'} and {out / 'plots'}")
-    return out
 
 
 def main(exp: Experiment, argv=None) -> int:
@@ -189,6 +181,7 @@ def main(exp: Experiment, argv=None) -> int:
         p.error(f"--data-dir {args.data_dir}: no such directory")
     from reslstm_jax import checkpoint, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
+    from reslstm_jax.errors import cli_message
 
     # Before JAX's first computation: a CPU gets one device per core (or --devices).
     hardware.use_cpu_cores(args.devices)
@@ -196,6 +189,6 @@ def main(exp: Experiment, argv=None) -> int:
         run(exp, args, corpus, configs, setups)
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
             ValueError) as exc:  # fmt: skip
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     return 0

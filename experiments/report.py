@@ -62,7 +62,9 @@ def main(argv=None) -> int:
             from sweeps import storage as sweep_storage
 
             url = sweep_storage.storage_url_from(args.storage)
-            configs = report.load_study(url, args.study, args.workdir)
+            configs = report.load_selected(
+                sweep_storage.completed_results(url, args.study, args.workdir)
+            )
         else:
             configs = report.load_paths(args.paths)
         if not configs:
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
         if args.compare:
             a, b = (report.find(configs, name) for name in args.compare)
             comparison = report.compare(a, b)
-    except (report.ReportError, ValueError) as exc:
+    except (report.ReportError, ValueError) as exc:  # sweeps' StorageError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.format == "md":
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         )
     if args.out:
         out = pathlib.Path(args.out)
-        from reslstm_jax.train import write_text_atomic
+        from reslstm_jax.artifacts import write_text_atomic
 
         write_text_atomic(out, text)
         print(f"wrote {out}")

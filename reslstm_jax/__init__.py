@@ -6,7 +6,7 @@ import jax, reslstm_jax as rj
 model = rj.models.get("reslstm_sa", hidden_size=64, input_size=46, num_classes=8)
 variables = model.init(jax.random.key(0))      # {"params": ..., "batch_stats": ...}
 rj.count_params(variables["params"])            # trainable parameters, an int
-logits, attention = model.apply(variables, x, lengths, train=False)
+logits, extras = model.apply(variables, x, lengths, train=False)  # extras: {"attention": ...}
 variables = rj.interop.from_torch_state_dict(model, state_dict)
 ```
 """

@@ -51,7 +51,7 @@ class Checkpointer:
             if json.loads(stamp.read_text()) != json.loads(text):
                 raise CheckpointMismatch(
                     f"{self.directory} holds checkpoints of another configuration; "
-                    "use another --out directory or delete it"
+                    "use another output directory or delete it"
                 )
         else:
             stamp.write_text(text)

@@ -29,6 +29,7 @@ import numpy as np
 
 from reslstm_jax import corpora, features, protocols
 from reslstm_jax.corpora.base import Manifest, Skipped
+from reslstm_jax.errors import ParameterError
 
 NORMALISATIONS = ("fold", "global", "none")
 # The key whose frames are a variable-length sequence in multi-array features (DS-LSTM's).
@@ -258,11 +259,11 @@ def build(
     if isinstance(feats[0], dict):
         x, lengths, frames, truncated = stack_multi(feats, multiple, max_frames)
         if normalisation != "none":
-            raise ValueError(
-                f"features {extractor_info.get('name')} give several arrays per utterance "
-                f"({', '.join(x)}); per-fold normalisation is not defined for them: use "
-                "--normalisation none"
-            )
+            raise ParameterError(
+                "features {name} give several arrays per utterance ({arrays}); per-fold "
+                "normalisation is not defined for them: use {normalisation} none",
+                name=extractor_info.get("name"), arrays=", ".join(x),
+            )  # fmt: skip
     else:
         frames = choose_frames([len(f) for f in feats], multiple, max_frames)
         x, lengths = pad_sequences(feats, frames)
@@ -321,19 +322,22 @@ def prepare(
         from reslstm_jax.corpora import synthetic
 
         if data_dir is not None:
-            raise ValueError("--data-dir needs --corpus (which corpus is in that directory?)")
+            raise ParameterError("{data_dir} needs {corpus} (which corpus is in that directory?)")
         corpus = "ravdess"
         data_dir = synthetic.ensure_corpus(synthetic.default_dir(), progress=progress)
     else:
         corpora.module(corpus)  # unknown corpus: CorpusError listing the known ones
         if data_dir is None:
-            raise ValueError(f"--corpus {corpus} needs --data-dir (where the corpus is)")
+            raise ParameterError(
+                "{corpus} {value} needs {data_dir} (where the corpus is)", value=corpus
+            )
     protocol = protocol or DEFAULT_PROTOCOL[corpus]
     if protocols.get(protocol).corpus != corpus:
-        raise ValueError(
-            f"--protocol {protocol} is for {protocols.get(protocol).corpus}, not {corpus}; "
-            f"protocols for {corpus}: {', '.join(protocols.for_corpus(corpus))}"
-        )
+        raise ParameterError(
+            "{protocol} {name} is for {its}, not {value}; protocols for {value}: {known}",
+            name=protocol, its=protocols.get(protocol).corpus, value=corpus,
+            known=", ".join(protocols.for_corpus(corpus)),
+        )  # fmt: skip
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
@@ -356,3 +360,40 @@ def prepare(
         normalisation=normalisation,
         max_frames=max_frames,
     )
+
+
+class DatasetCache:
+    """The prepared datasets of one corpus, each prepared once, on first use.
+
+    Families read different features and normalisations (`reslstm_jax.families`), and an
+    experiment's setups different protocols: one `prepare` per distinct combination.
+
+    ```python
+    cache = DatasetCache("ravdess", DIR, cache_dir=..., progress=False)
+    dataset = cache.get(extractor="mfcc_chroma", normalisation="fold")
+    ```
+    """
+
+    def __init__(self, corpus: str | None = None, data_dir=None, *, cache_dir=None,
+                 workers: int | None = None, progress: bool = True):  # fmt: skip
+        self.corpus, self.data_dir = corpus, data_dir
+        self.options = {"cache_dir": cache_dir, "workers": workers, "progress": progress}
+        self._prepared: dict[str, Dataset] = {}
+
+    def get(
+        self,
+        *,
+        protocol: str | None = None,
+        extractor: str = "mfcc_chroma",
+        extractor_params: dict | None = None,
+        normalisation: str = "fold",
+    ) -> Dataset:
+        """`prepare(corpus, data_dir, ...)` with these arguments, cached."""
+        params = dict(extractor_params or {})
+        key = repr((protocol, extractor, sorted(params.items()), normalisation))
+        if key not in self._prepared:
+            self._prepared[key] = prepare(
+                self.corpus, self.data_dir, protocol=protocol, extractor=extractor,
+                extractor_params=params, normalisation=normalisation, **self.options,
+            )  # fmt: skip
+        return self._prepared[key]

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reslstm_jax import artifacts
 from reslstm_jax.corpora.base import check_wav, file_sha256
 from reslstm_jax.workers import run as run_workers
 
@@ -346,15 +347,7 @@ def cache_key(extractor) -> str:
 
 def _save_atomic(path: pathlib.Path, value) -> None:
     arrays = value if isinstance(value, dict) else {"x": value}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    artifacts.write_npz(path, **arrays)
 
 
 def _load(path: pathlib.Path):

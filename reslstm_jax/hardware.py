@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from reslstm_jax.errors import ParameterError
+
 SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
@@ -33,16 +35,18 @@ def use_cpu_cores(count: int | None = None) -> int:
     backend exists this changes nothing and returns the CPU devices JAX already has.
     """
     import jax
-    from jax._src import xla_bridge
 
     if count is not None and count < 1:
         raise ValueError(f"the number of CPU devices must be >= 1, got {count}")
-    if xla_bridge.backends_are_initialized():
-        return len(jax.devices("cpu"))
     count = count or usable_cores()
+    try:
+        # JAX has no public "is the backend up?"; this public option refuses to change once
+        # it is, which answers the same question without touching jax._src.
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        return len(jax.devices("cpu"))
     if count > 1:
         single_threaded_xla()
-    jax.config.update("jax_num_cpu_devices", count)
     return count
 
 
@@ -62,8 +66,8 @@ def model_devices(models: int, requested: int | None = None) -> int:
     available = len(jax.local_devices())
     wanted = available if requested is None else requested
     if not 1 <= wanted <= available:
-        raise ValueError(
-            f"--devices must be in [1, {available}] (the local {jax.default_backend()} "
-            f"devices), got {wanted}"
-        )
+        raise ParameterError(
+            "{devices} must be in [1, {available}] (the local {backend} devices), got {wanted}",
+            available=available, backend=jax.default_backend(), wanted=wanted,
+        )  # fmt: skip
     return max(1, min(wanted, models))

@@ -28,7 +28,8 @@ import sys
 
 import numpy as np
 
-from reslstm_jax.train import INFERENCE_FILE, NORMALISATION_FILE
+from reslstm_jax import artifacts
+from reslstm_jax.artifacts import INFERENCE_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 FRAME_BUCKET = 32  # pad lengths to multiples of this: few compiles, any length
@@ -63,12 +64,11 @@ def run_dir(path) -> pathlib.Path:
         path = path.parent
     if not path.is_dir():
         raise PredictError(f"--checkpoint {path}: no such directory")
-    for name in (INFERENCE_FILE, NORMALISATION_FILE, "best"):
-        if not (path / name).exists():
-            raise PredictError(
-                f"--checkpoint {path}: not a finished training run (no {name}; "
-                "`python -m reslstm_jax.train --out DIR` writes it at the end)"
-            )
+    for name in artifacts.missing_run_files(path)[:1]:
+        raise PredictError(
+            f"--checkpoint {path}: not a finished training run (no {name}; "
+            "`python -m reslstm_jax.train --out DIR` writes it at the end)"
+        )
     return path
 
 
@@ -79,9 +79,10 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
 
     from reslstm_jax import checkpoint as ckpt
     from reslstm_jax import features, models
+    from reslstm_jax.train.layout import ModelLayout
 
     path = run_dir(checkpoint)
-    info = json.loads((path / INFERENCE_FILE).read_text())
+    info = artifacts.read_inference_info(path)
     seeds, folds = info["seeds"], info["folds"]
     if not 0 <= configuration < info["configurations"]:
         raise PredictError(f"--configuration must be in 0..{info['configurations'] - 1}")
@@ -89,18 +90,16 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
         raise PredictError(f"--fold {fold}: the run's folds are {', '.join(folds)}")
     if seed is not None and seed not in seeds:
         raise PredictError(f"--seed {seed}: the run's seeds are {', '.join(map(str, seeds))}")
-    members, indices = [], []
-    for s_index, s in enumerate(seeds):
-        for k, name in enumerate(folds):
-            if (seed is None or s == seed) and (fold is None or name == fold):
-                members.append((s, name))
-                indices.append((configuration * len(seeds) + s_index) * len(folds) + k)
+    layout = ModelLayout(info["configurations"], tuple(seeds), tuple(folds))
+    selected = layout.select(configuration, seed=seed, fold=fold)
+    members = [(s, name) for _, s, name in selected]
     model = models.get(info["model"], **info["model_config"])
-    stacked = ckpt.load_best(path / "best")
-    variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[indices], stacked)
-    with np.load(path / NORMALISATION_FILE) as norm:
-        fold_of = [folds.index(name) for _, name in members]
-        mean, std = norm["mean"][fold_of], norm["std"][fold_of]
+    stacked = ckpt.load_best(path / artifacts.BEST_DIR)
+    variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[[m for m, _, _ in selected]],
+                                       stacked)  # fmt: skip
+    fold_mean, fold_std = artifacts.read_normalisation(path)
+    fold_of = [folds.index(name) for _, name in members]
+    mean, std = fold_mean[fold_of], fold_std[fold_of]
     params = dict(info["features"]["params"])
     rates = info.get("sample_rates") or {}
     if "sample_rate" in params and params["sample_rate"] is None and len(rates) == 1:
@@ -119,8 +118,8 @@ def _forward(predictor: Predictor):
             steps = x.shape[1]
             valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
             x = jax.numpy.where(valid, (x - mean) / std, 0.0)
-        logits, aux = model.apply(variables, x, lengths)
-        return jax.nn.softmax(logits, -1), aux
+        logits, extras = model.apply(variables, x, lengths)
+        return jax.nn.softmax(logits, -1), extras.get("attention")  # None: the model has none
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))
 
@@ -148,15 +147,11 @@ def predict_features(predictor: Predictor, feats) -> dict:
     else:
         frames = len(feats)
         x = jnp.asarray(_pad_one(feats))
-    probs, aux = predictor._forward(predictor.variables, jnp.asarray(predictor.mean)[:, None],
+    probs, weights = predictor._forward(predictor.variables, jnp.asarray(predictor.mean)[:, None],
                                     jnp.asarray(predictor.std)[:, None], x,
                                     jnp.asarray([frames], jnp.int32))  # fmt: skip
     mean_probs = np.asarray(probs)[:, 0].mean(0)
-    attention = None
-    if aux is not None and not isinstance(aux, dict) and np.ndim(aux) == 3:
-        attention = np.asarray(aux)[:, 0, :frames].mean(0)
-        if not attention.any():  # Light-SERNet's placeholder: there is no attention to show
-            attention = None
+    attention = None if weights is None else np.asarray(weights)[:, 0, :frames].mean(0)
     return {
         "label": predictor.classes[int(np.argmax(mean_probs))],
         "probabilities": {c: float(p) for c, p in zip(predictor.classes, mean_probs, strict=True)},

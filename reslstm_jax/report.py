@@ -1,7 +1,7 @@
 """Paper-ready tables from training results: fold-wise UAR, spread over seeds, intervals, tests.
 
 ```python
-configs = report.load_paths(["runs/train/h64", "runs/reslstm-demo/trials"])  # or load_study
+configs = report.load_paths(["runs/train/h64", "runs/reslstm-demo/trials"])  # or load_selected
 tables = report.build_tables(configs)           # one table per protocol card
 print(report.format_markdown(tables))           # or format_latex / format_csv
 print(report.format_comparison(report.compare(configs[0], configs[1])))
@@ -101,31 +101,11 @@ def _trial_value(trial: dict) -> float | None:
     return float(values[0]) if values else None
 
 
-def load_study(storage_url: str | None, study_name: str, workdir="runs") -> list[Config]:
-    """Configurations of the completed trials of a study (their results JSON files)."""
-    import optuna
-
-    from sweeps import storage as sweep_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = sweep_storage.open_storage(storage_url, pathlib.Path(workdir), study_name)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise ReportError(
-            f"no study {study_name!r} in {sweep_storage.redact(storage_url or 'the journal')}; "
-            f"studies there: {', '.join(names) or 'none'}"
-        ) from None
-    configs = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        path = t.user_attrs.get("results")
-        if not path:
-            raise ReportError(f"trial {t.number} of {study_name} has no results file attribute")
-        results = _read(pathlib.Path(path))
-        configs.append(Config(results, path, selection=float(t.values[0])))
-    if not configs:
-        raise ReportError(f"study {study_name!r} has no completed trial yet")
+def load_selected(items) -> list[Config]:
+    """Configurations from (results path, selection value) pairs, e.g. a study's completed
+    trials (`sweeps.storage.completed_results` reads them; the library never opens a study)."""
+    configs = [Config(_read(pathlib.Path(path)), str(path), selection=float(value))
+               for path, value in items]  # fmt: skip
     return label_configs(configs)
 
 

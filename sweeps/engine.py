@@ -2,8 +2,9 @@
 
 A worker loops: reap trials whose worker died (stale heartbeat: FAIL, re-enqueue with a retry
 limit), ask up to `group_size` trials (grid spaces: only queued points), group them by static
-shape (model, hidden size, attention vectors, residual blocks, batch size), train each group
-with `reslstm_jax.train.fit_group` (M = trials x seeds x folds), tell Optuna, then finish the
+shape (`RunSettings.static_signature`: model and model fields, batch size, loss, ...), train
+each group with `reslstm_jax.train.fit_group` (M = trials x seeds x folds), tell Optuna, then
+finish the
 trials' W&B runs (the storage is the record of truth: tell first). A heartbeat thread stamps
 `_hb` on the worker's running trials.
 
@@ -25,7 +26,7 @@ import time
 
 import optuna
 
-from reslstm_jax import recipes, train
+from reslstm_jax import artifacts, data, families, train
 from reslstm_jax.params import param_count
 from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
@@ -92,59 +93,39 @@ def trial_params(space, trial: optuna.Trial) -> dict:
     return space.suggest(trial)
 
 
-def model_config(full: dict) -> dict:
-    """The model keyword arguments of a trial's full parameter set."""
-    if full["model"] == "light_sernet":
-        return {}
-    if full["model"] == "ds_lstm":
-        return {"hidden_size": full["hidden_size"], "branches": full.get("branches") or "full"}
-    config = {"hidden_size": full["hidden_size"], "num_att": full["num_att"]}
-    if full["model"] != "lstm_sa":
-        config["res_blocks"] = full["res_blocks"]
-    return config
-
-
 def settings_for(full: dict, config: SweepConfig) -> train.RunSettings:
-    recipe = recipes.get(full["model"])
-    return train.RunSettings(
-        model=full["model"], model_config=tuple(sorted(model_config(full).items())),
-        seeds=tuple(range(config.seeds)), epochs=config.epochs, batch_size=full["batch_size"],
-        learning_rate=full["lr"], weight_decay=full["weight_decay"], dropout=full["dropout"],
-        t0=full["t0"], schedule=recipe.schedule, adam_eps=recipe.adam_eps,
-        loss=full.get("loss") or recipe.loss,
-    )  # fmt: skip
+    """The RunSettings of a trial's full parameter set (`families.settings_from`: every model
+    field the family declares reaches the model; any other field is refused)."""
+    overrides = {"seeds": tuple(range(config.seeds)), "epochs": config.epochs}
+    for key, value in full.items():
+        if key != "model":
+            overrides[spaces_mod.RUN_PARAMS.get(key, key)] = value
+    return families.settings_from(full["model"], overrides)
 
 
-def n_params(full: dict, dataset) -> int:
+def n_params(settings: train.RunSettings, dataset) -> int:
     """Trainable parameters of the trial's model, from shapes alone (before training)."""
-    model = recipes.build_model(full["model"], dataset.x, len(dataset.classes), model_config(full))
+    model = families.build_model(settings.model, dataset.x, len(dataset.classes),
+                                 dict(settings.model_config))  # fmt: skip
     return param_count(model)
 
 
 class Datasets:
     """The prepared data of each feature set a sweep needs (families differ in features),
-    prepared once per process on first use."""
+    prepared once per process on first use (`data.DatasetCache`)."""
 
     def __init__(self, config: SweepConfig, only=None):
         """`only`: one prepared dataset used for every family (tests, custom data)."""
         self.config = config
         self.only = only
-        self._by_features: dict[tuple, object] = {}
+        self.cache = data.DatasetCache(
+            config.corpus, config.data_dir, cache_dir=config.cache_dir, progress=config.progress
+        )
 
     def for_model(self, family: str):
-        from reslstm_jax import data
-
         if self.only is not None:
             return self.only
-        recipe = recipes.get(family)
-        key = (recipe.features, recipe.normalisation)
-        if key not in self._by_features:
-            c = self.config
-            self._by_features[key] = data.prepare(
-                c.corpus, c.data_dir, protocol=c.protocol, extractor=recipe.features,
-                normalisation=recipe.normalisation, cache_dir=c.cache_dir, progress=c.progress,
-            )  # fmt: skip
-        return self._by_features[key]
+        return families.dataset_for(self.cache, family, protocol=self.config.protocol)
 
 
 def objective_values(results: dict, config: SweepConfig, space, params: int) -> tuple:
@@ -278,7 +259,11 @@ def front_numbers(study: optuna.Study, space) -> list[int]:
 
 def queued_params(study: optuna.Study, trial: optuna.Trial) -> dict | None:
     """The parameters of the enqueued point `ask` popped, or None for a sampled trial."""
-    return study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    # `enqueue_trial` records the point as the system attribute "fixed_params"; a live Trial
+    # has no public reader of system attributes, the study's FrozenTrial does (trial numbers
+    # index a study's trials).
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    return frozen.system_attrs.get("fixed_params")
 
 
 def queued(study: optuna.Study, trial: optuna.Trial) -> bool:
@@ -330,7 +315,12 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None)
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     break
                 full = space.complete(trial_params(space, trial))
-                count = n_params(full, datasets.for_model(full["model"]))
+                try:
+                    settings = settings_for(full, config)
+                except ValueError as exc:  # a space that sets what the family lacks
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    raise ValueError(f"space {space.name}, trial {trial.number}: {exc}") from None
+                count = n_params(settings, datasets.for_model(full["model"]))
                 trial.set_user_attr("params_full", full)
                 trial.set_user_attr("n_params", count)
                 trial.set_user_attr("worker", rank)
@@ -339,7 +329,7 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None)
                 heartbeat.trials.append(trial)
             groups: dict[tuple, list] = {}
             for item in asked:
-                key = tuple(item[1].get(k) for k in spaces_mod.STATIC)
+                key = settings_for(item[1], config).static_signature()
                 groups.setdefault(key, []).append(item)
             for group in groups.values():
                 dataset = datasets.for_model(group[0][1]["model"])
@@ -422,7 +412,7 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
         result["trial"] = {"number": trial.number, "params": full, "state": state,
                            "values": None if index in pruned else values, "group": numbers,
                            "summary": summary}  # fmt: skip
-        train.write_json(trials_dir / f"{trial.number}.json", result)
+        artifacts.write_json(trials_dir / f"{trial.number}.json", result)
         trial.set_user_attr("results", str(trials_dir / f"{trial.number}.json"))
         if run.id:
             trial.set_user_attr("wandb_run_id", run.id)

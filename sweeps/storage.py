@@ -134,3 +134,26 @@ def create_or_load(storage, study: str, space, seed: int) -> optuna.Study:
 def storage_url_from(flag: str | None) -> str | None:
     """--storage, else $RESLSTM_STORAGE, else None (the journal file)."""
     return flag or os.environ.get(ENV_STORAGE) or None
+
+
+def completed_results(url: str | None, study_name: str, workdir="runs") -> list[tuple[str, float]]:
+    """(results file, objective value) of every completed trial of a study, for reports."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url, pathlib.Path(workdir), study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StorageError(
+            f"no study {study_name!r} in {redact(url or 'the journal')}; "
+            f"studies there: {', '.join(names) or 'none'}"
+        ) from None
+    items = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        path = t.user_attrs.get("results")
+        if not path:
+            raise StorageError(f"trial {t.number} of {study_name} has no results file attribute")
+        items.append((path, float(t.values[0])))
+    if not items:
+        raise StorageError(f"study {study_name!r} has no completed trial yet")
+    return items

@@ -17,6 +17,17 @@ os.environ["NUMBA_CACHE_DIR"] = str(
     pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-numba-{os.getuid()}-{_worker}"
 )
 
+# JAX's persistent compilation cache, shared by the test processes and the subprocesses they
+# start (the environment is inherited: `setdefault`, so xdist workers keep the controller's
+# directory). The suite compiles the same small programs many times over (the train CLI on
+# the tone corpus, the sweeps' hidden sizes): each is compiled once per machine. The key
+# covers the program, the jaxlib version, the backend and XLA_FLAGS, so a cached executable
+# is the one a fresh compile would give (the determinism tests compare across processes).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-jax-cache-{os.getuid()}"),
+)
+
 # Every test process keeps JAX's default single CPU device: start the backend now, so that an
 # entry point called in-process (experiments' `main` calls `hardware.use_cpu_cores`) cannot
 # turn the rest of the session into two single-threaded devices. Tests that need two devices
@@ -24,3 +35,112 @@ os.environ["NUMBA_CACHE_DIR"] = str(
 import jax  # noqa: E402
 
 jax.devices()
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+# One of each per test process (pytest-xdist worker): end-to-end tests share them instead of
+# building their own corpus, features and runs.
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_tone_corpus(root: pathlib.Path) -> pathlib.Path:
+    """A RAVDESS-named tree of tones: 24 actors x 2 emotions (neutral, angry), 0.4-0.6 s at
+    48 kHz; the pitch gives the emotion (two pitches per class, with jitter)."""
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    for actor in range(1, 25):
+        for emotion in (1, 5):
+            t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
+            y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion + 10 * rng.random()) * t)
+            folder = root / f"Actor_{actor:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav"
+            soundfile.write(folder / name, y + 0.01 * rng.standard_normal(t.size), 48000)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory) -> pathlib.Path:
+    """The tone corpus (`write_tone_corpus`); read-only for tests."""
+    return write_tone_corpus(tmp_path_factory.mktemp("tones") / "ravdess")
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> pathlib.Path:
+    """One feature cache per test process: the tone corpus's features are extracted once."""
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+def _random_feature_dataset(seed: int = 3):
+    """A data.Dataset of random features [3-8, 6] over the 24 RAVDESS actors x 3 emotions
+    (ravdess_paper folds); the label shifts the features, so models can learn it."""
+    from reslstm_jax import data, features
+    from reslstm_jax.corpora.base import Manifest, Utterance
+
+    rng = np.random.default_rng(seed)
+    utterances = [
+        Utterance(id=f"03-01-{e:02d}-01-01-01-{a:02d}", path=f"/x/{a}-{e}.wav", corpus="ravdess",
+                  speaker=f"{a:02d}", label=e - 1, emotion=f"c{e}")
+        for a in range(1, 25) for e in (1, 2, 3)
+    ]  # fmt: skip
+    manifest = Manifest("ravdess", "/x", tuple(f"c{e}" for e in range(1, 9)), utterances)
+    feats = [(rng.standard_normal((rng.integers(3, 9), 6)) + u.label).astype(np.float32)
+             for u in utterances]  # fmt: skip
+    report = features.ExtractionReport({"name": "test"}, total=len(feats))
+    return data.build(manifest, "ravdess_paper", feats, extractor_info={"name": "test"},
+                      extraction=report)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """A data.Dataset of random features over the 24 RAVDESS actors (`_random_feature_dataset`),
+    built once per process (tests must not modify it)."""
+    return _random_feature_dataset()
+
+
+def _train_command(corpus, out, cache, *extra, latency: bool = False, one_device=True) -> list:
+    """The train CLI on the tone corpus: ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs."""
+    import sys
+
+    # One device keeps the suite's processes single-threaded; `trained_run` runs the default
+    # (one CPU device per core) once.
+    return [
+        sys.executable, "-m", "reslstm_jax.train", "--corpus", "ravdess",
+        "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
+        "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
+        "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]),
+        *(["--devices", "1"] if one_device else []), *extra,
+    ]  # fmt: skip
+
+
+def _run_command(args, **kwargs):
+    import subprocess
+
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def train_command():
+    """`(corpus, out, cache, *extra, latency=False, one_device=True) -> argv` of the train CLI
+    on the tone corpus (ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs, checkpoints every 2)."""
+    return _train_command
+
+
+@pytest.fixture(scope="session")
+def run_command():
+    """`(argv, **kwargs) -> CompletedProcess` with text output captured (10 minute limit)."""
+    return _run_command
+
+
+@pytest.fixture(scope="session")
+def trained_run(tone_corpus, feature_cache, tmp_path_factory):
+    """One finished training run of the train CLI (with the latency measurement, on the
+    default devices): (output dir, completed process)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    proc = _run_command(_train_command(tone_corpus, out, feature_cache, latency=True,
+                                       one_device=False))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc

@@ -144,12 +144,12 @@ def test_drop_failed_moves_utterances_to_skipped():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"corpus": "ravdess"}, "--corpus ravdess needs --data-dir"),
+        ({"corpus": "ravdess"}, "corpus ravdess needs data_dir"),
         ({"corpus": "voxceleb", "data_dir": "/x"}, "unknown corpus 'voxceleb'"),
-        ({"data_dir": "/x"}, "--data-dir needs --corpus"),
+        ({"data_dir": "/x"}, "data_dir needs corpus"),
         (
             {"corpus": "emodb", "data_dir": "/x", "protocol": "ravdess_paper"},
-            "--protocol ravdess_paper is for ravdess, not emodb",
+            "protocol ravdess_paper is for ravdess, not emodb",
         ),
         ({"corpus": "emodb", "data_dir": "/x", "extractor": "mel"}, "unknown feature extractor"),
     ],
@@ -193,3 +193,20 @@ def test_prepare_end_to_end_on_a_ravdess_tree(tmp_path):
     assert again.extraction.cached == 47 and again.extraction.computed == 0
     np.testing.assert_array_equal(again.x, dataset.x)
     assert again.card["utterance_ids_sha256"] == dataset.card["utterance_ids_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flags"),
+    [
+        ({"corpus": "ravdess"}, "--corpus ravdess needs --data-dir (where the corpus is)"),
+        ({"data_dir": "/x"}, "--data-dir needs --corpus (which corpus is in that directory?)"),
+    ],
+)
+def test_library_errors_name_parameters_and_each_cli_words_them_as_flags(kwargs, flags):
+    from reslstm_jax.errors import ParameterError, cli_message
+
+    with pytest.raises(ParameterError) as caught:
+        data.prepare(**kwargs)
+    assert "--" not in str(caught.value)
+    assert cli_message(caught.value) == flags
+    assert caught.value.phrased(lambda name: f"`{name}`").startswith(("`corpus`", "`data_dir`"))

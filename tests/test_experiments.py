@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from test_train_cli import corpus  # noqa: F401 - the tone corpus fixture
 
 from experiments import common, ravdess_reslstm_sa
 
 
-def test_ravdess_experiment_trains_reports_and_resumes(corpus, tmp_path, capsys):  # noqa: F811
+def test_ravdess_experiment_trains_reports_and_resumes(
+    tone_corpus, feature_cache, tmp_path, capsys
+):
     out = tmp_path / "exp"
-    argv = ["--data-dir", str(corpus), "--configs", "reslstm_sa_h32,lstm_sa_h32",
+    argv = ["--data-dir", str(tone_corpus), "--configs", "reslstm_sa_h32,lstm_sa_h32",
             "--setups", "fair", "--seeds", "2", "--epochs", "2", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--no-progress",
+            "--cache-dir", str(feature_cache), "--workers", "1", "--no-progress",
             "--no-latency"]  # fmt: skip
     assert common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
     report = (out / "report.md").read_text()

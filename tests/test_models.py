@@ -108,14 +108,6 @@ def test_reference_initialisation():
     np.testing.assert_array_equal(stats["bn"]["running_mean"], 0)
 
 
-def test_init_is_deterministic_per_key():
-    model = rj.models.get("reslstm_sa", hidden_size=16)
-    a, b, c = (model.init(jax.random.key(k)) for k in (0, 0, 1))
-    leaves_a, leaves_b, leaves_c = (jax.tree_util.tree_leaves(v) for v in (a, b, c))
-    assert all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b, strict=True))
-    assert not all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_c, strict=True))
-
-
 def test_state_dict_names():
     res = rj.interop.torch_keys(rj.models.get("reslstm_sa", hidden_size=8))
     assert {
@@ -225,16 +217,6 @@ def test_packing_changes_no_result(name, paper_compat):
         jax.tree_util.tree_leaves(run(2)), jax.tree_util.tree_leaves(run(None)), strict=True
     ):
         np.testing.assert_allclose(packed, unpacked, rtol=1e-5, atol=2e-5)  # float rounding
-
-
-def test_train_needs_a_key_unless_dropout_is_zero():
-    model = rj.models.get("lstm_sa", hidden_size=8)
-    variables = model.init(jax.random.key(0))
-    x, lengths = jnp.ones((2, 4, 46)), jnp.array([4, 2])
-    with pytest.raises(ValueError, match="needs a dropout `key`"):
-        model.apply(variables, x, lengths, train=True)
-    (logits, _), _ = model.apply(variables, x, lengths, train=True, dropout_rate=0.0)
-    assert logits.shape == (2, 8)
 
 
 def test_dropout_rate_is_dynamic_and_seeded():

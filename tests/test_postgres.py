@@ -15,12 +15,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import optuna
 import pg_server
 import psutil
 import pytest
-import soundfile
 import sqlalchemy
 
 from sweeps import spaces
@@ -32,19 +30,8 @@ State = optuna.trial.TrialState
 
 
 @pytest.fixture
-def corpus(tmp_path) -> pathlib.Path:
-    """A RAVDESS-named tree of tones: 24 actors x 2 emotions (as in test_sweeps.py)."""
-    root = tmp_path / "ravdess"
-    rng = np.random.default_rng(0)
-    for actor in range(1, 25):
-        for emotion in (1, 5):
-            t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
-            y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion) * t)
-            folder = root / f"Actor_{actor:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            soundfile.write(folder / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav",
-                            y + 0.01 * rng.standard_normal(t.size), 48000)  # fmt: skip
-    return root
+def corpus(tone_corpus) -> pathlib.Path:
+    return tone_corpus
 
 
 @pytest.fixture
@@ -90,14 +77,16 @@ def wait_for_running_trial(url: str, launcher: subprocess.Popen, timeout: float 
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(corpus, tmp_path, postgres_url):
+def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(
+    corpus, feature_cache, tmp_path, postgres_url
+):
     url = postgres_url
     workdir = tmp_path / "runs"
     args = [
         sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--epochs", "2", "--storage", url, "--study", STUDY,
         "--workers", "2", "--trials", str(TRIALS), "--wandb", "disabled", "--no-latency",
-        "--workdir", str(workdir), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        "--workdir", str(workdir), "--cache-dir", str(feature_cache), "--no-progress",
         # A dead worker's trial is reaped `grace` seconds after its last beat (default 60 s):
         # well over the beat period (no false reaps), and well under the survivor's remaining
         # work (~9 s a trial here), since a worker stops once finished + running trials reach

@@ -13,34 +13,23 @@ import types
 import numpy as np
 import optuna
 import pytest
-import soundfile
 
+from reslstm_jax import families as rj_families
 from sweeps import engine, spaces, storage
 
 ENV = {**os.environ, "WANDB_SILENT": "true", "WANDB_BASE_URL": "http://127.0.0.1:9"}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> pathlib.Path:
-    """A RAVDESS-named tree of tones: 24 actors x 2 emotions."""
-    root = tmp_path_factory.mktemp("ravdess")
-    rng = np.random.default_rng(0)
-    for actor in range(1, 25):
-        for emotion in (1, 5):
-            t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
-            y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion) * t)
-            folder = root / f"Actor_{actor:02d}"
-            folder.mkdir(exist_ok=True)
-            soundfile.write(folder / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav",
-                            y + 0.01 * rng.standard_normal(t.size), 48000)  # fmt: skip
-    return root
+@pytest.fixture
+def corpus(tone_corpus):
+    return tone_corpus
 
 
-def sweep(corpus, workdir, *extra, check=True) -> subprocess.CompletedProcess:
+def sweep(corpus, workdir, *extra, check=True, cache=None) -> subprocess.CompletedProcess:
     args = [
         sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
-        "--cache-dir", str(workdir.parent / "cache"), "--no-progress", *extra,
+        "--cache-dir", str(cache or workdir.parent / "cache"), "--no-progress", *extra,
     ]  # fmt: skip
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
     if check:
@@ -74,7 +63,7 @@ def test_spaces_load_with_their_objectives():
     assert zoo.families == ["ds_lstm", "light_sernet", "lstm_sa", "reslstm_sa"]
     # each family gets its own recipe for what the point leaves out
     lsn = zoo.complete({"model": "light_sernet"})
-    assert (lsn["lr"], lsn["batch_size"], lsn["hidden_size"]) == (1e-4, 32, None)
+    assert (lsn["lr"], lsn["batch_size"], lsn.get("hidden_size")) == (1e-4, 32, None)
     ds = zoo.complete({"model": "ds_lstm", "branches": "ds"})
     assert (ds["lr"], ds["batch_size"], ds["hidden_size"], ds["weight_decay"]) == (
         1e-3, 128, 200, 0.0)  # fmt: skip
@@ -92,19 +81,60 @@ def test_sampled_spaces_suggest_complete_parameter_sets(name):
     for _ in range(3):
         trial = study.ask()
         full = space.complete(engine.trial_params(space, trial))
-        assert set(spaces.DEFAULTS) <= set(full)
-        assert engine.n_params(full, FAKE_46) > 0
+        assert set(spaces.family_defaults(full["model"])) <= set(full)
+        assert count(full) > 0
 
 
 # shapes of the paper's features (8 classes, 46 per frame): all n_params reads
 FAKE_46 = types.SimpleNamespace(x=np.zeros((1, 1, 46), np.float32), classes=tuple(range(8)))
+FAKE_DATA = {
+    "reslstm_sa": FAKE_46.x, "lstm_sa": FAKE_46.x, "light_sernet": np.zeros((1, 16, 40)),
+    "ds_lstm": {"a": np.zeros((1, 24, 16)), "b": np.zeros((1, 14, 16)),
+                "mfcc": np.zeros((1, 5, 39))},
+}  # fmt: skip
+BUDGET = engine.SweepConfig(space="x", study="s", trials=1, epochs=3, seeds=2)
+
+
+def count(full: dict) -> int:
+    """The parameter count objective of a trial's full parameter set."""
+    return engine.n_params(engine.settings_for(full, BUDGET), FAKE_46)
 
 
 def test_parameter_count_objective_is_the_models_count():
     full = spaces.load("hidden_sizes").complete({"model": "reslstm_sa", "hidden_size": 64})
-    assert engine.n_params(full, FAKE_46) == 46_772
+    assert count(full) == 46_772
     full = spaces.load("hidden_sizes").complete({"model": "lstm_sa", "hidden_size": 128})
-    assert engine.n_params(full, FAKE_46) == 91_528
+    assert count(full) == 91_528
+
+
+@pytest.mark.parametrize(
+    ("family", "fields"),
+    [
+        ("reslstm_sa", {"paper_compat": True, "att_combine": "linear", "num_att": 2}),
+        ("lstm_sa", {"hidden_size": 8, "row_block": None, "unroll": 2}),
+        ("ds_lstm", {"branches": "ds", "gate_norm": "sigmoid", "cnn_channels": [4, 2]}),
+        ("light_sernet", {"l2": 0.0, "bn_eps": 1e-5}),
+    ],
+)
+def test_every_field_a_space_sets_reaches_the_model(family, fields):
+    """Any model field the family declares goes from the trial's parameters to the model
+    (ds_lstm's JSON-style list included); run parameters go to the run settings."""
+    full = spaces.load("architectures").complete({"model": family, **fields, "lr": 3e-4})
+    settings = engine.settings_for(full, BUDGET)
+    assert (settings.learning_rate, settings.epochs, settings.seeds) == (3e-4, 3, (0, 1))
+    model = rj_families.build_model(family, rj_families.feature_shapes(FAKE_DATA[family]), 4,
+                                    dict(settings.model_config))  # fmt: skip
+    for field, value in fields.items():
+        assert getattr(model, field) == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_a_field_the_family_does_not_declare_is_refused():
+    full = spaces.load("architectures").complete({"model": "light_sernet", "hidden_size": 64})
+    with pytest.raises(ValueError, match="hidden_size is not a field of light_sernet"):
+        engine.settings_for(full, BUDGET)
+    full = spaces.load("paper").complete({"res_block": 2})  # a typo
+    with pytest.raises(ValueError, match="res_block is not a field of reslstm_sa"):
+        engine.settings_for(full, BUDGET)
 
 
 # ----------------------------------------------------------------------------- reaper
@@ -146,17 +176,17 @@ def test_reloading_a_study_checks_directions_and_space(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
+def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache):
     from wandb_reader import read_run
 
     workdir = tmp_path / "runs"
-    first = sweep(corpus, workdir, "--trials", "2", "--workers", "1")
+    first = sweep(corpus, workdir, "--trials", "2", "--workers", "1", cache=feature_cache)
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16, 32]
     # resume: the same command with more trials trains only the new ones
-    sweep(corpus, workdir, "--trials", "3", "--workers", "1")
+    sweep(corpus, workdir, "--trials", "3", "--workers", "1", cache=feature_cache)
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 3 and len(study.trials) == 3  # only the points asked for are queued
@@ -194,9 +224,20 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path):
     assert "fp16 KiB" in first.stdout and "ms/s" in first.stdout
 
 
-def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
+def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature_cache):
     workdir = tmp_path / "runs"
-    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--wandb", "disabled", "--no-latency")
+    sweep(
+        corpus,
+        workdir,
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--wandb",
+        "disabled",
+        "--no-latency",
+        cache=feature_cache,
+    )
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 4
@@ -218,9 +259,11 @@ def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path):
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(corpus, tmp_path, extra, message):
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(
+    corpus, tmp_path, extra, message, feature_cache
+):
     workdir = tmp_path / "runs"
-    proc = sweep(corpus, workdir, *extra, check=False)
+    proc = sweep(corpus, workdir, *extra, check=False, cache=feature_cache)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert "secret" not in proc.stderr + proc.stdout
@@ -253,13 +296,11 @@ def test_a_grid_worker_knows_a_queued_point_from_a_sampled_one(tmp_path):
     assert not engine.queued(study, study.ask())  # the queue is empty: Optuna would sample
 
 
-def test_a_pruned_trial_stops_its_program_early(tmp_path):
+def test_a_pruned_trial_stops_its_program_early(tmp_path, tiny_dataset):
     """Single-objective spaces report the running objective; a pruned group stops training."""
-    from test_train import tiny_dataset
-
     from reslstm_jax import tracking
 
-    dataset = tiny_dataset()
+    dataset = tiny_dataset
     space = spaces.load("paper")
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=1.1))  # fmt: skip
@@ -281,10 +322,8 @@ def test_a_pruned_trial_stops_its_program_early(tmp_path):
     assert result["stopped_at_epoch"] == 1 < config.epochs
 
 
-def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
+def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tiny_dataset):
     """A worker asks group_size trials; those with equal static shape train together."""
-    from test_train import tiny_dataset
-
     base = spaces.load("hidden_sizes")
     grid = ({"model": "lstm_sa", "hidden_size": 4, "lr": 1e-3},
             {"model": "lstm_sa", "hidden_size": 4, "lr": 3e-3},
@@ -300,7 +339,7 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
         space="two_lrs", study="g", trials=3, epochs=2, seeds=1, workdir=str(tmp_path),
         wandb="disabled", group_size=3, progress=False,
     )  # fmt: skip
-    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset())) == 3
+    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 3
     results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text())
                for n in range(3)]  # fmt: skip
     assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2"]
@@ -309,14 +348,12 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch):
     assert results[1]["settings"]["learning_rate"] == 3e-3
 
 
-def family_datasets():
-    """Tiny per-family datasets over the 24 RAVDESS actors, each in its family's feature shape
-    (the models take their sizes from the data: a tiny DS-LSTM, a short Light-SERNet input)."""
-    from test_train import tiny_dataset
-
+def family_datasets(base):
+    """Tiny per-family datasets over the 24 RAVDESS actors of `base`, each in its family's
+    feature shape (the models take their sizes from the data: a tiny DS-LSTM, a short
+    Light-SERNet input)."""
     from reslstm_jax import data
 
-    base = tiny_dataset()
     rng = np.random.default_rng(0)
     n = len(base.ids)
 
@@ -333,10 +370,12 @@ def family_datasets():
     }
 
 
-def test_architectures_space_trains_each_family_on_its_own_features(tmp_path, monkeypatch):
+def test_architectures_space_trains_each_family_on_its_own_features(
+    tmp_path, monkeypatch, tiny_dataset
+):
     """The first grid points are Light-SERNet and DS-LSTM: each trains on its family's data
     with its recipe, and both land on the study's front."""
-    by_family = family_datasets()
+    by_family = family_datasets(tiny_dataset)
     monkeypatch.setattr(engine.Datasets, "for_model", lambda self, family: by_family[family])
     space = spaces.load("architectures")
     store = storage.open_storage(None, tmp_path, "zoo")

@@ -242,28 +242,9 @@ def test_run_settings_validation(kwargs, message):
         train.RunSettings(**kwargs)
 
 
-def tiny_dataset():
-    """A data.Dataset of random features over the 24 RAVDESS actors (ravdess_paper folds)."""
-    from reslstm_jax import data, features
-    from reslstm_jax.corpora.base import Manifest, Utterance
-
-    rng = np.random.default_rng(3)
-    utterances = [
-        Utterance(id=f"03-01-{e:02d}-01-01-01-{a:02d}", path=f"/x/{a}-{e}.wav", corpus="ravdess",
-                  speaker=f"{a:02d}", label=e - 1, emotion=f"c{e}")
-        for a in range(1, 25) for e in (1, 2, 3)
-    ]  # fmt: skip
-    manifest = Manifest("ravdess", "/x", tuple(f"c{e}" for e in range(1, 9)), utterances)
-    feats = [(rng.standard_normal((rng.integers(3, 9), 6)) + u.label).astype(np.float32)
-             for u in utterances]  # fmt: skip
-    report = features.ExtractionReport({"name": "test"}, total=len(feats))
-    return data.build(manifest, "ravdess_paper", feats, extractor_info={"name": "test"},
-                      extraction=report)  # fmt: skip
-
-
-def test_a_group_of_configurations_equals_each_trained_alone():
+def test_a_group_of_configurations_equals_each_trained_alone(tiny_dataset):
     """Trials sharing a static shape train in one program with their own hyperparameters."""
-    dataset = tiny_dataset()
+    dataset = tiny_dataset
     common = dict(model_config=(("hidden_size", 4),), seeds=(0, 1), epochs=3, batch_size=8,
                   executor="map")  # fmt: skip
     a = train.RunSettings(learning_rate=1e-2, dropout=0.1, **common)
@@ -282,7 +263,7 @@ def test_a_group_of_configurations_equals_each_trained_alone():
 
 
 def test_models_split_over_devices_come_back_in_order():
-    """`_across_devices` on one device named twice: shares of 2 for M = 3, the filler dropped.
+    """`across_devices` on one device named twice: shares of 2 for M = 3, the filler dropped.
     (Two real CPU devices train bit for bit as one: tests/test_train_cli.py.)"""
     device = jax.local_devices()[0]
     calls = []
@@ -291,7 +272,7 @@ def test_models_split_over_devices_come_back_in_order():
         calls.append((a.shape, b["x"].shape, shared.shape))
         return {"y": a * scale + b["x"] + shared.sum()}, a[:, 0]
 
-    split = train._across_devices(fn, [device, device], model_args=2)
+    split = train.across_devices(fn, [device, device], model_args=2)
     a = np.arange(6.0).reshape(3, 2)
     out, first = split(a, {"x": np.ones((3, 2))}, np.ones(4), scale=10.0)
     assert sorted(calls) == [((2, 2), (2, 2), (4,))] * 2

@@ -19,45 +19,14 @@ from reslstm_jax import checkpoint
 from reslstm_jax import train as train_mod
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> pathlib.Path:
-    """A RAVDESS-named tree of tones: 24 actors x 2 emotions (the pitch gives the emotion)."""
-    root = tmp_path_factory.mktemp("ravdess")
-    rng = np.random.default_rng(0)
-    for actor in range(1, 25):
-        for emotion in (1, 5):
-            t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
-            y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion + 10 * rng.random()) * t)
-            folder = root / f"Actor_{actor:02d}"
-            folder.mkdir(exist_ok=True)
-            name = f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav"
-            soundfile.write(folder / name, y + 0.01 * rng.standard_normal(t.size), 48000)
-    return root
+@pytest.fixture
+def corpus(tone_corpus):
+    return tone_corpus
 
 
-def command(corpus, out, cache, *extra, latency: bool = False, one_device=True) -> list[str]:
-    # One device keeps the suite's processes single-threaded; `trained` runs the default (one
-    # CPU device per core) once.
-    return [
-        sys.executable, "-m", "reslstm_jax.train", "--corpus", "ravdess",
-        "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
-        "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
-        "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]),
-        *(["--devices", "1"] if one_device else []), *extra,
-    ]  # fmt: skip
-
-
-def run(args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):
-    """One finished training run (with the latency measurement): (output dir, process)."""
-    tmp = tmp_path_factory.mktemp("trained")
-    proc = run(command(corpus, tmp / "run", tmp / "cache", latency=True, one_device=False))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return tmp / "run", proc
+@pytest.fixture
+def trained(trained_run):
+    return trained_run
 
 
 def test_train_writes_results_card_and_best_checkpoints(trained):
@@ -98,7 +67,9 @@ def test_results_hold_the_edge_metrics(trained):
     assert "ms per second of audio" in proc.stdout
 
 
-def test_predict_labels_files_and_folders_and_reports_bad_files(trained, corpus, tmp_path):
+def test_predict_labels_files_and_folders_and_reports_bad_files(
+    trained, corpus, tmp_path, run_command
+):
     out, _ = trained
     rng = np.random.default_rng(1)
     t = np.arange(int(16000 * 2.5)) / 16000  # another rate and a longer clip than training
@@ -110,7 +81,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(trained, corpus,
         (clips / name).write_bytes((corpus / "Actor_01" / name).read_bytes())
     soundfile.write(clips / "noise.flac", 0.1 * rng.standard_normal(8000), 16000)
     base = [sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out)]
-    proc = run([*base, str(tmp_path / "low.wav"), str(tmp_path / "broken.wav"), str(clips),
+    proc = run_command([*base, str(tmp_path / "low.wav"), str(tmp_path / "broken.wav"), str(clips),
                 "--plot-attention", str(tmp_path / "att")])  # fmt: skip
     assert proc.returncode == 1  # a file failed; the others were still labelled
     lines = proc.stdout.splitlines()
@@ -124,7 +95,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(trained, corpus,
     assert errors == [f"error: {tmp_path / 'broken.wav'}: truncated: no data chunk"]
     assert (tmp_path / "att" / "low_attention.png").read_bytes()[:4] == b"\x89PNG"
 
-    one = run([*base, "--fold", "fold0", "--seed", "1", "--json", str(clips)])
+    one = run_command([*base, "--fold", "fold0", "--seed", "1", "--json", str(clips)])
     assert one.returncode == 0, one.stderr[-2000:]
     doc = json.loads(one.stdout)
     assert doc["members"] == [{"seed": 1, "fold": "fold0"}]
@@ -140,12 +111,12 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(trained, corpus,
         (["--seed", "7"], "--seed 7: the run's seeds are 0, 1"),
     ],
 )
-def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message):
+def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_command):
     out, _ = trained
-    proc = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out), *extra,
-                str(tmp_path)])  # fmt: skip
+    proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
+                        *extra, str(tmp_path)])  # fmt: skip
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    proc = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(tmp_path),
+    proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(tmp_path),
                 str(tmp_path)])  # fmt: skip
     assert proc.returncode == 2 and "not a finished training run" in proc.stderr
 
@@ -159,20 +130,16 @@ def test_report_reads_a_training_run(trained, capsys):
     assert r"reslstm\_sa h8" in tex and "fold4" in tex and r"ravdess\_paper" in tex
 
 
-def test_a_killed_run_resumes_to_identical_results(corpus, tmp_path, trained):
-    cache = tmp_path / "cache"
-    reference = run(command(corpus, tmp_path / "whole", cache))
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    # `trained` is the same configuration on one CPU device per core (two here): every run is
-    # the same bit for bit as on this one device.
-    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
-    on_cores = json.loads((trained[0] / "results.json").read_text())
-    assert whole["devices"] == 1 and on_cores["devices"] == min(2, len(os.sched_getaffinity(0)))
-    assert on_cores["runs"] == whole["runs"]
-
+def test_a_killed_run_resumes_to_identical_results(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    """Killed after its first checkpoint and rerun on one device, a run ends bit for bit as
+    `trained`, the same configuration run uninterrupted on one CPU device per core (two
+    here): resuming and the device split change nothing."""
     out = tmp_path / "killed"
-    process = subprocess.Popen(command(corpus, out, cache), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(train_command(corpus, out, feature_cache),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
     deadline = time.time() + 300
     while not (out / "checkpoints" / "2").is_dir():
         assert process.poll() is None, "the run ended before its first checkpoint"
@@ -182,10 +149,12 @@ def test_a_killed_run_resumes_to_identical_results(corpus, tmp_path, trained):
     process.wait()
     assert not (out / "results.json").exists()
 
-    resumed = run(command(corpus, out, cache))
+    resumed = run_command(train_command(corpus, out, feature_cache))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     again = json.loads((out / "results.json").read_text())
+    whole = json.loads((trained[0] / "results.json").read_text())
     assert again["epochs_resumed_from"] >= 2
+    assert again["devices"] == 1 and whole["devices"] == min(2, len(os.sched_getaffinity(0)))
     assert again["runs"] == whole["runs"]
     assert again["aggregate"] == whole["aggregate"]
 
@@ -201,29 +170,34 @@ def test_a_killed_run_resumes_to_identical_results(corpus, tmp_path, trained):
         (["--devices", "0"], "--devices must be >= 1, got 0"),
     ],
 )
-def test_misuse_is_one_line_and_exit_2(corpus, tmp_path, extra, message):
-    proc = run(command(corpus, tmp_path / "x", tmp_path / "cache", *extra))
+def test_misuse_is_one_line_and_exit_2(
+    corpus, feature_cache, tmp_path, extra, message, train_command, run_command
+):
+    proc = run_command(train_command(corpus, tmp_path / "x", feature_cache, *extra))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x" / "results.json").exists()
 
 
-def test_missing_corpus_and_mismatched_out_dir(corpus, tmp_path):
-    missing = run(command(tmp_path / "nowhere", tmp_path / "x", tmp_path / "cache"))
+def test_missing_corpus_and_mismatched_out_dir(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    missing = run_command(train_command(tmp_path / "nowhere", tmp_path / "x", feature_cache))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
-    # an output directory holding checkpoints of another configuration is refused
-    first = run(command(corpus, tmp_path / "run", tmp_path / "cache", "--epochs", "2"))
-    assert first.returncode == 0, first.stderr[-2000:]
-    other = run(command(corpus, tmp_path / "run", tmp_path / "cache", "--lr", "0.1"))
+    # an output directory holding checkpoints of another configuration is refused, untouched
+    out = trained[0]
+    before = (out / "results.json").read_bytes()
+    other = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
     assert other.returncode == 2 and "another configuration" in other.stderr
+    assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
 
 
-def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path):
+def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path, run_command):
     """A small DS-LSTM (both branches) on the tone corpus: features, two-head loss, schedule."""
     out = tmp_path / "ds"
     tiny = '{"hidden_size": 8, "cnn_channels": [4, 2]}'
-    proc = run([sys.executable, "-m", "reslstm_jax.train", "--model", "ds_lstm", "--corpus",
+    proc = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "ds_lstm", "--corpus",
                 "ravdess", "--data-dir", str(corpus), "--model-config", tiny, "--epochs", "2",
                 "--batch-size", "16", "--workers", "1", "--cache-dir", str(tmp_path / "cache"),
                 "--no-progress", "--no-latency", "--devices", "1", "--out", str(out)])  # fmt: skip
@@ -236,19 +210,19 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
     assert (s["schedule"], s["learning_rate"], s["weight_decay"]) == ("multistep", 1e-3, 0.0)
     assert all(np.isfinite(r["train_loss"]).all() for r in results["runs"])
     clip = corpus / "Actor_02" / "03-01-05-01-01-01-02.wav"
-    pred = run([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out), "--json",
-                str(clip)])  # fmt: skip
+    pred = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
+                        "--json", str(clip)])  # fmt: skip
     assert pred.returncode == 0, pred.stderr[-2000:]
     doc = json.loads(pred.stdout)
     assert len(doc["members"]) == 5 and doc["results"][0]["label"] in {"neutral", "angry",
         "calm", "happy", "sad", "fearful", "disgust", "surprised"}  # fmt: skip
 
 
-def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path):
+def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, run_command):
     """Light-SERNet with its recipe; 0.5 s crops instead of 3 s keep the test fast (the model
     is fully convolutional: only the frame count changes, not the parameters)."""
     out = tmp_path / "lsn"
-    proc = run([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
+    proc = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
                 "--corpus", "ravdess", "--data-dir", str(corpus), "--feature-params",
                 '{"seconds": 0.5}', "--epochs", "1", "--loss", "focal", "--workers", "1",
                 "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--no-latency",
@@ -263,14 +237,14 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path):
     assert (s["schedule"], s["adam_eps"], s["learning_rate"], s["loss"]) == (
         "exp_decay", 1e-7, 1e-4, "focal")  # fmt: skip
     assert s["batch_size"] == 32 and s["weight_decay"] == 0.0
-    bad = run([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
+    bad = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
                "--feature-params", "[1]", "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad.returncode == 2 and "--feature-params must be a JSON object" in bad.stderr
 
 
 def test_seed_model_experiments_declare_their_recipes_and_protocols():
     from experiments import common, emodb_light_sernet, iemocap_ds_lstm
-    from reslstm_jax import protocols, recipes
+    from reslstm_jax import families, protocols
 
     for exp in (emodb_light_sernet.EXPERIMENT, iemocap_ds_lstm.EXPERIMENT):
         for corpus, setups in exp.setups.items():
@@ -279,7 +253,7 @@ def test_seed_model_experiments_declare_their_recipes_and_protocols():
         for config in exp.configs.values():
             settings = common.settings(config, next(iter(exp.setups["ravdess"].values())),
                                        exp.budgets["full"])  # fmt: skip
-            recipe = recipes.get(config.model)
+            recipe = families.recipe(config.model)
             assert (settings.schedule, settings.batch_size) == (recipe.schedule, recipe.batch_size)
     paper = emodb_light_sernet.EXPERIMENT.setups["emodb"]["paper"]
     assert protocols.get(paper.protocol).leaky  # the paper's protocol is labelled leaky
@@ -287,12 +261,10 @@ def test_seed_model_experiments_declare_their_recipes_and_protocols():
     assert common.settings(focal, paper, {"seeds": 1, "epochs": 1}).loss == "focal"
 
 
-def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tmp_path):
-    from test_train import tiny_dataset
-
+def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tiny_dataset):
     from reslstm_jax import data, protocols, report
 
-    base = tiny_dataset()
+    base = tiny_dataset
     manifest = dataclasses.replace(base.manifest, corpus="emodb")
     feats = [base.x[i, : base.lengths[i]] for i in range(len(base.ids))]
     dataset = data.build(manifest, "emodb_random10", feats, extractor_info={"name": "test"},

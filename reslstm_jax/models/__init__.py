@@ -3,9 +3,11 @@
 ```python
 model = reslstm_jax.models.get("reslstm_sa", hidden_size=64, input_size=46, num_classes=8)
 variables = model.init(jax.random.key(0))
-logits, attention = model.apply(variables, x, lengths, train=False)
+logits, extras = model.apply(variables, x, lengths, train=False)   # extras["attention"]: [B, T]
 ```
-A model is a frozen (hashable) configuration object with pure `init` and `apply` methods.
+A model is a frozen (hashable) configuration object with pure `init` and `apply` methods; the
+protocol every family follows (`extras`, loss heads, penalty) is in `reslstm_jax.models.base`.
+Each family's recipe and the fields a run may set are in `reslstm_jax.families`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reslstm_jax.models.attention_lstm import AttentionLSTM
+from reslstm_jax.models.base import Model, ModelBase
 from reslstm_jax.models.ds_lstm import DSLSTM
 from reslstm_jax.models.light_sernet import LightSERNet
 
@@ -60,4 +63,6 @@ register("reslstm_sa", _reslstm_sa)
 register("ds_lstm", DSLSTM)
 register("light_sernet", LightSERNet)
 
-__all__ = ["AttentionLSTM", "DSLSTM", "LightSERNet", "get", "names", "register"]
+__all__ = [
+    "AttentionLSTM", "DSLSTM", "LightSERNet", "Model", "ModelBase", "get", "names", "register",
+]  # fmt: skip

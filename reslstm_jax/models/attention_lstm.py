@@ -31,12 +31,13 @@ import jax
 import jax.numpy as jnp
 
 from reslstm_jax import nn
+from reslstm_jax.models.base import ModelBase
 
 AttentionCombine = Literal["mean", "linear"]
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionLSTM:
+class AttentionLSTM(ModelBase):
     """Static configuration of an attention LSTM (hashable: safe as a jit static argument).
 
     Attributes:
@@ -149,9 +150,9 @@ class AttentionLSTM:
           dropout_rate: overrides the configured rate; may be a traced scalar.
 
         Returns:
-          eval: `(logits [B, C], attention [B, T])`.
-          train: `((logits [B, C], attention [B, T]), batch_stats)` with the updated running
-          statistics (the same tree as `variables["batch_stats"]`).
+          eval: `(logits [B, C], {"attention": [B, T]})`.
+          train: `((logits [B, C], {"attention": [B, T]}), batch_stats)` with the updated
+          running statistics (the same tree as `variables["batch_stats"]`).
         """
         params, stats = variables["params"], variables["batch_stats"]
         rate = nn.dropout_rate(self.name, self.dropout, dropout_rate, train=train, key=key)
@@ -195,9 +196,10 @@ class AttentionLSTM:
         if train and key is not None:
             context = nn.dropout(key, context, rate)
         logits = nn.dense(params["fc"], context)
+        extras = {"attention": attention}
         if train:
-            return (logits, attention), new_stats
-        return logits, attention
+            return (logits, extras), new_stats
+        return logits, extras
 
     def _lstm(self, params: dict, h: jax.Array, valid: jax.Array) -> jax.Array:
         """h: [T, B, D] time-major, valid: [T, B] -> [T, B, H]."""

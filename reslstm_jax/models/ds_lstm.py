@@ -1,5 +1,9 @@
 """DS-LSTM: the dual-sequence LSTM of Wang et al. (ICASSP 2020, arXiv 1910.08874).
 
+(Over 500 lines on purpose: one model family whose CNN front end, DS-LSTM cell, PyTorch-style
+initialisation and reference quirks are read together against the spec; split, each part
+would need the others' shapes to make sense.)
+
 Sources: the paper and its official PyTorch code (github.com/diaoenmao/Speech-Emotion-Recognition-
 with-Dual-Sequence-LSTM-Architecture, `src/final_model_random/model4.py`: `FTLSTMCell`,
 `CNN_FTLSTM`); the exact spec is `../shared/specs/seed_models.md` §1 and §4.
@@ -67,6 +71,7 @@ import jax
 import jax.numpy as jnp
 
 from reslstm_jax import nn
+from reslstm_jax.models.base import ModelBase
 
 Branches = Literal["full", "ds"]
 GateNorm = Literal["batchnorm", "sigmoid"]
@@ -273,7 +278,7 @@ def _conv_pool_size(size: int, kernel: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class DSLSTM:
+class DSLSTM(ModelBase):
     """Static configuration of DS-LSTM (hashable: safe as a jit static argument).
 
     Attributes:

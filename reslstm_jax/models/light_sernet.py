@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reslstm_jax import nn
+from reslstm_jax.models.base import ModelBase
 
 # (name, kernel (time, mfcc)): the three parallel input paths, 32 channels each, with bias.
 PATHS: tuple[tuple[str, tuple[int, int]], ...] = (
@@ -147,7 +148,7 @@ def avg_pool_same(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class LightSERNet:
+class LightSERNet(ModelBase):
     """Static configuration of Light-SERNet (hashable: safe as a jit static argument).
 
     Attributes:
@@ -158,7 +159,7 @@ class LightSERNet:
       bn_momentum: Keras convention: running = momentum * running + (1 - momentum) * batch.
       bn_eps: BatchNorm epsilon (Keras default 1e-3, not PyTorch's 1e-5).
       l2: coefficient of the L2 term l2 * sum(w ** 2) over the five LFLB conv kernels
-        (`l2_penalty`); the trainer adds it to the loss. `apply` never uses it.
+        (`l2_penalty`, the `penalty` the trainer adds to the loss). `apply` never uses it.
     """
 
     name: str = "light_sernet"
@@ -253,6 +254,10 @@ class LightSERNet:
         """
         return self.l2 * sum(jnp.sum(jnp.square(k)) for k in self.l2_kernels(params))
 
+    def penalty(self, params: dict) -> jax.Array:
+        """The model protocol's loss term: `l2_penalty`."""
+        return self.l2_penalty(params)
+
     # ------------------------------------------------------------------ apply
 
     def _body(self, params, stats, x, lengths, train):
@@ -316,12 +321,10 @@ class LightSERNet:
           dropout_rate: overrides the configured rate; may be a traced scalar.
 
         Returns:
-          eval: `(logits [B, C], aux [B, T])`.
-          train: `((logits [B, C], aux [B, T]), batch_stats)` with the updated running
-          statistics (the same tree as `variables["batch_stats"]`).
-          `aux` is an all-zero float32 placeholder in the place of AttentionLSTM's attention
-          weights (this network has none), so code that unpacks `(logits, attention)` keeps
-          working; its rows sum to 0, not 1.
+          eval: `(logits [B, C], {})`.
+          train: `((logits [B, C], {}), batch_stats)` with the updated running statistics
+          (the same tree as `variables["batch_stats"]`). The extras are empty: this network
+          has no attention and one head (`reslstm_jax.models.base`).
         """
         params, stats = variables["params"], variables["batch_stats"]
         rate = nn.dropout_rate(self.name, self.dropout, dropout_rate, train=train, key=key)
@@ -330,10 +333,9 @@ class LightSERNet:
         if train and key is not None:
             h = nn.dropout(key, h, rate)
         logits = h @ params["dense"]["kernel"] + params["dense"]["bias"]
-        aux = jnp.zeros(x.shape[:2], jnp.float32)
         if train:
-            return (logits, aux), new_stats
-        return logits, aux
+            return (logits, {}), new_stats
+        return logits, {}
 
     # ------------------------------------------------------------------ inspection
 

@@ -10,9 +10,13 @@ A space module defines:
 * optionally `FIXED`: parameter values shared by every trial (they override the engine's
   defaults and are overridden by the trial's own parameters).
 
-Parameters a trial may set (everything else comes from `DEFAULTS`, the model family's recipe
-in `reslstm_jax.recipes`, and `FIXED`): model, hidden_size, num_att, res_blocks, branches
-(ds_lstm), batch_size, lr, weight_decay, dropout, t0, loss ("ce" or "focal").
+Parameters a trial may set (everything else comes from the model family in
+`reslstm_jax.families`: its recipe and its key model fields' defaults, then `FIXED`): model;
+the run parameters batch_size, lr, weight_decay, dropout, t0, loss ("ce" or "focal") and any
+other `RunSettings` field by its name; and any model field the family declares
+(`families.get(model).fields`: hidden_size, num_att, res_blocks, paper_compat, ... for the
+attention LSTMs; hidden_size, branches, ... for ds_lstm). A field the family does not declare
+fails the trial's settings with one line naming the field and the family.
 
 To add a space, drop `sweeps/spaces/<name>.py` with these names; `--space <name>` finds it.
 """
@@ -24,34 +28,21 @@ import importlib
 import pathlib
 from collections.abc import Callable
 
-DEFAULTS = {
-    "model": "reslstm_sa",
-    "hidden_size": 64,
-    "num_att": 1,
-    "res_blocks": 1,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "weight_decay": 1.6e-3,
-    "dropout": 0.2,
-    "t0": 10,
-}
-# Parameters that change the compiled program: trials are grouped by them.
-STATIC = ("model", "hidden_size", "num_att", "res_blocks", "branches", "batch_size", "loss")
+DEFAULT_MODEL = "reslstm_sa"
+# A trial's name of a RunSettings field, where the spaces use a shorter one.
+RUN_PARAMS = {"lr": "learning_rate"}
 
 
 def family_defaults(model: str) -> dict:
-    """The family's recipe values for the trial parameters (reslstm_jax.recipes)."""
-    from reslstm_jax import recipes
+    """A trial's defaults for `model` (reslstm_jax.families): the recipe's run parameters and
+    the family's key model fields (hidden size, blocks, attention vectors, branches)."""
+    from reslstm_jax import families
 
-    recipe = recipes.get(model)
-    out = {"batch_size": recipe.batch_size, "lr": recipe.learning_rate,
-           "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
-           "loss": recipe.loss}  # fmt: skip
-    if model == "ds_lstm":
-        out.update(hidden_size=200, num_att=None, res_blocks=None, branches="full")
-    elif model == "light_sernet":
-        out.update(hidden_size=None, num_att=None, res_blocks=None)
-    return out
+    family = families.get(model)
+    recipe = family.recipe
+    return {"batch_size": recipe.batch_size, "lr": recipe.learning_rate,
+            "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
+            "loss": recipe.loss, **family.key_defaults()}  # fmt: skip
 
 
 class SpaceError(ValueError):
@@ -87,12 +78,10 @@ class Space:
         return sorted({self.complete(dict(p))["model"] for p in points})
 
     def complete(self, params: dict) -> dict:
-        """A trial's full parameter set: defaults, then the space's fixed values, then its own."""
-        model = params.get("model", self.fixed.get("model", DEFAULTS["model"]))
-        full = {**DEFAULTS, **family_defaults(model), **self.fixed, **params}
-        if full["model"] == "lstm_sa":
-            full["res_blocks"] = 0
-        return full
+        """A trial's full parameter set: the family's defaults, then the space's fixed values,
+        then its own."""
+        model = params.get("model", self.fixed.get("model", DEFAULT_MODEL))
+        return {"model": model, **family_defaults(model), **self.fixed, **params}
 
 
 def names() -> list[str]:

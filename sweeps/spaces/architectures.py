@@ -1,6 +1,6 @@
 """The whole zoo on one Pareto front: LSTM-SA, ResLSTM-SA, Light-SERNet and DS-LSTM.
 
-Each family trains with its own features and recipe (`reslstm_jax.recipes`): the attention
+Each family trains with its own features and recipe (`reslstm_jax.families`): the attention
 LSTMs on mfcc_chroma with per-fold normalisation, Light-SERNet on 3 s tf_mfcc, DS-LSTM on its
 two log-mel spectrograms and MFCC39. The budget's epochs apply to every family alike. The
 front spans about 4k (LSTM-SA h16) to 3.7M (DS-LSTM, both branches) parameters.

@@ -1,5 +1,6 @@
-"""Family recipes in the trainer: schedules, focal loss, loss heads and L2 penalties, multi-array
-data, the DS-LSTM features and the reproduction protocols."""
+"""Model families (reslstm_jax.families) in the trainer: recipes, schedules, focal loss, loss
+heads and penalties, the fields a run may set, multi-array data, the DS-LSTM features and the
+reproduction protocols."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from reslstm_jax import data, features, protocols, recipes, train
+from reslstm_jax import data, families, features, protocols, train
 from reslstm_jax.corpora.base import Manifest, Utterance
+from reslstm_jax.models.base import ModelBase
 
 
 @pytest.mark.parametrize(
@@ -44,8 +46,8 @@ def test_focal_and_cross_entropy_per_row():
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoHeads:
-    """A tiny model with the optional trainer hooks: two heads and an L2 penalty."""
+class TwoHeads(ModelBase):
+    """A tiny model with the protocol's optional parts: two heads and an L2 penalty."""
 
     name: str = "two_heads"
     num_classes: int = 3
@@ -65,7 +67,7 @@ class TwoHeads:
     def loss_heads(self, logits, aux):
         return [(0.3, aux["a"]), (0.7, aux["b"])]
 
-    def l2_penalty(self, params):
+    def penalty(self, params):
         return self.l2 * jnp.sum(jnp.square(params["a"]))
 
 
@@ -92,7 +94,7 @@ def test_trainer_sums_weighted_heads_and_adds_the_models_penalty(loss):
     _, heads = model.apply({"params": params, "batch_stats": {}}, jnp.asarray(x), lengths)
     expected = sum(w * train.per_row_loss(loss, heads[k], jnp.asarray(labels)).mean()
                    for w, k in ((0.3, "a"), (0.7, "b")))  # fmt: skip
-    expected += model.l2_penalty(params)
+    expected += model.penalty(params)
     assert float(history["train_loss"][0, 0]) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -107,18 +109,48 @@ def test_trainer_sums_weighted_heads_and_adds_the_models_penalty(loss):
 def test_models_take_their_input_sizes_from_the_data(family, shapes, classes, params):
     from reslstm_jax.params import param_count
 
-    model = recipes.build_model(family, shapes, classes)
+    model = families.build_model(family, shapes, classes)
     assert param_count(model) == params
-    assert recipes.get(family).features in features.names()
+    assert families.recipe(family).features in features.names()
 
 
 def test_a_family_refuses_the_wrong_features():
     with pytest.raises(ValueError, match="ds_lstm needs the ds_lstm_inputs features"):
-        recipes.build_model("ds_lstm", {"x": (10, 46)}, 4)
+        families.build_model("ds_lstm", {"x": (10, 46)}, 4)
     with pytest.raises(ValueError, match="reads one feature sequence"):
-        recipes.build_model("light_sernet", {"a": (1, 2), "b": (1, 2)}, 4)
-    with pytest.raises(ValueError, match="no recipe for model"):
-        recipes.get("resnet")
+        families.build_model("light_sernet", {"a": (1, 2), "b": (1, 2)}, 4)
+    with pytest.raises(ValueError, match="unknown model family 'resnet'"):
+        families.get("resnet")
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_settings_from_takes_the_recipe_then_the_overrides(family):
+    recipe = families.recipe(family)
+    default = families.settings_from(family)
+    assert (default.epochs, default.batch_size, default.schedule, default.loss) == (
+        recipe.epochs, recipe.batch_size, recipe.schedule, recipe.loss)  # fmt: skip
+    assert default.model_config == ()
+    field, value = next(iter(families.get(family).fields.items()))
+    changed = families.settings_from(family, {"epochs": 3, "learning_rate": None, field: value})
+    assert changed.epochs == 3 and changed.learning_rate == recipe.learning_rate
+    assert changed.model_config == ((field, value),)
+
+
+@pytest.mark.parametrize(
+    ("family", "overrides", "message"),
+    [
+        ("light_sernet", {"hidden_size": 8}, "hidden_size is not a field of light_sernet"),
+        ("lstm_sa", {"branches": "ds"}, "branches is not a field of lstm_sa"),
+        ("ds_lstm", {"input_size": 8}, "input_size is not a field of ds_lstm"),  # data decides
+        ("reslstm_sa", {"name": "x"}, "name is not a field of reslstm_sa"),
+        ("reslstm_sa", {"hidden_size": 0}, "hidden_size must be a positive integer"),
+        ("lstm_sa", {"res_blocks": 2}, "lstm_sa has no residual blocks"),
+        ("reslstm_sa", {"epochs": 0}, "epochs must be >= 1"),
+    ],
+)
+def test_settings_from_refuses_undeclared_fields_and_bad_values(family, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        families.settings_from(family, overrides)
 
 
 def test_multi_array_features_are_stacked_and_padded():

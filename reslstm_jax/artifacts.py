@@ -1,0 +1,144 @@
+"""Every file a run writes: atomic writes, the file names, and their readers.
+
+```python
+artifacts.write_json(out / artifacts.RESULTS_FILE, results)   # never half-written
+info = artifacts.read_inference_info(run_dir)                 # what predict needs
+```
+
+A training directory (`python -m reslstm_jax.train --out DIR`, an experiment's
+`<out>/<setup>/<config>/`, a sweep's `groups/<trials>/`) holds:
+
+* `results.json` (`RESULTS_FILE`): settings, card, per-model histories and test metrics, every
+  aggregation, edge metrics (`docs/training.md`);
+* `card.json` (`CARD_FILE`): the protocol card; `extraction_report.json` (`EXTRACTION_FILE`):
+  files the feature extractor skipped;
+* `inference.json` (`INFERENCE_FILE`) and `normalisation.npz` (`NORMALISATION_FILE`): what
+  `reslstm_jax.predict` needs next to `best/` (`BEST_DIR`, the best-validation parameters of
+  every model, orbax); `checkpoints/` (`CHECKPOINTS_DIR`): the resumable training state.
+
+Writes go to a temporary file in the target directory (`.<name>.<random>.part`) that is
+renamed into place, so a file exists under its final name only when complete (a kill leaves
+the old file or none, and perhaps a `.part` file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+RESULTS_FILE = "results.json"
+CARD_FILE = "card.json"
+EXTRACTION_FILE = "extraction_report.json"
+INFERENCE_FILE = "inference.json"
+NORMALISATION_FILE = "normalisation.npz"
+BEST_DIR = "best"
+CHECKPOINTS_DIR = "checkpoints"
+INFERENCE_FORMAT = 1
+TEMPORARY_SUFFIX = ".part"
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def write_bytes_atomic(path, data: bytes) -> pathlib.Path:
+    """Write `data` to `path` atomically (a temporary file renamed into place)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path, text: str) -> pathlib.Path:
+    """Write UTF-8 text to `path` atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path, obj, *, indent: int = 1) -> pathlib.Path:
+    """Write `obj` as JSON to `path` atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=indent))
+
+
+def write_npz(path, **arrays) -> pathlib.Path:
+    """Write NumPy arrays as an .npz archive to `path` atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def read_json(path) -> dict:
+    """A JSON file's content."""
+    return json.loads(pathlib.Path(path).read_text())
+
+
+# ----------------------------------------------------------------------------- a run's files
+
+
+def write_run(out_dir, dataset, results: dict) -> pathlib.Path:
+    """Write a finished run's card, extraction report and results; returns results.json."""
+    out_dir = pathlib.Path(out_dir)
+    write_json(out_dir / CARD_FILE, dataset.card)
+    extraction = getattr(dataset, "extraction", None)
+    if extraction is not None:
+        write_json(out_dir / EXTRACTION_FILE, extraction.to_json())
+    return write_json(out_dir / RESULTS_FILE, results)
+
+
+def write_inference_info(out_dir, dataset, model, layout) -> None:
+    """What `reslstm_jax.predict` needs next to `best/`: the model configuration, the stacked
+    model layout (`reslstm_jax.train.layout.ModelLayout`), the feature extractor, the classes,
+    the training audio's sample rates, and each fold's normalisation statistics
+    (`normalisation.npz`: mean, std [K, D])."""
+    import dataclasses
+
+    out_dir = pathlib.Path(out_dir)
+    card = dataset.card
+    info = {
+        "format": INFERENCE_FORMAT,
+        "layout": layout.DESCRIPTION,
+        "model": model.name,
+        "model_config": {k: v for k, v in dataclasses.asdict(model).items() if k != "name"},
+        "configurations": layout.configs,
+        "seeds": list(layout.seeds),
+        "folds": list(layout.folds),
+        "classes": list(dataset.classes),
+        "features": card["features"],
+        "normalisation": card["normalisation"],
+        "frames": int(dataset.frames),
+        "sample_rates": card.get("sample_rates", {}),
+        "corpus": card["corpus"],
+        "protocol": card["protocol"],
+        "utterance_ids_sha256": card["utterance_ids_sha256"],
+    }
+    write_npz(out_dir / NORMALISATION_FILE, mean=dataset.folds.mean, std=dataset.folds.std)
+    write_json(out_dir / INFERENCE_FILE, info)
+
+
+def missing_run_files(run_dir) -> list[str]:
+    """The files of a finished training run that `run_dir` lacks (empty: all there)."""
+    run_dir = pathlib.Path(run_dir)
+    return [n for n in (INFERENCE_FILE, NORMALISATION_FILE, BEST_DIR) if not (run_dir / n).exists()]
+
+
+def read_inference_info(run_dir) -> dict:
+    """The run's `inference.json`."""
+    return read_json(pathlib.Path(run_dir) / INFERENCE_FILE)
+
+
+def read_normalisation(run_dir) -> tuple[np.ndarray, np.ndarray]:
+    """Each fold's normalisation statistics: mean, std [K, D] float32."""
+    with np.load(pathlib.Path(run_dir) / NORMALISATION_FILE) as stats:
+        return stats["mean"], stats["std"]

@@ -1,0 +1,180 @@
+"""`python -m reslstm_jax.train`: the command line of the trainer (parse, validate, call).
+
+Train one configuration on every fold x seed of a protocol in one compiled program and write
+results, protocol card and best checkpoints (docs/training.md). The work is
+`reslstm_jax.train.fit.run`; this module only maps flags to it and its errors to exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def build_parser():
+    import argparse
+
+    from reslstm_jax import data, families, features, models, protocols
+    from reslstm_jax.train.fit import RunSettings
+
+    defaults = RunSettings()
+    p = argparse.ArgumentParser(
+        prog="python -m reslstm_jax.train",
+        description="Train one configuration on every fold x seed of a protocol, in one "
+        "compiled program, and write results, protocol card and best checkpoints.",
+    )
+    p.add_argument("--model", default=defaults.model, choices=models.names())
+    p.add_argument("--hidden-size", type=int, help="hidden size (model default: 64 for the "
+                   "attention LSTMs, 200 for ds_lstm; light_sernet has none)")  # fmt: skip
+    p.add_argument("--num-att", type=int, help="attention vectors (lstm_sa, reslstm_sa; default 1)")
+    p.add_argument("--res-blocks", type=int, default=None, help="residual blocks (reslstm_sa)")
+    p.add_argument("--paper-compat", action="store_true",
+                   help="reproduce the reference's unmasked attention/BatchNorm")  # fmt: skip
+    p.add_argument("--model-config", metavar="JSON",
+                   help='more model fields as JSON, e.g. \'{"branches": "ds"}\'')  # fmt: skip
+    p.add_argument(
+        "--corpus",
+        choices=list(data.DEFAULT_PROTOCOL),
+        help="a real corpus (needs --data-dir); default: the synthetic corpus",
+    )
+    p.add_argument("--data-dir", help="where the corpus is")
+    p.add_argument(
+        "--protocol",
+        choices=protocols.names(),
+        help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS)",
+    )
+    p.add_argument("--features", choices=features.names(),
+                   help="feature extractor (default: the model's recipe)")  # fmt: skip
+    p.add_argument("--feature-params", metavar="JSON",
+                   help='extractor parameters, e.g. \'{"seconds": 7}\' (tf_mfcc, 7 s)')  # fmt: skip
+    p.add_argument(
+        "--normalisation",
+        choices=data.NORMALISATIONS,
+        help="fold (training speakers only), global (the paper's; leaky) or none (raw); "
+        "default: the model's recipe",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="independent runs (seeds 0..N-1)")
+    # None = the model family's recipe (reslstm_jax.families); shown in --help per family there
+    p.add_argument("--epochs", type=int, help="default: the recipe's (100 for the LSTMs)")
+    p.add_argument("--lr", type=float, help="default: the recipe's (1e-3 for the LSTMs)")
+    p.add_argument("--weight-decay", type=float, help="coupled L2 (default: the recipe's)")
+    p.add_argument("--dropout", type=float, help="default: the recipe's")
+    p.add_argument("--t0", type=int, help="cosine restart period in epochs (default 10)")
+    p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
+    p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
+    p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
+    p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
+    p.add_argument("--devices", type=int, default=None,
+                   help="devices sharing the models (default: all; on a CPU one per core, "
+                   "each single-threaded, at most one per model); results do not depend on "
+                   "it")  # fmt: skip
+    p.add_argument(
+        "--share-init-across-seeds",
+        action="store_true",
+        help="the reference's per-fold reseeding: seeds share initialisations",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the CPU latency measurement of the edge metrics")  # fmt: skip
+    p.add_argument("--out", required=True, help="output directory")
+    return p
+
+
+def parse_json_object(flag: str, text: str | None) -> dict:
+    """A JSON object flag ({} when not given); lists become tuples (hashable configs)."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+
+
+def parse_model_config(args) -> dict:
+    """Model fields from the flags that were given (the model's defaults for the rest)."""
+    config = parse_json_object("--model-config", args.model_config)
+    for flag, field in (("hidden_size", "hidden_size"), ("num_att", "num_att"),
+                        ("res_blocks", "res_blocks")):  # fmt: skip
+        if getattr(args, flag) is not None:
+            config[field] = getattr(args, flag)
+    if args.paper_compat:
+        config["paper_compat"] = True
+    return config
+
+
+def settings_from_args(args):
+    """RunSettings from the flags: the family's recipe for every flag not given."""
+    from reslstm_jax import families
+
+    run_fields = {
+        "seeds": tuple(range(args.seeds)), "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.lr, "weight_decay": args.weight_decay, "dropout": args.dropout,
+        "t0": args.t0, "executor": args.executor, "schedule": args.schedule, "loss": args.loss,
+        "share_init_across_seeds": args.share_init_across_seeds,
+    }  # fmt: skip
+    return families.settings_from(args.model, run_fields, model_config=parse_model_config(args))
+
+
+def main(argv=None) -> int:
+    import pathlib
+
+    from reslstm_jax import checkpoint, data, edge, families, hardware, protocols
+    from reslstm_jax.corpora.base import CorpusError
+    from reslstm_jax.errors import cli_message
+    from reslstm_jax.train import fit, results
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.devices is not None and args.devices < 1:
+            raise ValueError(f"--devices must be >= 1, got {args.devices}")
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        settings = settings_from_args(args)
+        if args.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+        feature_params = parse_json_object("--feature-params", args.feature_params)
+    except ValueError as exc:
+        parser.error(str(exc))
+    recipe = families.get(args.model).recipe
+    out = pathlib.Path(args.out)
+    try:
+        dataset = data.prepare(
+            args.corpus, args.data_dir, protocol=args.protocol,
+            extractor=args.features or recipe.features, extractor_params=feature_params,
+            normalisation=args.normalisation or recipe.normalisation,
+            cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
+        )  # fmt: skip
+        if dataset.extraction.failed:
+            print(dataset.extraction.summary(), file=sys.stderr)
+        print(protocols.format_card(dataset.card))
+        # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
+        # device per core (or --devices), never more than there are models to share them.
+        n_models = len(dataset.folds.names) * args.seeds
+        hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
+        outcome = fit.run(dataset, settings, out, latency=not args.no_latency,
+                          checkpoint_every=args.checkpoint_every,
+                          progress=not args.no_progress, devices=args.devices)  # fmt: skip
+    except (
+        CorpusError,
+        protocols.ProtocolError,
+        checkpoint.CheckpointMismatch,
+        ValueError,
+    ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
+        return 2
+    print("\n".join(results.summary_lines(outcome)))
+    print(f"  edge: {edge.summary(outcome['edge'])}")
+    print(f"wrote {out / 'results.json'}, {out / 'card.json'}, best checkpoints in {out / 'best'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

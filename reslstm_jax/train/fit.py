@@ -1,0 +1,237 @@
+"""The fit loop: configurations that share a static shape trained in one program, resumable.
+
+```python
+settings = families.settings_from("reslstm_sa", {"hidden_size": 64, "seeds": (0, 1)})
+results = fit(dataset, settings, out_dir="runs/h64")          # one configuration
+results = run(dataset, settings, "runs/h64")                  # ... + edge metrics, files
+results = fit_group(dataset, [a, b, c], out_dir=...)          # several, one program
+```
+`RunSettings` is everything that defines a run of one configuration (stored with its results);
+`families.settings_from` builds it from a family's recipe and overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reslstm_jax import artifacts
+from reslstm_jax.families import LOSSES, SCHEDULES
+from reslstm_jax.train import results as results_mod
+from reslstm_jax.train.engine import Executor, Shared, TrainConfig
+from reslstm_jax.train.layout import ModelLayout
+from reslstm_jax.train.stacking import make_train
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything that defines a run of one configuration (JSON-able, stored with results)."""
+
+    model: str = "reslstm_sa"
+    model_config: tuple = ()  # (name, value) pairs passed to models.get
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1.6e-3
+    dropout: float = 0.2
+    t0: int = 10
+    executor: Executor = "auto"
+    share_init_across_seeds: bool = False
+    schedule: str = "cosine"
+    adam_eps: float = 1e-8
+    loss: str = "ce"
+
+    def __post_init__(self):
+        checks = [
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.t0 >= 1, f"T_0 must be >= 1 epoch, got {self.t0}"),
+            (len(self.seeds) >= 1, "at least one seed is needed"),
+            (len(set(self.seeds)) == len(self.seeds), f"seeds repeat: {list(self.seeds)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["model_config"] = dict(self.model_config)
+        out["seeds"] = list(self.seeds)
+        return out
+
+    def static_signature(self) -> tuple:
+        """What must be equal for runs to share one compiled program (and one epoch count)."""
+        return (self.model, self.model_config, self.batch_size, self.executor, self.epochs,
+                self.seeds, self.share_init_across_seeds, self.schedule, self.adam_eps,
+                self.loss)  # fmt: skip
+
+
+def static_signature(settings: RunSettings) -> tuple:
+    """`settings.static_signature()`."""
+    return settings.static_signature()
+
+
+def chunk_lengths(start: int, total: int, every: int) -> list[int]:
+    """Epoch chunks from `start` to `total`, ending on multiples of `every`."""
+    chunks, epoch = [], start
+    while epoch < total:
+        end = min(total, (epoch // every + 1) * every)
+        chunks.append(end - epoch)
+        epoch = end
+    return chunks
+
+
+def fit(dataset, settings: RunSettings, **kwargs) -> dict:
+    """Train every fold x seed of one configuration; see `fit_group`."""
+    return fit_group(dataset, [settings], **kwargs)[0]
+
+
+def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=None,
+        **kwargs) -> dict:  # fmt: skip
+    """The one path from settings to a finished run directory: `fit`, the edge metrics, the
+    `extra` results fields (e.g. an experiment's name), then card, extraction report and
+    results.json written atomically (`artifacts.write_run`). Returns the results."""
+    results = fit(dataset, settings, out_dir=out_dir, **kwargs)
+    results["edge"] = results_mod.edge_metrics(results, dataset, latency=latency)
+    results.update(extra or {})
+    artifacts.write_run(out_dir, dataset, results)
+    return results
+
+
+@dataclasses.dataclass
+class _Setup:
+    """A group's program and its stacked inputs."""
+
+    model: object
+    config: TrainConfig
+    layout: ModelLayout
+    program: object
+    hparams: object
+    model_data: object
+    shared: Shared
+
+
+def _setup(dataset, group: list[RunSettings], devices: int | None) -> _Setup:
+    from reslstm_jax import families, hardware
+
+    if len({s.static_signature() for s in group}) != 1:
+        raise ValueError("a group must share model, model config, batch size, executor, "
+                         "epochs and seeds")  # fmt: skip
+    first = group[0]
+    model = families.build_model(first.model, dataset.x, len(dataset.classes),
+                                 dict(first.model_config))  # fmt: skip
+    layout = ModelLayout(len(group), first.seeds, tuple(dataset.folds.names))
+    config = TrainConfig(
+        model=model, batch_size=first.batch_size, executor=first.executor,
+        schedule=first.schedule, adam_eps=first.adam_eps, loss=first.loss,
+        devices=hardware.model_devices(layout.size, devices),
+    )  # fmt: skip
+    shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
+                    jnp.asarray(dataset.labels))  # fmt: skip
+    return _Setup(model, config, layout, make_train(config), layout.hparams(group),
+                  layout.model_data(dataset.folds), shared)  # fmt: skip
+
+
+def _checkpointer(out_dir, dataset, group: list[RunSettings]):
+    """The run's Checkpointer, refusing a directory of another run."""
+    from reslstm_jax import checkpoint
+
+    card = dataset.card
+    fingerprint = {"settings": [s.to_json() for s in group],
+                   "utterance_ids_sha256": card["utterance_ids_sha256"],
+                   "protocol": card["protocol"], "features": card["features"],
+                   "normalisation": card["normalisation"]}  # fmt: skip
+    return checkpoint.Checkpointer(pathlib.Path(out_dir) / artifacts.CHECKPOINTS_DIR, fingerprint)
+
+
+def fit_group(
+    dataset,
+    group: list[RunSettings],
+    *,
+    out_dir=None,
+    checkpoint_every: int = 10,
+    progress: bool = True,
+    objective: str = "val",
+    on_chunk=None,
+    devices: int | None = None,
+) -> list[dict]:
+    """Train several configurations that share a static shape in one program.
+
+    M = configurations x seeds x folds (`ModelLayout`). With `out_dir`, the stacked state is
+    checkpointed every `checkpoint_every` epochs and at the end under `out_dir/checkpoints`,
+    and a rerun resumes from the latest checkpoint; the best parameters of every model go to
+    `out_dir/best`, and `inference.json` / `normalisation.npz` beside them.
+
+    `on_chunk(epochs_done, history)` is called after every epoch chunk (`history`: the
+    "train_loss" and "val_uar" arrays [M, epochs] so far); returning True stops training there
+    (the sweep engine's pruning): the results then hold the best epoch so far and
+    `stopped_at_epoch`.
+
+    `devices`: how many local devices share the models (default: all of them, at most M; see
+    `reslstm_jax.hardware`). It changes the speed, never the results.
+
+    Returns one results dict per configuration (see `docs/training.md`): settings, card,
+    per-model histories, best epochs, test metrics and predictions, every aggregation.
+    """
+    from tqdm.auto import tqdm
+
+    from reslstm_jax import checkpoint
+    from reslstm_jax.params import count_params
+
+    g = _setup(dataset, group, devices)
+    epochs = group[0].epochs
+    state = g.program.init(g.layout.keys(share_across_seeds=group[0].share_init_across_seeds),
+                           g.hparams)  # fmt: skip
+    history = {k: np.zeros((g.layout.size, epochs), np.float32) for k in ("train_loss", "val_uar")}
+    start, saver = 0, None
+    if out_dir is not None:
+        saver = _checkpointer(out_dir, dataset, group)
+        if saver.latest_epoch() is not None:
+            start, state, history = saver.restore(state, history)
+            history = {k: np.array(v) for k, v in history.items()}
+    executor = g.config.resolved_executor()
+    n = g.config.devices
+    on_devices = f", {n} {jax.default_backend()} devices" if n > 1 else ""
+    bar = tqdm(total=epochs, initial=start, disable=not progress, unit="epoch",
+               desc=f"{group[0].model} x{g.layout.size} ({executor}{on_devices})")  # fmt: skip
+    started = time.perf_counter()
+    epoch = start
+    for length in chunk_lengths(start, epochs, checkpoint_every):
+        state, chunk = g.program.run(state, g.hparams, g.model_data, g.shared, epochs=length)
+        for key in history:
+            history[key][:, epoch : epoch + length] = np.asarray(chunk[key])
+        epoch += length
+        if saver is not None:
+            saver.save(epoch, state, history)
+        bar.set_postfix(val_uar=f"{history['val_uar'][:, epoch - 1].mean():.3f}")
+        bar.update(length)
+        if on_chunk is not None and on_chunk(epoch, history):
+            break
+    bar.close()
+    predictions = jax.tree_util.tree_map(
+        np.asarray, g.program.predict(state, g.model_data, g.shared)
+    )
+    seconds = time.perf_counter() - started
+    if out_dir is not None:
+        saver.close()
+        checkpoint.save_best(pathlib.Path(out_dir) / artifacts.BEST_DIR, state.best_params,
+                             state.best_batch_stats)  # fmt: skip
+        artifacts.write_inference_info(out_dir, dataset, g.model, g.layout)
+    n_params = count_params(jax.tree_util.tree_map(lambda a: a[0], state.params))
+    info = results_mod.run_info(
+        g.model, n_params, dataset, objective=objective, executor=executor,
+        backend=jax.default_backend(), train_seconds=seconds, models_in_program=g.layout.size,
+        devices=g.config.devices, epochs_resumed_from=start, stopped_at_epoch=epoch,
+    )  # fmt: skip
+    return results_mod.assemble(g.layout, group, state, history, predictions, dataset, info)

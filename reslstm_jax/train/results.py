@@ -1,0 +1,129 @@
+"""A finished program's results: the results dict, its summary lines, the edge metrics.
+
+```python
+results = assemble(layout, group, c, state, history, predictions, dataset, run_info)
+print("\n".join(summary_lines(results)))
+results["edge"] = edge_metrics(results, dataset)
+```
+The format is documented in docs/training.md; `reslstm_jax.report`, the sweep engine and
+`reslstm_jax.predict` read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from reslstm_jax import metrics
+
+
+def assemble(layout, group: list, state, history: dict, predictions: dict, dataset,
+             run_info: dict) -> list[dict]:  # fmt: skip
+    """One results dict per configuration of `group` (the program's RunSettings).
+
+    Args:
+      layout: the program's `ModelLayout`.
+      state: the final TrainState [M] (best epochs and best validation UARs are read).
+      history: {"train_loss", "val_uar"}: [M, epochs] NumPy arrays.
+      predictions: {"test": [M, n_test]} class predictions of the best parameters.
+      dataset: the prepared dataset (labels, ids, folds, classes, card).
+      run_info: fields every configuration's results share (model, executor, timings, ...).
+    """
+    labels = np.asarray(dataset.labels)
+    folds = dataset.folds
+    n_classes = len(dataset.classes)
+    best_epoch, best_val = np.asarray(state.best_epoch), np.asarray(state.best_val_uar)
+    results = []
+    for c, settings in enumerate(group):
+        y_true = [[None] * len(layout.folds) for _ in layout.seeds]
+        y_pred = [[None] * len(layout.folds) for _ in layout.seeds]
+        runs = []
+        for m in layout.config_models(c):
+            _, s, k = layout.position(m)
+            rows = folds.test[k][folds.test_mask[k]]
+            pred = predictions["test"][m][folds.test_mask[k]]
+            y_true[s][k], y_pred[s][k] = labels[rows], pred
+            runs.append({
+                "seed": layout.seeds[s], "fold": layout.folds[k],
+                "train_loss": history["train_loss"][m].tolist(),
+                "val_uar": history["val_uar"][m].tolist(),
+                "best_epoch": int(best_epoch[m]),
+                "best_val_uar": float(best_val[m]),
+                "test": metrics.classification(labels[rows], pred, n_classes),
+                "test_predictions": {"ids": [dataset.ids[i] for i in rows],
+                                     "labels": labels[rows].tolist(),
+                                     "predictions": pred.tolist()},
+            })  # fmt: skip
+        results.append({
+            "settings": settings.to_json(),
+            **run_info,
+            "runs": runs,
+            "aggregate": metrics.aggregate(list(layout.folds), list(layout.seeds), y_true,
+                                           y_pred, n_classes),
+        })  # fmt: skip
+    return results
+
+
+def run_info(model, n_params: int, dataset, **fields) -> dict:
+    """The results fields of a program's configurations that are not per configuration, in
+    the documented order: model, card, then `fields` (objective, executor, timings...)."""
+    return {
+        "model": {"name": model.name, "config": dataclasses.asdict(model),
+                  "trainable_params": n_params},
+        "card": dataset.card,
+        **fields,
+    }  # fmt: skip
+
+
+def model_of(results: dict):
+    """The model configuration a results dict was trained with."""
+    from reslstm_jax import models
+
+    config = {k: v for k, v in results["model"]["config"].items() if k != "name"}
+    return models.get(results["model"]["name"], **config)
+
+
+def edge_metrics(results: dict, dataset, *, latency: bool = True) -> dict:
+    """Edge metrics of a finished run's model (latency on the training audio's sample rate)."""
+    from reslstm_jax import edge, features
+
+    model = model_of(results)
+    extractor = None
+    rate = 16000
+    info = dataset.card["features"]
+    if latency and info.get("name") in features.EXTRACTORS:  # not for hand-made arrays
+        extractor = features.get(info["name"], **info["params"])
+        rates = dataset.card.get("sample_rates") or {}
+        if rates:
+            rate = int(max(rates, key=rates.get))  # the corpus's most common rate
+    return edge.metrics(model, extractor, sample_rate=rate)
+
+
+def summary_lines(results: dict) -> list[str]:
+    """Human-readable result lines, each aggregation named."""
+    agg = results["aggregate"]
+    card = results["card"]
+    leaky = " [LEAKY: global normalisation]" if card.get("normalisation_leaky") else ""
+    if card.get("leaky"):
+        leaky += f" [LEAKY protocol: {card['leaky']}]"
+    lines = [
+        f"{results['model']['name']} ({results['model']['trainable_params']:,} params) on "
+        f"{card['corpus']} / {card['protocol']}, {len(results['settings']['seeds'])} seed(s), "
+        f"{results['settings']['epochs']} epochs{leaky}",
+        "  model selection: best validation UAR; test read once at the end",
+    ]
+    if any(f.get("val_is_test") for f in card["folds"]):
+        lines[1] = f"  model selection: best TEST UAR (LEAKY: {card.get('leaky')})"
+    for name, fold in agg["per_fold"].items():
+        u = fold["uar"]
+        lines.append(f"  {name}: test UAR {u['mean']:.4f} (mean over seeds, max {u['max']:.4f})")
+    fm = agg["fold_mean"]["uar"]
+    lines.append(f"  mean of fold UARs: {fm['mean']:.4f} +- {fm['std_population']:.4f} "
+                 f"(population std over seeds)")  # fmt: skip
+    p = agg["pooled_oof_uar"]
+    lines.append(f"  pooled out-of-fold UAR: {p['mean']:.4f} +- {p['std_population']:.4f} "
+                 f"(population std over seeds), max {p['max']:.4f}")  # fmt: skip
+    lines.append(f"  pooled out-of-fold WA {agg['pooled_oof_wa']['mean']:.4f}, macro-F1 "
+                 f"{agg['pooled_oof_macro_f1']['mean']:.4f} (means over seeds)")  # fmt: skip
+    return lines

@@ -1,0 +1,164 @@
+"""The model axis M: every model of a program run by one jitted function, over devices.
+
+```python
+program = stacking.make_train(TrainConfig(model=model, executor="map", devices=2))
+state = program.init(keys [M, 2], hparams [M])       # TrainState, a leading M on every leaf
+state, history = program.run(state, hparams, model_data, shared, epochs=10)   # [M, 10] each
+predictions = program.predict(state, model_data, shared)                      # [M, n] each
+```
+
+The only module that knows how the M models of a program are laid over the hardware (which
+model is which, configuration x seed x fold, is `layout.py`'s):
+
+* executors: "vmap" (all models in one batched program) or "map" (`lax.map`, `map_chunk`
+  models at a time); "auto" is the measured default of the backend (docs/performance.md);
+* the device split: `devices` local devices each run the same program on an equal share of
+  the models (`across_devices`).
+
+Executors and device counts change speed, never results beyond float rounding of the
+unpacked LSTMs (`model_for_executor`); tests hold them equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from reslstm_jax.train import engine
+from reslstm_jax.train.engine import TrainConfig
+
+
+def resolve_executor(executor: str) -> str:
+    """ "auto" -> the measured default of this backend (docs/performance.md): `lax.map` on the
+    CPU, vmap elsewhere."""
+    if executor != "auto":
+        return executor
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def model_for_executor(model, executor: str, map_chunk: int = 1):
+    """The model configuration a program with this executor runs.
+
+    A packed LSTM (`row_block`, the attention models' default) loops over phases whose bounds
+    come from each batch's lengths. Batched over models (`vmap`, or `lax.map` chunks of more
+    than one) the bounds differ per model, and the loops turn into masked while loops whose
+    slices are gathers: 16x slower on the CPU at M = 5 (docs/performance.md). Batched executors
+    therefore run those models unpacked, which changes results only by float rounding.
+    """
+    batched = executor == "vmap" or map_chunk > 1
+    if batched and getattr(model, "row_block", None) is not None:
+        return dataclasses.replace(model, row_block=None)
+    return model
+
+
+def over_models(executor: str, map_chunk: int, fn: Callable, *args):
+    """`fn` applied to every model of `args` (a leading M axis on every leaf)."""
+    if executor == "vmap":
+        if jax.tree_util.tree_leaves(args)[0].shape[0] == 1:
+            # One model (M = 1, or a device's share of one): a plain call. vmap over a
+            # model axis of size 1 made XLA copy the LSTMs' [1, T, B, H] step buffers
+            # whole on every step (an epoch took 1.53 s against 0.42 s, one core).
+            out = fn(*jax.tree_util.tree_map(lambda a: a[0], args))
+            return jax.tree_util.tree_map(lambda a: a[None], out)
+        return jax.vmap(fn)(*args)
+    chunk = map_chunk if map_chunk > 1 else None
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk)
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The compiled functions of one static configuration over M models (see `make_train`)."""
+
+    config: TrainConfig
+    init: Callable
+    run: Callable
+    predict: Callable
+
+
+def make_train(config: TrainConfig) -> Program:
+    """Build the jitted training program for `config` over a model axis M.
+
+    Returns a `Program` with:
+      init(keys [M] key data, hparams) -> TrainState [M]
+      run(state, hparams, model_data, shared, epochs=E) -> (state, history) where history has
+        "train_loss" and "val_uar", each [M, E] (E is static: one compile per chunk length)
+      predict(state, model_data, shared) -> {"val": [M, n_val], "test": [M, n_test]} int32
+        class predictions of the best-validation parameters
+    """
+    executor = resolve_executor(config.executor)
+    model = model_for_executor(config.model, executor, config.map_chunk)
+    fns = engine.make_train(dataclasses.replace(config, model=model))
+    over = functools.partial(over_models, executor, config.map_chunk)
+
+    @jax.jit
+    def init(keys, hparams):
+        return over(fns.init, keys, hparams)
+
+    @functools.partial(jax.jit, static_argnames="epochs")
+    def run(state, hparams, model_data, shared, *, epochs: int):
+        return over(lambda s, hp, d: fns.run(s, hp, d, shared, epochs=epochs),
+                    state, hparams, model_data)  # fmt: skip
+
+    @jax.jit
+    def predict(state, model_data, shared):
+        return over(lambda s, d: fns.predict(s, d, shared), state, model_data)
+
+    if config.devices == 1:
+        return Program(config=config, init=init, run=run, predict=predict)
+    devices = jax.local_devices()[: config.devices]
+    if len(devices) < config.devices:
+        raise ValueError(
+            f"devices={config.devices}, but JAX has {len(devices)} local "
+            f"{jax.default_backend()} device(s)"
+        )
+    return Program(
+        config=config,
+        init=across_devices(init, devices, model_args=2),
+        run=across_devices(run, devices, model_args=3),
+        predict=across_devices(predict, devices, model_args=2),
+    )
+
+
+def across_devices(fn, devices: list, *, model_args: int):
+    """`fn` with the model axis of its first `model_args` arguments split over `devices`.
+
+    Each device runs the same single-device program on an equal share of the models (the
+    last model is repeated to fill the shares; its copies are dropped), every other argument
+    goes whole to every device, and the results come back stacked on the first device. The
+    calls are dispatched from one thread per device and the devices run concurrently (the
+    first call compiles the program once per device).
+
+    Why not `shard_map`: on the CPU client of jaxlib 0.10 a shard_map program with two models
+    per device ran no faster than one device, while separate programs ran concurrently
+    (docs/performance.md).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def split_call(*args, **kwargs):
+        per_model = jax.device_get(args[:model_args])
+        n = jax.tree_util.tree_leaves(per_model)[0].shape[0]
+        share = -(-n // len(devices))
+
+        def on_device(i):
+            def cut(a):
+                part = a[i * share : (i + 1) * share]
+                if len(part) < share:  # the last device's share, filled up with the last model
+                    part = np.concatenate([part, np.repeat(a[-1:], share - len(part), 0)])
+                return part
+
+            device = devices[i]
+            mine = jax.device_put(jax.tree_util.tree_map(cut, per_model), device)
+            return fn(*mine, *jax.device_put(args[model_args:], device), **kwargs)
+
+        with ThreadPoolExecutor(len(devices)) as pool:
+            outputs = jax.device_get(list(pool.map(on_device, range(len(devices)))))
+        return jax.device_put(
+            jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:n], *outputs),
+            devices[0],
+        )
+
+    return split_call
