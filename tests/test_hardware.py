@@ -6,6 +6,7 @@ import jax
 import pytest
 
 from reslstm_jax import hardware
+from reslstm_jax.errors import cli_message
 
 
 @pytest.mark.parametrize(
@@ -19,8 +20,9 @@ def test_model_devices_never_exceed_models_or_devices(models, requested, expecte
 
 @pytest.mark.parametrize("requested", [0, 2])
 def test_model_devices_refuses_what_is_not_there(requested):
-    with pytest.raises(ValueError, match=r"--devices must be in \[1, 1\]"):
+    with pytest.raises(ValueError, match=r"^devices must be in \[1, 1\]") as caught:
         hardware.model_devices(5, requested)
+    assert cli_message(caught.value).startswith("--devices must be in [1, 1]")
 
 
 def test_cpu_cores_cannot_change_once_jax_runs():

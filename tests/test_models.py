@@ -161,7 +161,8 @@ def test_apply_contract(name, paper_compat):
     x = jax.random.normal(jax.random.key(1), (4, 10, 46))
     lengths = jnp.array([10, 3, 0, 7])  # a length-0 row is a padding row of a static batch
 
-    logits, attention = jax.jit(model.apply)(variables, x, lengths)
+    logits, extras = jax.jit(model.apply)(variables, x, lengths)
+    attention = extras["attention"]
     assert logits.shape == (4, 5) and attention.shape == (4, 10)
     assert np.all(np.isfinite(logits))
     np.testing.assert_allclose(attention.sum(1), [1, 1, 0, 1], atol=1e-6)
@@ -170,8 +171,8 @@ def test_apply_contract(name, paper_compat):
     def train_step(variables, key, rate):
         return model.apply(variables, x, lengths, train=True, key=key, dropout_rate=rate)
 
-    (logits, attention), stats = train_step(variables, jax.random.key(2), 0.3)
-    assert logits.shape == (4, 5)
+    (logits, extras), stats = train_step(variables, jax.random.key(2), 0.3)
+    assert logits.shape == (4, 5) and extras["attention"].shape == (4, 10)
     assert jax.tree_util.tree_structure(stats) == jax.tree_util.tree_structure(
         variables["batch_stats"]
     )

@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     from reslstm_jax import checkpoint, data, edge, families, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.errors import cli_message
-    from reslstm_jax.train import fit, results
+    from reslstm_jax.train.fit import run
+    from reslstm_jax.train.results import summary_lines
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         # device per core (or --devices), never more than there are models to share them.
         n_models = len(dataset.folds.names) * args.seeds
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
-        outcome = fit.run(dataset, settings, out, latency=not args.no_latency,
+        outcome = run(dataset, settings, out, latency=not args.no_latency,
                           checkpoint_every=args.checkpoint_every,
                           progress=not args.no_progress, devices=args.devices)  # fmt: skip
     except (
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
     ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
-    print("\n".join(results.summary_lines(outcome)))
+    print("\n".join(summary_lines(outcome)))
     print(f"  edge: {edge.summary(outcome['edge'])}")
     print(f"wrote {out / 'results.json'}, {out / 'card.json'}, best checkpoints in {out / 'best'}")
     return 0
