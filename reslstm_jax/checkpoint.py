@@ -22,6 +22,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from reslstm_jax import artifacts
+
 
 class CheckpointMismatch(ValueError):
     """The checkpoint directory belongs to another configuration."""
@@ -54,7 +56,7 @@ class Checkpointer:
                     "use another output directory or delete it"
                 )
         else:
-            stamp.write_text(text)
+            artifacts.write_text_atomic(stamp, text)
         self._manager = _manager(self.directory, keep)
 
     def latest_epoch(self) -> int | None:

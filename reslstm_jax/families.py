@@ -222,7 +222,8 @@ def settings_from(family: str, overrides: Mapping | None = None, *,
       family: a registered family.
       overrides: RunSettings fields (seeds, epochs, batch_size, learning_rate, weight_decay,
         dropout, t0, executor, schedule, adam_eps, loss, share_init_across_seeds) and model
-        fields the family declares (`Family.fields`), mixed; None values mean "not given".
+        fields the family declares (`Family.fields`), mixed; a run setting of None means
+        "not given" (the recipe's), a model field's None is its value.
       model_config: more model fields (as `--model-config` gives them).
 
     Raises:
@@ -235,13 +236,12 @@ def settings_from(family: str, overrides: Mapping | None = None, *,
     fam = get(family)
     run_names = {f.name for f in dataclasses.fields(RunSettings)} - {"model", "model_config"}
     run = fam.recipe.run_fields()
-    config = {k: _hashable(v) for k, v in (model_config or {}).items() if v is not None}
+    config = {k: _hashable(v) for k, v in (model_config or {}).items()}
     for key, value in (overrides or {}).items():
-        if value is None:
-            continue
         if key in run_names:
-            run[key] = value
-        else:
+            if value is not None:  # a flag not given
+                run[key] = value
+        else:  # a model field: None is a value (row_block=None runs unpacked)
             config[key] = _hashable(value)
     fam.check_fields(config)
     models.get(family, **config)  # invalid values fail here, before any data is read
