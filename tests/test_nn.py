@@ -154,8 +154,9 @@ def test_appending_padding_changes_nothing_in_masked_mode(name, lengths, extra, 
         ):
             np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(out_long[0], out_short[0], atol=1e-5)
-    np.testing.assert_allclose(out_long[1][:, :T], out_short[1], atol=1e-6)
-    assert np.all(np.asarray(out_long[1])[:, T:] == 0)
+    attention_long, attention_short = out_long[1]["attention"], out_short[1]["attention"]
+    np.testing.assert_allclose(attention_long[:, :T], attention_short, atol=1e-6)
+    assert np.all(np.asarray(attention_long)[:, T:] == 0)
 
 
 @pytest.mark.parametrize("name", ["lstm_sa", "reslstm_sa"])

@@ -47,7 +47,8 @@ def test_eval_parity(name, static_steps):
     x, lengths = golden["x"], golden["lengths"]
     if static_steps:
         x = pad_to(x, static_steps)
-    logits, attention = jax.jit(model.apply)(variables, x, lengths)
+    logits, extras = jax.jit(model.apply)(variables, x, lengths)
+    attention = extras["attention"]
     np.testing.assert_allclose(logits, golden["eval_logits"], atol=TOL, rtol=0)
     batch_steps = golden["eval_attention"].shape[1]
     np.testing.assert_allclose(

@@ -19,7 +19,6 @@ import optuna
 import pg_server
 import psutil
 import pytest
-import sqlalchemy
 
 from sweeps import spaces
 
@@ -63,12 +62,6 @@ def wait_for_running_trial(url: str, launcher: subprocess.Popen, timeout: float 
         except KeyError:  # the launcher has not created it yet
             time.sleep(0.2)
             continue
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            # Opening the storage creates Optuna's tables when they are missing; the launcher
-            # was creating them at the same moment (seen in CI: a duplicate key in pg_type for
-            # alembic_version). Its schema is there on the next try.
-            time.sleep(0.2)
-            continue
         for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
             if "worker" in trial.user_attrs:
                 return trial
@@ -93,6 +86,10 @@ def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(
         # --trials, even when a running one is dead but not yet stale.
         "--heartbeat-seconds", "1", "--grace-seconds", "6",
     ]  # fmt: skip
+    # Create Optuna's schema before the launcher starts: opening a storage creates missing tables,
+    # and the poll below opening it while the launcher did the same raced in CI (a duplicate key
+    # in pg_type, surfacing as IntegrityError or StorageInternalError depending on the call).
+    optuna.storages.RDBStorage(url).remove_session()
     # Its own session, so that a failing test can stop the launcher and its workers together.
     launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=ENV, start_new_session=True)  # fmt: skip
