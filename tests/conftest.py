@@ -27,6 +27,10 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     str(pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-jax-cache-{os.getuid()}"),
 )
+# Cache every program, not only those that take over a second to compile (JAX's default): each
+# process otherwise recompiles ~80 small eager operations (key stacking, metrics, init), about
+# 5 s per subprocess and half the time of a short sweep run.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Every test process keeps JAX's default single CPU device: start the backend now, so that an
 # entry point called in-process (experiments' `main` calls `hardware.use_cpu_cores`) cannot

@@ -119,7 +119,7 @@ def test_interrupted_extraction_resumes(audio_dir, tmp_path):
     assert (again.report.cached, again.report.computed) == (2, 1)
 
 
-def test_parallel_equals_serial(audio_dir, tmp_path):
+def test_parallel_equals_serial_and_a_warm_cache_starts_no_worker(audio_dir, tmp_path, monkeypatch):
     root, good, bad = audio_dir
     paths = [*good, root / "empty.wav"]
     extractor = features.get("mfcc_chroma")
@@ -127,6 +127,16 @@ def test_parallel_equals_serial(audio_dir, tmp_path):
     parallel = features.extract_all(paths, extractor, cache_dir=tmp_path, workers=2, progress=False)
     assert parallel.report.failed == serial.report.failed
     for a, b in zip(serial.features[:3], parallel.features[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # a warm cache is read in this process: no worker starts, no librosa warm-up
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a worker pool started for cached features")
+
+    monkeypatch.setattr(features, "run_workers", no_workers)
+    warm = features.extract_all(good, extractor, cache_dir=tmp_path, workers=2, progress=False)
+    assert (warm.report.cached, warm.report.computed) == (3, 0)
+    for a, b in zip(serial.features[:3], warm.features, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

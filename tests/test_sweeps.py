@@ -180,21 +180,21 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache):
     from wandb_reader import read_run
 
     workdir = tmp_path / "runs"
-    first = sweep(corpus, workdir, "--trials", "2", "--workers", "1", cache=feature_cache)
+    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", cache=feature_cache)
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16, 32]
+    assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16]
     # resume: the same command with more trials trains only the new ones
-    sweep(corpus, workdir, "--trials", "3", "--workers", "1", cache=feature_cache)
+    sweep(corpus, workdir, "--trials", "2", "--workers", "1", cache=feature_cache)
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(done) == 3 and len(study.trials) == 3  # only the points asked for are queued
-    assert [t.number for t in done] == [0, 1, 2]
+    assert len(done) == 2 and len(study.trials) == 2  # only the points asked for are queued
+    assert [t.number for t in done] == [0, 1]
     study_dir = workdir / "hidden_sizes-ravdess-ravdess_paper-quick"
     assert (study_dir / "pareto.png").stat().st_size > 0
     csv = (study_dir / "pareto.csv").read_text().splitlines()
-    assert csv[0].startswith("trial,model,hidden_size") and len(csv) == 4
+    assert csv[0].startswith("trial,model,hidden_size") and len(csv) == 3
     for t in done:
         result = json.loads((study_dir / "trials" / f"{t.number}.json").read_text())
         assert result["trial"]["values"] == t.values

@@ -29,6 +29,12 @@ def trained(trained_run):
     return trained_run
 
 
+# The tests that read the session's trained run, on one xdist process (`make test` runs
+# `--dist loadgroup`), so that the run is trained once, not once per process.
+SHARES_TRAINED_RUN = pytest.mark.xdist_group("trained_run")
+
+
+@SHARES_TRAINED_RUN
 def test_train_writes_results_card_and_best_checkpoints(trained):
     out, proc = trained
     assert "pooled out-of-fold UAR" in proc.stdout and "protocol ravdess_paper" in proc.stdout
@@ -53,6 +59,7 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     assert card["sample_rates"] == {"48000": 48}
 
 
+@SHARES_TRAINED_RUN
 def test_results_hold_the_edge_metrics(trained):
     out, proc = trained
     results = json.loads((out / "results.json").read_text())
@@ -67,6 +74,7 @@ def test_results_hold_the_edge_metrics(trained):
     assert "ms per second of audio" in proc.stdout
 
 
+@SHARES_TRAINED_RUN
 def test_predict_labels_files_and_folders_and_reports_bad_files(
     trained, corpus, tmp_path, run_command
 ):
@@ -111,6 +119,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
         (["--seed", "7"], "--seed 7: the run's seeds are 0, 1"),
     ],
 )
+@SHARES_TRAINED_RUN
 def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_command):
     out, _ = trained
     proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
@@ -121,6 +130,7 @@ def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, ru
     assert proc.returncode == 2 and "not a finished training run" in proc.stderr
 
 
+@SHARES_TRAINED_RUN
 def test_report_reads_a_training_run(trained, capsys):
     from experiments import report
 
@@ -130,6 +140,7 @@ def test_report_reads_a_training_run(trained, capsys):
     assert r"reslstm\_sa h8" in tex and "fold4" in tex and r"ravdess\_paper" in tex
 
 
+@SHARES_TRAINED_RUN
 def test_a_killed_run_resumes_to_identical_results(
     corpus, feature_cache, tmp_path, trained, train_command, run_command
 ):
@@ -179,6 +190,7 @@ def test_misuse_is_one_line_and_exit_2(
     assert not (tmp_path / "x" / "results.json").exists()
 
 
+@SHARES_TRAINED_RUN
 def test_missing_corpus_and_mismatched_out_dir(
     corpus, feature_cache, tmp_path, trained, train_command, run_command
 ):
