@@ -70,7 +70,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from reslstm_jax import nn
+from reslstm_jax import conv, nn
 from reslstm_jax.models.base import ModelBase
 
 Branches = Literal["full", "ds"]
@@ -158,10 +158,8 @@ def conv_block(params: dict, stats: dict, x: jax.Array, row_mask: jax.Array, *, 
       new `{"bn": running statistics}`.
     """
     weight = params["conv"]["weight"]
-    pad = [((k - 1) // 2, (k - 1) // 2) for k in weight.shape[2:]]  # torch: symmetric, floor
-    y = jax.lax.conv_general_dilated(
-        x, weight, window_strides=(1, 1), padding=pad, dimension_numbers=("NHWC", "OIHW", "NHWC")
-    )
+    pad = tuple(((k - 1) // 2, (k - 1) // 2) for k in weight.shape[2:])  # torch: symmetric, floor
+    y = conv.conv2d(x, weight.transpose(2, 3, 1, 0), pad)  # OIHW -> HWIO
     y = y + params["conv"]["bias"]
     # BatchNorm2d: one sample per (row, f, t) position of the real rows.
     mask = jnp.broadcast_to(row_mask[:, None, None], y.shape[:-1])

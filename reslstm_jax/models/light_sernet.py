@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reslstm_jax import nn
+from reslstm_jax import conv, nn
 from reslstm_jax.models.base import ModelBase
 
 # (name, kernel (time, mfcc)): the three parallel input paths, 32 channels each, with bias.
@@ -112,9 +112,9 @@ def conv2d_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     kh, kw = kernel.shape[:2]
     padding = (same_padding(x.shape[1], kh, 1), same_padding(x.shape[2], kw, 1))
-    return jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    return conv.conv2d(x, kernel, padding)
+
+
 
 
 def _window_counts(size: int, window: int, stride: int) -> np.ndarray:
