@@ -115,8 +115,6 @@ def conv2d_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return conv.conv2d(x, kernel, padding)
 
 
-
-
 def _window_counts(size: int, window: int, stride: int) -> np.ndarray:
     """Valid (unpadded) cells in each `same` window of one axis, as a static NumPy vector."""
     before, _ = same_padding(size, window, stride)
