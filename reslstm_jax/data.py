@@ -43,6 +43,7 @@ DEFAULT_PROTOCOL = {
     "cremad": "cremad_actor5",
     "tess": "tess_cross_speaker",
     "savee": "savee_loso",
+    "synthetic": "ravdess_paper",  # RAVDESS's layout and actors
 }
 
 
@@ -314,16 +315,16 @@ def prepare(
 ) -> Dataset:
     """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
 
-    Without `corpus`, the embedded synthetic corpus (RAVDESS layout) is generated if needed and
-    used with `ravdess_paper`. Files whose features fail are dropped and listed in
-    `dataset.extraction.failed`; the protocol is applied to the remaining utterances.
+    Without `corpus`, the embedded synthetic corpus (`synthetic`: RAVDESS layout, eSpeak NG) is
+    generated if needed and used with `ravdess_paper`. Files whose features fail are dropped
+    and listed in `dataset.extraction.failed`; the protocol is applied to the rest.
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
 
         if data_dir is not None:
             raise ParameterError("{data_dir} needs {corpus} (which corpus is in that directory?)")
-        corpus = "ravdess"
+        corpus = "synthetic"
         data_dir = synthetic.ensure_corpus(synthetic.default_dir(), progress=progress)
     else:
         corpora.module(corpus)  # unknown corpus: CorpusError listing the known ones
@@ -332,7 +333,7 @@ def prepare(
                 "{corpus} {value} needs {data_dir} (where the corpus is)", value=corpus
             )
     protocol = protocol or DEFAULT_PROTOCOL[corpus]
-    if protocols.get(protocol).corpus != corpus:
+    if not protocols.applies_to(protocol, corpus):
         raise ParameterError(
             "{protocol} {name} is for {its}, not {value}; protocols for {value}: {known}",
             name=protocol, its=protocols.get(protocol).corpus, value=corpus,

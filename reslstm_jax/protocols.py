@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -93,8 +94,20 @@ def get(name: str) -> Protocol:
 
 
 def for_corpus(corpus: str) -> list[str]:
-    """Protocols defined for `corpus`."""
-    return [p.name for p in _REGISTRY.values() if p.corpus == corpus]
+    """Protocols that apply to `corpus`: those of its layout (RAVDESS's for `synthetic`)."""
+    target = _layout(corpus)
+    return [p.name for p in _REGISTRY.values() if p.corpus == target]
+
+
+def applies_to(name: str, corpus: str) -> bool:
+    """Whether protocol `name` can split corpus `corpus` (its own or its layout's protocol)."""
+    return get(name).corpus == _layout(corpus)
+
+
+def _layout(corpus: str) -> str:
+    from reslstm_jax import corpora
+
+    return corpora.layout(corpus) if corpus in corpora.names() else corpus
 
 
 # ----------------------------------------------------------------------------- building
@@ -430,7 +443,7 @@ def audit(
 def make_folds(name: str, manifest: Manifest) -> list[Fold]:
     """The folds of protocol `name` on `manifest`, audited (raises `LeakageError`)."""
     protocol = get(name)
-    if manifest.corpus != protocol.corpus:
+    if not applies_to(name, manifest.corpus):
         raise ProtocolError(
             f"protocol {name} is for {protocol.corpus}, not {manifest.corpus}; protocols for "
             f"{manifest.corpus}: {', '.join(for_corpus(manifest.corpus)) or 'none'}"
@@ -444,8 +457,15 @@ def make_folds(name: str, manifest: Manifest) -> list[Fold]:
 
 
 def utterance_hash(manifest: Manifest) -> str:
-    """SHA-256 of the sorted utterance ids, one per line: names exactly which data was used."""
-    return hashlib.sha256("\n".join(sorted(manifest.ids)).encode()).hexdigest()
+    """SHA-256 of the sorted utterance ids, one per line: names exactly which data was used.
+
+    A generated corpus (`manifest.source`: generator, version, seed) hashes that record first,
+    as one JSON line: the synthetic corpus shares RAVDESS's file names, never its hash.
+    """
+    lines = sorted(manifest.ids)
+    if manifest.source:
+        lines.insert(0, json.dumps(manifest.source, sort_keys=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
@@ -460,6 +480,7 @@ def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
         "n_utterances": len(manifest),
         "n_speakers": len(manifest.speakers),
         "utterance_ids_sha256": utterance_hash(manifest),
+        **({"source": dict(manifest.source)} if manifest.source else {}),
         "count_differences": list(manifest.count_differences),
         "folds": [
             {
@@ -486,6 +507,14 @@ def format_card(card: dict) -> str:
         f"{card['n_speakers']} speakers",
         f"  {card['description']}",
         *([f"  LEAKY: {card['leaky']}"] if card.get("leaky") else []),
+        *(
+            [
+                f"  {card['source']['description']}: generator version "
+                f"{card['source']['generator_version']}, seed {card['source']['seed']}"
+            ]
+            if card.get("source")
+            else []
+        ),
         f"  classes: {', '.join(card['classes'])}",
         f"  utterance ids sha256: {card['utterance_ids_sha256']}",
     ]

@@ -253,8 +253,11 @@ def caption(results: dict, rows: list[dict]) -> str:
         leaky.append("paper-compat rows reproduce the reference's unmasked attention/BatchNorm")
     seeds = sorted({r["seeds"] for r in rows})
     epochs = sorted({r["epochs"] for r in rows})
+    source = card.get("source")
+    corpus = f"{card['corpus']} ({source['description']}, seed {source['seed']})" if source else (
+        card["corpus"])  # fmt: skip
     text = (
-        f"{card['corpus']}, protocol {card['protocol']} ({len(card['folds'])} folds, "
+        f"{corpus}, protocol {card['protocol']} ({len(card['folds'])} folds, "
         f"{card['n_utterances']} utterances, {card['n_speakers']} speakers, utterance ids "
         f"sha256 {card['utterance_ids_sha256'][:16]}), features {features.get('name', '?')}, "
         f"{NORMALISATION_WORDS.get(normalisation, normalisation + ' normalisation')}, "

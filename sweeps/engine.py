@@ -359,11 +359,22 @@ def trial_plots(results: dict, directory: pathlib.Path, number: int) -> dict:
     }  # fmt: skip
 
 
+def data_fields(card: dict) -> dict:
+    """What names the data of a trial, for W&B and Optuna: corpus (`synthetic` for the embedded
+    corpus), protocol and utterance hash, and the generator's record of a synthetic corpus."""
+    fields = {"corpus": card["corpus"], "protocol": card["protocol"],
+              "utterance_ids_sha256": card["utterance_ids_sha256"]}  # fmt: skip
+    if card.get("source"):
+        fields["corpus_source"] = card["source"]
+    return fields
+
+
 def train_group(study, space, config, dataset, group, tracker, trials_dir) -> int:
     """Train trials of one static shape together, tell Optuna, then write and log results."""
+    data_record = data_fields(dataset.card)
     runs = [tracker.start_trial(t.number, {**full, "n_params": n, "epochs": config.epochs,
                                            "seeds": config.seeds, "objective": config.objective,
-                                           "space": space.name})
+                                           "space": space.name, **data_record})
             for t, full, n in group]  # fmt: skip
     numbers = "-".join(str(t.number) for t, _, _ in group)
     per_trial = len(dataset.folds.names) * config.seeds
@@ -414,6 +425,8 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
                            "summary": summary}  # fmt: skip
         artifacts.write_json(trials_dir / f"{trial.number}.json", result)
         trial.set_user_attr("results", str(trials_dir / f"{trial.number}.json"))
+        for key, value in data_record.items():
+            trial.set_user_attr(key, value)
         if run.id:
             trial.set_user_attr("wandb_run_id", run.id)
         if index in pruned:  # the record of truth first, then W&B

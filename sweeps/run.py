@@ -113,7 +113,7 @@ def build_config(args, p) -> tuple:
     if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
         p.error(f"--data-dir {args.data_dir} does not exist or is not a directory")
     corpus = args.corpus or "synthetic"
-    protocol = args.protocol or data.DEFAULT_PROTOCOL[args.corpus or "ravdess"]
+    protocol = args.protocol or data.DEFAULT_PROTOCOL[corpus]
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
         space=space.name, study=study, trials=trials, epochs=epochs, seeds=seeds,

@@ -117,6 +117,24 @@ def test_tables_are_split_by_protocol_card_and_the_caption_states_it():
     assert "LEAKY" in leaky.caption and "global" in leaky.caption
 
 
+def test_a_synthetic_run_and_a_real_run_are_two_tables_named_apart():
+    """The synthetic corpus (RAVDESS file names) is its own corpus, with its own hash."""
+    real = make_results(PERFECT)
+    fake = make_results(PERFECT, hidden=16)
+    fake["card"].update(corpus="synthetic", utterance_ids_sha256="ef" * 32, source={
+        "description": "synthetic speech (RAVDESS layout, eSpeak NG)", "seed": 0,
+        "generator_version": 1})  # fmt: skip
+    configs = report.label_configs([report.Config(real, "a/results.json"),
+                                    report.Config(fake, "b/results.json")])  # fmt: skip
+    tables = report.build_tables(configs, ci_resamples=200)
+    assert len(tables) == 2
+    captions = sorted(t.caption for t in tables)
+    assert captions[0].startswith("ravdess, protocol ravdess_paper")
+    assert captions[1].startswith(
+        "synthetic (synthetic speech (RAVDESS layout, eSpeak NG), seed 0), protocol ravdess_paper"
+    )
+
+
 def test_pareto_front_uses_the_selection_metric_not_test():
     rows = [
         {"label": "a", "params": 10, "selection": 0.5},

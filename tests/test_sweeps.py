@@ -212,6 +212,11 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache):
         assert logged["summary"]["uar"] == pytest.approx(t.values[0])
         assert logged["summary"]["n_params"] == t.values[1]
         assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
+        # the data is named in W&B and Optuna alike: corpus, protocol, utterance hash
+        card = result["card"]
+        for record in (logged["config"], t.user_attrs):
+            assert (record["corpus"], record["protocol"], record["utterance_ids_sha256"]) == (
+                "ravdess", "ravdess_paper", card["utterance_ids_sha256"])  # fmt: skip
         # edge metrics next to UAR: in the trial results, the Optuna attributes and W&B
         assert result["edge"]["fp16_kib"] == t.values[1] * 2 / 1024
         assert logged["summary"]["fp16_kib"] == result["edge"]["fp16_kib"]

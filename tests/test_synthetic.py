@@ -285,3 +285,48 @@ def test_cli_missing_espeak_exits_2_without_traceback(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'reslstm-jax[synthetic]'" in lines[0], result.stderr
     assert os.listdir(tmp_path) == []
+
+
+# ---- the corpus `synthetic` ------------------------------------------------------------------
+
+
+def test_it_is_its_own_corpus_with_its_own_hash(corpus):
+    """Same files, two corpora: `synthetic` records its generator and never hashes as RAVDESS;
+    RAVDESS's protocols apply to it, and a real corpus keeps the plain hash of its ids."""
+    import hashlib
+    import warnings
+
+    from reslstm_jax import corpora, protocols
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", corpora.CorpusCountWarning)
+        as_ravdess = corpora.load("ravdess", corpus)
+    fake = corpora.load("synthetic", corpus)  # exact counts: one speaker's corpus
+    assert fake.corpus == "synthetic" and {u.corpus for u in fake.utterances} == {"synthetic"}
+    assert fake.count_differences == [] and fake.skipped == []  # its marker is not a corpus file
+    assert fake.ids == as_ravdess.ids and len(fake) == 60
+    assert fake.source == {"description": "synthetic speech (RAVDESS layout, eSpeak NG)",
+                           "layout": "ravdess", "generator": "reslstm_jax.corpora.synthetic",
+                           "generator_version": synthetic.GENERATOR_VERSION, "seed": 0,
+                           "speakers": 1}  # fmt: skip
+    plain = hashlib.sha256("\n".join(sorted(as_ravdess.ids)).encode()).hexdigest()
+    assert protocols.utterance_hash(as_ravdess) == plain
+    assert protocols.utterance_hash(fake) != plain
+    assert protocols.for_corpus("synthetic") == protocols.for_corpus("ravdess")
+    assert protocols.applies_to("ravdess_paper", "synthetic")
+    card = protocols.card("ravdess_paper", fake, [])  # one speaker: too few for real folds
+    assert card["corpus"] == "synthetic" and card["source"]["seed"] == 0
+    text = protocols.format_card(card)
+    assert text.startswith("protocol ravdess_paper on synthetic")
+    assert "synthetic speech (RAVDESS layout, eSpeak NG): generator version 1, seed 0" in text
+    with pytest.raises(protocols.ProtocolError, match="is for emodb, not synthetic"):
+        protocols.make_folds("emodb_loso", fake)
+
+
+def test_a_tree_without_the_marker_is_not_a_synthetic_corpus(corpus, tmp_path):
+    from reslstm_jax import corpora
+
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus / "Actor_01", copy / "Actor_01")
+    with pytest.raises(corpora.CorpusError, match="holds no completed synthetic corpus"):
+        corpora.load("synthetic", copy)

@@ -21,7 +21,10 @@ from reslstm_jax.corpora.base import (
     Utterance,
 )
 
-CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee")
+CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic")
+# The loader module of each corpus, where it is not the corpus's name (`corpora.synthetic` is
+# the generator; its corpus loader is `synthetic_speech`).
+_MODULES = {"synthetic": "synthetic_speech"}
 
 
 def names() -> list[str]:
@@ -32,7 +35,13 @@ def module(name: str):
     """The loader module of corpus `name`."""
     if name not in CORPORA:
         raise CorpusError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}")
-    return importlib.import_module(f"reslstm_jax.corpora.{name}")
+    return importlib.import_module(f"reslstm_jax.corpora.{_MODULES.get(name, name)}")
+
+
+def layout(name: str) -> str:
+    """The corpus whose file names, classes and protocols corpus `name` follows (itself for a
+    recorded corpus; `ravdess` for the synthetic one)."""
+    return getattr(module(name), "LAYOUT", name)
 
 
 def load(name: str, root: str | os.PathLike) -> Manifest:
@@ -48,6 +57,7 @@ __all__ = [
     "Manifest",
     "Skipped",
     "Utterance",
+    "layout",
     "load",
     "module",
     "names",

@@ -80,6 +80,8 @@ class Manifest:
       utterances: sorted by id.
       skipped: files not used, with reasons (song/video files, stray files, bad audio, ...).
       count_differences: how the utterances differ from the expected counts ([] = exact).
+      source: where a generated corpus came from (generator, version, seed; `synthetic`),
+        empty for a recorded one. It enters the protocol card and its utterance hash.
     """
 
     corpus: str
@@ -88,6 +90,7 @@ class Manifest:
     utterances: list[Utterance]
     skipped: list[Skipped] = dataclasses.field(default_factory=list)
     count_differences: list[str] = dataclasses.field(default_factory=list)
+    source: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.utterances)
