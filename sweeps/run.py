@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
         "corpus (synthetic speech; its numbers are not emotion-recognition results).",
     )
     p.add_argument("--space", required=True, help=f"one of: {', '.join(spaces.names())}")
-    p.add_argument("--corpus", help="a real corpus (needs --data-dir)")
+    p.add_argument("--corpus", help="the corpus in --data-dir (default: the embedded synthetic "
+                   "corpus, `synthetic`)")  # fmt: skip
     p.add_argument("--data-dir")
     p.add_argument("--protocol")
     p.add_argument("--budget", choices=list(BUDGETS), default="quick")

@@ -34,13 +34,14 @@ def build_parser():
     p.add_argument(
         "--corpus",
         choices=list(data.DEFAULT_PROTOCOL),
-        help="a real corpus (needs --data-dir); default: the synthetic corpus",
+        help="the corpus in --data-dir (`synthetic`: one generated with "
+        "`python -m reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
     p.add_argument("--data-dir", help="where the corpus is")
     p.add_argument(
         "--protocol",
         choices=protocols.names(),
-        help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS)",
+        help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS and synthetic)",
     )
     p.add_argument("--features", choices=features.names(),
                    help="feature extractor (default: the model's recipe)")  # fmt: skip
