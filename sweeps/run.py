@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     import optuna
 
     from reslstm_jax import protocols
+    from reslstm_jax.corpora import synthetic
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
 
@@ -187,6 +188,12 @@ def main(argv=None) -> int:
         engine.run_worker(config, args.worker)
         return 0
     space, config = build_config(args, p)
+    if config.corpus is None:  # refuse before the study is created when nothing can be trained
+        try:
+            synthetic.require_available(synthetic.default_dir())
+        except synthetic.SyntheticUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         store = storage.open_storage(config.storage, pathlib.Path(config.workdir), config.study)
         study = storage.create_or_load(store, config.study, space, config.sampler_seed)

@@ -267,7 +267,7 @@ def test_missing_espeak_raises_synthetic_unavailable(monkeypatch, tmp_path, caps
     assert isinstance(caught.value, RuntimeError)
     message = str(caught.value)
     assert "\n" not in message
-    assert "pip install 'reslstm-jax[synthetic]'" in message and "GPL-3.0" in message
+    assert "pip install -e '.[synthetic]'" in message and "GPL-3.0" in message
     assert not (tmp_path / "out").exists()
 
     assert synthetic.main(["--out", str(tmp_path / "out"), "--speakers", "1"]) == 2
@@ -283,7 +283,7 @@ def test_cli_missing_espeak_exits_2_without_traceback(tmp_path):
     result = run_cli("--out", str(tmp_path / "out"), "--speakers", "1", code=code)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'reslstm-jax[synthetic]'" in lines[0], result.stderr
+    assert len(lines) == 1 and "pip install -e '.[synthetic]'" in lines[0], result.stderr
     assert os.listdir(tmp_path) == []
 
 
@@ -330,3 +330,29 @@ def test_a_tree_without_the_marker_is_not_a_synthetic_corpus(corpus, tmp_path):
     shutil.copytree(corpus / "Actor_01", copy / "Actor_01")
     with pytest.raises(corpora.CorpusError, match="holds no completed synthetic corpus"):
         corpora.load("synthetic", copy)
+
+
+@pytest.mark.parametrize(
+    "module, args",
+    [
+        (
+            "sweeps.run",
+            ["--space", "hidden_sizes", "--workdir", "{tmp}/runs", "--wandb", "disabled"],
+        ),  # fmt: skip
+        ("reslstm_jax.train", ["--out", "{tmp}/run"]),
+    ],
+)
+def test_commands_without_the_extra_say_so_in_one_line_and_write_nothing(tmp_path, module, args):
+    """`pip install .` without `synthetic`, no corpus given and none generated yet: exit 2."""
+    code = ("import runpy, sys; sys.modules['espeakng_loader'] = None; "
+            f"sys.argv = [{module!r}, *sys.argv[1:]]; "
+            f"runpy.run_module({module!r}, run_name='__main__')")  # fmt: skip
+    env = {**os.environ, "RESLSTM_JAX_DATA": str(tmp_path / "data"), "WANDB_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *(a.replace("{tmp}", str(tmp_path)) for a in args)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and "pip install -e '.[synthetic]'" in lines[0], result.stderr
+    assert os.listdir(tmp_path) == []  # no study journal, no run directory, no corpus

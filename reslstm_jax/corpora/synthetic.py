@@ -34,7 +34,7 @@ every utterance is rendered by a freshly loaded eSpeak NG library (see `_ESpeak`
 Licence: eSpeak NG is GPL-3.0. It comes from the optional ``synthetic`` extra (the
 ``espeakng-loader`` wheel, which bundles the library and its data), is loaded at run time through
 ``ctypes`` only, and is never imported by the rest of the package, which stays MIT-licensed:
-``pip install 'reslstm-jax[synthetic]'``.
+``pip install -e '.[synthetic]'`` from a checkout.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ STATEMENTS: dict[int, str] = {
     2: "Dogs are sitting by the door",
 }
 INSTALL_HINT = (
-    "the synthetic corpus needs eSpeak NG: install it with "
-    "pip install 'reslstm-jax[synthetic]' (eSpeak NG is GPL-3.0, hence an optional extra)"
+    "the synthetic corpus needs eSpeak NG, the optional `synthetic` extra (GPL-3.0): from a "
+    "checkout, pip install -e '.[synthetic]'"
 )
 
 # Voice variants of <espeak-ng-data>/voices/!v that sound like plain adult speakers at the
@@ -750,6 +750,18 @@ def generate(
     with contextlib.suppress(FileNotFoundError):
         (out / PENDING_NAME).unlink()
     return out
+
+
+def require_available(out_dir: str | os.PathLike, *, speakers: int = MAX_SPEAKERS,
+                      seed: int = 0) -> None:  # fmt: skip
+    """Nothing when `out_dir` holds this corpus complete or eSpeak NG can generate it; else
+    `SyntheticUnavailable` with the install hint. Lets a command refuse before it writes."""
+    marker = read_marker(pathlib.Path(out_dir).expanduser())
+    complete = marker is not None and (marker.get("generator_version"), marker.get("seed"),
+                                       marker.get("speakers")) == (GENERATOR_VERSION, seed,
+                                                                   speakers)  # fmt: skip
+    if not complete:
+        _espeakng_loader()
 
 
 def ensure_corpus(

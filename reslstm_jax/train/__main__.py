@@ -128,6 +128,7 @@ def main(argv=None) -> int:
 
     from reslstm_jax import checkpoint, data, edge, families, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
+    from reslstm_jax.corpora.synthetic import SyntheticUnavailable
     from reslstm_jax.errors import cli_message
     from reslstm_jax.train.fit import run
     from reslstm_jax.train.results import summary_lines
@@ -168,6 +169,7 @@ def main(argv=None) -> int:
         CorpusError,
         protocols.ProtocolError,
         checkpoint.CheckpointMismatch,
+        SyntheticUnavailable,
         ValueError,
     ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
         print(f"error: {cli_message(exc)}", file=sys.stderr)
