@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import inspect
 import os
 import pathlib
 import re
@@ -318,12 +319,16 @@ def _check_credentials() -> None:
         from wandb.sdk.lib import wbauth
     except ImportError:  # another wandb layout: wandb.init raises instead (see Tracker._init)
         return
+    # wandb >= 0.31 can check without storing the credentials in the session; 0.30 has no
+    # such switch (its check stores them, as wandb.init would a moment later).
+    accepts = inspect.signature(wbauth.authenticate_session).parameters
+    keep_session = {"update_session": False} if "update_session" in accepts else {}
     try:
         auth = wbauth.authenticate_session(
             host=wandb_setup.singleton().settings.base_url,
             source="reslstm_jax",
             prompt=False,
-            update_session=False,
+            **keep_session,
         )
     except wandb.errors.AuthenticationError as exc:
         raise TrackingError(_online_message(exc)) from None
