@@ -34,8 +34,8 @@ is cheap.
 from __future__ import annotations
 
 import dataclasses
-import json
 import inspect
+import json
 import os
 import pathlib
 import re
