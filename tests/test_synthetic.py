@@ -290,6 +290,17 @@ def test_cli_missing_espeak_exits_2_without_traceback(tmp_path):
 # ---- the corpus `synthetic` ------------------------------------------------------------------
 
 
+def test_the_full_corpus_has_ravdess_counts_and_a_subset_its_own():
+    from reslstm_jax.corpora import ravdess, synthetic_speech
+
+    full = synthetic_speech.EXPECTED
+    assert full.total == ravdess.EXPECTED.total == 1440
+    assert dict(full.per_class) == dict(ravdess.EXPECTED.per_class)
+    assert dict(full.per_speaker) == dict(ravdess.EXPECTED.per_speaker)
+    small = synthetic_speech.expected_counts(4)
+    assert small.total == 240 and set(small.per_speaker) == {"01", "02", "03", "04"}
+
+
 def test_it_is_its_own_corpus_with_its_own_hash(corpus):
     """Same files, two corpora: `synthetic` records its generator and never hashes as RAVDESS;
     RAVDESS's protocols apply to it, and a real corpus keeps the plain hash of its ids."""

@@ -4,7 +4,8 @@
 manifest = reslstm_jax.corpora.load("ravdess", "~/data/RAVDESS")
 ```
 One module per corpus; each defines `CLASSES` (the fixed label map), `EXPECTED` (the published
-counts) and `load(root) -> Manifest`. Conventions and counts: docs/data.md.
+counts) and `load(root) -> Manifest`, and a generated corpus its `LAYOUT` (`synthetic`, in
+`synthetic_speech.py`: RAVDESS's). Conventions and counts: docs/data.md.
 """
 
 from __future__ import annotations
