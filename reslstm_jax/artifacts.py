@@ -97,20 +97,30 @@ def write_run(out_dir, dataset, results: dict) -> pathlib.Path:
     return write_json(out_dir / RESULTS_FILE, results)
 
 
-def write_inference_info(out_dir, dataset, model, layout) -> None:
+def write_inference_info(out_dir, dataset, model, layout, dropouts=None) -> None:
     """What `reslstm_jax.predict` needs next to `best/`: the model configuration, the stacked
     model layout (`reslstm_jax.train.layout.ModelLayout`), the feature extractor, the classes,
     the training audio's sample rates, and each fold's normalisation statistics
-    (`normalisation.npz`: mean, std [K, D])."""
+    (`normalisation.npz`: mean, std [K, D]).
+
+    `dropouts`: the rate each configuration trained with. Training passes dropout as a dynamic
+    hyperparameter, so the model's own `dropout` field is only its default: the record holds
+    the rates used (`dropout`, one per configuration, and in `model_config` when they agree).
+    """
     import dataclasses
 
     out_dir = pathlib.Path(out_dir)
     card = dataset.card
+    model_config = {k: v for k, v in dataclasses.asdict(model).items() if k != "name"}
+    used = [float(d) for d in dropouts] if dropouts is not None else None
+    if used and "dropout" in model_config and len(set(used)) == 1:
+        model_config["dropout"] = used[0]
     info = {
         "format": INFERENCE_FORMAT,
         "layout": layout.DESCRIPTION,
         "model": model.name,
-        "model_config": {k: v for k, v in dataclasses.asdict(model).items() if k != "name"},
+        "model_config": model_config,
+        **({"dropout": used} if used is not None else {}),
         "configurations": layout.configs,
         "seeds": list(layout.seeds),
         "folds": list(layout.folds),

@@ -57,6 +57,10 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     best = checkpoint.load_best(out / "best")
     assert best["params"]["fc"]["weight"].shape == (10, 8, 8)
     assert card["sample_rates"] == {"48000": 48}
+    # inference.json records the dropout training used (0.2), not the model's default (0.1)
+    info = json.loads((out / "inference.json").read_text())
+    assert results["settings"]["dropout"] == 0.2
+    assert info["model_config"]["dropout"] == 0.2 and info["dropout"] == [0.2]
 
 
 @SHARES_TRAINED_RUN

@@ -227,7 +227,8 @@ def fit_group(
         saver.close()
         checkpoint.save_best(pathlib.Path(out_dir) / artifacts.BEST_DIR, state.best_params,
                              state.best_batch_stats)  # fmt: skip
-        artifacts.write_inference_info(out_dir, dataset, g.model, g.layout)
+        artifacts.write_inference_info(out_dir, dataset, g.model, g.layout,
+                                       dropouts=[s.dropout for s in group])  # fmt: skip
     n_params = count_params(jax.tree_util.tree_map(lambda a: a[0], state.params))
     info = results_mod.run_info(
         g.model, n_params, dataset, objective=objective, executor=executor,
