@@ -611,14 +611,16 @@ def _check_seed(seed: int) -> None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
+def _is_this_corpus(marker: dict[str, Any], *, seed: int, speakers: int) -> bool:
+    """Whether a completion marker is that of this generator version, seed and speaker count."""
+    return (marker.get("generator_version"), marker.get("seed"), marker.get("speakers")) == (
+        GENERATOR_VERSION, seed, speakers)  # fmt: skip
+
+
 def _check_compatible(out_dir: pathlib.Path, *, seed: int, speakers: int) -> None:
     """Refuse to touch a directory that holds (part of) another corpus."""
     marker = read_marker(out_dir)
-    if marker is not None and (
-        marker.get("generator_version") != GENERATOR_VERSION
-        or marker.get("seed") != seed
-        or marker.get("speakers") != speakers
-    ):
+    if marker is not None and not _is_this_corpus(marker, seed=seed, speakers=speakers):
         raise ValueError(
             f"{out_dir} holds a completed synthetic corpus with generator version "
             f"{marker.get('generator_version')}, seed {marker.get('seed')} and "
@@ -757,10 +759,7 @@ def require_available(out_dir: str | os.PathLike, *, speakers: int = MAX_SPEAKER
     """Nothing when `out_dir` holds this corpus complete or eSpeak NG can generate it; else
     `SyntheticUnavailable` with the install hint. Lets a command refuse before it writes."""
     marker = read_marker(pathlib.Path(out_dir).expanduser())
-    complete = marker is not None and (marker.get("generator_version"), marker.get("seed"),
-                                       marker.get("speakers")) == (GENERATOR_VERSION, seed,
-                                                                   speakers)  # fmt: skip
-    if not complete:
+    if marker is None or not _is_this_corpus(marker, seed=seed, speakers=speakers):
         _espeakng_loader()
 
 
@@ -796,12 +795,7 @@ def ensure_corpus(
     _check_seed(seed)
     out = pathlib.Path(out_dir).expanduser()
     marker = read_marker(out)
-    if (
-        marker is not None
-        and marker.get("generator_version") == GENERATOR_VERSION
-        and marker.get("seed") == seed
-        and marker.get("speakers") == speakers
-    ):
+    if marker is not None and _is_this_corpus(marker, seed=seed, speakers=speakers):
         return out
     _check_compatible(out, seed=seed, speakers=speakers)  # a different corpus: ValueError
     return generate(out, speakers=speakers, seed=seed, workers=workers, progress=progress)
