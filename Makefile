@@ -2,8 +2,8 @@
 # extras they need, then run. Installs use the constraints file verified for this Python
 # (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
 PYTHON ?= python3
-# test processes (pytest-xdist): one per core by default; `loadgroup` keeps the tests that share
-# one session fixture (tests/test_train_cli.py's trained run) on one process, built once
+# test processes (pytest-xdist): one per core by default (the session fixtures that are costly,
+# such as the trained run of tests/conftest.py, are built once for all of them)
 TEST_WORKERS ?= auto
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +27,7 @@ bench: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

@@ -105,8 +105,9 @@ def settings(exp_config: Config, setup: Setup, budget: dict):
 
 def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str]):
     """Train every setup x configuration (resuming), then write the report and plots."""
-    from reslstm_jax import data, families, train
+    from reslstm_jax import artifacts, data, families, train
 
+    told: set[str] = set()  # skipped-file lines printed
     budget = {**exp.budgets[args.budget]}
     budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
     out = pathlib.Path(args.out)
@@ -132,6 +133,10 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
                                 latency=not args.no_latency, extra={"experiment": experiment},
                                 progress=not args.no_progress, devices=args.devices)  # fmt: skip
             print(f"{setup_name}/{name}: " + train.summary_lines(results)[0])
+            line = dataset.manifest.skipped_line(run_dir / artifacts.SKIPPED_FILE)
+            if line and line.split("; ")[0] not in told:  # once per set of skipped files
+                told.add(line.split("; ")[0])
+                print(line)
     write_report(exp, out, setups)
     return out
 

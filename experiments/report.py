@@ -19,6 +19,7 @@ import pathlib
 import sys
 
 from reslstm_jax import report
+from reslstm_jax.plots import PLOT_FORMATS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,8 +41,10 @@ def parser() -> argparse.ArgumentParser:
         help="paired tests of two configurations (label, prefix or trial number)",
     )
     p.add_argument(
-        "--plots", metavar="DIR", help="write the Pareto, confusion and learning-curve PNGs here"
+        "--plots", metavar="DIR", help="write the Pareto, confusion and learning-curve figures here"
     )
+    p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                   help="format of --plots: png, or pdf / svg (vector, for papers)")  # fmt: skip
     p.add_argument(
         "--ci-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
     )
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     if args.plots:
         from reslstm_jax import plots
 
-        for path in plots.for_configs(args.plots, tables, configs):
+        for path in plots.for_configs(args.plots, tables, configs, fmt=args.plot_format):
             print(f"wrote {path}")
     return 0
 

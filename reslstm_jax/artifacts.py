@@ -11,7 +11,9 @@ A training directory (`python -m reslstm_jax.train --out DIR`, an experiment's
 * `results.json` (`RESULTS_FILE`): settings, card, per-model histories and test metrics, every
   aggregation, edge metrics (`docs/training.md`);
 * `card.json` (`CARD_FILE`): the protocol card; `extraction_report.json` (`EXTRACTION_FILE`):
-  files the feature extractor skipped;
+  files the feature extractor skipped; `skipped.csv` (`SKIPPED_FILE`): every file under the
+  corpus root that was not used (not audio, another corpus part, a bad header, failed features,
+  ...), one row each: path, reason;
 * `inference.json` (`INFERENCE_FILE`) and `normalisation.npz` (`NORMALISATION_FILE`): what
   `reslstm_jax.predict` needs next to `best/` (`BEST_DIR`, the best-validation parameters of
   every model, orbax); `checkpoints/` (`CHECKPOINTS_DIR`): the resumable training state.
@@ -35,6 +37,7 @@ import numpy as np
 RESULTS_FILE = "results.json"
 CARD_FILE = "card.json"
 EXTRACTION_FILE = "extraction_report.json"
+SKIPPED_FILE = "skipped.csv"
 INFERENCE_FILE = "inference.json"
 NORMALISATION_FILE = "normalisation.npz"
 BEST_DIR = "best"
@@ -87,13 +90,38 @@ def read_json(path) -> dict:
 # ----------------------------------------------------------------------------- a run's files
 
 
+def write_skipped(path, skipped) -> pathlib.Path:
+    """`skipped` (objects with `.path` and `.reason`, e.g. `Manifest.skipped`) as a CSV with the
+    header `path,reason`, one row per file, sorted by path (the header alone when none)."""
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    for item in sorted(skipped, key=lambda s: (s.path, s.reason)):
+        writer.writerow([item.path, item.reason])
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def read_skipped(path) -> list[tuple[str, str]]:
+    """(path, reason) rows of a `skipped.csv`."""
+    import csv
+
+    with open(path, newline="") as f:
+        return [(row["path"], row["reason"]) for row in csv.DictReader(f)]
+
+
 def write_run(out_dir, dataset, results: dict) -> pathlib.Path:
-    """Write a finished run's card, extraction report and results; returns results.json."""
+    """Write a finished run's card, extraction report, skipped files and results; returns
+    results.json."""
     out_dir = pathlib.Path(out_dir)
     write_json(out_dir / CARD_FILE, dataset.card)
     extraction = getattr(dataset, "extraction", None)
     if extraction is not None:
         write_json(out_dir / EXTRACTION_FILE, extraction.to_json())
+    manifest = getattr(dataset, "manifest", None)
+    if manifest is not None:
+        write_skipped(out_dir / SKIPPED_FILE, manifest.skipped)
     return write_json(out_dir / RESULTS_FILE, results)
 
 

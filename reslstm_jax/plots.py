@@ -1,7 +1,10 @@
-"""Figures (PNG, matplotlib Agg): Pareto front, confusion matrix, learning curves, attention.
+"""Figures (matplotlib Agg): Pareto front, confusion matrix, learning curves, attention.
 
 Every function takes plain numbers (rows from `reslstm_jax.report`, a results dict, arrays)
-and a path, writes one PNG and returns the path; nothing is shown on screen.
+and a path, writes one figure and returns the path; nothing is shown on screen. The format
+follows the path's suffix (`PLOT_FORMATS`: PNG for screens and W&B, PDF or SVG as vector
+figures for papers). Titles name the model and size (the report's label) and the split
+their numbers come from.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import re
 
 import numpy as np
 
+PLOT_FORMATS = ("png", "pdf", "svg")
 FAMILY_COLORS = {"lstm_sa": "tab:blue", "reslstm_sa": "tab:red", "ds_lstm": "tab:green",
                  "light_sernet": "tab:purple"}  # fmt: skip
 
@@ -123,24 +127,29 @@ def learning_curves(path, results: dict, *, title: str = "") -> pathlib.Path:
 
 
 def attention(path, features: np.ndarray, weights: np.ndarray, *, title: str = "",
-              feature_label: str = "feature") -> pathlib.Path:  # fmt: skip
+              feature_label: str = "feature",
+              seconds_per_frame: float | None = None) -> pathlib.Path:  # fmt: skip
     """Features of one utterance as an image with the attention weights above it.
 
     Args:
       features: [T, D] (time first), the model's input before normalisation.
       weights: [T] attention weights (sum to 1 over the valid frames).
+      seconds_per_frame: the frame hop in seconds: the time axis is in seconds (frame t
+        centred at t x hop); None: in frames.
     """
     plt = _pyplot()
     features, weights = np.asarray(features), np.asarray(weights)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.5), dpi=120, sharex=True,
                                       gridspec_kw={"height_ratios": [1, 2.5]})  # fmt: skip
-    frames = np.arange(len(weights))
-    top.bar(frames, weights, width=1.0, color="tab:orange")
+    step = seconds_per_frame or 1.0
+    times = np.arange(len(weights)) * step
+    top.bar(times, weights, width=step, color="tab:orange")
     top.set_ylabel("attention")
     top.set_title(title, fontsize=9)
     bottom.imshow(features.T, aspect="auto", origin="lower", cmap="magma",
-                  extent=(-0.5, len(features) - 0.5, -0.5, features.shape[1] - 0.5))  # fmt: skip
-    bottom.set_xlabel("frame")
+                  extent=(-0.5 * step, (len(features) - 0.5) * step, -0.5,
+                          features.shape[1] - 0.5))  # fmt: skip
+    bottom.set_xlabel("time (s)" if seconds_per_frame else "frame")
     bottom.set_ylabel(feature_label)
     fig.tight_layout()
     fig.savefig(path)
@@ -148,21 +157,33 @@ def attention(path, features: np.ndarray, weights: np.ndarray, *, title: str = "
     return pathlib.Path(path)
 
 
-def for_configs(out_dir, tables, configs) -> list[pathlib.Path]:
-    """Pareto front per table, pooled confusion and learning curves per configuration."""
+def confusion_title(label: str) -> str:
+    return f"{label}: test, pooled out-of-fold predictions, all seeds"
+
+
+def curves_title(label: str) -> str:
+    return f"{label}: validation UAR per fold (mean over seeds; dots: best epochs)"
+
+
+def for_configs(out_dir, tables, configs, fmt: str = "png") -> list[pathlib.Path]:
+    """Pareto front per table, pooled confusion and learning curves per configuration, as
+    `fmt` files (one of `PLOT_FORMATS`)."""
+    if fmt not in PLOT_FORMATS:
+        raise ValueError(f"plot format {fmt!r}: use one of {', '.join(PLOT_FORMATS)}")
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, t in enumerate(tables):
         suffix = f"_{i}" if len(tables) > 1 else ""
         on_front = [r["label"] in t.front for r in t.rows]
-        written.append(pareto(out_dir / f"pareto{suffix}.png", t.rows, on_front, title=t.title))
+        written.append(pareto(out_dir / f"pareto{suffix}.{fmt}", t.rows, on_front,
+                              title=t.title))  # fmt: skip
     for c in configs:
         name = slug(c.label)
         classes = c.results["card"]["classes"]
-        title = f"{c.label}: pooled out-of-fold, all seeds"
         matrix = pooled_confusion(c.results)
-        written.append(confusion(out_dir / f"confusion_{name}.png", matrix, classes, title=title))
-        written.append(learning_curves(out_dir / f"curves_{name}.png", c.results,
-                                       title=f"{c.label}: validation UAR per fold"))  # fmt: skip
+        written.append(confusion(out_dir / f"confusion_{name}.{fmt}", matrix, classes,
+                                 title=confusion_title(c.label)))  # fmt: skip
+        written.append(learning_curves(out_dir / f"curves_{name}.{fmt}", c.results,
+                                       title=curves_title(c.label)))  # fmt: skip
     return written

@@ -160,10 +160,17 @@ def predict_features(predictor: Predictor, feats) -> dict:
     }
 
 
-def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray, str]:
+def model_label(info: dict) -> str:
+    """ "reslstm_sa h64": the model and its size, from inference.json."""
+    hidden = info.get("model_config", {}).get("hidden_size")
+    return f"{info['model']} h{hidden}" if hidden else info["model"]
+
+
+def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray, str, float]:
     """What to draw under the attention weights: a log-mel spectrogram on the model's frame
     grid when the extractor has one (same n_fft and hop, centred frames, as `mfcc_chroma`),
-    otherwise the features z-scored per coefficient. Returns ([T, F], axis label)."""
+    otherwise the features z-scored per coefficient. Returns ([T, F], axis label, seconds per
+    frame: the hop, or for other extractors the audio's duration over T)."""
     if hasattr(extractor, "n_fft") and hasattr(extractor, "hop_length"):
         import librosa
 
@@ -174,9 +181,11 @@ def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray,
             y=y, sr=sr, n_fft=extractor.n_fft, hop_length=extractor.hop_length, n_mels=64
         )
         spec = librosa.power_to_db(mel, ref=np.max).T[: len(feats)]
-        return spec, "mel band (log power)"
+        return spec, "mel band (log power)", extractor.hop_length / sr
+    import soundfile
+
     z = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-    return z, "feature (z-scored per coefficient)"
+    return z, "feature (z-scored per coefficient)", soundfile.info(str(path)).duration / len(feats)
 
 
 def expand(paths) -> tuple[list[pathlib.Path], list[tuple[str, str]]]:
@@ -237,8 +246,10 @@ def build_parser():
     p.add_argument(
         "--plot-attention",
         metavar="DIR",
-        help="write a PNG of each file's attention over its spectrogram here",
+        help="write a figure of each file's attention over its spectrogram here",
     )
+    p.add_argument("--plot-format", choices=("png", "pdf", "svg"), default="png",
+                   help="figure format of --plot-attention (pdf, svg: vector)")  # fmt: skip
     return p
 
 
@@ -275,12 +286,13 @@ def main(argv=None) -> int:
         for r in results:
             if r["attention"] is None:
                 continue
-            png = out / f"{plots.slug(pathlib.Path(r['file']).stem)}_attention.png"
-            image, axis = display_spectrogram(predictor.extractor, r["file"], r["features"])
+            png = out / f"{plots.slug(pathlib.Path(r['file']).stem)}_attention.{args.plot_format}"
+            image, axis, step = display_spectrogram(predictor.extractor, r["file"], r["features"])
             plots.attention(png, image, r["attention"][: len(image)],
                             title=f"{pathlib.Path(r['file']).name}: {r['label']} "
-                                  f"(mean attention of {len(predictor.members)} model(s))",
-                            feature_label=axis)  # fmt: skip
+                                  f"({model_label(predictor.info)}, mean attention of "
+                                  f"{len(predictor.members)} model(s))",
+                            feature_label=axis, seconds_per_frame=step)  # fmt: skip
             print(f"wrote {png}", file=sys.stderr)
     if args.json:
         doc = {

@@ -264,7 +264,8 @@ def caption(results: dict, rows: list[dict]) -> str:
         f"objective {objective}; {'/'.join(map(str, seeds))} seed(s) x "
         f"{'/'.join(map(str, epochs))} epochs, best epoch by {selected_on(card)} UAR. "
         "Fold columns: test UAR, mean over seeds. Pooled: out-of-fold test predictions of all "
-        "folds pooled per seed, mean +- population std over seeds, and max. CI: 95% percentile "
+        "folds pooled per seed, mean +- population std over seeds (n = 1: one seed, no "
+        "spread), and max. CI: 95% percentile "
         "bootstrap over test utterances. WA, macro-F1: pooled, mean over seeds."
     )
     if leaky:
@@ -368,6 +369,12 @@ def _num(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def spread(mean: float, std: float, n: int, pm: str = "+-") -> str:
+    """ "mean +- std" over seeds, or "mean (n = 1)" for one seed: a std of one run is no
+    spread, and "+- 0.0000" would read as a perfectly stable result."""
+    return f"{mean:.4f} (n = 1)" if n == 1 else f"{mean:.4f} {pm} {std:.4f}"
+
+
 def _cells(r: dict, folds: list[str], pm: str) -> list[str]:
     return [
         f"{r['params']:,}",
@@ -375,7 +382,7 @@ def _cells(r: dict, folds: list[str], pm: str) -> list[str]:
         f"{r['fp16_kib']:.1f}",
         _num(r["latency_ms_per_s"], 2),
         *(_num(r["folds"][f]) for f in folds),
-        f"{r['pooled_uar_mean']:.4f} {pm} {r['pooled_uar_std']:.4f}",
+        spread(r["pooled_uar_mean"], r["pooled_uar_std"], r["seeds"], pm),
         _num(r["pooled_uar_max"]),
         f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]",
         _num(r["wa"]),
@@ -424,16 +431,33 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
+def latex_label(t: Table) -> str:
+    """`tab:<corpus>_<protocol>_<hash8>` (from the table's title): a stable \\ref target."""
+    from reslstm_jax.plots import slug
+
+    return "tab:" + slug(t.title.split(", ")[0])
+
+
 def format_latex(tables: list[Table]) -> str:
-    """booktabs tables (needs `\\usepackage{booktabs}`), one per protocol card."""
+    """booktabs tables (needs `\\usepackage{booktabs,graphicx}`), one per protocol card.
+
+    Each is a `table*` (in a two-column paper it spans both columns: the fold columns do not
+    fit one), shrunk to the text width when wider (10 folds of EMO-DB's LOSO), never enlarged,
+    with a `\\label` (`latex_label`) and a caption that says what bold marks."""
     out = []
     for t in tables:
         header = _header(t.folds)
+        caption = (t.caption + " Bold: the Pareto front (no other row has both fewer parameters "
+                   "and a higher selection metric).")  # fmt: skip
         out += [
-            r"\begin{table}[t]",
+            r"\begin{table*}[t]",
             r"\centering",
             r"\scriptsize",
-            r"\caption{" + latex_escape(t.caption) + "}",
+            r"\setlength{\tabcolsep}{3pt}",
+            r"\caption{" + latex_escape(caption) + "}",
+            r"\label{" + latex_label(t) + "}",
+            # inside \resizebox, \width is the table's natural width
+            r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
             " & ".join(latex_escape(h) for h in header) + r" \\",
@@ -446,7 +470,7 @@ def format_latex(tables: list[Table]) -> str:
             cells = [latex_escape(c) for c in _cells(r, t.folds, "+-")]
             cells = [c.replace(r"+-", r"$\pm$") for c in cells]
             out.append(" & ".join([label, *cells]) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        out += [r"\bottomrule", r"\end{tabular}}", r"\end{table*}", ""]
     return "\n".join(out)
 
 

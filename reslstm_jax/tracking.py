@@ -42,6 +42,7 @@ import re
 from typing import Any
 
 MODES = ("offline", "online", "disabled")
+DEFAULT_PROJECT = "reslstm-jax"
 LOGIN_MESSAGE = "W&B online mode needs `wandb login` or WANDB_API_KEY; use --wandb offline"
 # W&B keys of the study run
 TABLE_KEY = "trials"
@@ -64,6 +65,7 @@ class TrialRun:
     id: str | None
     name: str
     _run: Any = dataclasses.field(default=None, repr=False)
+    step: int = 0  # the next W&B step (epochs logged so far)
 
     @property
     def active(self) -> bool:
@@ -122,13 +124,24 @@ class Tracker:
       TrackingError: online mode without W&B credentials.
     """
 
-    def __init__(self, mode: str, directory: str | os.PathLike, project: str, study: str):
+    def __init__(
+        self,
+        mode: str,
+        directory: str | os.PathLike,
+        project: str = DEFAULT_PROJECT,
+        study: str | None = None,
+        *,
+        entity: str | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+    ):
         if mode not in MODES:
             raise ValueError(f"unknown W&B mode {mode!r}; use one of: {', '.join(MODES)}")
         self.mode = mode
         self.directory = pathlib.Path(directory)
         self.project = project
         self.study = study
+        self.entity = entity
+        self.tags = tuple(tags)
         self._study_run = None
         self._open: dict[int, TrialRun] = {}  # id(handle) -> handle, finished on close()
         if mode == "disabled":
@@ -149,7 +162,9 @@ class Tracker:
                 mode=self.mode,  # always explicit: without it and without a key, init raises
                 dir=self.directory,
                 project=self.project,
+                entity=self.entity,
                 group=self.study,
+                tags=list(self.tags) or None,
                 reinit="create_new",  # independent runs; wandb.run stays None
                 settings=_settings(),
                 **kwargs,
@@ -161,28 +176,58 @@ class Tracker:
                 raise
             raise TrackingError(_online_message(exc)) from None
 
-    def start_trial(self, number: int, config: dict) -> TrialRun:
-        """Open the W&B run of one trial.
+    def start_run(self, name: str, config: dict, job_type: str = "train") -> TrialRun:
+        """Open a run (one training run of the train CLI: job_type "train").
 
         Args:
-          number: the Optuna trial number.
-          config: the trial's parameters (logged as the run config).
+          name: the run's display name.
+          config: what the run is trained on and with (`provenance.run_config`).
 
         Returns:
           The run's handle; `.id` is None when tracking is disabled.
         """
-        name = f"{self.study}-trial-{number}"
         if self.mode == "disabled":
             return TrialRun(id=None, name=name)
-        run = self._init(job_type="trial", name=name, config=dict(config))
+        run = self._init(job_type=job_type, name=name, config=dict(config))
         handle = TrialRun(id=run.id, name=name, _run=run)
         self._open[id(handle)] = handle
         return handle
 
+    def start_trial(self, number: int, config: dict) -> TrialRun:
+        """Open the W&B run of one trial ("<study>-trial-<number>", job_type "trial").
+
+        Args:
+          number: the Optuna trial number.
+          config: the trial's parameters and run record (logged as the run config).
+        """
+        return self.start_run(f"{self.study}-trial-{number}", config, job_type="trial")
+
+    def log_epochs(self, run: TrialRun, rows: list[dict]) -> None:
+        """Log metrics of finished epochs while training runs (an online run shows them live).
+
+        Args:
+          run: an open run.
+          rows: one dict per epoch, in order, each with "epoch" (1-based; the W&B step is
+            epoch - 1) and its metrics, e.g. `train_loss`, `val_uar_mean`, `learning_rate`.
+        """
+        if not run.active:
+            return
+        for row in rows:
+            step = int(row["epoch"]) - 1
+            if step < run.step:  # already logged (a resumed run repeats nothing)
+                continue
+            run._run.log(dict(row), step=step)
+            run.step = step + 1
+
     def finish_trial(
-        self, run: TrialRun, summary: dict, history: dict | None = None, images: dict | None = None
+        self,
+        run: TrialRun,
+        summary: dict,
+        history: dict | None = None,
+        images: dict | None = None,
+        confusion: dict | None = None,
     ) -> None:
-        """Log a trial's curves and results, then close its run.
+        """Log a run's final results, then close it.
 
         Call it after the Optuna `tell`: the storage is the record of truth, and a run killed
         before W&B flushes (every 15 s) keeps nothing. wandb-core writes the finished run to
@@ -190,22 +235,36 @@ class Tracker:
         process exits at once); readers in the same process must wait for its exit record.
 
         Args:
-          run: the handle from `start_trial`.
-          summary: final results, flat or nested dict of numbers and strings (e.g. "uar",
+          run: the handle from `start_trial` or `start_run`.
+          summary: final results, flat or nested dict of numbers and strings (e.g. "val_uar",
             "n_params").
-          history: metric name -> one value per epoch; step i is logged with "epoch" = i + 1.
+          history: metric name -> one value per epoch, for epochs not logged with `log_epochs`
+            (step i is logged with "epoch" = i + 1).
           images: key -> PNG path, logged once after the history (e.g. the confusion matrix).
+          confusion: {"y_true": [N], "y_pred": [N], "classes": [C]}: the interactive W&B
+            confusion matrix (key "confusion_matrix"), beside the PNG.
         """
         if not run.active:
             return
         wb = run._run
         steps = max((len(v) for v in (history or {}).values()), default=0)
-        for i in range(steps):
+        for i in range(run.step, steps):
             wb.log({"epoch": i + 1, **{k: v[i] for k, v in history.items() if i < len(v)}}, step=i)
-        if images:
+            run.step = i + 1
+        media = {}
+        if images or confusion:
             import wandb
 
-            wb.log({k: wandb.Image(str(path)) for k, path in images.items()}, step=max(steps, 1))
+            media = {k: wandb.Image(str(path)) for k, path in (images or {}).items()}
+            if confusion:
+                media["confusion_matrix"] = wandb.plot.confusion_matrix(
+                    y_true=[int(v) for v in confusion["y_true"]],
+                    preds=[int(v) for v in confusion["y_pred"]],
+                    class_names=list(confusion["classes"]),
+                    title="confusion matrix (pooled test predictions)",
+                )
+        if media:
+            wb.log(media, step=max(run.step, 1))
         wb.summary.update(dict(summary))
         self._finish(run, exit_code=0)
 
@@ -227,14 +286,18 @@ class Tracker:
         self,
         trials: list[dict],
         front: list[int],
-        metric_x: str = "n_params",
-        metric_y: str = "uar",
+        metric_x: str = "log10_params",
+        metric_y: str = "val_uar",
+        config: dict | None = None,
     ) -> None:
-        """Log the table of all trials and the Pareto scatter to the study run.
+        """Log the table of all trials and the UAR-vs-parameters scatter to the study run.
 
-        The study run (`<study>-pareto`, job_type "pareto") is opened on the first call and
-        kept for the life of the Tracker; every call logs a new version of the table under the
-        same key (the latest is the run summary's), so the last call shows the whole study.
+        One process per study logs it (the sweep launcher: `sweeps.run`), so a study has one
+        study run. The run (`<study>-pareto`, job_type "pareto") is opened on the first call
+        with an id derived from the study name (`study_run_id`: a resumed study continues the
+        same W&B run online) and kept for the life of the Tracker; every call logs a new
+        version of the table under the same key (the latest is the run summary's), so the
+        last call shows the whole study.
 
         Args:
           trials: one dict per trial (one table row); columns are the union of the keys in
@@ -242,6 +305,7 @@ class Tracker:
           front: numbers of the trials on the Pareto front (the boolean column "pareto").
           metric_x: column plotted on the x axis.
           metric_y: column plotted on the y axis.
+          config: the study run's config (space, objective, corpus, ...), on the first call.
 
         Raises:
           ValueError: metric_x or metric_y is not a column of the rows.
@@ -271,8 +335,12 @@ class Tracker:
             self._study_run = self._init(
                 job_type="pareto",
                 name=f"{self.study}-pareto",
-                config={"study": self.study, "metric_x": metric_x, "metric_y": metric_y},
-            )
+                id=study_run_id(self.study),
+                # online, a rerun of the study appends to its run; offline runs are files
+                **({"resume": "allow"} if self.mode == "online" else {}),
+                config={"study": self.study, "metric_x": metric_x, "metric_y": metric_y,
+                        **(config or {})},
+            )  # fmt: skip
         self._study_run.log(
             {TABLE_KEY: table, PLOT_KEY: wandb.plot.scatter(table, metric_x, metric_y, title)}
         )
@@ -291,6 +359,40 @@ class Tracker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# W&B refuses these in project and entity names (and they would break run paths)
+_FORBIDDEN = set("/\\#?%:")
+
+
+def name_problem(text: str, max_length: int = 64) -> str | None:
+    """Why W&B would refuse `text` as a project, entity or tag (None: fine). Checked before
+    anything is trained: wandb itself refuses only when a run starts."""
+    if not text.strip():
+        return "must not be empty"
+    bad = sorted(_FORBIDDEN & set(text))
+    if bad:
+        return f"must not contain {' '.join(bad)}"
+    if len(text) > max_length:
+        return f"is longer than {max_length} characters"
+    return None
+
+
+def name_problems(project: str | None, entity: str | None, tags=()) -> list[tuple[str, str, str]]:
+    """(what, name, problem) for every name W&B would refuse; `what` is "project", "entity"
+    or "tag". Empty when all are fine."""
+    named = [("project", project, 128), ("entity", entity, 128),
+             *(("tag", tag, 64) for tag in tags)]  # fmt: skip
+    return [(what, name, problem) for what, name, limit in named if name is not None
+            for problem in [name_problem(name, limit)] if problem]  # fmt: skip
+
+
+def study_run_id(study: str) -> str:
+    """The W&B run id of a study's study run: a function of the study name alone (W&B ids
+    allow letters, digits, "-" and "_" only, so the name is hashed)."""
+    import hashlib
+
+    return "study-" + hashlib.sha256(study.encode()).hexdigest()[:16]
 
 
 def _online_message(exc: Exception) -> str:

@@ -3,10 +3,11 @@
 A worker loops: reap trials whose worker died (stale heartbeat: FAIL, re-enqueue with a retry
 limit), ask up to `group_size` trials (grid spaces: only queued points), group them by static
 shape (`RunSettings.static_signature`: model and model fields, batch size, loss, ...), train
-each group with `reslstm_jax.train.fit_group` (M = trials x seeds x folds), tell Optuna, then
-finish the
-trials' W&B runs (the storage is the record of truth: tell first). A heartbeat thread stamps
-`_hb` on the worker's running trials.
+each group with `reslstm_jax.train.fit_group` (M = trials x seeds x folds), logging each
+trial's curves to W&B after every epoch chunk, tell Optuna, then finish the trials' W&B runs
+(the storage is the record of truth: tell first). A heartbeat thread stamps the worker's
+running trials (a system attribute). The study-level W&B run (trials table and scatter) is
+the launcher's (`sweeps.run`), one per study; workers log trial runs only.
 
 Objective (first value): by default the mean over folds x seeds of the best-epoch validation
 UAR (selection reads validation only); `objective="test"` uses the pooled out-of-fold test UAR
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import pathlib
 import threading
 import time
@@ -31,7 +33,7 @@ from reslstm_jax.params import param_count
 from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
 
-HEARTBEAT_ATTR = "_hb"
+HEARTBEAT_ATTR = "reslstm:heartbeat"  # a system attribute (`Heartbeat`)
 # Single-objective trials report their running objective about this many times (pruning).
 REPORTS_PER_TRIAL = 10
 
@@ -60,6 +62,10 @@ class SweepConfig:
     cache_dir: str | None = None
     progress: bool = True
     latency: bool = True  # measure CPU latency per second of audio (edge metrics)
+    budget: str | None = None  # the launcher's --budget (recorded with every trial)
+    wandb_project: str = "reslstm-jax"
+    wandb_entity: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def study_dir(self) -> pathlib.Path:
@@ -128,30 +134,23 @@ class Datasets:
         return families.dataset_for(self.cache, family, protocol=self.config.protocol)
 
 
+OBJECTIVE_KEYS = {"val": "val_uar", "test": "test_uar"}
+
+
 def objective_values(results: dict, config: SweepConfig, space, params: int) -> tuple:
-    """(values for Optuna, summary): UAR by the configured objective, plus n_params."""
-    val_uar = sum(r["best_val_uar"] for r in results["runs"]) / len(results["runs"])
-    test_uar = results["aggregate"]["pooled_oof_uar"]["mean"]
-    uar = test_uar if config.objective == "test" else val_uar
-    summary = {
-        "uar": uar,
-        "objective": config.objective,
-        "leaky": config.objective == "test",
-        "val_uar": val_uar,
-        "test_uar_pooled": test_uar,
-        "test_uar_pooled_max": results["aggregate"]["pooled_oof_uar"]["max"],
-        "test_uar_per_fold": {
-            k: v["uar"]["mean"] for k, v in results["aggregate"]["per_fold"].items()
-        },  # fmt: skip
-        "test_uar_per_seed": [p["uar"] for p in results["aggregate"]["pooled_oof"]],
-        "n_params": params,
-        "protocol_hash": results["card"]["utterance_ids_sha256"],
-    }
+    """(values for Optuna, summary): UAR by the configured objective, plus n_params.
+
+    The summary holds `train.headline` (val_uar, test_uar, test_wa, test_macro_f1, per fold
+    and per seed) and `objective`, the name of the key Optuna optimised ("val_uar", or
+    "test_uar": leaky), so no number in it can be misread."""
+    summary = {"objective": OBJECTIVE_KEYS[config.objective], "leaky": config.objective == "test",
+               **train.headline(results), "n_params": params,
+               "protocol_hash": results["card"]["utterance_ids_sha256"]}  # fmt: skip
     edge = results.get("edge") or {}
     for key in ("fp32_kib", "fp16_kib", "latency_ms_per_s"):
         if key in edge:
             summary[key] = edge[key]
-    values = [uar] + ([params] if space.multi_objective else [])
+    values = [summary[summary["objective"]]] + ([params] if space.multi_objective else [])
     return values, summary
 
 
@@ -159,21 +158,42 @@ def objective_values(results: dict, config: SweepConfig, space, params: int) -> 
 
 
 class Heartbeat:
-    """Stamps `_hb` (epoch seconds) on this worker's running trials every `period` seconds."""
+    """Stamps `HEARTBEAT_ATTR` (epoch seconds) on this worker's running trials every `period`
+    seconds.
 
-    def __init__(self, period: float):
+    The stamp is a *system* attribute (set through the storage's public API): it is the
+    engine's bookkeeping, not a result, so it stays out of the user attributes a researcher
+    reads in the dashboard.
+    """
+
+    def __init__(self, study: optuna.Study, storage, period: float):
         self.period = period
-        self.trials: list[optuna.Trial] = []
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.trials: dict[int, int] = {}  # trial number -> storage trial id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def add(self, trial: optuna.Trial) -> None:
+        """Start stamping `trial` (stamped at once)."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
+                                                                        trial.number)  # fmt: skip
+        self.trials[trial.number] = trial_id
+        self._stamp(trial_id, time.time())
+
+    def remove(self, trial: optuna.Trial) -> None:
+        self.trials.pop(trial.number, None)
+
+    def _stamp(self, trial_id: int, now: float) -> None:
+        # A finished trial refuses attributes; the next beat no longer lists it.
+        with contextlib.suppress(Exception):
+            self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, now)
+
     def beat(self) -> None:
         now = time.time()
-        for trial in list(self.trials):
-            # A finished trial refuses attributes; the next beat no longer lists it.
-            with contextlib.suppress(Exception):
-                trial.set_user_attr(HEARTBEAT_ATTR, now)
+        for trial_id in list(self.trials.values()):
+            self._stamp(trial_id, now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -194,7 +214,7 @@ def reap(study: optuna.Study, grace: float, max_retries: int) -> list[int]:
     reaped = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        beat = trial.system_attrs.get(HEARTBEAT_ATTR)
         if beat is None:
             beat = trial.datetime_start.timestamp() if trial.datetime_start else now
         if now - beat <= grace:
@@ -235,12 +255,51 @@ def trial_rows(study: optuna.Study, space) -> list[dict]:
         rows.append({
             "trial": t.number, "model": full.get("model"), "hidden_size": full.get("hidden_size"),
             "res_blocks": full.get("res_blocks"), "num_att": full.get("num_att"),
-            "n_params": t.user_attrs.get("n_params"), "val_uar": t.user_attrs.get("val_uar"),
-            "test_uar": t.user_attrs.get("test_uar_pooled"), "uar": t.values[0],
+            "n_params": t.user_attrs.get("n_params"),
+            "log10_params": math.log10(max(1, t.user_attrs.get("n_params") or 1)),
+            "val_uar": t.user_attrs.get("val_uar"), "test_uar": t.user_attrs.get("test_uar"),
+            "test_wa": t.user_attrs.get("test_wa"),
+            "test_macro_f1": t.user_attrs.get("test_macro_f1"), "uar": t.values[0],
             "fp16_kib": t.user_attrs.get("fp16_kib"),
             "latency_ms_per_s": t.user_attrs.get("latency_ms_per_s"),
         })  # fmt: skip
     return rows
+
+
+class StudyRecord:
+    """The study's one W&B study run (trials table and UAR-vs-parameters scatter), owned by
+    the launcher (`sweeps.run`): `update(study)` logs the table again whenever the set of
+    finished trials changed, so an online run follows the sweep; workers never log it."""
+
+    def __init__(self, config: SweepConfig, space):
+        from reslstm_jax import tracking
+
+        self.config = config
+        self.space = space
+        self.tracker = tracking.Tracker(config.wandb, config.study_dir,
+                                        project=config.wandb_project, study=config.study,
+                                        entity=config.wandb_entity, tags=config.tags)  # fmt: skip
+        self._logged: tuple | None = None
+
+    def update(self, study: optuna.Study) -> None:
+        rows = trial_rows(study, self.space)
+        finished = tuple(r["trial"] for r in rows)
+        if not rows or finished == self._logged:
+            return
+        self._logged = finished
+        # "uar" (the objective's value) is named by its key in W&B: val_uar or test_uar
+        table = [{k: v for k, v in r.items() if k != "uar"} for r in rows]
+        self.tracker.log_study(
+            table, front_numbers(study, self.space), metric_x="log10_params",
+            metric_y=OBJECTIVE_KEYS[self.config.objective],
+            config={"space": self.space.name, "objective": OBJECTIVE_KEYS[self.config.objective],
+                    "leaky": self.config.objective == "test", "budget": self.config.budget,
+                    "epochs": self.config.epochs, "seeds": self.config.seeds,
+                    "corpus": self.config.corpus or "synthetic"},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.tracker.close()
 
 
 def front_numbers(study: optuna.Study, space) -> list[int]:
@@ -271,9 +330,11 @@ def queued(study: optuna.Study, trial: optuna.Trial) -> bool:
     return queued_params(study, trial) is not None
 
 
-def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None) -> int:
+def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None,
+               on_group=None) -> int:  # fmt: skip
     """One worker's loop until the study has `config.trials` finished trials. Returns the
-    number of trials this worker completed."""
+    number of trials this worker completed. `on_group(study)` is called after each trained
+    group (the launcher's study run, when it runs the only worker in-process)."""
     from reslstm_jax import tracking
 
     space = spaces_mod.load(config.space)
@@ -285,11 +346,12 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None)
                               pruner=pruner)  # fmt: skip
     if datasets is None:
         datasets = Datasets(dataclasses.replace(config, progress=False))
-    tracker = tracking.Tracker(config.wandb, config.study_dir, project="reslstm-jax",
-                               study=config.study)  # fmt: skip
+    tracker = tracking.Tracker(config.wandb, config.study_dir, project=config.wandb_project,
+                               study=config.study, entity=config.wandb_entity,
+                               tags=config.tags)  # fmt: skip
     trials_dir = config.study_dir / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
-    heartbeat = Heartbeat(config.heartbeat_seconds)
+    heartbeat = Heartbeat(study, storage, config.heartbeat_seconds)
     done = 0
     try:
         while True:
@@ -324,20 +386,20 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None)
                 trial.set_user_attr("params_full", full)
                 trial.set_user_attr("n_params", count)
                 trial.set_user_attr("worker", rank)
-                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+                heartbeat.add(trial)
                 asked.append((trial, full, count))
-                heartbeat.trials.append(trial)
             groups: dict[tuple, list] = {}
             for item in asked:
                 key = settings_for(item[1], config).static_signature()
                 groups.setdefault(key, []).append(item)
             for group in groups.values():
                 dataset = datasets.for_model(group[0][1]["model"])
-                done += train_group(study, space, config, dataset, group, tracker, trials_dir)
+                done += train_group(study, space, config, dataset, group, tracker, trials_dir,
+                                    rank=rank)  # fmt: skip
                 for trial, _, _ in group:
-                    heartbeat.trials.remove(trial)
-                tracker.log_study(trial_rows(study, space), front_numbers(study, space),
-                                  metric_x="n_params", metric_y="uar")  # fmt: skip
+                    heartbeat.remove(trial)
+                if on_group is not None:
+                    on_group(study)
     finally:
         heartbeat.stop()
         tracker.close()
@@ -346,63 +408,92 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None)
 
 def trial_plots(results: dict, directory: pathlib.Path, number: int) -> dict:
     """The trial's pooled confusion matrix and learning curves as PNGs (also sent to W&B)."""
-    from reslstm_jax import plots
+    from reslstm_jax import plots, report
 
     directory.mkdir(parents=True, exist_ok=True)
-    label = f"trial {number}: {results['model']['name']}"
+    label = f"trial {number}, {report.base_label(results)}"  # model and size
     matrix = plots.pooled_confusion(results)
     return {
         "confusion": plots.confusion(directory / f"trial_{number}_confusion.png", matrix,
-                                     results["card"]["classes"], title=label),
+                                     results["card"]["classes"],
+                                     title=plots.confusion_title(label)),
         "learning_curves": plots.learning_curves(directory / f"trial_{number}_curves.png",
-                                                 results, title=label),
+                                                 results, title=plots.curves_title(label)),
     }  # fmt: skip
 
 
 def data_fields(card: dict) -> dict:
-    """What names the data of a trial, for W&B and Optuna: corpus (`synthetic` for the embedded
-    corpus), protocol and utterance hash, and the generator's record of a synthetic corpus."""
-    fields = {"corpus": card["corpus"], "protocol": card["protocol"],
-              "utterance_ids_sha256": card["utterance_ids_sha256"]}  # fmt: skip
+    """What names the data of a trial in Optuna: corpus (`synthetic` for the embedded corpus),
+    protocol, and the generator's record of a synthetic corpus (the protocol hash comes with
+    the summary)."""
+    fields = {"corpus": card["corpus"], "protocol": card["protocol"]}
     if card.get("source"):
         fields["corpus_source"] = card["source"]
     return fields
 
 
-def train_group(study, space, config, dataset, group, tracker, trials_dir) -> int:
+# Optuna user attributes copied from the trial summary (what a researcher reads in the
+# dashboard next to the parameters); the rest of the summary is in the trial's results file.
+SUMMARY_ATTRS = ("val_uar", "test_uar", "test_wa", "test_macro_f1", "test_uar_per_fold",
+                 "objective", "leaky", "protocol_hash", "fp16_kib", "latency_ms_per_s")  # fmt: skip
+
+
+def trial_record(config: SweepConfig, space, dataset, settings, full: dict, n: int) -> dict:
+    """A trial's W&B run config: its parameters, parameter count and the run record
+    (`provenance.run_config`: data, features, objective, budget, versions, git commit)."""
+    from reslstm_jax import provenance
+
+    return {**full, "n_params": n, "space": space.name,
+            **provenance.run_config(dataset.card, settings.to_json(), config.objective,
+                                    budget=config.budget)}  # fmt: skip
+
+
+def train_group(study, space, config, dataset, group, tracker, trials_dir, rank: int = 0) -> int:
     """Train trials of one static shape together, tell Optuna, then write and log results."""
+    from reslstm_jax.train.layout import ModelLayout
+
     data_record = data_fields(dataset.card)
-    runs = [tracker.start_trial(t.number, {**full, "n_params": n, "epochs": config.epochs,
-                                           "seeds": config.seeds, "objective": config.objective,
-                                           "space": space.name, **data_record})
-            for t, full, n in group]  # fmt: skip
+    settings = [settings_for(full, config) for _, full, _ in group]
+    runs = [tracker.start_trial(t.number, trial_record(config, space, dataset, s, full, n))
+            for (t, full, n), s in zip(group, settings, strict=True)]  # fmt: skip
     numbers = "-".join(str(t.number) for t, _, _ in group)
-    per_trial = len(dataset.folds.names) * config.seeds
+    layout = ModelLayout(len(group), settings[0].seeds, tuple(dataset.folds.names))
     pruned: dict[int, int] = {}  # trial index in the group -> epochs done when pruned
     # Multi-objective studies cannot prune, and a test objective is read only at the end.
     prunable = not space.multi_objective and config.objective != "test"
+    logged = [0]  # epochs already sent to W&B
 
-    def report(epochs_done: int, history: dict) -> bool:
-        """Single-objective spaces: report each trial's running objective and ask the pruner;
-        stop the program once every trial of the group is pruned."""
+    def on_chunk(epochs_done: int, history: dict) -> bool:
+        """Log each trial's new epochs to its W&B run; single-objective spaces also report
+        each trial's running objective and ask the pruner, and stop the program once every
+        trial of the group is pruned."""
+        for index, run in enumerate(runs):
+            if index not in pruned:
+                rows = train.epoch_rows(history, layout.config_models(index), settings[index],
+                                        logged[0], epochs_done)  # fmt: skip
+                tracker.log_epochs(run, rows)
+        logged[0] = epochs_done
         if not prunable:
             return False
         best = history["val_uar"][:, :epochs_done].max(axis=1)
         for index, (trial, _, _) in enumerate(group):
             if index in pruned:
                 continue
-            trial.report(float(best[index * per_trial : (index + 1) * per_trial].mean()),
-                         epochs_done)  # fmt: skip
+            models = layout.config_models(index)
+            trial.report(float(best[models.start : models.stop].mean()), epochs_done)
             if trial.should_prune():
                 pruned[index] = epochs_done
         return len(pruned) == len(group)
 
+    # Chunks of a tenth of the epochs at most: progress and W&B curves move ten times per trial.
+    every = max(1, config.epochs // REPORTS_PER_TRIAL)
     try:
         results = train.fit_group(
-            dataset, [settings_for(full, config) for _, full, _ in group],
-            out_dir=config.study_dir / "groups" / numbers, progress=config.progress,
-            objective=config.objective, on_chunk=report,
-            checkpoint_every=max(1, config.epochs // REPORTS_PER_TRIAL) if prunable else 10,
+            dataset, settings, out_dir=config.study_dir / "groups" / numbers,
+            # worker r > 0 draws its bar on terminal line r: parallel bars never overwrite
+            progress=(rank or True) if config.progress else False,
+            objective=config.objective, on_chunk=on_chunk, report_every=every,
+            checkpoint_every=every if prunable else 10,
         )  # fmt: skip
     except Exception as exc:
         for (trial, _, _), run in zip(group, runs, strict=True):
@@ -422,25 +513,27 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir) -> in
             summary["pruned_at_epoch"] = pruned[index]
         result["trial"] = {"number": trial.number, "params": full, "state": state,
                            "values": None if index in pruned else values, "group": numbers,
-                           "summary": summary}  # fmt: skip
+                           "summary": summary, "study": config.study, "space": space.name,
+                           "budget": config.budget}  # fmt: skip
         artifacts.write_json(trials_dir / f"{trial.number}.json", result)
-        trial.set_user_attr("results", str(trials_dir / f"{trial.number}.json"))
+        # relative to the study directory: the study can be moved or read from anywhere
+        trial.set_user_attr("results", f"{trials_dir.name}/{trial.number}.json")
         for key, value in data_record.items():
             trial.set_user_attr(key, value)
         if run.id:
             trial.set_user_attr("wandb_run_id", run.id)
+        for key in SUMMARY_ATTRS:
+            if key in summary:
+                trial.set_user_attr(key, summary[key])
         if index in pruned:  # the record of truth first, then W&B
+            trial.set_user_attr("pruned_at_epoch", pruned[index])
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             tracker.finish_trial(run, summary)
             continue
-        for key in ("val_uar", "test_uar_pooled", "objective", "leaky", "fp16_kib",
-                    "latency_ms_per_s"):  # fmt: skip
-            if key in summary:
-                trial.set_user_attr(key, summary[key])
         study.tell(trial, values)  # the record of truth first ...
-        history = {"val_uar_mean": [sum(r["val_uar"][e] for r in result["runs"]) /
-                                    len(result["runs"]) for e in range(config.epochs)]}  # fmt: skip
         images = trial_plots(result, config.study_dir / "plots", trial.number)
-        tracker.finish_trial(run, summary, history, images=images)  # ... then W&B
-        done += 1
+        tracker.finish_trial(
+            run, summary, images=images, confusion=train.pooled_predictions(result)
+        )
+        done += 1  # ... then W&B
     return done

@@ -15,6 +15,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 BUDGETS = {
     # epochs, seeds; quick: sized for a laptop CPU (about 5 minutes for hidden_sizes on 2 cores)
@@ -22,6 +23,7 @@ BUDGETS = {
     "paper": {"epochs": 100, "seeds": 1, "trials": 100},
 }
 WANDB_MODES = ("offline", "online", "disabled")
+WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": "--tags"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes on this machine (default: one per core)")  # fmt: skip
     p.add_argument("--wandb", choices=WANDB_MODES, default="offline")
+    p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project (default "
+                   "reslstm-jax)")  # fmt: skip
+    p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
+    p.add_argument("--tags", nargs="+", default=[], metavar="TAG",
+                   help="W&B tags of every run of the study")  # fmt: skip
     p.add_argument("--workdir", default="runs")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (worker r uses seed + r)")
     p.add_argument(
@@ -75,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build_config(args, p) -> tuple:
-    from reslstm_jax import data
+    from reslstm_jax import data, tracking
     from sweeps import spaces, storage
     from sweeps.engine import SweepConfig
 
@@ -100,6 +107,9 @@ def build_config(args, p) -> tuple:
         p.error(f"--max-retries must be >= 0, got {args.max_retries}")
     if args.group_size is not None and args.group_size < 1:
         p.error(f"--group-size must be >= 1, got {args.group_size}")
+    for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
+                                                      args.tags):  # fmt: skip
+        p.error(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     url = storage.storage_url_from(args.storage)
     try:
         storage.check_url(url, args.workers)
@@ -124,9 +134,22 @@ def build_config(args, p) -> tuple:
         group_size=args.group_size or (1 if space.grid is not None else 4),
         heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds,
         max_retries=args.max_retries, cache_dir=args.cache_dir, progress=not args.no_progress,
-        latency=not args.no_latency,
+        latency=not args.no_latency, budget=args.budget, wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity, tags=tuple(args.tags),
     )  # fmt: skip
     return space, config
+
+
+# How often the launcher reads the study while workers run (its W&B study run follows it).
+POLL_SECONDS = 5.0
+
+
+def wait_for(processes: list[subprocess.Popen], study, record) -> list[int]:
+    """Wait for the worker processes, logging the study run as trials finish."""
+    while any(proc.poll() is None for proc in processes):
+        time.sleep(POLL_SECONDS)
+        record.update(study)
+    return [proc.wait() for proc in processes]
 
 
 def start_workers(config, count: int) -> list[subprocess.Popen]:
@@ -152,6 +175,20 @@ def start_workers(config, count: int) -> list[subprocess.Popen]:
         )  # fmt: skip
         for rank in range(count)
     ]
+
+
+def report_skipped(config, prepared) -> None:
+    """Every file the sweep's data does not use (over its feature sets), listed with its reason
+    in `<study>/skipped.csv`, and one line saying how many and why."""
+    from reslstm_jax import artifacts
+
+    skipped = {(s.path, s.reason): s for d in prepared for s in d.manifest.skipped}
+    where = config.study_dir / artifacts.SKIPPED_FILE
+    artifacts.write_skipped(where, skipped.values())
+    manifest = dataclasses.replace(prepared[0].manifest, skipped=list(skipped.values()))
+    line = manifest.skipped_line(where)
+    if line:
+        print(line)
 
 
 def finish(config, space, study) -> None:
@@ -220,15 +257,20 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(protocols.format_card(prepared[0].card))
+    report_skipped(config, prepared)
     workers = min(args.workers, max(1, config.trials))
-    if workers == 1:
-        engine.run_worker(config, 0, datasets)
-    else:
-        processes = start_workers(config, workers)
-        codes = [proc.wait() for proc in processes]
-        if any(codes):
-            print(f"error: worker exit codes {codes}", file=sys.stderr)
-    study = optuna.load_study(study_name=config.study, storage=store)
+    record = engine.StudyRecord(config, space)  # the study's one W&B study run
+    try:
+        if workers == 1:
+            engine.run_worker(config, 0, datasets, on_group=record.update)
+        else:
+            codes = wait_for(start_workers(config, workers), study, record)
+            if any(codes):
+                print(f"error: worker exit codes {codes}", file=sys.stderr)
+        study = optuna.load_study(study_name=config.study, storage=store)
+        record.update(study)
+    finally:
+        record.close()
     finish(config, space, study)
     return 0
 

@@ -136,6 +136,15 @@ def storage_url_from(flag: str | None) -> str | None:
     return flag or os.environ.get(ENV_STORAGE) or None
 
 
+def results_path(study_dir: pathlib.Path, recorded: str) -> pathlib.Path:
+    """A trial's results file from its `results` attribute: relative to the study directory
+    (`trials/N.json`), so a report runs from any directory. Studies written before that
+    recorded a path relative to where the sweep was launched (or absolute): used when the
+    study-relative path does not exist."""
+    relative = pathlib.Path(study_dir) / recorded  # an absolute `recorded` stays itself
+    return relative if relative.exists() else pathlib.Path(recorded)
+
+
 def completed_results(url: str | None, study_name: str, workdir="runs") -> list[tuple[str, float]]:
     """(results file, objective value) of every completed trial of a study, for reports."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -149,11 +158,12 @@ def completed_results(url: str | None, study_name: str, workdir="runs") -> list[
             f"studies there: {', '.join(names) or 'none'}"
         ) from None
     items = []
+    study_dir = pathlib.Path(workdir) / study_name
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         path = t.user_attrs.get("results")
         if not path:
             raise StorageError(f"trial {t.number} of {study_name} has no results file attribute")
-        items.append((path, float(t.values[0])))
+        items.append((str(results_path(study_dir, path)), float(t.values[0])))
     if not items:
         raise StorageError(f"study {study_name!r} has no completed trial yet")
     return items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -105,8 +106,10 @@ def tiny_dataset():
     return _random_feature_dataset()
 
 
-def _train_command(corpus, out, cache, *extra, latency: bool = False, one_device=True) -> list:
-    """The train CLI on the tone corpus: ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs."""
+def _train_command(corpus, out, cache, *extra, latency: bool = False, one_device=True,
+                   wandb: str = "disabled") -> list:  # fmt: skip
+    """The train CLI on the tone corpus: ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs (W&B off
+    unless asked: `trained_run` has its offline run)."""
     import sys
 
     # One device keeps the suite's processes single-threaded; `trained_run` runs the default
@@ -116,6 +119,7 @@ def _train_command(corpus, out, cache, *extra, latency: bool = False, one_device
         "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
         "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
         "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]),
+        "--wandb", wandb,
         *(["--devices", "1"] if one_device else []), *extra,
     ]  # fmt: skip
 
@@ -128,8 +132,9 @@ def _run_command(args, **kwargs):
 
 @pytest.fixture(scope="session")
 def train_command():
-    """`(corpus, out, cache, *extra, latency=False, one_device=True) -> argv` of the train CLI
-    on the tone corpus (ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs, checkpoints every 2)."""
+    """`(corpus, out, cache, *extra, latency=False, one_device=True, wandb="disabled") -> argv`
+    of the train CLI on the tone corpus (ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs,
+    checkpoints every 2)."""
     return _train_command
 
 
@@ -139,12 +144,40 @@ def run_command():
     return _run_command
 
 
+@contextlib.contextmanager
+def _built_once(tmp_path_factory, name: str):
+    """`name`'s directory in the temporary root that every test process of this session
+    shares, held under an exclusive lock: the first process to get here builds it, the
+    others wait and find it built. (pytest-xdist's `--dist loadgroup` cannot keep the tests of
+    one fixture on one process under pytest 9: it never groups them.)"""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's root, above each worker's own
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield root / name
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tone_corpus, feature_cache, tmp_path_factory):
     """One finished training run of the train CLI (with the latency measurement, on the
-    default devices): (output dir, completed process)."""
-    out = tmp_path_factory.mktemp("trained") / "run"
-    proc = _run_command(_train_command(tone_corpus, out, feature_cache, latency=True,
-                                       one_device=False))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out, proc
+    default devices, with its offline W&B run), trained once per test session whatever the
+    number of test processes: (output dir, completed process). Read-only for tests."""
+    import json
+    import subprocess
+
+    with _built_once(tmp_path_factory, "trained") as root:
+        out, record = root / "run", root / "process.json"
+        if not record.exists():
+            proc = _run_command(_train_command(tone_corpus, out, feature_cache, "--tags", "suite",
+                                               "first", latency=True, one_device=False,
+                                               wandb="offline"))  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            record.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
+        args, code, stdout, stderr = json.loads(record.read_text())
+    return out, subprocess.CompletedProcess(args, code, stdout, stderr)

@@ -153,9 +153,10 @@ def _balanced(tex: str) -> None:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0, tex[max(0, i - 40) : i + 1]
     assert depth == 0
-    begins = re.findall(r"\\begin\{(\w+)\}", tex)
-    ends = re.findall(r"\\end\{(\w+)\}", tex)
-    assert begins == ["table", "tabular"] * (len(begins) // 2) and sorted(begins) == sorted(ends)
+    begins = re.findall(r"\\begin\{([\w*]+)\}", tex)
+    ends = re.findall(r"\\end\{([\w*]+)\}", tex)
+    # table*: spans both columns of a two-column paper
+    assert begins == ["table*", "tabular"] * (len(begins) // 2) and sorted(begins) == sorted(ends)
 
 
 def test_latex_is_balanced_escaped_and_compiles_when_latex_is_there(tmp_path):
@@ -163,7 +164,9 @@ def test_latex_is_balanced_escaped_and_compiles_when_latex_is_there(tmp_path):
     tex = report.format_latex(report.build_tables(configs, ci_resamples=200))
     _balanced(tex)
     assert r"lstm\_sa h8" in tex and r"ravdess\_paper" in tex and r"$\pm$" in tex
-    header = tex.splitlines()[6]
+    assert r"\label{tab:ravdess_ravdess_paper_abababab}" in tex
+    assert "Bold: the Pareto front" in tex and r"\textbf{lstm\_sa h8}" in tex
+    (header,) = [line for line in tex.splitlines() if line.startswith("configuration &")]
     assert header.count("&") == len(report._header(FOLDS)) - 1
     for line in tex.splitlines():
         if line.endswith(r"\\") and "&" in line:
@@ -171,11 +174,14 @@ def test_latex_is_balanced_escaped_and_compiles_when_latex_is_there(tmp_path):
     latex = shutil.which("pdflatex")
     if latex is None:
         pytest.skip("pdflatex is not installed; balance and column counts were checked")
-    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n%s\n\\end{document}\n"
+    # a two-column paper, as most SER venues use
+    doc = ("\\documentclass[twocolumn]{article}\\usepackage{booktabs,graphicx}"
+           "\\begin{document}\n%s\n\\end{document}\n")  # fmt: skip
     (tmp_path / "t.tex").write_text(doc % tex)
     proc = subprocess.run([latex, "-interaction=nonstopmode", "t.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "Overfull" not in (tmp_path / "t.log").read_text()  # it fits the page
 
 
 def test_cli_markdown_csv_compare_and_plots(results_dir, capsys, tmp_path):
@@ -222,6 +228,42 @@ def test_cli_bad_input_is_one_line_exit_2(results_dir, tmp_path, capsys, args, m
     assert report_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_one_seed_says_n_1_instead_of_a_zero_spread():
+    one_seed = {k: v for k, v in MIXED.items() if k[0] == 0}
+    configs = report.label_configs([report.Config(make_results(one_seed), "a/results.json")])
+    tables = report.build_tables(configs, ci_resamples=200)
+    for text in (report.format_markdown(tables), report.format_latex(tables)):
+        assert "1.0000 (n = 1)" in text and "0.0000" not in text.split("(n = 1)")[1][:20]
+        assert "$\\pm$ 0.0000" not in text and "± 0.0000" not in text
+    assert "± " in report.format_markdown(
+        report.build_tables(report.label_configs([report.Config(make_results(MIXED), "b")]),
+                            ci_resamples=200))  # fmt: skip
+
+
+def test_figures_in_vector_formats_with_titles_naming_model_and_split(tmp_path):
+    import matplotlib
+
+    from reslstm_jax import plots
+
+    configs = report.label_configs([report.Config(make_results(MIXED), "a/results.json")])
+    tables = report.build_tables(configs, ci_resamples=200)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays searchable
+        written = plots.for_configs(tmp_path, tables, configs, fmt="svg")
+        attention = plots.attention(tmp_path / "att.svg", np.zeros((50, 8)), np.full(50, 0.02),
+                                    title="clip", seconds_per_frame=2048 / 48000)  # fmt: skip
+    assert sorted(p.name for p in written) == ["confusion_lstm_sa_h8.svg", "curves_lstm_sa_h8.svg",
+                                               "pareto.svg"]  # fmt: skip
+    confusion = (tmp_path / "confusion_lstm_sa_h8.svg").read_text()
+    assert "lstm_sa h8: test, pooled out-of-fold" in confusion
+    assert "lstm_sa h8: validation UAR per fold" in (tmp_path / "curves_lstm_sa_h8.svg").read_text()
+    svg = attention.read_text()
+    assert "time (s)" in svg and ">frame<" not in svg
+    pdf = plots.for_configs(tmp_path / "pdf", tables, configs, fmt="pdf")
+    assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdf)
+    with pytest.raises(ValueError, match="plot format 'jpg'"):
+        plots.for_configs(tmp_path, tables, configs, fmt="jpg")
 
 
 def test_labels_name_what_changes_the_model():

@@ -140,6 +140,13 @@ def test_a_field_the_family_does_not_declare_is_refused():
 # ----------------------------------------------------------------------------- reaper
 
 
+def stamp(store, study, trial, when: float) -> None:
+    """Set a trial's heartbeat as a worker does (a system attribute, through the storage)."""
+    study_id = store.get_study_id_from_name(study.study_name)
+    trial_id = store.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    store.set_trial_system_attr(trial_id, engine.HEARTBEAT_ATTR, when)
+
+
 def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
     space = spaces.load("hidden_sizes")
     store = storage.open_storage(None, tmp_path, "s")
@@ -147,7 +154,7 @@ def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
     study.enqueue_trial({"model": "lstm_sa", "hidden_size": 16})
     trial = study.ask()
     engine.trial_params(space, trial)
-    trial.set_user_attr(engine.HEARTBEAT_ATTR, time.time() - 1000)  # its worker died
+    stamp(store, study, trial, time.time() - 1000)  # its worker died
     assert engine.reap(study, grace=60, max_retries=1) == [trial.number]
     assert engine.reap(study, grace=60, max_retries=1) == []  # only once
     states = [t.state for t in study.get_trials()]
@@ -155,12 +162,12 @@ def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
     retry = study.ask()
     assert engine.trial_params(space, retry) == {"model": "lstm_sa", "hidden_size": 16}
     assert retry.user_attrs["retries"] == 1 and retry.user_attrs["retry_of"] == trial.number
-    retry.set_user_attr(engine.HEARTBEAT_ATTR, time.time() - 1000)
+    stamp(store, study, retry, time.time() - 1000)
     engine.reap(study, grace=60, max_retries=1)  # retry limit reached: not enqueued again
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     fresh = study.ask()
     engine.trial_params(space, fresh)
-    fresh.set_user_attr(engine.HEARTBEAT_ATTR, time.time())
+    stamp(store, study, fresh, time.time())
     assert engine.reap(study, grace=60, max_retries=1) == []  # a live trial is left alone
 
 
@@ -176,23 +183,28 @@ def test_reloading_a_study_checks_directions_and_space(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache):
-    from wandb_reader import read_run
+def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monkeypatch, capsys):
+    from wandb_reader import read_run, read_table
+
+    from reslstm_jax import tracking
 
     workdir = tmp_path / "runs"
-    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", cache=feature_cache)
+    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--tags", "suite",
+                  cache=feature_cache)  # fmt: skip
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16]
     # resume: the same command with more trials trains only the new ones
-    sweep(corpus, workdir, "--trials", "2", "--workers", "1", cache=feature_cache)
+    sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--tags", "suite",
+          cache=feature_cache)  # fmt: skip
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 2 and len(study.trials) == 2  # only the points asked for are queued
     assert [t.number for t in done] == [0, 1]
     study_dir = workdir / "hidden_sizes-ravdess-ravdess_paper-quick"
     assert (study_dir / "pareto.png").stat().st_size > 0
+    assert (study_dir / "skipped.csv").read_text() == "path,reason\n"  # every file was used
     csv = (study_dir / "pareto.csv").read_text().splitlines()
     assert csv[0].startswith("trial,model,hidden_size") and len(csv) == 3
     for t in done:
@@ -209,24 +221,69 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache):
         run_dirs = list(study_dir.rglob(f"*run-*-{run_id}"))
         assert run_dirs, f"no offline run for {run_id}"
         logged = read_run(run_dirs[0])
-        assert logged["summary"]["uar"] == pytest.approx(t.values[0])
-        assert logged["summary"]["n_params"] == t.values[1]
+        summary = logged["summary"]
+        # every number named by its split; "objective" names the one Optuna optimised
+        assert summary["objective"] == "val_uar" and "uar" not in summary
+        assert summary["val_uar"] == pytest.approx(t.values[0])
+        assert summary["test_uar"] == result["aggregate"]["pooled_oof_uar"]["mean"]
+        assert summary["test_wa"] == result["aggregate"]["pooled_oof_wa"]["mean"]
+        assert summary["test_macro_f1"] == result["aggregate"]["pooled_oof_macro_f1"]["mean"]
+        assert summary["n_params"] == t.values[1]
         assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
-        # the data is named in W&B and Optuna alike: corpus, protocol, utterance hash
+        assert logged["run"]["tags"] == ["suite"]
+        # the data is named in W&B and Optuna alike: corpus, protocol, protocol hash
         card = result["card"]
         for record in (logged["config"], t.user_attrs):
-            assert (record["corpus"], record["protocol"], record["utterance_ids_sha256"]) == (
+            assert (record["corpus"], record["protocol"], record["protocol_hash"]) == (
                 "ravdess", "ravdess_paper", card["utterance_ids_sha256"])  # fmt: skip
+        # the run record: features, normalisation, budget, versions, commit (also in results)
+        config = logged["config"]
+        assert (config["features"], config["normalisation"], config["budget"]) == (
+            "mfcc_chroma", "fold", "quick")  # fmt: skip
+        assert (config["epochs"], config["seeds"], config["objective"]) == (2, 1, "val")
+        assert config["versions"]["optuna"] == optuna.__version__
+        assert config["git_commit"] == result["environment"]["git"]["commit"]
+        # the curves of each epoch, logged per chunk (the quick budget: every epoch)
+        curves = [h for h in logged["history"] if "val_uar_mean" in h]
+        assert [h["epoch"] for h in curves] == [1, 2]
+        assert {"train_loss", "val_uar_min", "val_uar_max", "learning_rate"} <= set(curves[0])
+        # Optuna: every headline number, per fold; no internal key among the user attributes
+        assert t.user_attrs["test_uar_per_fold"] == summary["test_uar_per_fold"]
+        assert len(t.user_attrs["test_uar_per_fold"]) == 5
+        assert (t.user_attrs["test_wa"], t.user_attrs["test_macro_f1"]) == (
+            summary["test_wa"], summary["test_macro_f1"])  # fmt: skip
+        assert not [k for k in t.user_attrs if k.startswith("_")]
+        assert t.user_attrs["results"] == f"trials/{t.number}.json"  # study-relative
         # edge metrics next to UAR: in the trial results, the Optuna attributes and W&B
         assert result["edge"]["fp16_kib"] == t.values[1] * 2 / 1024
         assert logged["summary"]["fp16_kib"] == result["edge"]["fp16_kib"]
         assert logged["summary"]["latency_ms_per_s"] == t.user_attrs["latency_ms_per_s"] > 0
-        # the confusion matrix and learning curves, as PNGs and as W&B images
+        # the confusion matrix and learning curves, as PNGs and as W&B images, and the
+        # confusion matrix as W&B's interactive chart
         assert logged["summary"]["confusion"]["_type"] == "image-file"
+        assert logged["summary"]["confusion_matrix_table"]["_type"] == "table-file"
         for kind in ("confusion", "curves"):
             png = study_dir / "plots" / f"trial_{t.number}_{kind}.png"
             assert png.read_bytes()[:4] == b"\x89PNG"
     assert "fp16 KiB" in first.stdout and "ms/s" in first.stdout
+    # the study run: the launcher's alone (one per launch, all with the study's W&B id); the
+    # latest holds every trial, parameters also on a log scale
+    study_runs = [read_run(r) | {"dir": r} for r in tracking.offline_runs(study_dir)]
+    study_runs = [r for r in study_runs if r["run"]["job_type"] == "pareto"]
+    assert [r["run"]["id"] for r in study_runs] == [tracking.study_run_id(study.study_name)] * 2
+    columns, rows = read_table(study_runs[-1]["dir"], study_runs[-1]["summary"]["trials"])
+    assert len(rows) == 2 and "uar" not in columns
+    assert {"val_uar", "test_uar", "test_wa", "log10_params", "pareto"} <= set(columns)
+    assert study_runs[-1]["config"]["metric_y"] == "val_uar"
+    # the report of the study, from another directory than the sweep's
+    from experiments import report as report_cli
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert report_cli.main(["--study", study.study_name, "--workdir", str(workdir)]) == 0
+    assert "lstm_sa h16" in capsys.readouterr().out
 
 
 def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature_cache):
@@ -238,14 +295,21 @@ def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature
         "4",
         "--workers",
         "2",
-        "--wandb",
-        "disabled",
         "--no-latency",
         cache=feature_cache,
     )
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 4
+    # one study run for the study (the launcher's), not one per worker; it holds every trial
+    from wandb_reader import read_run, read_table
+
+    from reslstm_jax import tracking
+
+    runs = [read_run(r) | {"dir": r} for r in tracking.offline_runs(workdir)]
+    (study_run,) = [r for r in runs if r["run"]["job_type"] == "pareto"]
+    assert len(read_table(study_run["dir"], study_run["summary"]["trials"])[1]) == 4
+    assert sum(r["run"]["job_type"] == "trial" for r in runs) == 4
     points = [json.dumps(t.params, sort_keys=True) for t in done]
     assert len(set(points)) == 4  # no point trained twice
     assert {t.user_attrs["worker"] for t in done} == {0, 1}  # both workers trained
@@ -262,6 +326,7 @@ def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature
         (["--data-dir", "/does/not/exist"], "--data-dir /does/not/exist does not exist"),
         (["--budget", "huge"], "invalid choice: 'huge'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(
@@ -281,6 +346,8 @@ def test_objective_reads_test_only_when_asked(objective, expected, leaky):
         "runs": [{"best_val_uar": 0.4}, {"best_val_uar": 0.6}],
         "aggregate": {
             "pooled_oof_uar": {"mean": 0.7, "max": 0.8},
+            "pooled_oof_wa": {"mean": 0.71},
+            "pooled_oof_macro_f1": {"mean": 0.69},
             "per_fold": {"fold0": {"uar": {"mean": 0.7}}},
             "pooled_oof": [{"uar": 0.7}],
         },
@@ -291,6 +358,8 @@ def test_objective_reads_test_only_when_asked(objective, expected, leaky):
     values, summary = engine.objective_values(results, config, spaces.load("hidden_sizes"), 123)
     assert values == [pytest.approx(expected), 123]
     assert summary["leaky"] is leaky and summary["val_uar"] == pytest.approx(0.5)
+    assert summary["objective"] == f"{objective}_uar" and summary["test_uar"] == 0.7
+    assert (summary["test_wa"], summary["test_macro_f1"]) == (0.71, 0.69)
 
 
 def test_a_grid_worker_knows_a_queued_point_from_a_sampled_one(tmp_path):

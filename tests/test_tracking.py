@@ -59,7 +59,8 @@ def test_offline_trial_runs_read_back(tmp_path, monkeypatch):
 
     logged = read_run(runs[good.id])
     assert logged["run"] == {"id": good.id, "group": "st", "job_type": "trial",
-                             "name": "st-trial-3", "project": "proj"}  # fmt: skip
+                             "name": "st-trial-3", "project": "proj", "entity": "",
+                             "tags": []}  # fmt: skip
     assert {k: logged["config"][k] for k in config} == config
     assert [(h["_step"], h["epoch"], h["val_uar_mean"]) for h in logged["history"]] == [
         (0, 1, 0.3), (1, 2, 0.5), (2, 3, 0.45)
@@ -85,19 +86,21 @@ def test_study_run_logs_table_and_scatter(tmp_path):
         {"trial": 0, "model": "lstm", "hidden_size": 16, "n_params": 900, "uar": 0.41},
         {"trial": 1, "model": "lstm_sa", "hidden_size": 32, "n_params": 2500, "uar": 0.55},
     ]
-    tracker.log_study(rows, front=[0, 1])
+    tracker.log_study(rows, front=[0, 1], metric_x="n_params", metric_y="uar")
     # a third trial with a new column (and None where a model lacks a parameter)
     rows.append({"trial": 2, "model": "reslstm", "hidden_size": None, "n_params": 4000,
                  "uar": 0.52, "res_blocks": 2})  # fmt: skip
-    tracker.log_study(rows, front=[0, 1])
+    tracker.log_study(rows, front=[0, 1], metric_x="n_params", metric_y="uar")
     with pytest.raises(ValueError, match="no column 'objective'"):
-        tracker.log_study(rows, front=[], metric_y="objective")
+        tracker.log_study(rows, front=[], metric_x="n_params", metric_y="objective")
     tracker.close()
     tracker.close()  # idempotent
 
     run = one_run(tmp_path, "pareto")
     logged = read_run(run)
     assert logged["run"]["name"] == "st-pareto" and logged["run"]["group"] == "st"
+    # its id is the study's: a resumed study continues the same W&B run
+    assert logged["run"]["id"] == tracking.study_run_id("st") != tracking.study_run_id("st2")
     assert logged["config"]["metric_x"] == "n_params" and logged["config"]["metric_y"] == "uar"
     assert len(logged["history"]) == 2  # one table version per call
     assert [h["trials"]["nrows"] for h in logged["history"]] == [2, 3]
@@ -116,6 +119,41 @@ def test_study_run_logs_table_and_scatter(tmp_path):
     panel = logged["config"]["_wandb"]["visualize"]["pareto_plot"]["panel_config"]
     assert panel["panelDefId"] == "wandb/scatter/v0"
     assert panel["fieldSettings"] == {"x": "n_params", "y": "uar"}
+
+
+def test_live_curves_tags_entity_and_interactive_confusion_matrix(tmp_path):
+    """Epochs are logged as training goes (a resumed run repeats none), the run carries the
+    project, entity and tags it was given, and the confusion matrix is an interactive chart."""
+    tracker = tracking.Tracker("offline", tmp_path, project="proj", entity="lab",
+                               tags=["ravdess", "h64"])  # fmt: skip
+    run = tracker.start_run("h64", {"corpus": "synthetic"})
+    tracker.log_epochs(run, [{"epoch": 1, "val_uar_mean": 0.2}, {"epoch": 2, "val_uar_mean": 0.3}])
+    tracker.log_epochs(run, [{"epoch": 2, "val_uar_mean": 0.3}, {"epoch": 3, "val_uar_mean": 0.4}])
+    confusion = {"y_true": [0, 1, 1], "y_pred": [0, 1, 0], "classes": ["neutral", "angry"]}
+    tracker.finish_trial(run, {"val_uar": 0.4, "objective": "val_uar"}, confusion=confusion)
+    tracker.close()
+    logged = read_run(one_run(tmp_path, "train"))
+    assert logged["run"]["name"] == "h64" and logged["run"]["tags"] == ["ravdess", "h64"]
+    assert (logged["run"]["project"], logged["run"]["entity"]) == ("proj", "lab")
+    curves = [(h["_step"], h["epoch"], h["val_uar_mean"]) for h in logged["history"]
+              if "epoch" in h]  # fmt: skip
+    assert curves == [(0, 1, 0.2), (1, 2, 0.3), (2, 3, 0.4)]
+    chart = logged["summary"]["confusion_matrix_table"]
+    assert chart["_type"] == "table-file"
+    panel = logged["config"]["_wandb"]["visualize"]["confusion_matrix"]["panel_config"]
+    assert panel["panelDefId"] == "wandb/confusion_matrix/v1"
+
+
+@pytest.mark.parametrize(
+    "project,entity,tags,expected",
+    [("reslstm-jax", None, ["a", "b"], []),
+     ("a/b", None, [], [("project", "a/b", "must not contain /")]),
+     ("p", "x:y", ["", "t" * 65], [("entity", "x:y", "must not contain :"),
+                                   ("tag", "", "must not be empty"),
+                                   ("tag", "t" * 65, "is longer than 64 characters")])],
+)  # fmt: skip
+def test_names_wandb_would_refuse_are_found_before_any_run(project, entity, tags, expected):
+    assert tracking.name_problems(project, entity, tags) == expected
 
 
 def test_disabled_writes_nothing(tmp_path):

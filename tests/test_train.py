@@ -223,12 +223,16 @@ def test_uar_in_the_program_equals_the_metrics_module():
 
 
 @pytest.mark.parametrize(
-    "start,total,every,expected",
-    [(0, 10, 4, [4, 4, 2]), (4, 10, 4, [4, 2]), (5, 10, 4, [3, 2]), (10, 10, 4, []),
-     (0, 3, 10, [3])],
+    "start,total,every,save_every,expected",
+    [(0, 10, 4, None, [4, 4, 2]), (4, 10, 4, None, [4, 2]), (5, 10, 4, None, [3, 2]),
+     (10, 10, 4, None, []), (0, 3, 10, None, [3]),
+     # reporting every epoch, saving every 4: chunks still end where saves fall
+     (0, 6, 1, 4, [1] * 6), (0, 10, 3, 4, [3, 1, 2, 2, 1, 1]), (4, 10, 4, 5, [1, 3, 2]),
+     # a sweep trial of the quick budget (10 epochs): progress at every epoch, one save
+     (0, 10, 1, 10, [1] * 10), (0, 100, 10, 10, [10] * 10)],
 )  # fmt: skip
-def test_chunk_lengths(start, total, every, expected):
-    assert train.chunk_lengths(start, total, every) == expected
+def test_chunk_lengths(start, total, every, save_every, expected):
+    assert train.chunk_lengths(start, total, every, save_every) == expected
 
 
 @pytest.mark.parametrize(

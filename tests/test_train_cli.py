@@ -29,12 +29,6 @@ def trained(trained_run):
     return trained_run
 
 
-# The tests that read the session's trained run, on one xdist process (`make test` runs
-# `--dist loadgroup`), so that the run is trained once, not once per process.
-SHARES_TRAINED_RUN = pytest.mark.xdist_group("trained_run")
-
-
-@SHARES_TRAINED_RUN
 def test_train_writes_results_card_and_best_checkpoints(trained):
     out, proc = trained
     assert "pooled out-of-fold UAR" in proc.stdout and "protocol ravdess_paper" in proc.stdout
@@ -63,7 +57,54 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     assert info["model_config"]["dropout"] == 0.2 and info["dropout"] == [0.2]
 
 
-@SHARES_TRAINED_RUN
+def test_the_run_is_recorded_with_its_provenance_in_results_and_wandb(trained):
+    """results.json and the offline W&B run hold what the run was trained on and with; W&B
+    has the curves of every epoch, names every number, and an interactive confusion matrix."""
+    from wandb_reader import read_run
+
+    from reslstm_jax import provenance
+
+    out, proc = trained
+    results = json.loads((out / "results.json").read_text())
+    env = results["environment"]
+    assert env["packages"]["jax"] and env["packages"]["reslstm-jax"] and env["python"]
+    git = provenance.git_state()  # the suite runs from a checkout
+    assert git is not None and env["git"]["commit"] == git["commit"]
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    logged = read_run(run_dir)
+    assert logged["run"]["job_type"] == "train" and logged["exit_code"] == 0
+    assert logged["run"]["project"] == "reslstm-jax" and logged["run"]["tags"] == ["suite", "first"]
+    config = logged["config"]
+    card = results["card"]
+    assert (config["corpus"], config["protocol"], config["protocol_hash"]) == (
+        card["corpus"], card["protocol"], card["utterance_ids_sha256"])  # fmt: skip
+    assert config["features"] == "mfcc_chroma" and config["normalisation"] == "fold"
+    assert config["objective"] == "val" and config["epochs"] == 6 and config["seeds"] == 2
+    assert config["versions"]["jax"] == env["packages"]["jax"]
+    assert config["git_commit"] == env["git"]["commit"]
+    # the curves of every epoch (logged per chunk while training), learning rate included
+    curves = [h for h in logged["history"] if "val_uar_mean" in h]
+    assert [h["epoch"] for h in curves] == [1, 2, 3, 4, 5, 6]
+    runs = results["runs"]
+    for h in curves:
+        val = [r["val_uar"][h["epoch"] - 1] for r in runs]
+        assert h["val_uar_mean"] == pytest.approx(np.mean(val), abs=1e-6)
+        assert (h["val_uar_min"], h["val_uar_max"]) == pytest.approx((min(val), max(val)))
+        assert h["train_loss"] == pytest.approx(
+            np.mean([r["train_loss"][h["epoch"] - 1] for r in runs]), rel=1e-5)  # fmt: skip
+    assert curves[0]["learning_rate"] == pytest.approx(results["settings"]["learning_rate"])
+    summary = logged["summary"]
+    agg = results["aggregate"]
+    assert summary["objective"] == "val_uar"
+    assert summary["val_uar"] == pytest.approx(np.mean([r["best_val_uar"] for r in runs]))
+    assert summary["test_uar"] == agg["pooled_oof_uar"]["mean"]
+    assert summary["test_wa"] == agg["pooled_oof_wa"]["mean"]
+    assert summary["test_macro_f1"] == agg["pooled_oof_macro_f1"]["mean"]
+    assert "uar" not in summary  # no number without its split
+    assert any("confusion_matrix" in key for key in summary)  # W&B's interactive chart
+    assert "W&B offline run in" in proc.stdout
+
+
 def test_results_hold_the_edge_metrics(trained):
     out, proc = trained
     results = json.loads((out / "results.json").read_text())
@@ -78,7 +119,6 @@ def test_results_hold_the_edge_metrics(trained):
     assert "ms per second of audio" in proc.stdout
 
 
-@SHARES_TRAINED_RUN
 def test_predict_labels_files_and_folders_and_reports_bad_files(
     trained, corpus, tmp_path, run_command
 ):
@@ -123,7 +163,6 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
         (["--seed", "7"], "--seed 7: the run's seeds are 0, 1"),
     ],
 )
-@SHARES_TRAINED_RUN
 def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_command):
     out, _ = trained
     proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
@@ -134,7 +173,6 @@ def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, ru
     assert proc.returncode == 2 and "not a finished training run" in proc.stderr
 
 
-@SHARES_TRAINED_RUN
 def test_report_reads_a_training_run(trained, capsys):
     from experiments import report
 
@@ -144,7 +182,6 @@ def test_report_reads_a_training_run(trained, capsys):
     assert r"reslstm\_sa h8" in tex and "fold4" in tex and r"ravdess\_paper" in tex
 
 
-@SHARES_TRAINED_RUN
 def test_a_killed_run_resumes_to_identical_results(
     corpus, feature_cache, tmp_path, trained, train_command, run_command
 ):
@@ -183,6 +220,8 @@ def test_a_killed_run_resumes_to_identical_results(
         (["--protocol", "emodb_loso"], "--protocol emodb_loso is for emodb, not ravdess"),
         (["--model", "resnet"], "invalid choice: 'resnet'"),
         (["--devices", "0"], "--devices must be >= 1, got 0"),
+        (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
+        (["--wandb-project", " "], "--wandb-project ' ' must not be empty"),
     ],
 )
 def test_misuse_is_one_line_and_exit_2(
@@ -194,7 +233,6 @@ def test_misuse_is_one_line_and_exit_2(
     assert not (tmp_path / "x" / "results.json").exists()
 
 
-@SHARES_TRAINED_RUN
 def test_missing_corpus_and_mismatched_out_dir(
     corpus, feature_cache, tmp_path, trained, train_command, run_command
 ):
@@ -207,6 +245,39 @@ def test_missing_corpus_and_mismatched_out_dir(
     other = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
     assert other.returncode == 2 and "another configuration" in other.stderr
     assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
+
+
+def test_every_file_not_used_is_listed_with_its_reason(
+    corpus, feature_cache, tmp_path, train_command, run_command
+):
+    """A broken download: the bad files among the good ones are named in skipped.csv, and one
+    line of the log says how many, why, and where the list is."""
+    import shutil
+
+    from reslstm_jax import artifacts
+
+    tree = tmp_path / "ravdess"
+    shutil.copytree(corpus, tree)
+    good = (tree / "Actor_01" / "03-01-01-01-01-01-01.wav").read_bytes()
+    (tree / "Actor_01" / "x.wav").write_bytes(good)  # the same 48 utterances are used
+    (tree / "Actor_01" / "03-02-01-01-01-01-01.wav").write_bytes(good)  # a song file
+    (tree / "Actor_02" / ".DS_Store").write_bytes(b"\0")
+    (tree / "Actor_03" / "03-01-05-01-02-01-03.wav").write_bytes(b"RIFF0000WAVEjunk")
+    out = tmp_path / "out"
+    # 2 epochs in chunks of 2: the program of the other train CLI tests (a cache hit)
+    proc = run_command(train_command(tree, out, feature_cache, "--epochs", "2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = artifacts.read_skipped(out / "skipped.csv")
+    assert [(pathlib.Path(p).name, reason) for p, reason in rows] == [
+        ("03-02-01-01-01-01-01.wav", "song (vocal channel 02)"),
+        ("x.wav", "name does not match the RAVDESS pattern"),
+        (".DS_Store", "hidden file"),
+        ("03-01-05-01-02-01-03.wav", "truncated: no data chunk"),
+    ]
+    (line,) = [line for line in proc.stdout.splitlines() if "not used" in line]
+    assert line == (f"4 file(s) under {tree.resolve()} not used (1 hidden file, 1 name does not "
+                    f"match the RAVDESS pattern, 1 song (vocal channel 02), 1 truncated); each "
+                    f"file and its reason: {out / 'skipped.csv'}")  # fmt: skip
 
 
 def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path, run_command):
@@ -290,7 +361,10 @@ def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tiny_dat
     results = train_mod.fit(dataset, settings, progress=False)
     for r in results["runs"]:  # validation is the test fold: best val UAR = UAR of best epoch
         assert r["best_val_uar"] == pytest.approx(r["test"]["uar"], abs=1e-6)
-    assert "best TEST UAR" in "\n".join(train_mod.summary_lines(results))
+    summary = "\n".join(train_mod.summary_lines(results))
+    assert "best TEST UAR" in summary
+    # one seed: no "+- 0.0000" spread, the count instead
+    assert "(n = 1 seed)" in summary and "+-" not in summary
     configs = report.label_configs([report.Config(results, "x/results.json")])
     (table,) = report.build_tables(configs, ci_resamples=200)
     assert "best epoch by TEST UAR" in table.caption and "LEAKY" in table.caption

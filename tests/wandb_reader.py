@@ -147,7 +147,8 @@ def read_run(run_dir: str | pathlib.Path, wait: float = 10.0) -> dict:
         if kind == "run":
             run = record.run
             out["run"] = {"id": run.run_id, "group": run.run_group, "job_type": run.job_type,
-                          "name": run.display_name, "project": run.project}  # fmt: skip
+                          "name": run.display_name, "project": run.project,
+                          "entity": run.entity, "tags": list(run.tags)}  # fmt: skip
             # the run record carries the config given to init (later updates come as `config`)
             for item in run.config.update:
                 _set(out["config"], _keys(item), json.loads(item.value_json))

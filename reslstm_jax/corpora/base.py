@@ -112,6 +112,16 @@ class Manifest:
         """How many files were skipped for each reason."""
         return dict(sorted(Counter(s.reason for s in self.skipped).items()))
 
+    def skipped_line(self, where) -> str | None:
+        """One log line: how many files were not used, by kind of reason (the phrase before a
+        ":"), and `where` the full list is; None when every file was used."""
+        if not self.skipped:
+            return None
+        kinds = Counter(s.reason.split(":")[0] for s in self.skipped)
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        return (f"{len(self.skipped)} file(s) under {self.root} not used ({by_kind}); each "
+                f"file and its reason: {where}")  # fmt: skip
+
     def summary(self) -> str:
         """A few human-readable lines: counts per class and speaker, skipped files."""
         per_class = Counter(u.emotion for u in self.utterances)

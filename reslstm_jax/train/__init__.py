@@ -57,7 +57,13 @@ from reslstm_jax.train.fit import (
     static_signature,
 )
 from reslstm_jax.train.layout import ModelLayout, model_key, stack_model_data
-from reslstm_jax.train.results import edge_metrics, summary_lines
+from reslstm_jax.train.results import (
+    edge_metrics,
+    epoch_rows,
+    headline,
+    pooled_predictions,
+    summary_lines,
+)
 from reslstm_jax.train.stacking import (
     Program,
     across_devices,
@@ -70,8 +76,10 @@ __all__ = [
     "ETA_MIN_FRACTION", "INFERENCE_FILE", "NORMALISATION_FILE", "OPTIMIZER", "Executor",
     "HParams", "ModelData", "ModelFunctions", "ModelLayout", "Program", "RunSettings", "Shared",
     "TrainConfig", "TrainState", "across_devices", "chunk_lengths", "cosine_warm_restarts",
-    "edge_metrics", "exp_decay", "fit", "fit_group", "learning_rate_at", "make_optimizer",
+    "edge_metrics", "epoch_rows", "exp_decay", "fit", "fit_group", "headline",
+    "learning_rate_at", "make_optimizer",
     "make_train", "model_for_executor", "model_key", "multistep", "per_row_loss",
+    "pooled_predictions",
     "resolve_executor", "run", "stack_model_data", "static_signature", "summary_lines",
     "uar_from_predictions", "with_hyperparams", "write_inference_info", "write_json",
     "write_text_atomic",

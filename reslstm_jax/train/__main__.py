@@ -80,7 +80,16 @@ def build_parser():
     p.add_argument("--no-latency", action="store_true",
                    help="skip the CPU latency measurement of the edge metrics")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
+                   help="W&B run of this training (default offline: files under "
+                   "OUT/wandb, uploaded with `wandb sync`)")  # fmt: skip
+    p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
+    p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
+    p.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="W&B tags of the run")
     return p
+
+
+WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": "--tags"}
 
 
 def parse_json_object(flag: str, text: str | None) -> dict:
@@ -126,7 +135,16 @@ def settings_from_args(args):
 def main(argv=None) -> int:
     import pathlib
 
-    from reslstm_jax import checkpoint, data, edge, families, hardware, protocols
+    from reslstm_jax import (
+        artifacts,
+        checkpoint,
+        data,
+        edge,
+        families,
+        hardware,
+        protocols,
+        tracking,
+    )
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.corpora.synthetic import SyntheticUnavailable
     from reslstm_jax.errors import cli_message
@@ -144,10 +162,20 @@ def main(argv=None) -> int:
         if args.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
         feature_params = parse_json_object("--feature-params", args.feature_params)
+        for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
+                                                          args.tags):  # fmt: skip
+            raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     except ValueError as exc:
         parser.error(str(exc))
     recipe = families.get(args.model).recipe
     out = pathlib.Path(args.out)
+    try:
+        # online mode checks the credentials here, before any work
+        tracker = tracking.Tracker(args.wandb, out, project=args.wandb_project,
+                                   entity=args.wandb_entity, tags=args.tags)  # fmt: skip
+    except tracking.TrackingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         dataset = data.prepare(
             args.corpus, args.data_dir, protocol=args.protocol,
@@ -162,21 +190,30 @@ def main(argv=None) -> int:
         # device per core (or --devices), never more than there are models to share them.
         n_models = len(dataset.folds.names) * args.seeds
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
-        outcome = run(dataset, settings, out, latency=not args.no_latency,
-                          checkpoint_every=args.checkpoint_every,
+        with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
+            outcome = run(dataset, settings, out, latency=not args.no_latency,
+                          checkpoint_every=args.checkpoint_every, tracker=tracker,
                           progress=not args.no_progress, devices=args.devices)  # fmt: skip
     except (
         CorpusError,
         protocols.ProtocolError,
         checkpoint.CheckpointMismatch,
         SyntheticUnavailable,
+        tracking.TrackingError,
         ValueError,
     ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(outcome)))
     print(f"  edge: {edge.summary(outcome['edge'])}")
+    skipped = dataset.manifest.skipped_line(out / artifacts.SKIPPED_FILE)
+    if skipped:
+        print(skipped)
     print(f"wrote {out / 'results.json'}, {out / 'card.json'}, best checkpoints in {out / 'best'}")
+    if args.wandb == "offline":
+        print(
+            f"W&B offline run in {out / 'wandb'} (upload: wandb sync {out / 'wandb'}/offline-run-*)"
+        )
     return 0
 
 

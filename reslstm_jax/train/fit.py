@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reslstm_jax import artifacts
+from reslstm_jax import artifacts, provenance
 from reslstm_jax.families import LOSSES, SCHEDULES
 from reslstm_jax.train import results as results_mod
 from reslstm_jax.train.engine import Executor, Shared, TrainConfig
@@ -82,11 +82,14 @@ def static_signature(settings: RunSettings) -> tuple:
     return settings.static_signature()
 
 
-def chunk_lengths(start: int, total: int, every: int) -> list[int]:
-    """Epoch chunks from `start` to `total`, ending on multiples of `every`."""
+def chunk_lengths(start: int, total: int, every: int, save_every: int | None = None) -> list[int]:
+    """Epoch chunks from `start` to `total`, ending on multiples of `every` and, when given,
+    of `save_every` (so checkpoints land where they would without reporting)."""
     chunks, epoch = [], start
     while epoch < total:
         end = min(total, (epoch // every + 1) * every)
+        if save_every:
+            end = min(end, (epoch // save_every + 1) * save_every)
         chunks.append(end - epoch)
         epoch = end
     return chunks
@@ -98,10 +101,39 @@ def fit(dataset, settings: RunSettings, **kwargs) -> dict:
 
 
 def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=None,
-        **kwargs) -> dict:  # fmt: skip
+        tracker=None, **kwargs) -> dict:  # fmt: skip
     """The one path from settings to a finished run directory: `fit`, the edge metrics, the
     `extra` results fields (e.g. an experiment's name), then card, extraction report and
-    results.json written atomically (`artifacts.write_run`). Returns the results."""
+    results.json written atomically (`artifacts.write_run`). Returns the results.
+
+    `tracker` (a `reslstm_jax.tracking.Tracker`): the run is also a W&B run (job_type
+    "train", named after `out_dir`): the run record (`provenance.run_config`) as its config,
+    the curves after every epoch chunk, then the headline numbers, edge metrics and an
+    interactive confusion matrix."""
+    if tracker is None:
+        return _run(dataset, settings, out_dir, latency=latency, extra=extra, **kwargs)
+    record = provenance.run_config(dataset.card, settings.to_json(), kwargs.get("objective", "val"))
+    handle = tracker.start_run(pathlib.Path(out_dir).name or "run", record, job_type="train")
+    models = range(len(dataset.folds.names) * len(settings.seeds))  # one configuration: all M
+    logged = [0]
+    on_chunk = kwargs.pop("on_chunk", None)
+
+    def log_chunk(epochs_done: int, history: dict) -> bool:
+        rows = results_mod.epoch_rows(history, models, settings, logged[0], epochs_done)
+        tracker.log_epochs(handle, rows)
+        logged[0] = epochs_done
+        return bool(on_chunk(epochs_done, history)) if on_chunk is not None else False
+
+    results = _run(dataset, settings, out_dir, latency=latency, extra=extra, on_chunk=log_chunk,
+                   **kwargs)  # fmt: skip
+    objective = "test_uar" if kwargs.get("objective") == "test" else "val_uar"
+    summary = {**results_mod.headline(results), "objective": objective,
+               "n_params": results["model"]["trainable_params"], **results["edge"]}  # fmt: skip
+    tracker.finish_trial(handle, summary, confusion=results_mod.pooled_predictions(results))
+    return results
+
+
+def _run(dataset, settings, out_dir, *, latency, extra, **kwargs) -> dict:
     results = fit(dataset, settings, out_dir=out_dir, **kwargs)
     results["edge"] = results_mod.edge_metrics(results, dataset, latency=latency)
     results.update(extra or {})
@@ -161,7 +193,8 @@ def fit_group(
     *,
     out_dir=None,
     checkpoint_every: int = 10,
-    progress: bool = True,
+    report_every: int | None = None,
+    progress: bool | int = True,
     objective: str = "val",
     on_chunk=None,
     devices: int | None = None,
@@ -173,10 +206,15 @@ def fit_group(
     and a rerun resumes from the latest checkpoint; the best parameters of every model go to
     `out_dir/best`, and `inference.json` / `normalisation.npz` beside them.
 
-    `on_chunk(epochs_done, history)` is called after every epoch chunk (`history`: the
+    Training runs in chunks of `report_every` epochs (default: `checkpoint_every`), each
+    ending with a progress update and `on_chunk(epochs_done, history)` (`history`: the
     "train_loss" and "val_uar" arrays [M, epochs] so far); returning True stops training there
     (the sweep engine's pruning): the results then hold the best epoch so far and
-    `stopped_at_epoch`.
+    `stopped_at_epoch`. Checkpoints are still written every `checkpoint_every` epochs, at the
+    end, and where training stops.
+
+    `progress`: show a progress bar; an int > 0 is also its terminal line (tqdm `position`),
+    so the bars of parallel sweep workers do not overwrite each other.
 
     `devices`: how many local devices share the models (default: all of them, at most M; see
     `reslstm_jax.hardware`). It changes the speed, never the results.
@@ -203,20 +241,25 @@ def fit_group(
     executor = g.config.resolved_executor()
     n = g.config.devices
     on_devices = f", {n} {jax.default_backend()} devices" if n > 1 else ""
+    position = progress if type(progress) is int and progress > 0 else None
+    worker = f"[{position}] " if position else ""
     bar = tqdm(total=epochs, initial=start, disable=not progress, unit="epoch",
-               desc=f"{group[0].model} x{g.layout.size} ({executor}{on_devices})")  # fmt: skip
+               desc=f"{worker}{group[0].model} x{g.layout.size} ({executor}{on_devices})",
+               position=position, leave=position is None)  # fmt: skip
     started = time.perf_counter()
     epoch = start
-    for length in chunk_lengths(start, epochs, checkpoint_every):
+    for length in chunk_lengths(start, epochs, report_every or checkpoint_every,
+                                checkpoint_every):  # fmt: skip
         state, chunk = g.program.run(state, g.hparams, g.model_data, g.shared, epochs=length)
         for key in history:
             history[key][:, epoch : epoch + length] = np.asarray(chunk[key])
         epoch += length
-        if saver is not None:
-            saver.save(epoch, state, history)
         bar.set_postfix(val_uar=f"{history['val_uar'][:, epoch - 1].mean():.3f}")
         bar.update(length)
-        if on_chunk is not None and on_chunk(epoch, history):
+        stop = on_chunk is not None and bool(on_chunk(epoch, history))
+        if saver is not None and (stop or epoch % checkpoint_every == 0 or epoch == epochs):
+            saver.save(epoch, state, history)
+        if stop:
             break
     bar.close()
     predictions = jax.tree_util.tree_map(
@@ -234,5 +277,6 @@ def fit_group(
         g.model, n_params, dataset, objective=objective, executor=executor,
         backend=jax.default_backend(), train_seconds=seconds, models_in_program=g.layout.size,
         devices=g.config.devices, epochs_resumed_from=start, stopped_at_epoch=epoch,
+        environment=provenance.environment(),
     )  # fmt: skip
     return results_mod.assemble(g.layout, group, state, history, predictions, dataset, info)

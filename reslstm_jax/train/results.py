@@ -119,11 +119,66 @@ def summary_lines(results: dict) -> list[str]:
         u = fold["uar"]
         lines.append(f"  {name}: test UAR {u['mean']:.4f} (mean over seeds, max {u['max']:.4f})")
     fm = agg["fold_mean"]["uar"]
-    lines.append(f"  mean of fold UARs: {fm['mean']:.4f} +- {fm['std_population']:.4f} "
-                 f"(population std over seeds)")  # fmt: skip
-    p = agg["pooled_oof_uar"]
-    lines.append(f"  pooled out-of-fold UAR: {p['mean']:.4f} +- {p['std_population']:.4f} "
-                 f"(population std over seeds), max {p['max']:.4f}")  # fmt: skip
+    if len(results["settings"]["seeds"]) == 1:  # one run: no spread to report
+        lines.append(f"  mean of fold UARs: {fm['mean']:.4f} (n = 1 seed)")
+        p = agg["pooled_oof_uar"]
+        lines.append(f"  pooled out-of-fold UAR: {p['mean']:.4f} (n = 1 seed)")
+    else:
+        lines.append(f"  mean of fold UARs: {fm['mean']:.4f} +- {fm['std_population']:.4f} "
+                     f"(population std over seeds)")  # fmt: skip
+        p = agg["pooled_oof_uar"]
+        lines.append(f"  pooled out-of-fold UAR: {p['mean']:.4f} +- {p['std_population']:.4f} "
+                     f"(population std over seeds), max {p['max']:.4f}")  # fmt: skip
     lines.append(f"  pooled out-of-fold WA {agg['pooled_oof_wa']['mean']:.4f}, macro-F1 "
                  f"{agg['pooled_oof_macro_f1']['mean']:.4f} (means over seeds)")  # fmt: skip
     return lines
+
+
+def headline(results: dict) -> dict:
+    """The numbers a reader compares, under names that cannot be misread: `val_uar` (mean
+    best-epoch validation UAR over folds x seeds), `test_uar` (pooled out-of-fold test UAR,
+    mean over seeds; `test_uar_max_seed` the best seed's), `test_wa`, `test_macro_f1` (pooled,
+    means over seeds), `test_uar_per_fold` and `test_uar_per_seed`."""
+    agg = results["aggregate"]
+    return {
+        "val_uar": float(np.mean([r["best_val_uar"] for r in results["runs"]])),
+        "test_uar": agg["pooled_oof_uar"]["mean"],
+        "test_uar_max_seed": agg["pooled_oof_uar"]["max"],
+        "test_wa": agg["pooled_oof_wa"]["mean"],
+        "test_macro_f1": agg["pooled_oof_macro_f1"]["mean"],
+        "test_uar_per_fold": {k: v["uar"]["mean"] for k, v in agg["per_fold"].items()},
+        "test_uar_per_seed": [p["uar"] for p in agg["pooled_oof"]],
+    }
+
+
+def pooled_predictions(results: dict) -> dict:
+    """Every seed's pooled test labels and predictions, concatenated, with the class names
+    (`{"y_true": [N S], "y_pred": [N S], "classes": [C]}`; the confusion PNG counts the same)."""
+    y_true, y_pred = [], []
+    for run in results["runs"]:
+        y_true += run["test_predictions"]["labels"]
+        y_pred += run["test_predictions"]["predictions"]
+    return {"y_true": y_true, "y_pred": y_pred, "classes": list(results["card"]["classes"])}
+
+
+def epoch_rows(history: dict, models: range, settings, start: int, end: int) -> list[dict]:
+    """Per-epoch curves of one configuration for epochs [start, end) (W&B history rows):
+    "epoch" (1-based), train loss (mean over the configuration's models: folds x seeds),
+    validation UAR (mean, min, max over them) and the epoch's learning rate.
+
+    Args:
+      history: {"train_loss", "val_uar"}: [M, epochs] arrays (`fit_group`'s `on_chunk`).
+      models: the configuration's rows of M (`ModelLayout.config_models`).
+      settings: its RunSettings (schedule, learning rate, T_0).
+    """
+    from reslstm_jax.train.engine import learning_rate_at
+
+    rows = []
+    for e in range(start, end):
+        loss = history["train_loss"][models.start : models.stop, e]
+        val = history["val_uar"][models.start : models.stop, e]
+        lr = learning_rate_at(settings.schedule, settings.learning_rate, settings.t0, e)
+        rows.append({"epoch": e + 1, "train_loss": float(loss.mean()),
+                     "val_uar_mean": float(val.mean()), "val_uar_min": float(val.min()),
+                     "val_uar_max": float(val.max()), "learning_rate": float(lr)})  # fmt: skip
+    return rows
