@@ -310,7 +310,9 @@ def main(argv=None) -> int:
             flush=True,
         )
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=1))
+        from reslstm_jax import artifacts
+
+        pathlib.Path(args.json).write_text(artifacts.dumps(report))
     return 0
 
 

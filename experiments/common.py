@@ -184,6 +184,12 @@ def main(exp: Experiment, argv=None) -> int:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
         p.error(f"--data-dir {args.data_dir}: no such directory")
+    from reslstm_jax import artifacts
+
+    try:  # before any data is read
+        artifacts.check_output_dir(args.out)
+    except artifacts.OutputError as exc:
+        p.error(f"--out {exc}")
     from reslstm_jax import checkpoint, hardware, protocols
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.errors import cli_message

@@ -83,4 +83,6 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(EXPERIMENT))
+    from reslstm_jax import interrupts
+
+    sys.exit(interrupts.run(main, EXPERIMENT))

@@ -14,7 +14,6 @@ One row per configuration, one table per protocol card (the caption states it). 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -60,6 +59,17 @@ def main(argv=None) -> int:
         p.error("--storage needs --study")
     if args.ci_resamples < 100:
         p.error(f"--ci-resamples must be >= 100, got {args.ci_resamples}")
+    from reslstm_jax import artifacts
+
+    checks = (("--out", args.out, artifacts.check_output_file),
+              ("--plots", args.plots, artifacts.check_output_dir))  # fmt: skip
+    for flag, value, check in checks:  # every output location, before any table is built
+        try:
+            if value:
+                check(value)
+        except artifacts.OutputError as exc:
+            print(f"error: {flag} {exc}", file=sys.stderr)
+            return 2
     try:
         if args.study:
             from sweeps import storage as sweep_storage
@@ -94,9 +104,9 @@ def main(argv=None) -> int:
     elif args.format == "csv":
         text = report.format_csv(tables)
     else:
-        text = json.dumps(
-            {"tables": [t.__dict__ for t in tables], "comparison": comparison}, indent=1
-        )
+        from reslstm_jax.artifacts import dumps
+
+        text = dumps({"tables": [t.__dict__ for t in tables], "comparison": comparison})
     if args.out:
         out = pathlib.Path(args.out)
         from reslstm_jax.artifacts import write_text_atomic

@@ -70,9 +70,33 @@ def write_text_atomic(path, text: str) -> pathlib.Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_safe(obj):
+    """`obj` with every non-finite float (NaN, +-inf; Python or NumPy) replaced by None, so it
+    serialises as strict JSON (`null`). Containers are copied; NumPy scalars become Python
+    numbers. Where a number can be undefined (the sample std of one seed, the loss of a model
+    that diverged), the documented value is null."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def dumps(obj, *, indent: int | None = 1) -> str:
+    """Strict JSON text of `obj` (`json_safe`: no NaN or Infinity, which most JSON parsers
+    refuse); every JSON file and document the project writes goes through here."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path, obj, *, indent: int = 1) -> pathlib.Path:
-    """Write `obj` as JSON to `path` atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent))
+    """Write `obj` as strict JSON (`dumps`) to `path` atomically."""
+    return write_text_atomic(path, dumps(obj, indent=indent))
 
 
 def write_npz(path, **arrays) -> pathlib.Path:
@@ -163,6 +187,78 @@ def write_inference_info(out_dir, dataset, model, layout, dropouts=None) -> None
     }
     write_npz(out_dir / NORMALISATION_FILE, mean=dataset.folds.mean, std=dataset.folds.std)
     write_json(out_dir / INFERENCE_FILE, info)
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written, or would overwrite another run (one line)."""
+
+
+def check_output_dir(path) -> pathlib.Path:
+    """`path` as an output directory, checked before any work: it is a directory (or can be
+    created) and writable. Creates nothing.
+
+    Raises:
+      OutputError: a file is in the way, or the directory (or its nearest existing parent)
+        is not writable.
+    """
+    path = pathlib.Path(path).expanduser()
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise OutputError(f"{path} {where}, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (in {existing})"
+        raise OutputError(f"{path} cannot be written{where}: permission denied")
+    return path
+
+
+def check_output_file(path) -> pathlib.Path:
+    """`path` as an output file, checked before any work (`check_output_dir` of its folder,
+    and not a directory itself)."""
+    path = pathlib.Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory, not a file")
+    try:
+        check_output_dir(path.parent)
+    except OutputError as exc:
+        raise OutputError(f"{path} cannot be written: {exc}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{path} cannot be written: permission denied")
+    return path
+
+
+def check_not_another_run(out_dir, *, resumable: bool) -> None:
+    """Refuse an output directory that holds something this run would overwrite: a sweep
+    study, or a finished run that cannot be resumed (its `checkpoints/` gone, so nothing
+    proves it is this configuration's). `resumable`: the directory's checkpoints exist (the
+    checkpointer then refuses another configuration itself).
+
+    Raises:
+      OutputError: naming what is there; the caller's `--overwrite` skips this check.
+    """
+    out_dir = pathlib.Path(out_dir)
+    if (out_dir / "optuna.journal").exists() or (out_dir / "trials").is_dir():
+        raise OutputError(f"{out_dir} holds a sweep study; choose another output directory")
+    if (out_dir / RESULTS_FILE).exists() and not resumable:
+        raise OutputError(f"{out_dir} holds a finished run ({RESULTS_FILE}) without its "
+                          "checkpoints, so it may be another configuration's; choose another "
+                          "output directory or overwrite it")  # fmt: skip
+
+
+def remove_run_state(out_dir) -> None:
+    """Delete what a run in `out_dir` resumes from or is read back by (checkpoints, best
+    parameters, results), so that a new run starts afresh there (`--overwrite`)."""
+    import shutil
+
+    out_dir = pathlib.Path(out_dir)
+    for name in (CHECKPOINTS_DIR, BEST_DIR):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in (RESULTS_FILE, INFERENCE_FILE, NORMALISATION_FILE):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def missing_run_files(run_dir) -> list[str]:

@@ -9,7 +9,13 @@ checkpoints/
                       history so far, after <epoch> epochs (the last `keep` are kept)
 ```
 and `best/` (written once at the end): the best-validation parameters and BatchNorm
-statistics of every model, stacked, for inference and export.
+statistics of every model, stacked, for inference and export, with `best.files.json` beside
+it (size and SHA-256 of every file of `best/`), so a damaged file is named, not guessed.
+
+Damage (a disk filling up, a copy cut short) is survived: a step checkpoint that cannot be
+restored is moved aside to `<epoch>.damaged` with a `CheckpointWarning`, and training resumes
+from the one before (two are kept), or starts over when none is readable; `load_best` raises
+`CheckpointDamaged` naming the damaged file.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -27,6 +34,19 @@ from reslstm_jax import artifacts
 
 class CheckpointMismatch(ValueError):
     """The checkpoint directory belongs to another configuration."""
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint cannot be read (one line naming the damaged file or directory)."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged step checkpoint was skipped when resuming."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
@@ -46,6 +66,7 @@ class Checkpointer:
 
     def __init__(self, directory: str | os.PathLike, fingerprint: dict, keep: int = 2):
         self.directory = pathlib.Path(directory)
+        self.keep = keep
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = self.directory / "run.json"
         text = json.dumps(fingerprint, sort_keys=True, indent=1)
@@ -68,31 +89,106 @@ class Checkpointer:
         self._manager.save(epoch, args=ocp.args.StandardSave(item))
         self._manager.wait_until_finished()
 
-    def restore(self, state_like, history_like: dict) -> tuple[int, object, dict]:
-        """(epoch, state, history) of the latest checkpoint, shaped like the templates."""
-        epoch = self._manager.latest_step()
-        if epoch is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    def restore(self, state_like, history_like: dict) -> tuple[int, object, dict] | None:
+        """(epoch, state, history) of the latest readable checkpoint, shaped like the templates;
+        None when there is none (start over).
+
+        A checkpoint that cannot be restored is moved aside (`<epoch>.damaged`) with a
+        `CheckpointWarning` naming it, and the one before is tried."""
+        import warnings
+
         template = {
             "state": jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state_like),
             "history": {k: np.zeros(v.shape, v.dtype) for k, v in history_like.items()},
         }
-        item = self._manager.restore(epoch, args=ocp.args.StandardRestore(template))
-        return epoch, item["state"], item["history"]
+        found, skipped = None, []
+        for epoch in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                item = self._manager.restore(epoch, args=ocp.args.StandardRestore(template))
+            except Exception as exc:  # orbax and tensorstore raise many kinds for bad files
+                skipped.append((epoch, _reason(exc)))
+                continue
+            found = epoch, item["state"], item["history"]
+            break
+        for epoch, reason in skipped:
+            aside = self.directory / f"{epoch}.damaged"
+            if aside.exists():
+                shutil.rmtree(aside)
+            os.replace(self.directory / str(epoch), aside)
+            then = (
+                f"resuming from epoch {found[0]}"
+                if found
+                else "no readable checkpoint left: training starts over"
+            )
+            message = (f"checkpoint {self.directory / str(epoch)} is damaged ({reason}); moved "
+                       f"to {aside.name}; {then}")  # fmt: skip
+            warnings.warn(message, CheckpointWarning, stacklevel=2)
+        if skipped:  # the manager must forget the steps moved aside
+            self._manager.close()
+            self._manager = _manager(self.directory, self.keep)
+        return found
 
     def close(self) -> None:
         self._manager.close()
 
 
+def files_path(best_dir: pathlib.Path) -> pathlib.Path:
+    """`<run>/best.files.json`: the inventory of `<run>/best/`."""
+    return best_dir.parent / (best_dir.name + ".files.json")
+
+
+def _inventory(directory: pathlib.Path) -> dict[str, list]:
+    """relative path -> [size, sha256] of every file under `directory`."""
+    from reslstm_jax.corpora.base import file_sha256
+
+    return {str(p.relative_to(directory)): [p.stat().st_size, file_sha256(p)]
+            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+
+
 def save_best(directory: str | os.PathLike, params, batch_stats) -> pathlib.Path:
-    """Write the best parameters and statistics of every model (stacked) to `directory`."""
+    """Write the best parameters and statistics of every model (stacked) to `directory`, and
+    its inventory (`files_path`)."""
     path = pathlib.Path(directory).absolute()
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, {"params": params, "batch_stats": batch_stats}, force=True)
     checkpointer.wait_until_finished()
+    artifacts.write_json(files_path(path), _inventory(path))
     return path
 
 
+def check_best(directory: str | os.PathLike) -> None:
+    """Compare `directory` with its inventory (when it has one).
+
+    Raises:
+      CheckpointDamaged: naming the first file that is missing, of another size or content.
+    """
+    path = pathlib.Path(directory).absolute()
+    listing = files_path(path)
+    if not listing.exists():  # runs written before the inventory existed
+        return
+    try:
+        expected = json.loads(listing.read_text())
+    except ValueError:
+        raise CheckpointDamaged(f"{listing} is damaged (not JSON)") from None
+    found = _inventory(path)
+    for name, (size, digest) in expected.items():
+        if name not in found:
+            raise CheckpointDamaged(f"{path / name} is missing")
+        if found[name][0] != size:
+            raise CheckpointDamaged(f"{path / name} is damaged ({found[name][0]} of {size} bytes)")
+        if found[name][1] != digest:
+            raise CheckpointDamaged(f"{path / name} is damaged (its content changed)")
+
+
 def load_best(directory: str | os.PathLike) -> dict:
-    """{"params", "batch_stats"} as saved by `save_best` (NumPy/JAX arrays, stacked)."""
-    return ocp.StandardCheckpointer().restore(pathlib.Path(directory).absolute())
+    """{"params", "batch_stats"} as saved by `save_best` (NumPy/JAX arrays, stacked).
+
+    Raises:
+      CheckpointDamaged: a file of `directory` is missing or damaged, or orbax cannot read it.
+    """
+    path = pathlib.Path(directory).absolute()
+    check_best(path)
+    try:
+        return ocp.StandardCheckpointer().restore(path)
+    except Exception as exc:
+        raise CheckpointDamaged(f"{path} cannot be read ({_reason(exc)})") from None

@@ -343,6 +343,9 @@ def prepare(
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
     manifest = corpora.load(corpus, data_dir)
+    # the protocol on the files found, before minutes of extraction: a subset too small for it
+    # (a missing actor, a class with no speaker left) is refused now, not afterwards
+    protocols.make_folds(protocol, manifest)
     extraction = features.extract_all(
         [u.path for u in manifest.utterances],
         feature_extractor,

@@ -60,6 +60,25 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "reslstm_jax" / "features"
 
 
+# A frame is "voiced" when its RMS reaches this level (dB relative to full scale): speech at any
+# usable recording level does; digital silence, hum and room tone do not.
+VOICE_DBFS = -50.0
+VOICE_FRAME_SECONDS = 0.025
+
+
+def voiced_frames(path: str | os.PathLike) -> int:
+    """How many 25 ms frames of the file's audio (mono, native rate) reach `VOICE_DBFS`: 0
+    means the input has nothing a model could hear as speech, whatever label it gets."""
+    import soundfile
+
+    y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    frame = max(1, int(rate * VOICE_FRAME_SECONDS))
+    usable = y[: y.size // frame * frame].reshape(-1, frame) if y.size >= frame else y[None, :]
+    rms = np.sqrt(np.mean(np.square(usable, dtype=np.float64), axis=1))
+    return int(np.sum(20 * np.log10(np.maximum(rms, 1e-12)) >= VOICE_DBFS))
+
+
 def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tuple[np.ndarray, int]:
     """Mono float32 audio, resampled to `sr` (None = native), or `AudioError` with the reason.
 
@@ -321,7 +340,36 @@ def get(name: str, **params):
     unknown = sorted(set(params) - fields)
     if unknown:
         raise ValueError(f"{name}: unknown parameters {unknown}; known: {sorted(fields)}")
+    defaults = {f.name: f.default for f in dataclasses.fields(EXTRACTORS[name])}
+    for key, value in params.items():
+        problem = _parameter_problem(key, value, defaults[key])
+        if problem:
+            raise ValueError(f"{name}: {key} {problem}, got {value!r}")
     return EXTRACTORS[name](**params)
+
+
+# Parameters for which 0 is meaningful (no liftering, no pre-emphasis, a 0 Hz band edge).
+ZERO_ALLOWED = frozenset({"lifter", "preemphasis", "fmin"})
+
+
+def _parameter_problem(key: str, value, default) -> str | None:
+    """Why `value` cannot be extractor parameter `key` (whose default is `default`), or None:
+    sizes are positive integers, other numbers finite and positive (checked before any file is
+    read, so a bad value never reaches librosa or leaves a cache folder behind)."""
+    import math
+
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if default is None or (isinstance(default, int) and not isinstance(default, bool)):
+        if value is None and default is None:
+            return None
+        if not is_int or value < (0 if key in ZERO_ALLOWED else 1):
+            return "must be a positive integer" if key not in ZERO_ALLOWED else "must be >= 0"
+    elif isinstance(default, float):
+        if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        if value < 0 or (value == 0 and key not in ZERO_ALLOWED):
+            return "must be > 0" if key not in ZERO_ALLOWED else "must be >= 0"
+    return None
 
 
 def describe(extractor) -> dict:

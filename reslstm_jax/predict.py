@@ -21,7 +21,6 @@ line on stderr and the others still run (exit status 1 if any failed).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import sys
@@ -33,6 +32,10 @@ from reslstm_jax.artifacts import INFERENCE_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 FRAME_BUCKET = 32  # pad lengths to multiples of this: few compiles, any length
+
+
+class RunDamaged(ValueError):
+    """A file of the run cannot be read (one line naming the run and the file)."""
 
 
 class PredictError(ValueError):
@@ -82,7 +85,11 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
     from reslstm_jax.train.layout import ModelLayout
 
     path = run_dir(checkpoint)
-    info = artifacts.read_inference_info(path)
+    try:
+        info = artifacts.read_inference_info(path)
+    except ValueError as exc:  # JSONDecodeError: cut short or overwritten
+        raise RunDamaged(f"run {path}: {INFERENCE_FILE} is damaged ({exc}); retrain the run or "
+                         "restore the file") from None  # fmt: skip
     seeds, folds = info["seeds"], info["folds"]
     if not 0 <= configuration < info["configurations"]:
         raise PredictError(f"--configuration must be in 0..{info['configurations'] - 1}")
@@ -94,7 +101,10 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
     selected = layout.select(configuration, seed=seed, fold=fold)
     members = [(s, name) for _, s, name in selected]
     model = models.get(info["model"], **info["model_config"])
-    stacked = ckpt.load_best(path / artifacts.BEST_DIR)
+    try:
+        stacked = ckpt.load_best(path / artifacts.BEST_DIR)
+    except ckpt.CheckpointDamaged as exc:
+        raise RunDamaged(f"run {path}: best parameters damaged: {exc}") from None
     variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[[m for m, _, _ in selected]],
                                        stacked)  # fmt: skip
     fold_mean, fold_std = artifacts.read_normalisation(path)
@@ -206,8 +216,10 @@ def expand(paths) -> tuple[list[pathlib.Path], list[tuple[str, str]]]:
 
 
 def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dict], list]:
-    """Label every file; a file that fails is reported, the others still run."""
-    from reslstm_jax.features import AudioError
+    """Label every file; a file that fails is reported, the others still run. Each result says
+    whether the input has any voiced frame (`voiced`: False for silence, which still gets a
+    label: a warning is printed for it)."""
+    from reslstm_jax.features import VOICE_DBFS, AudioError, voiced_frames
 
     results, errors = [], []
     for path in files:
@@ -218,6 +230,10 @@ def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dic
             continue
         feats = feats if isinstance(feats, dict) else np.asarray(feats)
         out = {"file": str(path), **predict_features(predictor, feats)}
+        out["voiced"] = voiced_frames(path) > 0
+        if not out["voiced"]:
+            print(f"warning: {path}: no voiced frame (every 25 ms frame below {VOICE_DBFS:g} "
+                  f"dBFS): its label '{out['label']}' says nothing", file=sys.stderr)  # fmt: skip
         out["features"] = feats
         results.append(out)
         if on_result is not None:
@@ -256,11 +272,20 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.plot_attention:
+        try:  # before the model is loaded or a file read
+            artifacts.check_output_dir(args.plot_attention)
+        except artifacts.OutputError as exc:
+            print(f"error: --plot-attention {exc}", file=sys.stderr)
+            return 2
     try:
         predictor = load(args.checkpoint, configuration=args.configuration, fold=args.fold,
                          seed=args.seed)  # fmt: skip
     except PredictError as exc:
         parser.error(str(exc))
+    except RunDamaged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     files, errors = expand(args.paths)
     width = max([len(str(f)) for f in files] + [4])
     classes = predictor.classes
@@ -300,10 +325,11 @@ def main(argv=None) -> int:
             "members": [{"seed": s, "fold": f} for s, f in predictor.members],
             "classes": classes,
             "results": [{k: v for k, v in r.items() if k in ("file", "label", "probabilities",
-                                                             "frames")} for r in results],
+                                                             "frames", "voiced")}
+                        for r in results],
             "errors": [{"file": p, "error": e} for p, e in errors],
         }  # fmt: skip
-        print(json.dumps(doc, indent=1))
+        print(artifacts.dumps(doc))
     return 1 if errors else 0
 
 

@@ -214,6 +214,9 @@ def row(config: Config, *, ci_resamples: int = 2000) -> dict:
         "seeds": len(results["settings"]["seeds"]),
         "epochs": results["settings"]["epochs"],
         "source": config.source,
+        # models whose training loss became non-finite: their numbers are not results
+        "diverged": len(results.get("diverged") or []),
+        "models": len(results["runs"]),
     }
 
 
@@ -291,8 +294,15 @@ class Table:
     front: list[str]  # labels on the Pareto front (selection metric max, params min)
 
 
+def shown_label(r: dict) -> str:
+    """The row's label as tables print it: marked when some of its models diverged."""
+    return r["label"] + (f" [DIVERGED {r['diverged']}/{r['models']}]" if r.get("diverged") else "")
+
+
 def pareto_front(rows: list[dict]) -> list[str]:
-    """Labels of the rows no other row beats on both selection metric and parameters."""
+    """Labels of the rows no other row beats on both selection metric and parameters (rows
+    with diverged models are never on it)."""
+    rows = [r for r in rows if not r.get("diverged")]
     front = []
     for r in rows:
         dominated = any(
@@ -404,7 +414,7 @@ def format_markdown(tables: list[Table]) -> str:
         out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for r in t.rows:
             mark = " *" if r["label"] in t.front else ""
-            out.append("| " + " | ".join([r["label"] + mark, *_cells(r, t.folds, "±")]) + " |")
+            out.append("| " + " | ".join([shown_label(r) + mark, *_cells(r, t.folds, "±")]) + " |")
         out.append("\n\\* Pareto front: no other row has both fewer parameters and a higher "
                    "selection metric (validation UAR or the study objective).\n")  # fmt: skip
         out.append(format_pareto_markdown(t))
@@ -464,7 +474,7 @@ def format_latex(tables: list[Table]) -> str:
             r"\midrule",
         ]
         for r in t.rows:
-            label = latex_escape(r["label"])
+            label = latex_escape(shown_label(r))
             if r["label"] in t.front:
                 label = r"\textbf{" + label + "}"
             cells = [latex_escape(c) for c in _cells(r, t.folds, "+-")]
@@ -487,7 +497,7 @@ def format_csv(tables: list[Table]) -> str:
                      "pareto", "caption"])  # fmt: skip
     for i, t in enumerate(tables):
         for r in t.rows:
-            writer.writerow([i, r["label"], r["params"], f"{r['fp32_kib']:.2f}",
+            writer.writerow([i, shown_label(r), r["params"], f"{r['fp32_kib']:.2f}",
                              f"{r['fp16_kib']:.2f}", r["latency_ms_per_s"] or "",
                              *(r["folds"].get(f, "") for f in folds), r["pooled_uar_mean"],
                              r["pooled_uar_std"], r["pooled_uar_max"], r["ci95"][0],

@@ -1,16 +1,17 @@
-"""Weights & Biases tracking of sweeps: the only module that imports wandb.
+"""Weights & Biases tracking of sweeps and trainings: the only module that imports wandb.
 
 W&B only *records*; the Optuna storage is the record of truth (a trial is told first, then its
 W&B run is finished). Runs are **offline by default**: nothing leaves the machine until you
-upload them. With `Tracker(mode, directory, project, study)` (wandb 0.31):
+upload them. With `Tracker(mode, directory, project, study, entity=, tags=)` (wandb 0.31):
 
 ```
 <directory>/wandb/
   offline-run-<YYYYmmdd_HHMMSS>-<id>/     one per trial ("<study>-trial-<n>", job_type "trial")
     run-<id>.wandb                        the whole run: config, history, summary, exit code
-    files/  logs/  tmp/                   media (the study run's tables), wandb's debug logs
-  offline-run-<YYYYmmdd_HHMMSS>-<id>/     one per Tracker that logged the study
-                                          ("<study>-pareto", job_type "pareto")
+    files/  logs/  tmp/                   media (tables, images, charts), wandb's debug logs
+  offline-run-<YYYYmmdd_HHMMSS>-<id>/     the study run ("<study>-pareto", job_type "pareto",
+                                          id `study_run_id(study)`), one per launch
+  offline-run-<YYYYmmdd_HHMMSS>-<id>/     a training's run (job_type "train", `start_run`)
   latest-run  debug-internal.log          links to the newest run (wandb's own)
 ```
 (online runs land beside them as `run-<YYYYmmdd_HHMMSS>-<id>/`). All runs of a study share
@@ -349,7 +350,7 @@ class Tracker:
     def close(self) -> None:
         """Finish the study run, and any trial run left open (as failed)."""
         for run in list(self._open.values()):
-            self.fail_trial(run, "worker stopped before the trial finished")
+            self.fail_trial(run, "stopped before the run finished (an error or an interrupt)")
         if self._study_run is not None:
             run, self._study_run = self._study_run, None
             run.finish()

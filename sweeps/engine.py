@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -28,7 +29,7 @@ import time
 
 import optuna
 
-from reslstm_jax import artifacts, data, families, train
+from reslstm_jax import artifacts, data, families, interrupts, train
 from reslstm_jax.params import param_count
 from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
@@ -352,6 +353,31 @@ def run_worker(config: SweepConfig, rank: int, datasets: Datasets | None = None,
     trials_dir = config.study_dir / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
     heartbeat = Heartbeat(study, storage, config.heartbeat_seconds)
+    with interrupts.cleanup_on_interrupt(functools.partial(give_back, study, heartbeat, tracker)):
+        return _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
+                            rank, on_group)  # fmt: skip
+
+
+def give_back(study: optuna.Study, heartbeat: Heartbeat, tracker) -> None:
+    """On an interrupt: fail this worker's running trials and queue their parameters again,
+    so that rerunning the command trains them at once (not after the reaper's grace period);
+    an interrupted trial is retried from its start and does not count against --max-retries.
+    Their W&B runs are closed as failed."""
+    heartbeat.stop()
+    for number in list(heartbeat.trials):
+        trial = study.get_trials(deepcopy=False)[number]
+        try:
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+        except Exception:  # already told
+            continue
+        study.enqueue_trial(trial.params, user_attrs={
+            "retries": trial.user_attrs.get("retries", 0), "retry_of": number,
+            "interrupted": True})  # fmt: skip
+    tracker.close()
+
+
+def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat, rank,
+                 on_group) -> int:  # fmt: skip
     done = 0
     try:
         while True:
@@ -448,6 +474,16 @@ def trial_record(config: SweepConfig, space, dataset, settings, full: dict, n: i
                                     budget=config.budget)}  # fmt: skip
 
 
+def recorded_path(path: pathlib.Path, study_dir: pathlib.Path) -> str:
+    """A trial's results file as its `results` attribute: relative to the study directory
+    (`trials/<n>.json`), so the study can be moved and reported from any directory
+    (`sweeps.storage.results_path` reads it); absolute when it lies elsewhere."""
+    try:
+        return str(path.relative_to(study_dir))
+    except ValueError:
+        return str(path.resolve())
+
+
 def train_group(study, space, config, dataset, group, tracker, trials_dir, rank: int = 0) -> int:
     """Train trials of one static shape together, tell Optuna, then write and log results."""
     from reslstm_jax.train.layout import ModelLayout
@@ -496,6 +532,8 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
             checkpoint_every=every if prunable else 10,
         )  # fmt: skip
     except Exception as exc:
+        if interrupts.received():  # the interrupt in another form: give_back queues them again
+            raise
         for (trial, _, _), run in zip(group, runs, strict=True):
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             tracker.fail_trial(run, f"{type(exc).__name__}: {exc}")
@@ -508,16 +546,16 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
     ):
         result["edge"] = edge
         values, summary = objective_values(result, config, space, count)
-        state = "pruned" if index in pruned else "complete"
+        diverged = train.diverged_line(result)
+        state = "diverged" if diverged else "pruned" if index in pruned else "complete"
         if index in pruned:
             summary["pruned_at_epoch"] = pruned[index]
         result["trial"] = {"number": trial.number, "params": full, "state": state,
-                           "values": None if index in pruned else values, "group": numbers,
+                           "values": values if state == "complete" else None, "group": numbers,
                            "summary": summary, "study": config.study, "space": space.name,
                            "budget": config.budget}  # fmt: skip
-        artifacts.write_json(trials_dir / f"{trial.number}.json", result)
-        # relative to the study directory: the study can be moved or read from anywhere
-        trial.set_user_attr("results", f"{trials_dir.name}/{trial.number}.json")
+        path = artifacts.write_json(trials_dir / f"{trial.number}.json", result)
+        trial.set_user_attr("results", recorded_path(path, config.study_dir))
         for key, value in data_record.items():
             trial.set_user_attr(key, value)
         if run.id:
@@ -525,6 +563,11 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
         for key in SUMMARY_ATTRS:
             if key in summary:
                 trial.set_user_attr(key, summary[key])
+        if diverged:  # never a UAR: the trial failed, and says why
+            trial.set_user_attr("failed_reason", diverged)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            tracker.fail_trial(run, diverged)
+            continue
         if index in pruned:  # the record of truth first, then W&B
             trial.set_user_attr("pruned_at_epoch", pruned[index])
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -123,6 +123,12 @@ def build_config(args, p) -> tuple:
         p.error("--data-dir needs --corpus (which corpus is in that directory?)")
     if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
         p.error(f"--data-dir {args.data_dir} does not exist or is not a directory")
+    from reslstm_jax import artifacts
+
+    try:
+        artifacts.check_output_dir(args.workdir)
+    except artifacts.OutputError as exc:
+        p.error(f"--workdir {exc}")
     corpus = args.corpus or "synthetic"
     protocol = args.protocol or data.DEFAULT_PROTOCOL[corpus]
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
@@ -145,36 +151,60 @@ POLL_SECONDS = 5.0
 
 
 def wait_for(processes: list[subprocess.Popen], study, record) -> list[int]:
-    """Wait for the worker processes, logging the study run as trials finish."""
-    while any(proc.poll() is None for proc in processes):
-        time.sleep(POLL_SECONDS)
-        record.update(study)
+    """Wait for the worker processes, logging the study run as trials finish; on an interrupt
+    the workers are stopped first (`stop_workers`): none is left behind."""
+    from reslstm_jax import interrupts
+
+    with interrupts.cleanup_on_interrupt(lambda: stop_workers(processes)):
+        logged = time.monotonic()
+        while any(proc.poll() is None for proc in processes):
+            time.sleep(1.0)
+            if time.monotonic() - logged >= POLL_SECONDS:
+                record.update(study)
+                logged = time.monotonic()
     return [proc.wait() for proc in processes]
 
 
+# A worker leaves within interrupts.GRACE_SECONDS of SIGTERM (giving back its trials first).
+STOP_SECONDS = 6.0
+
+
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every running worker, wait up to STOP_SECONDS for them, then SIGKILL the rest."""
+    import signal
+
+    running = [p for p in processes if p.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def start_workers(config, count: int) -> list[subprocess.Popen]:
+    """Spawn `count` worker processes. Each gets its configuration on its standard input, never
+    on its command line: the storage URL may hold a password, and any local user can read a
+    process's arguments (`ps`, /proc/<pid>/cmdline)."""
     env = dict(os.environ)
     # One XLA CPU thread per worker: N workers must not oversubscribe the cores.
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
                         "intra_op_parallelism_threads=1").strip()  # fmt: skip
     payload = json.dumps(dataclasses.asdict(config))
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sweeps.run",
-                "--space",
-                config.space,
-                "--worker",
-                str(rank),
-                "--config",
-                payload,
-            ],
-            env=env,
+    processes = []
+    for rank in range(count):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeps.run", "--space", config.space, "--worker", str(rank),
+             "--config", "-"],
+            env=env, stdin=subprocess.PIPE, text=True,
         )  # fmt: skip
-        for rank in range(count)
-    ]
+        proc.stdin.write(payload)
+        proc.stdin.close()
+        processes.append(proc)
+    return processes
 
 
 def report_skipped(config, prepared) -> None:
@@ -212,7 +242,7 @@ def finish(config, space, study) -> None:
 def main(argv=None) -> int:
     import optuna
 
-    from reslstm_jax import protocols
+    from reslstm_jax import interrupts, protocols
     from reslstm_jax.corpora import synthetic
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
@@ -220,8 +250,9 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.worker is not None:  # a spawned worker process
-        config = engine.SweepConfig(**json.loads(args.config))
+    if args.worker is not None:  # a spawned worker process: its configuration on stdin
+        text = sys.stdin.read() if args.config == "-" else args.config
+        config = engine.SweepConfig(**json.loads(text))
         engine.run_worker(config, args.worker)
         return 0
     space, config = build_config(args, p)
@@ -232,6 +263,12 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
+        if config.storage is None:  # before any worker appends to it: a torn last line goes
+            warning = storage.check_journal(
+                storage.journal_path(pathlib.Path(config.workdir), config.study), repair=True
+            )
+            if warning:
+                print(warning, file=sys.stderr)
         store = storage.open_storage(config.storage, pathlib.Path(config.workdir), config.study)
         study = storage.create_or_load(store, config.study, space, config.sampler_seed)
     except storage.StorageError as exc:
@@ -260,20 +297,23 @@ def main(argv=None) -> int:
     report_skipped(config, prepared)
     workers = min(args.workers, max(1, config.trials))
     record = engine.StudyRecord(config, space)  # the study's one W&B study run
-    try:
-        if workers == 1:
-            engine.run_worker(config, 0, datasets, on_group=record.update)
-        else:
-            codes = wait_for(start_workers(config, workers), study, record)
-            if any(codes):
-                print(f"error: worker exit codes {codes}", file=sys.stderr)
-        study = optuna.load_study(study_name=config.study, storage=store)
-        record.update(study)
-    finally:
-        record.close()
+    with interrupts.cleanup_on_interrupt(record.close):
+        try:
+            if workers == 1:
+                engine.run_worker(config, 0, datasets, on_group=record.update)
+            else:
+                codes = wait_for(start_workers(config, workers), study, record)
+                if any(codes):
+                    print(f"error: worker exit codes {codes}", file=sys.stderr)
+            study = optuna.load_study(study_name=config.study, storage=store)
+            record.update(study)
+        finally:
+            record.close()
     finish(config, space, study)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from reslstm_jax import interrupts
+
+    sys.exit(interrupts.run(main))

@@ -12,6 +12,7 @@ line; it is only ever printed redacted.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import warnings
@@ -76,20 +77,83 @@ def check_url(url: str | None, workers: int) -> None:
     )
 
 
-def open_storage(url: str | None, workdir: pathlib.Path, study: str):
-    """An Optuna storage object for `url` (None: the journal file of `study`)."""
+TORN_SUFFIX = ".torn"
+
+
+def check_journal(path: pathlib.Path, *, repair: bool) -> str | None:
+    """Check a journal file before it is opened; returns a warning line, or None.
+
+    A crash in the middle of a write leaves the last line without its newline. Optuna reads
+    past it, but the next record appended lands on the same line, and from then on every
+    read fails: the whole study is lost. With `repair` (the launcher, before any worker opens
+    the journal), an incomplete last line is moved to `<journal>.torn` and the journal cut back
+    to its last complete record (a complete record that only lacks its newline gets it).
+    Readers pass `repair=False` and change nothing.
+
+    Raises:
+      StorageError: a record before the last line is damaged (naming the file and line): the
+        journal is never written to.
+    """
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # the complete lines: data[:end]
+    for number, line in enumerate(data[:end].splitlines(), start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise StorageError(
+                f"{path}: line {number} is not a journal record (damaged mid-file); the study "
+                "cannot be read and was not written to: restore the file from a backup or use "
+                "another --study"
+            ) from None
+    tail = data[end:]
+    if not tail:
+        return None
+    try:
+        json.loads(tail)
+        complete = True
+    except ValueError:
+        complete = False
+    if not repair:
+        return f"warning: {path}: its last line is incomplete (a crash while writing)"
+    if complete:
+        with open(path, "ab") as f:
+            f.write(b"\n")
+        return f"warning: {path}: its last record lacked its newline (a crash); added it"
+    torn = path.with_name(path.name + TORN_SUFFIX)
+    with open(torn, "ab") as f:
+        f.write(tail + b"\n")
+    with open(path, "r+b") as f:
+        f.truncate(end)
+    return (f"warning: {path}: its last line was cut off by a crash ({len(tail)} bytes); "
+            f"moved it to {torn}; the study goes on from the records before it")  # fmt: skip
+
+
+def open_storage(url: str | None, workdir: pathlib.Path, study: str, *, create: bool = True):
+    """An Optuna storage object for `url` (None: the journal file of `study`).
+
+    `create=False` (readers): a journal file that does not exist is a StorageError, never
+    created."""
     if url is None:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
         path = journal_path(workdir, study)
+        if not create and not path.exists():
+            raise StorageError(f"no study {study!r}: no journal file {path} (check --study and "
+                               "--workdir)")  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     try:
         if url.startswith("sqlite:///"):
+            if not create and not pathlib.Path(url[len("sqlite:///") :]).exists():
+                raise StorageError(f"no study {study!r}: no database {redact(url)}")
             pathlib.Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.RDBStorage(url)
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except StorageError:
+        raise
     except Exception as exc:  # sqlalchemy/psycopg raise many kinds; one line, redacted
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
@@ -148,7 +212,9 @@ def results_path(study_dir: pathlib.Path, recorded: str) -> pathlib.Path:
 def completed_results(url: str | None, study_name: str, workdir="runs") -> list[tuple[str, float]]:
     """(results file, objective value) of every completed trial of a study, for reports."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(url, pathlib.Path(workdir), study_name)
+    if url is None:
+        check_journal(journal_path(pathlib.Path(workdir), study_name), repair=False)
+    storage = open_storage(url, pathlib.Path(workdir), study_name, create=False)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:

@@ -159,6 +159,26 @@ def test_prepare_argument_errors(kwargs, message):
         data.prepare(**kwargs)
 
 
+def test_a_subset_too_small_for_the_protocol_is_refused_before_extraction(
+    tone_corpus, tmp_path, monkeypatch
+):
+    """Four actors cannot fill ravdess_paper's five test folds: refused on the manifest, before
+    a single feature is extracted (it used to take the whole extraction first)."""
+    import shutil
+
+    from reslstm_jax import protocols
+
+    for actor in range(1, 5):
+        shutil.copytree(tone_corpus / f"Actor_{actor:02d}", tmp_path / f"Actor_{actor:02d}")
+
+    def extract_all(*args, **kwargs):
+        pytest.fail("features extracted before the check")
+
+    monkeypatch.setattr(data.features, "extract_all", extract_all)
+    with pytest.raises(protocols.LeakageError, match="ravdess_paper fold1: no val utterance"):
+        data.prepare("ravdess", tmp_path, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_prepare_end_to_end_on_a_ravdess_tree(tmp_path):
     """Loader -> features (cached, a bad file reported) -> audited protocol -> arrays."""
     import soundfile

@@ -40,6 +40,7 @@ def test_ravdess_experiment_trains_reports_and_resumes(
         (["--setups", "nope"], "--setups: unknown nope"),
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--data-dir", "/nonexistent/ravdess"], "no such directory"),
+        (["--out", "/dev/null/x"], "--out /dev/null/x is under /dev/null, which is a file"),
     ],
 )
 def test_ravdess_experiment_misuse_exits_2(extra, message, capsys):

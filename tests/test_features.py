@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+import re
 import shutil
 
 import numpy as np
@@ -147,6 +148,32 @@ def test_unknown_extractor_and_parameters():
         features.get("mfcc")
     with pytest.raises(ValueError, match=r"mfcc_chroma: unknown parameters \['n_mel'\]"):
         features.get("mfcc_chroma", n_mel=3)
+
+
+@pytest.mark.parametrize(
+    "name,params,message",
+    [("mfcc_chroma", {"n_fft": 0}, "mfcc_chroma: n_fft must be a positive integer, got 0"),
+     ("mfcc_chroma", {"hop_length": 2.5}, "hop_length must be a positive integer, got 2.5"),
+     ("mfcc_chroma", {"n_mfcc": True}, "n_mfcc must be a positive integer, got True"),
+     ("mfcc_chroma", {"sample_rate": -16000}, "sample_rate must be a positive integer"),
+     ("tf_mfcc", {"seconds": float("nan")}, "tf_mfcc: seconds must be a finite number, got nan"),
+     ("tf_mfcc", {"seconds": 0}, "seconds must be > 0, got 0"),
+     ("mfcc39", {"preemphasis": -0.1}, "preemphasis must be >= 0, got -0.1"),
+     ("mfcc39", {"lifter": -1}, "lifter must be >= 0, got -1")],
+)  # fmt: skip
+def test_bad_parameter_values_are_refused_before_any_file_is_read(name, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        features.get(name, **params)
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [("mfcc_chroma", {"sample_rate": None}), ("mfcc_chroma", {"sample_rate": 16000}),
+     ("mfcc39", {"preemphasis": 0.0, "lifter": 0}), ("tf_mfcc", {"seconds": 7})],
+)  # fmt: skip
+def test_meaningful_parameter_values_are_kept(name, params):
+    extractor = features.get(name, **params)
+    assert {k: getattr(extractor, k) for k in params} == params
 
 
 # ----------------------------------------------------------------------------- tf_mfcc

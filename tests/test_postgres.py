@@ -98,6 +98,13 @@ def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(
         rank = victim.user_attrs["worker"]
         process = worker_process(launcher, rank)
         assert process is not None, f"no process for worker {rank}"
+        # the storage URL (and its password) reaches the workers on stdin, never their argv,
+        # which every local user can read
+        workers = [worker_process(launcher, r) for r in (0, 1)]
+        for worker in workers:
+            assert worker is not None
+            command = " ".join(worker.cmdline())
+            assert "postgresql" not in command and "optuna:optuna@" not in command, command
         process.send_signal(signal.SIGKILL)  # mid-trial: compiling or training
         out, err = launcher.communicate(timeout=240)
     finally:

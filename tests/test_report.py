@@ -230,6 +230,18 @@ def test_cli_bad_input_is_one_line_exit_2(results_dir, tmp_path, capsys, args, m
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_a_configuration_with_diverged_models_is_marked_and_never_on_the_front():
+    bad = make_results(PERFECT, hidden=16, val=0.9)
+    bad["diverged"] = [{"seed": 0, "fold": "fold0", "epoch": 1}]
+    configs = report.label_configs([report.Config(make_results(MIXED), "a/results.json"),
+                                    report.Config(bad, "b/results.json")])  # fmt: skip
+    (table,) = report.build_tables(configs, ci_resamples=200)
+    assert table.front == ["lstm_sa h8"]  # the diverged h16 would dominate it otherwise
+    text = report.format_markdown([table]) + report.format_csv([table])
+    assert "| lstm_sa h16 [DIVERGED 1/4] |" in text and "lstm_sa h16 [DIVERGED 1/4]," in text
+    assert r"lstm\_sa h16 [DIVERGED 1/4]" in report.format_latex([table])
+
+
 def test_one_seed_says_n_1_instead_of_a_zero_spread():
     one_seed = {k: v for k, v in MIXED.items() if k[0] == 0}
     configs = report.label_configs([report.Config(make_results(one_seed), "a/results.json")])
@@ -274,3 +286,25 @@ def test_labels_name_what_changes_the_model():
     assert report.base_label(results) == "lstm_sa h8, paper-compat, focal loss"
     results["model"] = {"name": "ds_lstm", "config": {"hidden_size": 200, "branches": "ds"}}
     assert report.base_label(results) == "ds_lstm h200, DS branch only, focal loss"
+
+
+def test_a_study_that_does_not_exist_is_one_line_and_nothing_is_created(tmp_path, capsys):
+    """A reader never creates storage (a typo in --study used to leave an empty journal)."""
+    assert report_cli.main(["--study", "typo", "--workdir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: no study 'typo': no journal file {tmp_path / 'runs' / 'typo'}"
+                   "/optuna.journal (check --study and --workdir)")  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--plots"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_table(
+    results_dir, tmp_path, capsys, monkeypatch, flag
+):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "table.md" if flag == "--out" else blocker
+    monkeypatch.setattr(report, "build_tables", lambda *a, **k: pytest.fail("tables built"))
+    assert report_cli.main([str(results_dir), flag, str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {flag} {target}") and len(err.splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -171,6 +172,55 @@ def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
     assert engine.reap(study, grace=60, max_retries=1) == []  # a live trial is left alone
 
 
+def journal_with_two_points(workdir, study: str = "s") -> pathlib.Path:
+    store = storage.open_storage(None, workdir, study)
+    created = storage.create_or_load(store, study, spaces.load("hidden_sizes"), 0)
+    for point in spaces.load("hidden_sizes").grid[:2]:
+        created.enqueue_trial(point)
+    return storage.journal_path(workdir, study)
+
+
+def test_a_torn_last_line_is_moved_aside_and_the_study_goes_on(tmp_path):
+    path = journal_with_two_points(tmp_path)
+    good = path.read_bytes()
+    torn = b'{"op_code": 5, "worker_id": "w", "trial_id": 0, "user_att'  # killed mid-write
+    path.write_bytes(good + torn)
+    # a reader warns and changes nothing
+    assert "last line is incomplete" in storage.check_journal(path, repair=False)
+    assert path.read_bytes() == good + torn
+    # the launcher, before any worker opens it: the torn line goes to <journal>.torn
+    warning = storage.check_journal(path, repair=True)
+    assert warning.startswith(f"warning: {path}: its last line was cut off by a crash")
+    assert path.read_bytes() == good
+    assert (tmp_path / "s" / "optuna.journal.torn").read_bytes() == torn + b"\n"
+    assert storage.check_journal(path, repair=True) is None  # repaired once
+    # the study loads, takes new records, and loads again (today's failure: the second load)
+    study = load(tmp_path, "s")
+    study.enqueue_trial(spaces.load("hidden_sizes").grid[2])
+    assert len(load(tmp_path, "s").trials) == 3
+    # a complete record that lost only its newline is kept, with the newline added
+    last = path.read_bytes().rstrip(b"\n")
+    path.write_bytes(last)
+    assert "lacked its newline" in storage.check_journal(path, repair=True)
+    assert path.read_bytes() == last + b"\n" and len(load(tmp_path, "s").trials) == 3
+
+
+def test_a_journal_damaged_mid_file_is_refused_and_never_written(corpus, tmp_path, feature_cache):
+    workdir = tmp_path / "runs"
+    path = journal_with_two_points(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = b"".join([lines[0], b"{not json\n", *lines[1:]])
+    path.write_bytes(damaged)
+    with pytest.raises(storage.StorageError, match=f"{path}: line 2 is not a journal record"):
+        storage.check_journal(path, repair=True)
+    proc = sweep(corpus, workdir, "--study", "hidden_sizes-ravdess-ravdess_paper-quick",
+                 check=False, cache=feature_cache)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"{path}: line 2 is not a journal record" in line
+    assert path.read_bytes() == damaged
+
+
 def test_reloading_a_study_checks_directions_and_space(tmp_path):
     store = storage.open_storage(None, tmp_path, "s")
     storage.create_or_load(store, "s", spaces.load("hidden_sizes"), 0)
@@ -286,33 +336,67 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     assert "lstm_sa h16" in capsys.readouterr().out
 
 
-def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature_cache):
-    workdir = tmp_path / "runs"
-    sweep(
-        corpus,
-        workdir,
-        "--trials",
-        "4",
-        "--workers",
-        "2",
-        "--no-latency",
-        cache=feature_cache,
-    )
-    study = load(workdir)
-    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(done) == 4
-    # one study run for the study (the launcher's), not one per worker; it holds every trial
-    from wandb_reader import read_run, read_table
+def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once(
+    corpus, tmp_path, feature_cache
+):
+    """SIGTERM to the launcher mid-sweep: it stops its workers (no orphan), they give back
+    their running trials, it prints one line and exits 143 within seconds; the same command
+    then finishes the grid: every point trained exactly once, by both workers."""
+    import psutil
 
     from reslstm_jax import tracking
 
-    runs = [read_run(r) | {"dir": r} for r in tracking.offline_runs(workdir)]
-    (study_run,) = [r for r in runs if r["run"]["job_type"] == "pareto"]
-    assert len(read_table(study_run["dir"], study_run["summary"]["trials"])[1]) == 4
-    assert sum(r["run"]["job_type"] == "trial" for r in runs) == 4
+    workdir = tmp_path / "runs"
+    args = [sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
+            "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
+            "--cache-dir", str(feature_cache), "--no-progress", "--trials", "4",
+            "--workers", "2", "--no-latency"]  # fmt: skip
+    launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ENV, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # one trial done, the others under way
+            assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no trial finished within 300 s"
+            journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+            if journal.exists() and load(workdir).get_trials(
+                    states=(optuna.trial.TrialState.COMPLETE,)):  # fmt: skip
+                break
+            time.sleep(0.2)
+        workers = psutil.Process(launcher.pid).children()
+        assert len(workers) == 2
+        sent = time.monotonic()
+        launcher.send_signal(signal.SIGTERM)
+        out, err = launcher.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+    assert launcher.returncode == 143 and took < 20, (launcher.returncode, took, err[-3000:])
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    assert "Traceback" not in err, err
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    # the interrupted trials were given back: failed, their points queued again
+    study = load(workdir)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--no-latency",
+          cache=feature_cache)  # fmt: skip
+    study = load(workdir)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 4
     points = [json.dumps(t.params, sort_keys=True) for t in done]
     assert len(set(points)) == 4  # no point trained twice
     assert {t.user_attrs["worker"] for t in done} == {0, 1}  # both workers trained
+    # one study run per launch (the launcher's), not one per worker; the last holds every trial
+    from wandb_reader import read_run, read_table
+
+    runs = [read_run(r) | {"dir": r} for r in tracking.offline_runs(workdir)]
+    study_runs = [r for r in runs if r["run"]["job_type"] == "pareto"]
+    assert study_runs and study_runs[-1]["exit_code"] == 0
+    assert len(read_table(study_runs[-1]["dir"], study_runs[-1]["summary"]["trials"])[1]) == 4
 
 
 @pytest.mark.parametrize(
@@ -327,6 +411,7 @@ def test_two_local_workers_train_every_grid_point_once(corpus, tmp_path, feature
         (["--budget", "huge"], "invalid choice: 'huge'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
+        (["--workdir", "/dev/null/runs"], "--workdir /dev/null/runs is under /dev/null, which"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(
@@ -401,7 +486,8 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tin
     base = spaces.load("hidden_sizes")
     grid = ({"model": "lstm_sa", "hidden_size": 4, "lr": 1e-3},
             {"model": "lstm_sa", "hidden_size": 4, "lr": 3e-3},
-            {"model": "lstm_sa", "hidden_size": 8, "lr": 1e-3})  # fmt: skip
+            # Adam steps by about lr whatever the gradient: this one's loss is NaN at once
+            {"model": "lstm_sa", "hidden_size": 8, "lr": 1e38})  # fmt: skip
     space = spaces.Space(name="two_lrs", description="test", objectives=base.objectives,
                          grid=grid, suggest=None, sampler="grid", fixed={})  # fmt: skip
     monkeypatch.setattr(engine.spaces_mod, "load", lambda name: space)
@@ -413,13 +499,24 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tin
         space="two_lrs", study="g", trials=3, epochs=2, seeds=1, workdir=str(tmp_path),
         wandb="disabled", group_size=3, progress=False,
     )  # fmt: skip
-    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 3
-    results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text())
+    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 2
+    # strict JSON: a parser that refuses NaN and Infinity reads every trial's results
+    refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in strict JSON")}
+    results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text(), **refuse)
                for n in range(3)]  # fmt: skip
     assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2"]
     assert [r["models_in_program"] for r in results] == [10, 10, 5]  # trials x folds x seeds
     assert results[0]["settings"]["learning_rate"] == 1e-3
     assert results[1]["settings"]["learning_rate"] == 3e-3
+    # the diverged trial: failed with its reason, never a UAR; its NaN losses are null
+    assert [r["trial"]["state"] for r in results] == ["complete", "complete", "diverged"]
+    assert results[2]["trial"]["values"] is None and len(results[2]["diverged"]) == 5
+    assert {d["epoch"] for d in results[2]["diverged"]} == {1}
+    assert results[2]["runs"][0]["train_loss"][0] is None
+    failed = study.trials[2]
+    assert failed.state == optuna.trial.TrialState.FAIL and failed.values is None
+    assert failed.user_attrs["failed_reason"].startswith("DIVERGED: 5 of 5 models")
+    assert [t.state for t in study.trials[:2]] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 def family_datasets(base):

@@ -205,7 +205,7 @@ def test_close_fails_open_trials(tmp_path):
         run = tracker.start_trial(7, {"hidden_size": 16})
     logged = read_run(one_run(tmp_path, "trial"))
     assert logged["run"]["id"] == run.id and logged["exit_code"] == 1
-    assert "worker stopped" in logged["summary"]["failed"]
+    assert "stopped before the run finished" in logged["summary"]["failed"]
 
 
 def test_reader_rejects_corrupt_files(tmp_path):

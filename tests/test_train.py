@@ -239,7 +239,11 @@ def test_chunk_lengths(start, total, every, save_every, expected):
     "kwargs,message",
     [({"epochs": 0}, "epochs must be >= 1"), ({"dropout": 1.0}, "dropout must be in"),
      ({"t0": 0}, "T_0 must be >= 1"), ({"seeds": (1, 1)}, "seeds repeat"),
-     ({"learning_rate": 0.0}, "learning rate must be > 0")],
+     ({"learning_rate": 0.0}, "learning rate must be > 0"),
+     # non-finite values are refused before anything trains (inf trained to NaN losses)
+     ({"learning_rate": float("inf")}, "learning rate must be a finite number, got inf"),
+     ({"weight_decay": float("nan")}, "weight decay must be a finite number, got nan"),
+     ({"dropout": float("-inf")}, "dropout must be a finite number")],
 )  # fmt: skip
 def test_run_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -132,6 +132,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     for name in ("03-01-01-01-01-01-01.wav", "03-01-05-01-01-01-01.wav"):
         (clips / name).write_bytes((corpus / "Actor_01" / name).read_bytes())
     soundfile.write(clips / "noise.flac", 0.1 * rng.standard_normal(8000), 16000)
+    soundfile.write(clips / "silence.wav", np.zeros(16000 * 3), 16000)  # 3 s of nothing
     base = [sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out)]
     proc = run_command([*base, str(tmp_path / "low.wav"), str(tmp_path / "broken.wav"), str(clips),
                 "--plot-attention", str(tmp_path / "att")])  # fmt: skip
@@ -140,11 +141,16 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     assert lines[0].startswith("10 model(s): reslstm_sa trained on ravdess / ravdess_paper")
     labelled = {pathlib.Path(line.split()[0]).name: line.split()[1] for line in lines[2:]}
     assert set(labelled) == {"low.wav", "03-01-01-01-01-01-01.wav", "03-01-05-01-01-01-01.wav",
-                             "noise.flac"}  # fmt: skip
+                             "noise.flac", "silence.wav"}  # fmt: skip
     assert set(labelled.values()) <= {"neutral", "calm", "happy", "sad", "angry", "fearful",
                                       "disgust", "surprised"}  # fmt: skip
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {tmp_path / 'broken.wav'}: truncated: no data chunk"]
+    # silence still gets a label, but the output says it has no voiced frame
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    label = labelled["silence.wav"]
+    assert warnings == [f"warning: {clips / 'silence.wav'}: no voiced frame (every 25 ms frame "
+                        f"below -50 dBFS): its label '{label}' says nothing"]  # fmt: skip
     assert (tmp_path / "att" / "low_attention.png").read_bytes()[:4] == b"\x89PNG"
 
     one = run_command([*base, "--fold", "fold0", "--seed", "1", "--json", str(clips)])
@@ -154,6 +160,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     for r in doc["results"]:
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["voiced"] is (pathlib.Path(r["file"]).name != "silence.wav")
 
 
 @pytest.mark.parametrize(
@@ -161,6 +168,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     [
         (["--fold", "fold9"], "--fold fold9: the run's folds are fold0"),
         (["--seed", "7"], "--seed 7: the run's seeds are 0, 1"),
+        (["--plot-attention", "/dev/null"], "--plot-attention /dev/null is a file, not a"),
     ],
 )
 def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_command):
@@ -211,6 +219,94 @@ def test_a_killed_run_resumes_to_identical_results(
     assert again["aggregate"] == whole["aggregate"]
 
 
+def test_ctrl_c_stops_training_in_seconds_with_one_line_and_the_rerun_resumes(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    """SIGINT mid-training: one line, exit 130 within seconds, complete files only; the same
+    command resumes and ends as the uninterrupted run. SIGTERM while the program is being
+    prepared: exit 143, the same line."""
+    term, run = tmp_path / "term", tmp_path / "run"
+    for signum, code, out, ready in [
+        (signal.SIGTERM, 143, term, lambda: (term / "checkpoints").is_dir()),
+        (signal.SIGINT, 130, run, lambda: (run / "checkpoints" / "2").is_dir()),
+    ]:
+        process = subprocess.Popen(train_command(corpus, out, feature_cache),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.time() + 300
+            while not ready():
+                assert process.poll() is None, process.communicate()[1][-2000:]
+                assert time.time() < deadline
+                time.sleep(0.02)
+            sent = time.monotonic()
+            process.send_signal(signum)
+            _, err = process.communicate(timeout=60)
+            took = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+        assert process.returncode == code and took < 10, (process.returncode, took, err[-2000:])
+        assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+        assert "Traceback" not in err
+        assert not (out / "results.json").exists()
+        assert not list(out.rglob("*.part"))  # no half-written file
+    resumed = run_command(train_command(corpus, out, feature_cache))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = json.loads((out / "results.json").read_text())
+    assert again["epochs_resumed_from"] >= 2
+    assert again["runs"] == json.loads((trained[0] / "results.json").read_text())["runs"]
+
+
+def truncate_largest_file(directory: pathlib.Path) -> tuple[pathlib.Path, int, int]:
+    """Cut the largest file under `directory` to half (a copy cut short): (file, new, old size)."""
+    victim = max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    return victim, len(data) // 2, len(data)
+
+
+def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_file(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    import shutil
+
+    whole = json.loads((trained[0] / "results.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    # resume: the latest checkpoint (epoch 6) cut short -> moved aside, resumed from epoch 4
+    (run / "results.json").unlink()
+    truncate_largest_file(run / "checkpoints" / "6")
+    proc = run_command(train_command(corpus, run, feature_cache))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"checkpoint {run / 'checkpoints' / '6'} is damaged" in proc.stderr
+    assert "moved to 6.damaged; resuming from epoch 4" in proc.stderr
+    again = json.loads((run / "results.json").read_text())
+    assert again["epochs_resumed_from"] == 4 and again["runs"] == whole["runs"]
+    # every checkpoint damaged: it starts over, and ends the same
+    (run / "results.json").unlink()
+    for step in ("4", "6"):
+        truncate_largest_file(run / "checkpoints" / step)
+    proc = run_command(train_command(corpus, run, feature_cache))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no readable checkpoint left: training starts over" in proc.stderr
+    again = json.loads((run / "results.json").read_text())
+    assert again["epochs_resumed_from"] == 0 and again["runs"] == whole["runs"]
+
+    # predict: a file of best/ cut short is named, in one line
+    clip = corpus / "Actor_01" / "03-01-01-01-01-01-01.wav"
+    predict = [sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(run), str(clip)]
+    victim, size, was = truncate_largest_file(run / "best")
+    proc = run_command(predict)
+    expected = f"error: run {run}: best parameters damaged: {victim} is damaged ({size} of {was}"
+    assert proc.returncode == 2 and proc.stderr.strip() == expected + " bytes)"
+    (run / "inference.json").write_text((run / "inference.json").read_text()[:50])
+    proc = run_command(predict)
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and line.startswith(f"error: run {run}: inference.json is damaged")
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
@@ -221,6 +317,8 @@ def test_a_killed_run_resumes_to_identical_results(
         (["--model", "resnet"], "invalid choice: 'resnet'"),
         (["--devices", "0"], "--devices must be >= 1, got 0"),
         (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
+        (["--lr", "inf"], "learning rate must be a finite number, got inf"),
+        (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
         (["--wandb-project", " "], "--wandb-project ' ' must not be empty"),
     ],
 )
@@ -245,6 +343,43 @@ def test_missing_corpus_and_mismatched_out_dir(
     other = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
     assert other.returncode == 2 and "another configuration" in other.stderr
     assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
+
+
+def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    sweep_dir = tmp_path / "study"
+    (sweep_dir / "trials").mkdir(parents=True)
+    finished = tmp_path / "finished"  # another run's results, its checkpoints gone
+    finished.mkdir()
+    before = (trained[0] / "results.json").read_bytes()
+    (finished / "results.json").write_bytes(before)
+    for out, message in [
+        (blocker, f"--out {blocker} is a file, not a directory"),
+        (blocker / "run", f"--out {blocker / 'run'} is under {blocker}, which is a file"),
+        (sweep_dir, f"--out {sweep_dir} holds a sweep study"),
+        (finished, f"--out {finished} holds a finished run (results.json) without its checkpoints"),
+    ]:
+        started = time.monotonic()
+        proc = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"error: {message}") and line.endswith("(or --overwrite)")
+        assert "protocol" not in proc.stdout  # refused before the data was even read
+        assert time.monotonic() - started < 60
+    assert (finished / "results.json").read_bytes() == before
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        proc = run_command(train_command(corpus, locked / "run", feature_cache))
+        assert proc.returncode == 2 and "cannot be written" in proc.stderr
+    # --overwrite replaces the other run (2 epochs in chunks of 2: a cached program)
+    proc = run_command(train_command(corpus, finished, feature_cache, "--epochs", "2",
+                                     "--overwrite"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((finished / "results.json").read_text())["settings"]["epochs"] == 2
 
 
 def test_every_file_not_used_is_listed_with_its_reason(

@@ -58,6 +58,7 @@ from reslstm_jax.train.fit import (
 )
 from reslstm_jax.train.layout import ModelLayout, model_key, stack_model_data
 from reslstm_jax.train.results import (
+    diverged_line,
     edge_metrics,
     epoch_rows,
     headline,
@@ -76,6 +77,7 @@ __all__ = [
     "ETA_MIN_FRACTION", "INFERENCE_FILE", "NORMALISATION_FILE", "OPTIMIZER", "Executor",
     "HParams", "ModelData", "ModelFunctions", "ModelLayout", "Program", "RunSettings", "Shared",
     "TrainConfig", "TrainState", "across_devices", "chunk_lengths", "cosine_warm_restarts",
+    "diverged_line",
     "edge_metrics", "epoch_rows", "exp_decay", "fit", "fit_group", "headline",
     "learning_rate_at", "make_optimizer",
     "make_train", "model_for_executor", "model_key", "multistep", "per_row_loss",

@@ -79,7 +79,11 @@ def build_parser():
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
                    help="skip the CPU latency measurement of the edge metrics")  # fmt: skip
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (rerun the same command on "
+                   "it to resume)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what --out holds (another run's results and checkpoints) "
+                   "instead of refusing")  # fmt: skip
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
                    help="W&B run of this training (default offline: files under "
                    "OUT/wandb, uploaded with `wandb sync`)")  # fmt: skip
@@ -169,6 +173,16 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     recipe = families.get(args.model).recipe
     out = pathlib.Path(args.out)
+    try:  # before any work: a location that cannot be written, or another run's directory
+        artifacts.check_output_dir(out)
+        if not args.overwrite:
+            artifacts.check_not_another_run(
+                out, resumable=(out / artifacts.CHECKPOINTS_DIR).is_dir()
+            )
+    except artifacts.OutputError as exc:
+        print(f"error: --out {exc}{'' if args.overwrite else ' (or --overwrite)'}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         # online mode checks the credentials here, before any work
         tracker = tracking.Tracker(args.wandb, out, project=args.wandb_project,
@@ -190,6 +204,8 @@ def main(argv=None) -> int:
         # device per core (or --devices), never more than there are models to share them.
         n_models = len(dataset.folds.names) * args.seeds
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
+        if args.overwrite:  # the data is ready: now the old run's state may go
+            artifacts.remove_run_state(out)
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
             outcome = run(dataset, settings, out, latency=not args.no_latency,
                           checkpoint_every=args.checkpoint_every, tracker=tracker,
@@ -218,4 +234,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from reslstm_jax import interrupts
+
+    sys.exit(interrupts.run(main))

@@ -13,6 +13,7 @@ results = fit_group(dataset, [a, b, c], out_dir=...)          # several, one pro
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import time
 
@@ -48,6 +49,10 @@ class RunSettings:
     loss: str = "ce"
 
     def __post_init__(self):
+        for name in ("learning_rate", "weight_decay", "dropout", "adam_eps"):
+            value = getattr(self, name)
+            if not math.isfinite(value):  # inf trains to NaN, and NaN passes no check
+                raise ValueError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
         checks = [
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
@@ -235,8 +240,9 @@ def fit_group(
     start, saver = 0, None
     if out_dir is not None:
         saver = _checkpointer(out_dir, dataset, group)
-        if saver.latest_epoch() is not None:
-            start, state, history = saver.restore(state, history)
+        restored = saver.restore(state, history) if saver.latest_epoch() is not None else None
+        if restored is not None:  # (damaged checkpoints are skipped with a warning)
+            start, state, history = restored
             history = {k: np.array(v) for k, v in history.items()}
     executor = g.config.resolved_executor()
     n = g.config.devices

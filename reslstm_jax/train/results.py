@@ -39,17 +39,23 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
         y_true = [[None] * len(layout.folds) for _ in layout.seeds]
         y_pred = [[None] * len(layout.folds) for _ in layout.seeds]
         runs = []
+        diverged = []
         for m in layout.config_models(c):
             _, s, k = layout.position(m)
             rows = folds.test[k][folds.test_mask[k]]
             pred = predictions["test"][m][folds.test_mask[k]]
             y_true[s][k], y_pred[s][k] = labels[rows], pred
+            epoch = diverged_at(history["train_loss"][m])
+            if epoch is not None:
+                diverged.append({"seed": layout.seeds[s], "fold": layout.folds[k],
+                                 "epoch": epoch})  # fmt: skip
             runs.append({
                 "seed": layout.seeds[s], "fold": layout.folds[k],
                 "train_loss": history["train_loss"][m].tolist(),
                 "val_uar": history["val_uar"][m].tolist(),
                 "best_epoch": int(best_epoch[m]),
                 "best_val_uar": float(best_val[m]),
+                "diverged_at_epoch": epoch,
                 "test": metrics.classification(labels[rows], pred, n_classes),
                 "test_predictions": {"ids": [dataset.ids[i] for i in rows],
                                      "labels": labels[rows].tolist(),
@@ -58,11 +64,30 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
         results.append({
             "settings": settings.to_json(),
             **run_info,
+            "diverged": diverged,
             "runs": runs,
             "aggregate": metrics.aggregate(list(layout.folds), list(layout.seeds), y_true,
                                            y_pred, n_classes),
         })  # fmt: skip
     return results
+
+
+def diverged_at(train_loss) -> int | None:
+    """The first epoch (1-based) whose training loss is not finite, or None: from there the
+    model's parameters are NaN or infinite, and its later numbers mean nothing."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(train_loss, np.float64)))
+    return int(bad[0]) + 1 if bad.size else None
+
+
+def diverged_line(results: dict) -> str | None:
+    """One line naming the models whose loss became non-finite, or None when none did."""
+    diverged = results.get("diverged") or []
+    if not diverged:
+        return None
+    first = min(d["epoch"] for d in diverged)
+    return (f"DIVERGED: {len(diverged)} of {len(results['runs'])} models (training loss "
+            f"non-finite from epoch {first} on); their numbers are not results: lower the "
+            f"learning rate or check the features")  # fmt: skip
 
 
 def run_info(model, n_params: int, dataset, **fields) -> dict:
@@ -107,6 +132,7 @@ def summary_lines(results: dict) -> list[str]:
     leaky = " [LEAKY: global normalisation]" if card.get("normalisation_leaky") else ""
     if card.get("leaky"):
         leaky += f" [LEAKY protocol: {card['leaky']}]"
+    diverged = diverged_line(results)
     lines = [
         f"{results['model']['name']} ({results['model']['trainable_params']:,} params) on "
         f"{card['corpus']} / {card['protocol']}, {len(results['settings']['seeds'])} seed(s), "
@@ -131,6 +157,8 @@ def summary_lines(results: dict) -> list[str]:
                      f"(population std over seeds), max {p['max']:.4f}")  # fmt: skip
     lines.append(f"  pooled out-of-fold WA {agg['pooled_oof_wa']['mean']:.4f}, macro-F1 "
                  f"{agg['pooled_oof_macro_f1']['mean']:.4f} (means over seeds)")  # fmt: skip
+    if diverged:
+        lines.insert(1, "  " + diverged)
     return lines
 
 
@@ -138,7 +166,7 @@ def headline(results: dict) -> dict:
     """The numbers a reader compares, under names that cannot be misread: `val_uar` (mean
     best-epoch validation UAR over folds x seeds), `test_uar` (pooled out-of-fold test UAR,
     mean over seeds; `test_uar_max_seed` the best seed's), `test_wa`, `test_macro_f1` (pooled,
-    means over seeds), `test_uar_per_fold` and `test_uar_per_seed`."""
+    means over seeds), `test_uar_per_fold`, `test_uar_per_seed` and `diverged_models`."""
     agg = results["aggregate"]
     return {
         "val_uar": float(np.mean([r["best_val_uar"] for r in results["runs"]])),
@@ -148,6 +176,8 @@ def headline(results: dict) -> dict:
         "test_macro_f1": agg["pooled_oof_macro_f1"]["mean"],
         "test_uar_per_fold": {k: v["uar"]["mean"] for k, v in agg["per_fold"].items()},
         "test_uar_per_seed": [p["uar"] for p in agg["pooled_oof"]],
+        # models whose training loss became non-finite (`diverged_line`): 0 for a real result
+        "diverged_models": len(results.get("diverged") or []),
     }
 
 
