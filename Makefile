@@ -3,7 +3,8 @@
 # (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
 PYTHON ?= python3
 # test processes (pytest-xdist): one per core by default (the session fixtures that are costly,
-# such as the trained run of tests/conftest.py, are built once for all of them)
+# such as the trained run of tests/conftest.py, are built once for all of them); `worksteal`
+# lets an idle process take tests queued for a busy one
 TEST_WORKERS ?= auto
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +28,7 @@ bench: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

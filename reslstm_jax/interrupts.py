@@ -71,11 +71,14 @@ def cleanup_on_interrupt(cleanup: Callable[[], None]):
     _cleanups.append(cleanup)
     try:
         yield
-    except Interrupted:  # leaving through the main thread: clean up on the way out
-        with contextlib.suppress(ValueError):
-            _cleanups.remove(cleanup)
-            with contextlib.suppress(Exception):
-                cleanup()
+    except BaseException:
+        # leaving through the main thread (the interrupt, or what C code made of it): clean up
+        # on the way out
+        if _received:
+            with contextlib.suppress(ValueError):
+                _cleanups.remove(cleanup)
+                with contextlib.suppress(Exception):
+                    cleanup()
         raise
     finally:
         with contextlib.suppress(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import textwrap
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def confusion(path, matrix: np.ndarray, classes: list[str], *, title: str = "") 
     rows = matrix.sum(1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n), dpi=120)
+    width = max(4.0, 1.0 + 0.75 * n)
+    fig, ax = plt.subplots(figsize=(width, max(3.2, 0.8 + 0.7 * n)), dpi=120)
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
@@ -88,7 +90,8 @@ def confusion(path, matrix: np.ndarray, classes: list[str], *, title: str = "") 
     ax.set_yticks(range(n), classes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (rows sum to 1)")
-    ax.set_title(title, fontsize=9)
+    # about 11 characters of a 9 pt title per inch: wrapped, a long title stays on the figure
+    ax.set_title("\n".join(textwrap.wrap(title, int(width * 11))), fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path)

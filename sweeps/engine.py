@@ -397,9 +397,11 @@ def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
             asked = []
             for _ in range(min(config.group_size, budget)):
                 trial = study.ask()
+                heartbeat.add(trial)  # at once: an interrupt gives back what it holds
                 if space.grid is not None and not queued(study, trial):
                     # Another worker popped the last queued point between our count and ask:
                     # a grid space never samples.
+                    heartbeat.remove(trial)
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     break
                 full = space.complete(trial_params(space, trial))
@@ -412,7 +414,6 @@ def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
                 trial.set_user_attr("params_full", full)
                 trial.set_user_attr("n_params", count)
                 trial.set_user_attr("worker", rank)
-                heartbeat.add(trial)
                 asked.append((trial, full, count))
             groups: dict[tuple, list] = {}
             for item in asked:

@@ -24,6 +24,7 @@ def test_ravdess_experiment_trains_reports_and_resumes(
     for config in ("reslstm_sa_h32", "lstm_sa_h32"):
         run = out / "fair" / config
         assert (run / "results.json").is_file() and (run / "inference.json").is_file()
+        assert (run / "skipped.csv").read_text() == "path,reason\n"  # every file was used
     pngs = sorted(p.name for p in (out / "plots").iterdir())
     assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
     capsys.readouterr()

@@ -24,7 +24,7 @@ from sweeps import spaces
 
 ENV = {**os.environ, "WANDB_SILENT": "true", "WANDB_BASE_URL": "http://127.0.0.1:9"}
 STUDY = "pg-kill"
-TRIALS = 4
+TRIALS = 2  # one per worker: the killed worker's trial is retried by the other
 State = optuna.trial.TrialState
 
 
@@ -81,9 +81,9 @@ def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(
         "--workers", "2", "--trials", str(TRIALS), "--wandb", "disabled", "--no-latency",
         "--workdir", str(workdir), "--cache-dir", str(feature_cache), "--no-progress",
         # A dead worker's trial is reaped `grace` seconds after its last beat (default 60 s):
-        # well over the beat period (no false reaps), and well under the survivor's remaining
-        # work (~9 s a trial here), since a worker stops once finished + running trials reach
-        # --trials, even when a running one is dead but not yet stale.
+        # well over the beat period (no false reaps). The survivor, its own trial done, waits
+        # for the dead one to go stale (finished + running trials reach --trials), reaps it
+        # and trains the retry.
         "--heartbeat-seconds", "1", "--grace-seconds", "6",
     ]  # fmt: skip
     # Create Optuna's schema before the launcher starts: opening a storage creates missing tables,

@@ -336,6 +336,47 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     assert "lstm_sa h16" in capsys.readouterr().out
 
 
+def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
+    corpus, tmp_path, feature_cache
+):
+    """SIGINT while the in-process worker prepares or trains its first trial (it used to
+    print a traceback and then segfault): one line, exit 130, the trial queued again."""
+    workdir = tmp_path / "runs"
+    args = [sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
+            "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
+            "--cache-dir", str(feature_cache), "--no-progress", "--trials", "1",
+            "--workers", "1", "--no-latency", "--wandb", "disabled"]  # fmt: skip
+    launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ENV, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+
+        def claimed() -> bool:  # a trial asked and held by the worker
+            running = load(workdir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            return any("worker" in t.user_attrs for t in running)
+
+        while not (journal.exists() and claimed()):
+            assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no trial started within 300 s"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        launcher.send_signal(signal.SIGINT)
+        _, err = launcher.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+    assert launcher.returncode == 130 and took < 10, (launcher.returncode, took, err[-3000:])
+    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    assert "Traceback" not in err, err
+    study = load(workdir)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL,
+                                               optuna.trial.TrialState.WAITING]  # fmt: skip
+    assert study.trials[1].system_attrs["fixed_params"] == study.trials[0].params
+
+
 def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once(
     corpus, tmp_path, feature_cache
 ):

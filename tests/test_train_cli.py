@@ -55,6 +55,13 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     info = json.loads((out / "inference.json").read_text())
     assert results["settings"]["dropout"] == 0.2
     assert info["model_config"]["dropout"] == 0.2 and info["dropout"] == [0.2]
+    # every JSON file of the run is strict JSON (no NaN or Infinity: most parsers refuse them)
+    refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in strict JSON")}
+    written = [p for p in out.rglob("*.json") if "wandb" not in p.parts]
+    assert {"results.json", "card.json", "inference.json", "best.files.json"} <= {
+        p.name for p in written}  # fmt: skip
+    for path in written:
+        json.loads(path.read_text(), **refuse)
 
 
 def test_the_run_is_recorded_with_its_provenance_in_results_and_wandb(trained):
