@@ -3,8 +3,7 @@
 # (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
 PYTHON ?= python3
 # test processes (pytest-xdist): one per core by default (the session fixtures that are costly,
-# such as the trained run of tests/conftest.py, are built once for all of them); `worksteal`
-# lets an idle process take tests queued for a busy one
+# such as the trained run of tests/conftest.py, are built once for all of them)
 TEST_WORKERS ?= auto
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -28,7 +27,7 @@ bench: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

@@ -42,18 +42,6 @@ import jax  # noqa: E402
 jax.devices()
 
 
-# The files of the slowest end-to-end tests run first (in this order; the rest keep theirs):
-# on two processes, a long test started last leaves the other one idle at the end. The train
-# CLI's come after the sweeps', so that the process that does not build the shared trained
-# run has other work meanwhile.
-SLOW_FIRST = ("test_postgres.py", "test_sweeps.py", "test_experiments.py", "test_train_cli.py")
-
-
-def pytest_collection_modifyitems(items):
-    order = {name: i for i, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: order.get(item.path.name, len(order)))  # stable
-
-
 # ----------------------------------------------------------------------------- shared fixtures
 # One of each per test process (pytest-xdist worker): end-to-end tests share them instead of
 # building their own corpus, features and runs.
