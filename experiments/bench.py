@@ -222,6 +222,63 @@ def machine() -> dict:
     }  # fmt: skip
 
 
+def bench_dataset(seed: int = 0):
+    """The engine measurement's data as a prepared corpus (`data.Dataset`): 1440 utterances of
+    24 RAVDESS-named speakers, random [L, 46] features with L in 60..126 (T = 128 once padded),
+    the ravdess_paper protocol with per-fold normalisation, as the train CLI prepares it."""
+    import numpy as np
+
+    from reslstm_jax import data, features
+    from reslstm_jax.corpora.base import Manifest, Utterance
+
+    rng = np.random.default_rng(seed)
+    codes = [(e, i, s, r) for e in range(1, 9) for i in (1, 2) for s in (1, 2) for r in (1, 2)]
+    utterances = [
+        Utterance(id=f"03-01-{e:02d}-{i:02d}-{s:02d}-{r:02d}-{a:02d}", path=f"/bench/{a}/{k}.wav",
+                  corpus="ravdess", speaker=f"{a:02d}", label=e - 1, emotion=f"c{e}")
+        for a in range(1, 25) for k, (e, i, s, r) in enumerate(codes[: N_UTTERANCES // 24])
+    ]  # fmt: skip
+    manifest = Manifest("ravdess", "/bench", tuple(f"c{e}" for e in range(1, 9)), utterances)
+    feats = [rng.standard_normal((int(rng.integers(60, 126)), N_FEATURES)).astype(np.float32)
+             for _ in utterances]  # fmt: skip
+    report = features.ExtractionReport({"name": "bench"}, total=len(feats))
+    return data.build(manifest, "ravdess_paper", feats, extractor_info={"name": "bench"},
+                      extraction=report, max_frames=FRAMES)  # fmt: skip
+
+
+def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: int = 22) -> dict:
+    """The train CLI's path (`train.fit.run`: epoch chunks, a checkpoint every 10 epochs, the
+    device split, best parameters, results files) on `bench_dataset`, ResLSTM-SA, 5 folds x 1
+    seed: seconds per epoch = (time of `long` epochs - time of `short`) / (long - short), both
+    after a warm-up run that compiles, so compile, data and files cancel. (Every `run` builds
+    its program anew: a persistent compilation cache in a temporary folder lets the timed runs
+    load the warm-up's executables instead of compiling again, whose time varies by seconds.)"""
+    import tempfile
+
+    import jax
+
+    from reslstm_jax import families, train
+
+    dataset = bench_dataset()
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(tmp) / "jax-cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        for epochs in (short, short, long):  # the first compiles (chunks of 10 and 2)
+            settings = families.settings_from("reslstm_sa", {
+                "hidden_size": hidden, "batch_size": batch, "seeds": (0,), "epochs": epochs,
+                "executor": "map"})  # fmt: skip
+            out = pathlib.Path(tmp) / f"{epochs}-{len(seconds)}"
+            start = time.perf_counter()
+            train.run(dataset, settings, out, latency=False, progress=False,
+                      checkpoint_every=10, devices=devices)  # fmt: skip
+            seconds[epochs] = time.perf_counter() - start
+        jax.config.update("jax_compilation_cache_dir", None)  # the folder goes now
+    per_epoch = (seconds[long] - seconds[short]) / (long - short)
+    return {"path": "cli", "models": 5, "devices": devices, "seconds_per_epoch": per_epoch,
+            "utt_per_s": 5 * 1020 / per_epoch}  # fmt: skip
+
+
 def row_block_arg(text: str) -> int | None:
     """`--row-block`: a positive integer or 'none'."""
     if text.lower() == "none":
@@ -252,6 +309,10 @@ def main(argv=None) -> int:
                    help="instead: training throughput of these seed models")  # fmt: skip
     p.add_argument("--one", nargs=3, metavar=("MODELS", "EXECUTOR", "EPOCHS"),
                    help=argparse.SUPPRESS)  # fmt: skip
+    p.add_argument("--cli", action="store_true",
+                   help="instead: the train CLI's path (fit.run: chunks, checkpoints, results) "
+                   "on the same data, 5 folds x 1 seed, one device per core, next to the engine "
+                   "alone (M = 5, map)")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -265,6 +326,16 @@ def main(argv=None) -> int:
         hardware.use_cpu_cores(args.devices)
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
                                  args.batch, args.devices, args.row_block)))  # fmt: skip
+        return 0
+    if args.cli:
+        devices = hardware.use_cpu_cores(min(5, hardware.usable_cores()))
+        cli = measure_cli(args.hidden, args.batch, devices)
+        engine = measure(5, "map", args.epochs, args.hidden, args.batch, devices, args.row_block)
+        engine_epoch = engine["seconds"] / args.epochs
+        print(json.dumps({"cli": cli, "engine": engine}), flush=True)
+        print(f"M=5 map, {devices} devices: train CLI path {cli['seconds_per_epoch']:.2f} s per "
+              f"epoch, engine alone {engine_epoch:.2f} s per epoch "
+              f"({cli['seconds_per_epoch'] / engine_epoch:.2f}x)")  # fmt: skip
         return 0
     if args.families:
         for family in args.families:

@@ -20,6 +20,48 @@ from reslstm_jax.errors import ParameterError
 SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
+def visible_gpus() -> list[str]:
+    """The NVIDIA GPUs this process may use, without starting JAX: `CUDA_VISIBLE_DEVICES` when
+    set (its entries; empty or "-1": none), else the indices `nvidia-smi -L` lists; none when
+    JAX's CUDA plugin is not installed (the CPU build would not use them)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    cuda = any(importlib.util.find_spec(name) is not None
+               for name in ("jax_cuda12_plugin", "jax_cuda13_plugin"))  # fmt: skip
+    if not cuda:
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = [d.strip() for d in listed.split(",") if d.strip()]
+        return [] if ids[:1] == ["-1"] else ids
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def worker_environments(count: int | None, gpus: list[str], base: dict) -> list[dict]:
+    """The environment of each local sweep worker.
+
+    With GPUs: one worker per GPU (`count` None, "auto"), each seeing only its own
+    (`CUDA_VISIBLE_DEVICES`), or `count` workers spread round-robin over them. On a CPU:
+    `count` workers (auto: one per usable core), each with one XLA thread, so that N workers
+    do not oversubscribe the cores.
+    """
+    if gpus:
+        count = count or len(gpus)
+        return [{**base, "CUDA_VISIBLE_DEVICES": gpus[rank % len(gpus)]} for rank in range(count)]
+    count = count or usable_cores()
+    flags = (base.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+             "intra_op_parallelism_threads=1").strip()  # fmt: skip
+    return [{**base, "XLA_FLAGS": flags} for _ in range(count)]
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
     if hasattr(os, "sched_getaffinity"):

@@ -51,8 +51,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="sqlite:///PATH or postgresql+psycopg://... (default: a "
                    "journal file in the workdir; or $RESLSTM_STORAGE)")  # fmt: skip
     p.add_argument("--study", help="study name (default: <space>-<corpus>-<protocol>-<budget>)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="worker processes on this machine (default: one per core)")  # fmt: skip
+    p.add_argument("--workers", default="auto",
+                   help="worker processes on this machine: a number, or auto (default): one per "
+                   "visible NVIDIA GPU, each seeing only its own (CUDA_VISIBLE_DEVICES), else "
+                   "one per core")  # fmt: skip
     p.add_argument("--wandb", choices=WANDB_MODES, default="offline")
     p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project (default "
                    "reslstm-jax)")  # fmt: skip
@@ -97,10 +99,14 @@ def build_config(args, p) -> tuple:
         trials = min(trials, len(space.grid))
     epochs = args.epochs if args.epochs is not None else budget["epochs"]
     seeds = args.seeds if args.seeds is not None else budget["seeds"]
-    for flag, value in (("--trials", trials), ("--epochs", epochs), ("--seeds", seeds),
-                        ("--workers", args.workers)):  # fmt: skip
+    for flag, value in (("--trials", trials), ("--epochs", epochs), ("--seeds", seeds)):
         if value < 1:
             p.error(f"{flag} must be >= 1, got {value}")
+    if args.workers != "auto":
+        given = args.workers
+        args.workers = int(given) if given.isdigit() else 0
+        if args.workers < 1:
+            p.error(f"--workers must be a number >= 1 or auto, got {given}")
     if args.heartbeat_seconds <= 0 or args.grace_seconds <= args.heartbeat_seconds:
         p.error("--grace-seconds must exceed --heartbeat-seconds, both > 0")
     if args.max_retries < 0:
@@ -112,7 +118,7 @@ def build_config(args, p) -> tuple:
         p.error(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     url = storage.storage_url_from(args.storage)
     try:
-        storage.check_url(url, args.workers)
+        storage.check_url(url, len(worker_environments(args, trials)))
     except storage.StorageError as exc:
         p.error(str(exc))
     if args.corpus is not None and args.corpus not in data.DEFAULT_PROTOCOL:
@@ -185,17 +191,23 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def start_workers(config, count: int) -> list[subprocess.Popen]:
-    """Spawn `count` worker processes. Each gets its configuration on its standard input, never
-    on its command line: the storage URL may hold a password, and any local user can read a
-    process's arguments (`ps`, /proc/<pid>/cmdline)."""
-    env = dict(os.environ)
-    # One XLA CPU thread per worker: N workers must not oversubscribe the cores.
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                        "intra_op_parallelism_threads=1").strip()  # fmt: skip
+def worker_environments(args, trials: int) -> list[dict]:
+    """The environment of each local worker (`hardware.worker_environments`: one per visible
+    GPU, each seeing its own, or one per core, single-threaded), at most one per trial."""
+    from reslstm_jax import hardware
+
+    count = None if args.workers == "auto" else args.workers
+    envs = hardware.worker_environments(count, hardware.visible_gpus(), dict(os.environ))
+    return envs[: max(1, trials)]
+
+
+def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
+    """Spawn one worker process per environment. Each gets its configuration on its standard
+    input, never on its command line: the storage URL may hold a password, and any local user
+    can read a process's arguments (`ps`, /proc/<pid>/cmdline)."""
     payload = json.dumps(dataclasses.asdict(config))
     processes = []
-    for rank in range(count):
+    for rank, env in enumerate(environments):
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweeps.run", "--space", config.space, "--worker", str(rank),
              "--config", "-"],
@@ -295,14 +307,15 @@ def main(argv=None) -> int:
         return 2
     print(protocols.format_card(prepared[0].card))
     report_skipped(config, prepared)
-    workers = min(args.workers, max(1, config.trials))
+    environments = worker_environments(args, config.trials)
+    workers = len(environments)
     record = engine.StudyRecord(config, space)  # the study's one W&B study run
     with interrupts.cleanup_on_interrupt(record.close):
         try:
             if workers == 1:
                 engine.run_worker(config, 0, datasets, on_group=record.update)
             else:
-                codes = wait_for(start_workers(config, workers), study, record)
+                codes = wait_for(start_workers(config, environments), study, record)
                 if any(codes):
                     print(f"error: worker exit codes {codes}", file=sys.stderr)
             study = optuna.load_study(study_name=config.study, storage=store)

@@ -92,3 +92,50 @@ def test_xla_threads_do_not_change_gradients_by_a_bit():
     assert len(threaded) == 2
     for with_threads, without in zip(threaded, single, strict=True):
         assert with_threads == without
+
+
+@pytest.mark.parametrize(
+    "count,gpus,expected",
+    [(None, ["0", "1", "2", "3"], ["0", "1", "2", "3"]),  # auto: one worker per GPU
+     (2, ["0", "1", "2", "3"], ["0", "1"]),
+     (3, ["4", "7"], ["4", "7", "4"])],  # more workers than GPUs: round-robin
+)  # fmt: skip
+def test_each_gpu_worker_sees_only_its_own_gpu(count, gpus, expected):
+    envs = hardware.worker_environments(count, gpus, {"PATH": "/bin", "XLA_FLAGS": "--x"})
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == expected
+    assert all(env["PATH"] == "/bin" and env["XLA_FLAGS"] == "--x" for env in envs)
+
+
+def test_cpu_workers_are_one_per_core_and_single_threaded(monkeypatch):
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 3)
+    envs = hardware.worker_environments(None, [], {"XLA_FLAGS": "--x"})
+    assert len(envs) == 3 and "CUDA_VISIBLE_DEVICES" not in envs[0]
+    assert envs[0]["XLA_FLAGS"] == ("--x --xla_cpu_multi_thread_eigen=false "
+                                    "intra_op_parallelism_threads=1")  # fmt: skip
+    assert len(hardware.worker_environments(2, [], {})) == 2
+
+
+@pytest.mark.parametrize(
+    "visible,expected", [("2,5", ["2", "5"]), ("", []), ("-1", []), (None, ["0", "1"])]
+)
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch, tmp_path, visible, expected):
+    import importlib.util
+    import os
+
+    real = importlib.util.find_spec
+
+    def find_spec(name):  # as if JAX's CUDA plugin were installed
+        return object() if name == "jax_cuda12_plugin" else real(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    fake = tmp_path / "nvidia-smi"  # lists two GPUs
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: a)'\necho 'GPU 1: NVIDIA H100 (UUID: b)'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert hardware.visible_gpus() == expected

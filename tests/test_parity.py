@@ -12,6 +12,16 @@ import pytest
 import reslstm_jax as rj
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def highest_precision():
+    """Parity is checked at full float32 matmul precision on every backend (a GPU's default may
+    be TF32, which no float32 reference matches to these tolerances)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 TOL = 1e-5
 
 # fixture name -> model config

@@ -452,6 +452,7 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         (["--budget", "huge"], "invalid choice: 'huge'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
+        (["--workers", "two"], "--workers must be a number >= 1 or auto, got two"),
         (["--workdir", "/dev/null/runs"], "--workdir /dev/null/runs is under /dev/null, which"),
     ],
 )

@@ -243,11 +243,24 @@ def test_chunk_lengths(start, total, every, save_every, expected):
      # non-finite values are refused before anything trains (inf trained to NaN losses)
      ({"learning_rate": float("inf")}, "learning rate must be a finite number, got inf"),
      ({"weight_decay": float("nan")}, "weight decay must be a finite number, got nan"),
-     ({"dropout": float("-inf")}, "dropout must be a finite number")],
+     ({"dropout": float("-inf")}, "dropout must be a finite number"),
+     ({"matmul_precision": "tf32"}, "matmul precision must be one of default, high, highest")],
 )  # fmt: skip
 def test_run_settings_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         train.RunSettings(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "model_config,precision,expected",
+    [((), "default", "default"), ((), "high", "high"),
+     # parity mode must match the float32 reference on every backend (no TF32)
+     ((("paper_compat", True),), "default", "highest")],
+)  # fmt: skip
+def test_matmul_precision_of_a_run(model_config, precision, expected):
+    settings = train.RunSettings(model_config=model_config, matmul_precision=precision)
+    assert settings.precision() == expected
+    assert settings.static_signature()[-1] == expected  # another precision: another program
 
 
 def test_a_group_of_configurations_equals_each_trained_alone(tiny_dataset):

@@ -54,6 +54,7 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     # inference.json records the dropout training used (0.2), not the model's default (0.1)
     info = json.loads((out / "inference.json").read_text())
     assert results["settings"]["dropout"] == 0.2
+    assert results["matmul_precision"] == "default"  # the precision that ran is recorded
     assert info["model_config"]["dropout"] == 0.2 and info["dropout"] == [0.2]
     # every JSON file of the run is strict JSON (no NaN or Infinity: most parsers refuse them)
     refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in strict JSON")}

@@ -14,7 +14,7 @@ def build_parser():
     import argparse
 
     from reslstm_jax import data, families, features, models, protocols
-    from reslstm_jax.train.fit import RunSettings
+    from reslstm_jax.train.fit import MATMUL_PRECISIONS, RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
@@ -64,6 +64,10 @@ def build_parser():
     p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
+    p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS,
+                   help="float32 matmul precision: default (the backend's: TF32 on recent "
+                   "NVIDIA GPUs, float32 on the CPU), high or highest; --paper-compat always "
+                   "runs highest; recorded in results.json")  # fmt: skip
     p.add_argument("--devices", type=int, default=None,
                    help="devices sharing the models (default: all; on a CPU one per core, "
                    "each single-threaded, at most one per model); results do not depend on "
@@ -132,6 +136,7 @@ def settings_from_args(args):
         "learning_rate": args.lr, "weight_decay": args.weight_decay, "dropout": args.dropout,
         "t0": args.t0, "executor": args.executor, "schedule": args.schedule, "loss": args.loss,
         "share_init_across_seeds": args.share_init_across_seeds,
+        "matmul_precision": args.matmul_precision,
     }  # fmt: skip
     return families.settings_from(args.model, run_fields, model_config=parse_model_config(args))
 

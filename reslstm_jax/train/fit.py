@@ -28,6 +28,8 @@ from reslstm_jax.train.engine import Executor, Shared, TrainConfig
 from reslstm_jax.train.layout import ModelLayout
 from reslstm_jax.train.stacking import make_train
 
+MATMUL_PRECISIONS = ("default", "high", "highest")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
@@ -47,6 +49,14 @@ class RunSettings:
     schedule: str = "cosine"
     adam_eps: float = 1e-8
     loss: str = "ce"
+    # float32 matmul precision (JAX's `default_matmul_precision`): "default" is the backend's
+    # (TF32 on recent NVIDIA GPUs, full float32 on the CPU); parity mode always runs "highest"
+    matmul_precision: str = "default"
+
+    def precision(self) -> str:
+        """The precision this run trains at: "highest" in parity mode (`paper_compat`), which
+        must match the float32 reference on every backend, else `matmul_precision`."""
+        return "highest" if dict(self.model_config).get("paper_compat") else self.matmul_precision
 
     def __post_init__(self):
         for name in ("learning_rate", "weight_decay", "dropout", "adam_eps"):
@@ -64,7 +74,10 @@ class RunSettings:
             (self.t0 >= 1, f"T_0 must be >= 1 epoch, got {self.t0}"),
             (len(self.seeds) >= 1, "at least one seed is needed"),
             (len(set(self.seeds)) == len(self.seeds), f"seeds repeat: {list(self.seeds)}"),
-        ]
+            (self.matmul_precision in MATMUL_PRECISIONS,
+             f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got "
+             f"{self.matmul_precision!r}"),
+        ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -79,7 +92,7 @@ class RunSettings:
         """What must be equal for runs to share one compiled program (and one epoch count)."""
         return (self.model, self.model_config, self.batch_size, self.executor, self.epochs,
                 self.seeds, self.share_init_across_seeds, self.schedule, self.adam_eps,
-                self.loss)  # fmt: skip
+                self.loss, self.precision())  # fmt: skip
 
 
 def static_signature(settings: RunSettings) -> tuple:
@@ -226,7 +239,19 @@ def fit_group(
 
     Returns one results dict per configuration (see `docs/training.md`): settings, card,
     per-model histories, best epochs, test metrics and predictions, every aggregation.
+
+    The programs run at the group's matmul precision (`RunSettings.precision`), recorded in
+    the results as `matmul_precision`.
     """
+    precision = group[0].precision()
+    # read when the programs are traced (their first call), all of which happen in here
+    with jax.default_matmul_precision(None if precision == "default" else precision):
+        return _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress,
+                          objective, on_chunk, devices, precision)  # fmt: skip
+
+
+def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress, objective,
+               on_chunk, devices, precision) -> list[dict]:  # fmt: skip
     from tqdm.auto import tqdm
 
     from reslstm_jax import checkpoint
@@ -283,6 +308,6 @@ def fit_group(
         g.model, n_params, dataset, objective=objective, executor=executor,
         backend=jax.default_backend(), train_seconds=seconds, models_in_program=g.layout.size,
         devices=g.config.devices, epochs_resumed_from=start, stopped_at_epoch=epoch,
-        environment=provenance.environment(),
+        matmul_precision=precision, environment=provenance.environment(),
     )  # fmt: skip
     return results_mod.assemble(g.layout, group, state, history, predictions, dataset, info)
