@@ -258,9 +258,13 @@ def test_run_settings_validation(kwargs, message):
      ((("paper_compat", True),), "default", "highest")],
 )  # fmt: skip
 def test_matmul_precision_of_a_run(model_config, precision, expected):
+    from reslstm_jax.train.fit import checkpoint_settings
+
     settings = train.RunSettings(model_config=model_config, matmul_precision=precision)
     assert settings.precision() == expected
     assert settings.static_signature()[-1] == expected  # another precision: another program
+    # the default leaves checkpoint fingerprints as earlier versions wrote them (they resume)
+    assert ("matmul_precision" in checkpoint_settings(settings)) is (precision != "default")
 
 
 def test_a_group_of_configurations_equals_each_trained_alone(tiny_dataset):

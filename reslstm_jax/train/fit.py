@@ -193,12 +193,22 @@ def _setup(dataset, group: list[RunSettings], devices: int | None) -> _Setup:
                   layout.model_data(dataset.folds), shared)  # fmt: skip
 
 
+def checkpoint_settings(settings: RunSettings) -> dict:
+    """The settings as a checkpoint directory's fingerprint records them: `to_json` without
+    fields added since checkpoints were first written when they hold their default, so that
+    a run checkpointed by an earlier version still resumes (`matmul_precision`)."""
+    out = settings.to_json()
+    if out["matmul_precision"] == "default":
+        del out["matmul_precision"]
+    return out
+
+
 def _checkpointer(out_dir, dataset, group: list[RunSettings]):
     """The run's Checkpointer, refusing a directory of another run."""
     from reslstm_jax import checkpoint
 
     card = dataset.card
-    fingerprint = {"settings": [s.to_json() for s in group],
+    fingerprint = {"settings": [checkpoint_settings(s) for s in group],
                    "utterance_ids_sha256": card["utterance_ids_sha256"],
                    "protocol": card["protocol"], "features": card["features"],
                    "normalisation": card["normalisation"]}  # fmt: skip
