@@ -489,7 +489,6 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
     """Train trials of one static shape together, tell Optuna, then write and log results."""
     from reslstm_jax.train.layout import ModelLayout
 
-    data_record = data_fields(dataset.card)
     settings = [settings_for(full, config) for _, full, _ in group]
     runs = [tracker.start_trial(t.number, trial_record(config, space, dataset, s, full, n))
             for (t, full, n), s in zip(group, settings, strict=True)]  # fmt: skip
@@ -498,18 +497,16 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
     pruned: dict[int, int] = {}  # trial index in the group -> epochs done when pruned
     # Multi-objective studies cannot prune, and a test objective is read only at the end.
     prunable = not space.multi_objective and config.objective != "test"
-    logged = [0]  # epochs already sent to W&B
 
     def on_chunk(epochs_done: int, history: dict) -> bool:
         """Log each trial's new epochs to its W&B run; single-objective spaces also report
         each trial's running objective and ask the pruner, and stop the program once every
         trial of the group is pruned."""
         for index, run in enumerate(runs):
-            if index not in pruned:
+            if index not in pruned and run.active:  # `run.step`: the epochs logged so far
                 rows = train.epoch_rows(history, layout.config_models(index), settings[index],
-                                        logged[0], epochs_done)  # fmt: skip
+                                        run.step, epochs_done)  # fmt: skip
                 tracker.log_epochs(run, rows)
-        logged[0] = epochs_done
         if not prunable:
             return False
         best = history["val_uar"][:, :epochs_done].max(axis=1)
@@ -546,38 +543,45 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
         zip(group, results, runs, strict=True)
     ):
         result["edge"] = edge
-        values, summary = objective_values(result, config, space, count)
-        diverged = train.diverged_line(result)
-        state = "diverged" if diverged else "pruned" if index in pruned else "complete"
-        if index in pruned:
-            summary["pruned_at_epoch"] = pruned[index]
-        result["trial"] = {"number": trial.number, "params": full, "state": state,
-                           "values": values if state == "complete" else None, "group": numbers,
-                           "summary": summary, "study": config.study, "space": space.name,
-                           "budget": config.budget}  # fmt: skip
-        path = artifacts.write_json(trials_dir / f"{trial.number}.json", result)
-        trial.set_user_attr("results", recorded_path(path, config.study_dir))
-        for key, value in data_record.items():
-            trial.set_user_attr(key, value)
-        if run.id:
-            trial.set_user_attr("wandb_run_id", run.id)
-        for key in SUMMARY_ATTRS:
-            if key in summary:
-                trial.set_user_attr(key, summary[key])
-        if diverged:  # never a UAR: the trial failed, and says why
-            trial.set_user_attr("failed_reason", diverged)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            tracker.fail_trial(run, diverged)
-            continue
-        if index in pruned:  # the record of truth first, then W&B
-            trial.set_user_attr("pruned_at_epoch", pruned[index])
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            tracker.finish_trial(run, summary)
-            continue
-        study.tell(trial, values)  # the record of truth first ...
-        images = trial_plots(result, config.study_dir / "plots", trial.number)
-        tracker.finish_trial(
-            run, summary, images=images, confusion=train.pooled_predictions(result)
-        )
-        done += 1  # ... then W&B
+        done += tell_trial(study, space, config, trial, full, count, result, run, tracker,
+                           trials_dir, group=numbers, pruned_at=pruned.get(index))  # fmt: skip
     return done
+
+
+def tell_trial(study, space, config, trial, full, count, result, run, tracker, trials_dir, *,
+               group: str, pruned_at: int | None) -> bool:  # fmt: skip
+    """Write one trained trial's results, record them in Optuna and tell it (complete, pruned
+    at `pruned_at`, or failed when a model diverged), then finish its W&B run. Returns whether
+    it completed."""
+    values, summary = objective_values(result, config, space, count)
+    diverged = train.diverged_line(result)
+    state = "diverged" if diverged else "pruned" if pruned_at is not None else "complete"
+    if pruned_at is not None:
+        summary["pruned_at_epoch"] = pruned_at
+    result["trial"] = {"number": trial.number, "params": full, "state": state,
+                       "values": values if state == "complete" else None, "group": group,
+                       "summary": summary, "study": config.study, "space": space.name,
+                       "budget": config.budget}  # fmt: skip
+    path = artifacts.write_json(trials_dir / f"{trial.number}.json", result)
+    trial.set_user_attr("results", recorded_path(path, config.study_dir))
+    for key, value in data_fields(result["card"]).items():
+        trial.set_user_attr(key, value)
+    if run.id:
+        trial.set_user_attr("wandb_run_id", run.id)
+    for key in SUMMARY_ATTRS:
+        if key in summary:
+            trial.set_user_attr(key, summary[key])
+    if diverged:  # never a UAR: the trial failed, and says why
+        trial.set_user_attr("failed_reason", diverged)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        tracker.fail_trial(run, diverged)
+        return False
+    if pruned_at is not None:  # the record of truth first, then W&B
+        trial.set_user_attr("pruned_at_epoch", pruned_at)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        tracker.finish_trial(run, summary)
+        return False
+    study.tell(trial, values)  # the record of truth first ...
+    images = trial_plots(result, config.study_dir / "plots", trial.number)
+    tracker.finish_trial(run, summary, images=images, confusion=train.pooled_predictions(result))
+    return True  # ... then W&B

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
+import signal
 import tempfile
 
 # The tests run in parallel (pytest-xdist, `make test`). Two processes compiling librosa's numba
@@ -136,6 +138,61 @@ def train_command():
     of the train CLI on the tone corpus (ResLSTM-SA h8, batch 8, 2 seeds, 6 epochs,
     checkpoints every 2)."""
     return _train_command
+
+
+INTERRUPTED_LINE = "interrupted; rerun the same command to resume"
+
+
+@dataclasses.dataclass
+class Interruption:
+    """How a process ended after a signal (`interrupt`)."""
+
+    returncode: int
+    seconds: float  # from the signal to the exit
+    stderr: str
+    before: object  # what `before(process)` returned, just before the signal
+
+    def assert_left(self, code: int, within: float) -> None:
+        """It exited with `code` within `within` seconds, its last line the interrupt's one,
+        no traceback anywhere."""
+        assert self.returncode == code and self.seconds < within, (
+            self.returncode, self.seconds, self.stderr[-3000:])  # fmt: skip
+        assert self.stderr.strip().splitlines()[-1] == INTERRUPTED_LINE
+        assert "Traceback" not in self.stderr, self.stderr
+
+
+def _interrupt(argv, ready, signum, *, env=None, before=None, poll=0.05,
+               timeout=300) -> Interruption:  # fmt: skip
+    """Start `argv` in a session of its own, wait until `ready()` (the process still running),
+    call `before(process)`, send `signum` and wait for the exit. The process group is killed
+    when anything fails, so that no test leaves processes behind."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, f"not ready within {timeout} s"
+            time.sleep(poll)
+        seen = before(process) if before is not None else None
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+        return Interruption(process.returncode, time.monotonic() - sent, err, seen)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+@pytest.fixture(scope="session")
+def interrupt():
+    """`(argv, ready, signum, *, env=None, before=None, poll=0.05, timeout=300) ->
+    Interruption`: a real process stopped by a signal once `ready()` (see `_interrupt`)."""
+    return _interrupt
 
 
 @pytest.fixture(scope="session")

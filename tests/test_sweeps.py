@@ -337,7 +337,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
 
 
 def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
-    corpus, tmp_path, feature_cache
+    corpus, tmp_path, feature_cache, interrupt
 ):
     """SIGINT while the in-process worker prepares or trains its first trial (it used to
     print a traceback and then segfault): one line, exit 130, the trial queued again."""
@@ -346,31 +346,15 @@ def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
             "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "1",
             "--workers", "1", "--no-latency", "--wandb", "disabled"]  # fmt: skip
-    launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=ENV, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+    journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
 
-        def claimed() -> bool:  # a trial asked and held by the worker
-            running = load(workdir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            return any("worker" in t.user_attrs for t in running)
+    def claimed() -> bool:  # a trial asked and held by the worker
+        if not journal.exists():
+            return False
+        running = load(workdir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        return any("worker" in t.user_attrs for t in running)
 
-        while not (journal.exists() and claimed()):
-            assert launcher.poll() is None, launcher.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no trial started within 300 s"
-            time.sleep(0.05)
-        sent = time.monotonic()
-        launcher.send_signal(signal.SIGINT)
-        _, err = launcher.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.communicate()
-    assert launcher.returncode == 130 and took < 10, (launcher.returncode, took, err[-3000:])
-    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
-    assert "Traceback" not in err, err
+    interrupt(args, claimed, signal.SIGINT, env=ENV).assert_left(130, within=10)
     study = load(workdir)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL,
                                                optuna.trial.TrialState.WAITING]  # fmt: skip
@@ -378,7 +362,7 @@ def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
 
 
 def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once(
-    corpus, tmp_path, feature_cache
+    corpus, tmp_path, feature_cache, interrupt
 ):
     """SIGTERM to the launcher mid-sweep: it stops its workers (no orphan), they give back
     their running trials, it prints one line and exits 143 within seconds; the same command
@@ -392,31 +376,20 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
             "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "4",
             "--workers", "2", "--no-latency"]  # fmt: skip
-    launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=ENV, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while True:  # one trial done, the others under way
-            assert launcher.poll() is None, launcher.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no trial finished within 300 s"
-            journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
-            if journal.exists() and load(workdir).get_trials(
-                    states=(optuna.trial.TrialState.COMPLETE,)):  # fmt: skip
-                break
-            time.sleep(0.2)
+    journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+
+    def one_done() -> bool:  # one trial done, the others under way
+        return journal.exists() and bool(
+            load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))  # fmt: skip
+
+    def its_workers(launcher) -> list:
         workers = psutil.Process(launcher.pid).children()
         assert len(workers) == 2
-        sent = time.monotonic()
-        launcher.send_signal(signal.SIGTERM)
-        out, err = launcher.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.communicate()
-    assert launcher.returncode == 143 and took < 20, (launcher.returncode, took, err[-3000:])
-    assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
-    assert "Traceback" not in err, err
+        return workers
+
+    ended = interrupt(args, one_done, signal.SIGTERM, env=ENV, before=its_workers, poll=0.2)
+    ended.assert_left(143, within=20)
+    workers = ended.before
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     # the interrupted trials were given back: failed, their points queued again
     study = load(workdir)

@@ -228,7 +228,7 @@ def test_a_killed_run_resumes_to_identical_results(
 
 
 def test_ctrl_c_stops_training_in_seconds_with_one_line_and_the_rerun_resumes(
-    corpus, feature_cache, tmp_path, trained, train_command, run_command
+    corpus, feature_cache, tmp_path, trained, train_command, run_command, interrupt
 ):
     """SIGINT mid-training: one line, exit 130 within seconds, complete files only; the same
     command resumes and ends as the uninterrupted run. SIGTERM while the program is being
@@ -238,26 +238,8 @@ def test_ctrl_c_stops_training_in_seconds_with_one_line_and_the_rerun_resumes(
         (signal.SIGTERM, 143, term, lambda: (term / "checkpoints").is_dir()),
         (signal.SIGINT, 130, run, lambda: (run / "checkpoints" / "2").is_dir()),
     ]:
-        process = subprocess.Popen(train_command(corpus, out, feature_cache),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)  # fmt: skip
-        try:
-            deadline = time.time() + 300
-            while not ready():
-                assert process.poll() is None, process.communicate()[1][-2000:]
-                assert time.time() < deadline
-                time.sleep(0.02)
-            sent = time.monotonic()
-            process.send_signal(signum)
-            _, err = process.communicate(timeout=60)
-            took = time.monotonic() - sent
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-        assert process.returncode == code and took < 10, (process.returncode, took, err[-2000:])
-        assert err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
-        assert "Traceback" not in err
+        ended = interrupt(train_command(corpus, out, feature_cache), ready, signum, poll=0.02)
+        ended.assert_left(code, within=10)
         assert not (out / "results.json").exists()
         assert not list(out.rglob("*.part"))  # no half-written file
     resumed = run_command(train_command(corpus, out, feature_cache))

@@ -141,6 +141,44 @@ def settings_from_args(args):
     return families.settings_from(args.model, run_fields, model_config=parse_model_config(args))
 
 
+def checked_flags(args) -> tuple:
+    """(RunSettings, feature parameters) of the flags; ValueError naming the flag."""
+    from reslstm_jax import tracking
+
+    if args.devices is not None and args.devices < 1:
+        raise ValueError(f"--devices must be >= 1, got {args.devices}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    settings = settings_from_args(args)
+    if args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    feature_params = parse_json_object("--feature-params", args.feature_params)
+    for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
+                                                      args.tags):  # fmt: skip
+        raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
+    return settings, feature_params
+
+
+def open_outputs(args, out):
+    """(W&B tracker, None), or (None, the problem) when `out` cannot be written, holds another
+    run (without --overwrite), or W&B online mode has no credentials: checked before any work."""
+    from reslstm_jax import artifacts, tracking
+
+    try:
+        artifacts.check_output_dir(out)
+        if not args.overwrite:
+            artifacts.check_not_another_run(
+                out, resumable=(out / artifacts.CHECKPOINTS_DIR).is_dir()
+            )
+    except artifacts.OutputError as exc:
+        return None, f"--out {exc}{'' if args.overwrite else ' (or --overwrite)'}"
+    try:
+        return tracking.Tracker(args.wandb, out, project=args.wandb_project,
+                                entity=args.wandb_entity, tags=args.tags), None  # fmt: skip
+    except tracking.TrackingError as exc:
+        return None, str(exc)
+
+
 def main(argv=None) -> int:
     import pathlib
 
@@ -163,37 +201,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.devices is not None and args.devices < 1:
-            raise ValueError(f"--devices must be >= 1, got {args.devices}")
-        if args.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-        settings = settings_from_args(args)
-        if args.checkpoint_every < 1:
-            raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-        feature_params = parse_json_object("--feature-params", args.feature_params)
-        for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
-                                                          args.tags):  # fmt: skip
-            raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
+        settings, feature_params = checked_flags(args)
     except ValueError as exc:
         parser.error(str(exc))
     recipe = families.get(args.model).recipe
     out = pathlib.Path(args.out)
-    try:  # before any work: a location that cannot be written, or another run's directory
-        artifacts.check_output_dir(out)
-        if not args.overwrite:
-            artifacts.check_not_another_run(
-                out, resumable=(out / artifacts.CHECKPOINTS_DIR).is_dir()
-            )
-    except artifacts.OutputError as exc:
-        print(f"error: --out {exc}{'' if args.overwrite else ' (or --overwrite)'}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        # online mode checks the credentials here, before any work
-        tracker = tracking.Tracker(args.wandb, out, project=args.wandb_project,
-                                   entity=args.wandb_entity, tags=args.tags)  # fmt: skip
-    except tracking.TrackingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    tracker, problem = open_outputs(args, out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         dataset = data.prepare(

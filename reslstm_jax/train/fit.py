@@ -133,13 +133,12 @@ def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=
     record = provenance.run_config(dataset.card, settings.to_json(), kwargs.get("objective", "val"))
     handle = tracker.start_run(pathlib.Path(out_dir).name or "run", record, job_type="train")
     models = range(len(dataset.folds.names) * len(settings.seeds))  # one configuration: all M
-    logged = [0]
     on_chunk = kwargs.pop("on_chunk", None)
 
     def log_chunk(epochs_done: int, history: dict) -> bool:
-        rows = results_mod.epoch_rows(history, models, settings, logged[0], epochs_done)
-        tracker.log_epochs(handle, rows)
-        logged[0] = epochs_done
+        if handle.active:  # the epochs since the last chunk (`handle.step`: epochs logged)
+            rows = results_mod.epoch_rows(history, models, settings, handle.step, epochs_done)
+            tracker.log_epochs(handle, rows)
         return bool(on_chunk(epochs_done, history)) if on_chunk is not None else False
 
     results = _run(dataset, settings, out_dir, latency=latency, extra=extra, on_chunk=log_chunk,
