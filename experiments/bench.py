@@ -279,6 +279,18 @@ def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: in
             "utt_per_s": 5 * 1020 / per_epoch}  # fmt: skip
 
 
+def compare_cli(args) -> None:
+    """`--cli`: the train CLI's path (`measure_cli`) next to the engine alone, printed."""
+    devices = hardware.use_cpu_cores(min(5, hardware.usable_cores()))
+    cli = measure_cli(args.hidden, args.batch, devices)
+    engine = measure(5, "map", args.epochs, args.hidden, args.batch, devices, args.row_block)
+    engine_epoch = engine["seconds"] / args.epochs
+    print(json.dumps({"cli": cli, "engine": engine}), flush=True)
+    print(f"M=5 map, {devices} devices: train CLI path {cli['seconds_per_epoch']:.2f} s per "
+          f"epoch, engine alone {engine_epoch:.2f} s per epoch "
+          f"({cli['seconds_per_epoch'] / engine_epoch:.2f}x)")  # fmt: skip
+
+
 def row_block_arg(text: str) -> int | None:
     """`--row-block`: a positive integer or 'none'."""
     if text.lower() == "none":
@@ -328,14 +340,7 @@ def main(argv=None) -> int:
                                  args.batch, args.devices, args.row_block)))  # fmt: skip
         return 0
     if args.cli:
-        devices = hardware.use_cpu_cores(min(5, hardware.usable_cores()))
-        cli = measure_cli(args.hidden, args.batch, devices)
-        engine = measure(5, "map", args.epochs, args.hidden, args.batch, devices, args.row_block)
-        engine_epoch = engine["seconds"] / args.epochs
-        print(json.dumps({"cli": cli, "engine": engine}), flush=True)
-        print(f"M=5 map, {devices} devices: train CLI path {cli['seconds_per_epoch']:.2f} s per "
-              f"epoch, engine alone {engine_epoch:.2f} s per epoch "
-              f"({cli['seconds_per_epoch'] / engine_epoch:.2f}x)")  # fmt: skip
+        compare_cli(args)
         return 0
     if args.families:
         for family in args.families:
