@@ -3,7 +3,10 @@
 XLA runs one program on one CPU device, and its own intra-op threads gain little on the small
 matrices of these models (docs/performance.md). Splitting the *models* of a program over one
 single-threaded device per core (`TrainConfig.devices`) keeps every core busy with its own
-models instead:
+models instead. XLA's threads stay off even with one device: on some CPUs (the AMD EPYC
+development VM) its threaded Eigen contractions sum in another order, so every gradient of a
+model differed in the last bits between one threaded device and one device per core; single-
+threaded, a run gives the same bits whatever the device count (tests/test_hardware.py).
 
 ```python
 from reslstm_jax import hardware
@@ -57,8 +60,9 @@ def worker_environments(count: int | None, gpus: list[str], base: dict) -> list[
         count = count or len(gpus)
         return [{**base, "CUDA_VISIBLE_DEVICES": gpus[rank % len(gpus)]} for rank in range(count)]
     count = count or usable_cores()
-    flags = (base.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-             "intra_op_parallelism_threads=1").strip()  # fmt: skip
+    flags = base.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        flags = f"{flags} {SINGLE_THREAD_FLAG}".strip()
     return [{**base, "XLA_FLAGS": flags} for _ in range(count)]
 
 
@@ -72,9 +76,10 @@ def usable_cores() -> int:
 def use_cpu_cores(count: int | None = None) -> int:
     """Give JAX `count` CPU devices (default: one per usable core) and return how many it has.
 
-    With more than one device, XLA's intra-op threads are turned off (`XLA_FLAGS`), so that
-    the devices do not compete for the cores. Must run before JAX's first computation: once a
-    backend exists this changes nothing and returns the CPU devices JAX already has.
+    XLA's intra-op threads are turned off (`XLA_FLAGS`, `single_threaded_xla`), so that the
+    devices do not compete for the cores and the results do not depend on `count`. Must run
+    before JAX's first computation: once a backend exists this changes nothing and returns the
+    CPU devices JAX already has.
     """
     import jax
 
@@ -87,14 +92,15 @@ def use_cpu_cores(count: int | None = None) -> int:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:
         return len(jax.devices("cpu"))
-    if count > 1:
-        single_threaded_xla()
+    single_threaded_xla()
     return count
 
 
 def single_threaded_xla() -> None:
-    """Turn XLA's CPU intra-op threads off for this process (before JAX's backend starts),
-    unless XLA_FLAGS already says how many to use."""
+    """Turn XLA's CPU intra-op threads off for this process and the processes it starts
+    (before JAX's backend starts), unless XLA_FLAGS already says how many to use. Every entry
+    point that computes with JAX calls it (through `use_cpu_cores` or directly), and so does
+    the test session: results then never depend on the machine's thread count."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()

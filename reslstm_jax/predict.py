@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import artifacts
+from reslstm_jax import artifacts, hardware
 from reslstm_jax.artifacts import INFERENCE_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -272,6 +272,7 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    hardware.single_threaded_xla()  # the same bits as the run's own test predictions
     if args.plot_attention:
         try:  # before the model is loaded or a file read
             artifacts.check_output_dir(args.plot_attention)

@@ -254,13 +254,14 @@ def finish(config, space, study) -> None:
 def main(argv=None) -> int:
     import optuna
 
-    from reslstm_jax import interrupts, protocols
+    from reslstm_jax import hardware, interrupts, protocols
     from reslstm_jax.corpora import synthetic
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
 
     p = parser()
     args = p.parse_args(argv)
+    hardware.single_threaded_xla()  # an in-process worker trains as a spawned one does
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.worker is not None:  # a spawned worker process: its configuration on stdin
         text = sys.stdin.read() if args.config == "-" else args.config

@@ -35,6 +35,14 @@ os.environ.setdefault(
 # 5 s per subprocess and half the time of a short sweep run.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+# XLA's intra-op threads off, as in every entry point (`hardware.single_threaded_xla`): the
+# in-process results equal the CLI's bit for bit on every CPU, the two test processes do not
+# compete for the cores with threads, and the subprocesses (same XLA_FLAGS) share their
+# compiled programs through the cache above.
+from reslstm_jax import hardware  # noqa: E402  (does not start JAX)
+
+hardware.single_threaded_xla()
+
 # Every test process keeps JAX's default single CPU device: start the backend now, so that an
 # entry point called in-process (experiments' `main` calls `hardware.use_cpu_cores`) cannot
 # turn the rest of the session into two single-threaded devices. Tests that need two devices
