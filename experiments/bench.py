@@ -51,10 +51,12 @@ def measure(
     batch: int,
     devices: int = 1,
     row_block: int | None = 8,
+    device_split: str = "auto",
 ) -> dict:
     """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
-    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them);
-    `row_block` is the model's packing setting (None: every row runs all T steps)."""
+    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them) by
+    `device_split` (`TrainConfig.device_split`); `row_block` is the model's packing setting
+    (None: every row runs all T steps)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -94,7 +96,7 @@ def measure(
     )
     config = train.TrainConfig(
         model=model, batch_size=batch, executor=executor,
-        devices=hardware.model_devices(models, devices),
+        devices=hardware.model_devices(models, devices), device_split=device_split,
     )  # fmt: skip
     program = train.make_train(config)
     start = time.perf_counter()
@@ -109,6 +111,7 @@ def measure(
     return {
         "models": models, "executor": executor, "epochs": epochs, "seconds": seconds,
         "devices": config.devices, "row_block": row_block,
+        "device_split": train.resolve_device_split(device_split) if config.devices > 1 else None,
         "compile_seconds": max(0.0, first - seconds),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
         "seconds_per_model_epoch": seconds / (models * epochs),
@@ -179,7 +182,8 @@ def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dic
     for rank, m in enumerate(split):
         command = [sys.executable, "-m", "experiments.bench", "--one", str(m), executor,
                    str(epochs), "--hidden", str(args.hidden), "--batch", str(args.batch),
-                   "--devices", str(devices), "--row-block", str(args.row_block)]  # fmt: skip
+                   "--devices", str(devices), "--row-block", str(args.row_block),
+                   "--device-split", args.device_split]  # fmt: skip
         if len(split) > 1 and cores:
             own = cores[rank * per_process : (rank + 1) * per_process] or cores[-1:]
             command += ["--pin", ",".join(map(str, own))]
@@ -194,6 +198,7 @@ def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dic
     return {
         "models": models, "executor": executor, "layout": layout, "processes": len(split),
         "devices_per_process": devices, "row_block": args.row_block, "epochs": epochs,
+        "device_split": results[0]["device_split"],
         "seconds": seconds,
         "compile_seconds": max(r["compile_seconds"] for r in results),
         "utt_per_s": models * N_TRAIN * epochs / seconds,
@@ -325,6 +330,10 @@ def main(argv=None) -> int:
                    help="instead: the train CLI's path (fit.run: chunks, checkpoints, results) "
                    "on the same data, 5 folds x 1 seed, one device per core, next to the engine "
                    "alone (M = 5, map)")  # fmt: skip
+    p.add_argument("--device-split", choices=["auto", "mesh", "threads"], default="auto",
+                   help="how a process's D devices share its models: one sharded program "
+                   "(mesh) or one program per device (threads); auto: threads on the CPU, "
+                   "mesh elsewhere")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -337,7 +346,8 @@ def main(argv=None) -> int:
             hardware.single_threaded_xla()
         hardware.use_cpu_cores(args.devices)
         print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
-                                 args.batch, args.devices, args.row_block)))  # fmt: skip
+                                 args.batch, args.devices, args.row_block,
+                                 args.device_split)))  # fmt: skip
         return 0
     if args.cli:
         compare_cli(args)

@@ -303,3 +303,73 @@ def test_models_split_over_devices_come_back_in_order():
     assert sorted(calls) == [((2, 2), (2, 2), (4,))] * 2
     np.testing.assert_array_equal(out["y"], a * 10 + 1 + 4)
     np.testing.assert_array_equal(first, a[:, 0])
+
+
+# Two CPU devices need a fresh process (the device count is fixed when JAX starts).
+MESH_RUNS = """
+import json, pathlib, shutil, sys, tempfile
+from reslstm_jax import hardware
+assert hardware.use_cpu_cores(2) == 2
+import jax, numpy as np
+sys.path.insert(0, "tests")
+from conftest import _random_feature_dataset
+from reslstm_jax import families, train
+from reslstm_jax.train import stacking
+
+dataset = _random_feature_dataset()  # 5 folds: M = 5 on 2 devices, 3 + 3 with one filler
+settings = families.settings_from("lstm_sa", {"hidden_size": 4, "seeds": (0,), "epochs": 4,
+                                              "batch_size": 8, "executor": "map"})
+out, checks = {}, {}
+for name, split in [("threads", "threads"), ("mesh", "mesh"), ("resumed", "threads")]:
+    folder = pathlib.Path(tempfile.mkdtemp())
+    if name == "resumed":  # the mesh run's checkpoint of epoch 2, resumed by threads
+        shutil.copytree(folder_mesh / "checkpoints", folder / "checkpoints")
+        shutil.rmtree(folder / "checkpoints" / "4")
+    result = train.fit(dataset, settings, progress=False, devices=2, device_split=split,
+                       out_dir=folder, checkpoint_every=2)
+    if name == "mesh":
+        folder_mesh = folder
+    out[name] = {"runs": result["runs"], "resumed": result["epochs_resumed_from"]}
+
+config = train.TrainConfig(model=families.build_model("lstm_sa", dataset.x, 8, {"hidden_size": 4}),
+                           batch_size=8, executor="map", devices=2, device_split="mesh")
+program = stacking.make_train(config)
+layout = train.ModelLayout(1, (0,), tuple(dataset.folds.names))
+hp = layout.hparams([settings])
+state = program.init(layout.keys(), hp)
+leaf = jax.tree_util.tree_leaves(state)[0]
+checks["padded"] = leaf.shape[0]
+checks["devices"] = len(leaf.sharding.device_set)
+models = program.models(state, 5)
+back = program.place(jax.device_get(models))
+checks["round_trip"] = all(np.array_equal(a, b) for a, b in zip(
+    jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(state)))
+checks["models"] = jax.tree_util.tree_leaves(models)[0].shape[0]
+print(json.dumps({"out": out, "checks": checks}))
+"""
+
+
+def test_a_mesh_over_two_devices_trains_like_one_device_and_keeps_its_state_sharded():
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    root = pathlib.Path(__file__).parents[1]
+    proc = subprocess.run([sys.executable, "-c", MESH_RUNS], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=root)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, checks = got["out"], got["checks"]
+    # the state: 5 models padded to 6, sharded over both devices; models/place invert
+    assert checks == {"padded": 6, "devices": 2, "round_trip": True, "models": 5}
+    # (one program per device trains bit for bit as one device: tests/test_train_cli.py)
+    assert out["resumed"]["resumed"] == 2  # a mesh run's checkpoint resumes on threads
+    for name in ("mesh", "resumed"):  # a sharded program: the same up to float rounding
+        for a, b in zip(out[name]["runs"], out["threads"]["runs"], strict=True):
+            np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+            np.testing.assert_allclose(a["val_uar"], b["val_uar"], atol=1e-6)
+            assert a["best_epoch"] == b["best_epoch"]

@@ -70,6 +70,8 @@ from reslstm_jax.train.stacking import (
     across_devices,
     make_train,
     model_for_executor,
+    on_mesh,
+    resolve_device_split,
     resolve_executor,
 )
 
@@ -80,9 +82,10 @@ __all__ = [
     "diverged_line",
     "edge_metrics", "epoch_rows", "exp_decay", "fit", "fit_group", "headline",
     "learning_rate_at", "make_optimizer",
-    "make_train", "model_for_executor", "model_key", "multistep", "per_row_loss",
+    "make_train", "model_for_executor", "model_key", "multistep", "on_mesh", "per_row_loss",
     "pooled_predictions",
-    "resolve_executor", "run", "stack_model_data", "static_signature", "summary_lines",
+    "resolve_device_split", "resolve_executor", "run", "stack_model_data", "static_signature",
+    "summary_lines",
     "uar_from_predictions", "with_hyperparams", "write_inference_info", "write_json",
     "write_text_atomic",
 ]  # fmt: skip

@@ -78,9 +78,12 @@ class TrainConfig:
         as Light-SERNet), summed over the model's `loss_heads` with their weights (DS-LSTM has
         two), plus the model's `penalty` (Light-SERNet's L2; `reslstm_jax.models.base`).
       devices: local devices the model axis is split over: each device runs the same program
-        on its share of the models, with the executor (`stacking.across_devices`). On a CPU each
-        device is one core (`reslstm_jax.hardware.use_cpu_cores`). The results do not depend
-        on it (`reslstm_jax.train.stacking`).
+        on its share of the models, with the executor. On a CPU each device is one core
+        (`reslstm_jax.hardware.use_cpu_cores`). The results do not depend on it
+        (`reslstm_jax.train.stacking`).
+      device_split: how: "mesh" (one program sharded over the devices, `stacking.on_mesh`),
+        "threads" (one program per device, `stacking.across_devices`) or "auto" (threads on
+        the CPU, mesh elsewhere: `stacking.resolve_device_split`).
     """
 
     model: object
@@ -92,6 +95,7 @@ class TrainConfig:
     adam_eps: float = 1e-8
     loss: str = "ce"
     devices: int = 1
+    device_split: str = "auto"
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -104,6 +108,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.executor not in ("vmap", "map", "auto"):
             raise ValueError(f"executor must be vmap, map or auto, got {self.executor!r}")
+        if self.device_split not in ("mesh", "threads", "auto"):
+            raise ValueError(
+                f"device_split must be mesh, threads or auto, got {self.device_split!r}"
+            )
         if self.map_chunk < 1:
             raise ValueError(f"map_chunk must be >= 1, got {self.map_chunk}")
         if self.devices < 1:  # the upper bound is checked by make_train: asking JAX for its

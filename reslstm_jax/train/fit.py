@@ -171,7 +171,7 @@ class _Setup:
     shared: Shared
 
 
-def _setup(dataset, group: list[RunSettings], devices: int | None) -> _Setup:
+def _setup(dataset, group: list[RunSettings], devices: int | None, device_split: str) -> _Setup:
     from reslstm_jax import families, hardware
 
     if len({s.static_signature() for s in group}) != 1:
@@ -184,7 +184,7 @@ def _setup(dataset, group: list[RunSettings], devices: int | None) -> _Setup:
     config = TrainConfig(
         model=model, batch_size=first.batch_size, executor=first.executor,
         schedule=first.schedule, adam_eps=first.adam_eps, loss=first.loss,
-        devices=hardware.model_devices(layout.size, devices),
+        devices=hardware.model_devices(layout.size, devices), device_split=device_split,
     )  # fmt: skip
     shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
@@ -225,6 +225,7 @@ def fit_group(
     objective: str = "val",
     on_chunk=None,
     devices: int | None = None,
+    device_split: str = "auto",
 ) -> list[dict]:
     """Train several configurations that share a static shape in one program.
 
@@ -244,7 +245,8 @@ def fit_group(
     so the bars of parallel sweep workers do not overwrite each other.
 
     `devices`: how many local devices share the models (default: all of them, at most M; see
-    `reslstm_jax.hardware`). It changes the speed, never the results.
+    `reslstm_jax.hardware`), and `device_split` how they share them (`TrainConfig`). They
+    change the speed, never the results (a "mesh" split: beyond float rounding).
 
     Returns one results dict per configuration (see `docs/training.md`): settings, card,
     per-model histories, best epochs, test metrics and predictions, every aggregation.
@@ -256,7 +258,7 @@ def fit_group(
     # read when the programs are traced (their first call), all of which happen in here
     with jax.default_matmul_precision(None if precision == "default" else precision):
         return _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress,
-                          objective, on_chunk, devices, precision)  # fmt: skip
+                          objective, on_chunk, (devices, device_split), precision)  # fmt: skip
 
 
 def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress, objective,
@@ -266,7 +268,7 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
     from reslstm_jax import checkpoint
     from reslstm_jax.params import count_params
 
-    g = _setup(dataset, group, devices)
+    g = _setup(dataset, group, *devices)
     epochs = group[0].epochs
     state = g.program.init(g.layout.keys(share_across_seeds=group[0].share_init_across_seeds),
                            g.hparams)  # fmt: skip
@@ -274,9 +276,11 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
     start, saver = 0, None
     if out_dir is not None:
         saver = _checkpointer(out_dir, dataset, group)
-        restored = saver.restore(state, history) if saver.latest_epoch() is not None else None
+        restored = (saver.restore(g.program.models(state, g.layout.size), history)
+                    if saver.latest_epoch() is not None else None)  # fmt: skip
         if restored is not None:  # (damaged checkpoints are skipped with a warning)
             start, state, history = restored
+            state = g.program.place(state)
             history = {k: np.array(v) for k, v in history.items()}
     executor = g.config.resolved_executor()
     n = g.config.devices
@@ -298,13 +302,14 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
         bar.update(length)
         stop = on_chunk is not None and bool(on_chunk(epoch, history))
         if saver is not None and (stop or epoch % checkpoint_every == 0 or epoch == epochs):
-            saver.save(epoch, state, history)
+            saver.save(epoch, g.program.models(state, g.layout.size), history)
         if stop:
             break
     bar.close()
     predictions = jax.tree_util.tree_map(
         np.asarray, g.program.predict(state, g.model_data, g.shared)
     )
+    state = g.program.models(state, g.layout.size)  # the M models, without a mesh's padding
     seconds = time.perf_counter() - started
     if out_dir is not None:
         saver.close()

@@ -12,8 +12,12 @@ model is which, configuration x seed x fold, is `layout.py`'s):
 
 * executors: "vmap" (all models in one batched program) or "map" (`lax.map`, `map_chunk`
   models at a time); "auto" is the measured default of the backend (docs/performance.md);
-* the device split: `devices` local devices each run the same program on an equal share of
-  the models (`across_devices`).
+* the device split over `devices` local devices, each training an equal share of the models:
+  "mesh" (`on_mesh`: one program for all devices, `jax.shard_map` over a `models` mesh axis,
+  the state sharded and kept on the devices between calls) or "threads" (`across_devices`:
+  one single-device program per device, dispatched from one thread each, the state gathered
+  on the host every call); "auto" is "threads" on the CPU, where it was measured faster, and
+  "mesh" elsewhere (docs/performance.md).
 
 Executors and device counts change speed, never results beyond float rounding of the
 unpacked LSTMs (`model_for_executor`); tests hold them equal.
@@ -38,6 +42,14 @@ def resolve_executor(executor: str) -> str:
     if executor != "auto":
         return executor
     return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def resolve_device_split(split: str) -> str:
+    """ "auto" -> "threads" on the CPU (one program per device ran concurrently; a shard_map
+    over two CPU devices was no faster than one device: docs/performance.md), else "mesh"."""
+    if split != "auto":
+        return split
+    return "threads" if jax.default_backend() == "cpu" else "mesh"
 
 
 def model_for_executor(model, executor: str, map_chunk: int = 1):
@@ -69,14 +81,25 @@ def over_models(executor: str, map_chunk: int, fn: Callable, *args):
     return jax.lax.map(lambda a: fn(*a), args, batch_size=chunk)
 
 
+def _same(state, size: int | None = None):
+    return state
+
+
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """The compiled functions of one static configuration over M models (see `make_train`)."""
+    """The compiled functions of one static configuration over M models (see `make_train`).
+
+    The state `init` and `run` return is the program's own: on a mesh it holds the models
+    padded to a multiple of the devices, sharded. `models(state, M)` is the TrainState of the M
+    models (for checkpoints and results), `place(state)` the inverse (a restored checkpoint).
+    """
 
     config: TrainConfig
     init: Callable
     run: Callable
     predict: Callable
+    models: Callable = _same
+    place: Callable = _same
 
 
 def make_train(config: TrainConfig) -> Program:
@@ -115,6 +138,8 @@ def make_train(config: TrainConfig) -> Program:
             f"devices={config.devices}, but JAX has {len(devices)} local "
             f"{jax.default_backend()} device(s)"
         )
+    if resolve_device_split(config.device_split) == "mesh":
+        return on_mesh(config, fns, over, devices)
     return Program(
         config=config,
         init=across_devices(init, devices, model_args=2),
@@ -162,3 +187,88 @@ def across_devices(fn, devices: list, *, model_args: int):
         )
 
     return split_call
+
+
+def _padded(tree, size: int, total: int):
+    """Every leaf [size, ...] -> [total, ...], the last model repeated (traced)."""
+    import jax.numpy as jnp
+
+    if total == size:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], total - size, axis=0)]), tree
+    )
+
+
+def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
+    """The program of `make_train` over a one-axis mesh ("models") of `devices`.
+
+    Each function is one jitted program for all devices: the M models are padded to a
+    multiple of the device count (the last model repeated; its copies are never returned),
+    and `jax.shard_map` gives each device its block, over which it runs the executor
+    (`over`). The state stays sharded on the devices from call to call; only the histories
+    and predictions of the M models come back. The per-model arguments other than the state
+    (keys, hyperparameters, fold data) are padded inside the program; the shared arrays are
+    replicated.
+    """
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.asarray(devices), ("models",))
+    by_model = NamedSharding(mesh, P("models"))
+    n = len(devices)
+
+    def total(size: int) -> int:
+        return -(-size // n) * n
+
+    def blocks(fn, model_args: int, shared: bool = False):
+        specs = (P("models"),) * model_args + ((P(),) if shared else ())
+
+        def block(*args):  # this device's models (and the shared arrays, whole)
+            if not shared:
+                return over(fn, *args)
+            return over(lambda *per_model: fn(*per_model, args[-1]), *args[:-1])
+
+        # check_vma off: the blocks never communicate (no collectives), and the LSTMs' scan
+        # carries start from constants that the checker would call unvarying over "models"
+        return jax.shard_map(block, mesh=mesh, in_specs=specs, out_specs=P("models"),
+                             check_vma=False)  # fmt: skip
+
+    def first(tree, size: int):
+        return jax.tree_util.tree_map(lambda a: a[:size], tree)
+
+    @functools.partial(jax.jit, out_shardings=by_model)
+    def init(keys, hparams):
+        size = keys.shape[0]
+        return blocks(fns.init, 2)(_padded(keys, size, total(size)),
+                                   _padded(hparams, size, total(size)))  # fmt: skip
+
+    @functools.partial(jax.jit, static_argnames="epochs")
+    def run(state, hparams, model_data, shared, *, epochs: int):
+        size = jax.tree_util.tree_leaves(hparams)[0].shape[0]
+        step = blocks(lambda s, hp, d, sh: fns.run(s, hp, d, sh, epochs=epochs), 3, shared=True)
+        state, history = step(state, _padded(hparams, size, total(size)),
+                              _padded(model_data, size, total(size)), shared)  # fmt: skip
+        state = jax.lax.with_sharding_constraint(state, by_model)
+        return state, first(history, size)
+
+    @jax.jit
+    def predict(state, model_data, shared):
+        size = jax.tree_util.tree_leaves(model_data)[0].shape[0]
+        out = blocks(fns.predict, 2, shared=True)(state, _padded(model_data, size, total(size)),
+                                                  shared)  # fmt: skip
+        return first(out, size)
+
+    def models(state, size: int):
+        """The state of the `size` models (the padding dropped), on the first device."""
+        return jax.device_put(first(state, size), devices[0])
+
+    def place(state):
+        """The state of M models (a restored checkpoint) padded and sharded as `run` keeps it."""
+        size = jax.tree_util.tree_leaves(state)[0].shape[0]
+        padded = _padded(jax.tree_util.tree_map(jnp.asarray, state), size, total(size))
+        return jax.device_put(padded, by_model)
+
+    return Program(config=config, init=init, run=run, predict=predict, models=models,
+                   place=place)  # fmt: skip
