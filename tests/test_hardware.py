@@ -75,25 +75,26 @@ for name, hidden, batch, steps, row_block in [
 
 
 def test_gradients_do_not_depend_on_the_cpu_device_count():
-    # What an entry point sets up for one device (`use_cpu_cores(1)`) and for one device per
-    # core (`use_cpu_cores(2)`) must give the same gradients bit for bit (docs/training.md):
-    # both run XLA single-threaded, since its threaded contractions sum in another order on
-    # some CPUs (this VM's AMD EPYC: every gradient differed).
-    import os
+    # One device per core (an entry point's `use_cpu_cores(2)`, in a fresh process) must give
+    # the gradients of this test process (one device, XLA single-threaded as every entry
+    # point runs it: conftest) bit for bit (docs/training.md). XLA's threaded contractions sum
+    # in another order on some CPUs (this VM's AMD EPYC: every gradient differed).
+    import contextlib
+    import io
     import subprocess
     import sys
 
-    def hashes(count: int) -> list[str]:
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        setup = f"from reslstm_jax import hardware\nassert hardware.use_cpu_cores({count})\n"
-        proc = subprocess.run([sys.executable, "-c", setup + GRADIENT_HASHES],
-                              env={**env, "JAX_PLATFORMS": "cpu"}, capture_output=True,
-                              text=True, timeout=300)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout.splitlines()
-
-    one, per_core = hashes(1), hashes(2)
-    assert len(one) == 2 and one == per_core
+    assert hardware.SINGLE_THREAD_FLAG in os.environ["XLA_FLAGS"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    setup = "from reslstm_jax import hardware\nassert hardware.use_cpu_cores(2) == 2\n"
+    proc = subprocess.run([sys.executable, "-c", setup + GRADIENT_HASHES], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    here = io.StringIO()
+    with contextlib.redirect_stdout(here):
+        exec(GRADIENT_HASHES, {})
+    assert len(here.getvalue().splitlines()) == 2
+    assert proc.stdout.splitlines() == here.getvalue().splitlines()
 
 
 def test_entry_points_turn_xla_threads_off_unless_told(monkeypatch):

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import reslstm_jax as rj
-from reslstm_jax import train
+from reslstm_jax import families, train
 
 N, T, D, C = 48, 12, 46, 4
 
@@ -305,71 +305,143 @@ def test_models_split_over_devices_come_back_in_order():
     np.testing.assert_array_equal(first, a[:, 0])
 
 
+# The mesh and wave tests share one configuration (one-epoch chunks): its one-device program
+# is compiled once for all of them.
+SMALL = {"hidden_size": 4, "seeds": (0,), "epochs": 2, "batch_size": 8, "executor": "map"}
+
+
+@pytest.fixture(scope="module")
+def one_wave(tiny_dataset):
+    """`SMALL` trained on one device, all 5 folds in one program."""
+    return train.fit(tiny_dataset, families.settings_from("lstm_sa", SMALL), progress=False,
+                     checkpoint_every=1)  # fmt: skip
+
+
 # Two CPU devices need a fresh process (the device count is fixed when JAX starts).
-MESH_RUNS = """
-import json, pathlib, shutil, sys, tempfile
+MESH_RUN = """
+import json, sys
 from reslstm_jax import hardware
 assert hardware.use_cpu_cores(2) == 2
 import jax, numpy as np
 sys.path.insert(0, "tests")
 from conftest import _random_feature_dataset
 from reslstm_jax import families, train
-from reslstm_jax.train import stacking
 
 dataset = _random_feature_dataset()  # 5 folds: M = 5 on 2 devices, 3 + 3 with one filler
-settings = families.settings_from("lstm_sa", {"hidden_size": 4, "seeds": (0,), "epochs": 4,
-                                              "batch_size": 8, "executor": "map"})
-out, checks = {}, {}
-for name, split in [("threads", "threads"), ("mesh", "mesh"), ("resumed", "threads")]:
-    folder = pathlib.Path(tempfile.mkdtemp())
-    if name == "resumed":  # the mesh run's checkpoint of epoch 2, resumed by threads
-        shutil.copytree(folder_mesh / "checkpoints", folder / "checkpoints")
-        shutil.rmtree(folder / "checkpoints" / "4")
-    result = train.fit(dataset, settings, progress=False, devices=2, device_split=split,
-                       out_dir=folder, checkpoint_every=2)
-    if name == "mesh":
-        folder_mesh = folder
-    out[name] = {"runs": result["runs"], "resumed": result["epochs_resumed_from"]}
-
-config = train.TrainConfig(model=families.build_model("lstm_sa", dataset.x, 8, {"hidden_size": 4}),
-                           batch_size=8, executor="map", devices=2, device_split="mesh")
-program = stacking.make_train(config)
+small = json.loads(sys.argv[1])
+settings = families.settings_from("lstm_sa", {**small, "seeds": tuple(small["seeds"])})
+result = train.fit(dataset, settings, progress=False, devices=2, device_split="mesh",
+                   out_dir=sys.argv[2], checkpoint_every=1)
+program = train.make_train(train.TrainConfig(
+    model=train.results.model_of(result), batch_size=8, executor="map", devices=2,
+    device_split="mesh"))
 layout = train.ModelLayout(1, (0,), tuple(dataset.folds.names))
-hp = layout.hparams([settings])
-state = program.init(layout.keys(), hp)
+state = program.init(layout.keys(), layout.hparams([settings]))
 leaf = jax.tree_util.tree_leaves(state)[0]
-checks["padded"] = leaf.shape[0]
-checks["devices"] = len(leaf.sharding.device_set)
 models = program.models(state, 5)
 back = program.place(jax.device_get(models))
-checks["round_trip"] = all(np.array_equal(a, b) for a, b in zip(
-    jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(state)))
-checks["models"] = jax.tree_util.tree_leaves(models)[0].shape[0]
-print(json.dumps({"out": out, "checks": checks}))
+same = all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(back),
+                                               jax.tree_util.tree_leaves(state)))
+print(json.dumps({"runs": result["runs"], "padded": leaf.shape[0],
+                  "devices": len(leaf.sharding.device_set), "round_trip": same,
+                  "models": jax.tree_util.tree_leaves(models)[0].shape[0]}))
 """
 
 
-def test_a_mesh_over_two_devices_trains_like_one_device_and_keeps_its_state_sharded():
+def assert_close_runs(runs, expected):
+    """Runs equal up to float rounding (a differently compiled program)."""
+    for a, b in zip(runs, expected, strict=True):
+        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(a["val_uar"], b["val_uar"], atol=1e-6)
+        assert a["best_epoch"] == b["best_epoch"]
+
+
+def test_a_mesh_over_two_devices_trains_like_one_device_and_keeps_its_state_sharded(
+    tiny_dataset, one_wave, tmp_path
+):
     import json
     import os
     import pathlib
+    import shutil
     import subprocess
     import sys
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
     root = pathlib.Path(__file__).parents[1]
-    proc = subprocess.run([sys.executable, "-c", MESH_RUNS], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=root)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", MESH_RUN, json.dumps(SMALL), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600,
+                          cwd=root)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    out, checks = got["out"], got["checks"]
     # the state: 5 models padded to 6, sharded over both devices; models/place invert
-    assert checks == {"padded": 6, "devices": 2, "round_trip": True, "models": 5}
-    # (one program per device trains bit for bit as one device: tests/test_train_cli.py)
-    assert out["resumed"]["resumed"] == 2  # a mesh run's checkpoint resumes on threads
-    for name in ("mesh", "resumed"):  # a sharded program: the same up to float rounding
-        for a, b in zip(out[name]["runs"], out["threads"]["runs"], strict=True):
-            np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
-            np.testing.assert_allclose(a["val_uar"], b["val_uar"], atol=1e-6)
-            assert a["best_epoch"] == b["best_epoch"]
+    assert {k: got[k] for k in ("padded", "devices", "round_trip", "models")} == {
+        "padded": 6, "devices": 2, "round_trip": True, "models": 5}  # fmt: skip
+    assert_close_runs(got["runs"], one_wave["runs"])
+    # the mesh run's checkpoint of epoch 1 resumes on one device (checkpoints hold M models)
+    shutil.rmtree(tmp_path / "checkpoints" / "2")
+    resumed = train.fit(tiny_dataset, families.settings_from("lstm_sa", SMALL), progress=False,
+                        out_dir=tmp_path, checkpoint_every=1)  # fmt: skip
+    assert resumed["epochs_resumed_from"] == 1
+    assert_close_runs(resumed["runs"], one_wave["runs"])
+
+
+def test_models_trained_in_waves_equal_one_wave(tiny_dataset, one_wave, tmp_path):
+    import shutil
+
+    # 5 folds in waves of 2 (2 + 2 + 1 filled up): every model as in one program, bit for
+    # bit with the map executor; the state waits on the host and checkpoints hold all 5
+    settings = families.settings_from("lstm_sa", SMALL)
+    waves = train.fit(tiny_dataset, settings, progress=False, max_models_per_wave=2,
+                      out_dir=tmp_path, checkpoint_every=1)  # fmt: skip
+    assert one_wave["models_per_wave"] == 5 and waves["models_per_wave"] == 2
+    assert waves["runs"] == one_wave["runs"]
+    shutil.rmtree(tmp_path / "checkpoints" / "2")
+    resumed = train.fit(tiny_dataset, settings, progress=False, max_models_per_wave=3,
+                        out_dir=tmp_path, checkpoint_every=1)  # fmt: skip
+    assert resumed["epochs_resumed_from"] == 1 and resumed["runs"] == one_wave["runs"]
+
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(
+    "models,devices,per_model,limit,cap,expected",
+    [(10, 1, 1 * MiB, None, None, 10),  # no limit known (a CPU): all at once
+     (10, 1, 1 * MiB, None, 4, 4),  # --max-models-per-wave
+     (10, 1, 1 * MiB, 100 * MiB, None, 10),  # all fit
+     (100, 1, 1 * MiB, 50 * MiB, None, 39),  # 80% of 50 MiB, less the 1 MiB shared
+     (100, 2, 1 * MiB, 50 * MiB, None, 78),  # each device holds its share
+     (100, 1, 1 * MiB, 50 * MiB, 7, 7)],
+)  # fmt: skip
+def test_waves_fit_the_device_memory(models, devices, per_model, limit, cap, expected):
+    memory = train.stacking.ModelMemory(per_model=per_model, shared=1 * MiB)
+    assert train.stacking.plan_waves(models, devices, memory, limit, max_per_wave=cap) == expected
+
+
+def test_a_model_that_cannot_fit_is_named_in_one_line():
+    memory = train.stacking.ModelMemory(per_model=900 * MiB, shared=10 * MiB)
+    with pytest.raises(train.stacking.DoesNotFit) as caught:
+        train.stacking.plan_waves(5, 1, memory, 1024 * MiB, what="reslstm_sa, batch size 256, "
+                                  "T = 800")  # fmt: skip
+    assert str(caught.value) == (
+        "one model (reslstm_sa, batch size 256, T = 800) needs about 910 MiB, more than 80% of "
+        "the device's 1024 MiB: use a smaller batch size or shorter utterances"
+    )
+
+
+def test_the_memory_estimate_counts_the_state_per_model_and_the_features_once(tiny_dataset):
+    from reslstm_jax.params import count_params
+
+    model = families.build_model("lstm_sa", tiny_dataset.x, 8, {"hidden_size": 4})
+    config = train.TrainConfig(model=model, batch_size=8, executor="map")
+    layout = train.ModelLayout(1, (0,), tuple(tiny_dataset.folds.names))
+    settings = families.settings_from("lstm_sa", {"hidden_size": 4})
+    shared = train.Shared(jnp.asarray(tiny_dataset.x), jnp.asarray(tiny_dataset.lengths),
+                          jnp.asarray(tiny_dataset.labels))  # fmt: skip
+    memory = train.stacking.model_memory(config, layout.keys(), layout.hparams([settings]),
+                                         layout.model_data(tiny_dataset.folds), shared)  # fmt: skip
+    params = count_params(model.init(jax.random.key(0))["params"])
+    assert memory.shared == sum(a.nbytes for a in (tiny_dataset.x, tiny_dataset.lengths,
+                                                   tiny_dataset.labels))  # fmt: skip
+    # parameters, best parameters and Adam's two moments, float32, at least
+    assert memory.per_model >= 4 * 4 * params

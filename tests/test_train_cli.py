@@ -306,6 +306,7 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
         (["--protocol", "emodb_loso"], "--protocol emodb_loso is for emodb, not ravdess"),
         (["--model", "resnet"], "invalid choice: 'resnet'"),
         (["--devices", "0"], "--devices must be >= 1, got 0"),
+        (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
         (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
         (["--lr", "inf"], "learning rate must be a finite number, got inf"),
         (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),

@@ -72,6 +72,10 @@ def build_parser():
                    help="devices sharing the models (default: all; on a CPU one per core, "
                    "each single-threaded, at most one per model); results do not depend on "
                    "it")  # fmt: skip
+    p.add_argument("--max-models-per-wave", type=int, default=None,
+                   help="train at most this many of the folds x seeds models at a time (on a "
+                   "GPU the waves are also sized to its memory); results do not depend on "
+                   "it")  # fmt: skip
     p.add_argument(
         "--share-init-across-seeds",
         action="store_true",
@@ -149,6 +153,8 @@ def checked_flags(args) -> tuple:
         raise ValueError(f"--devices must be >= 1, got {args.devices}")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
+        raise ValueError(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
     settings = settings_from_args(args)
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
@@ -229,7 +235,8 @@ def main(argv=None) -> int:
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
             outcome = run(dataset, settings, out, latency=not args.no_latency,
                           checkpoint_every=args.checkpoint_every, tracker=tracker,
-                          progress=not args.no_progress, devices=args.devices)  # fmt: skip
+                          progress=not args.no_progress, devices=args.devices,
+                          max_models_per_wave=args.max_models_per_wave)  # fmt: skip
     except (
         CorpusError,
         protocols.ProtocolError,

@@ -24,6 +24,7 @@ import numpy as np
 from reslstm_jax import artifacts, provenance
 from reslstm_jax.families import LOSSES, SCHEDULES
 from reslstm_jax.train import results as results_mod
+from reslstm_jax.train import stacking
 from reslstm_jax.train.engine import Executor, Shared, TrainConfig
 from reslstm_jax.train.layout import ModelLayout
 from reslstm_jax.train.stacking import make_train
@@ -169,9 +170,11 @@ class _Setup:
     hparams: object
     model_data: object
     shared: Shared
+    wave: int  # models per wave (`stacking.plan_waves`); M when they all fit at once
 
 
-def _setup(dataset, group: list[RunSettings], devices: int | None, device_split: str) -> _Setup:
+def _setup(dataset, group: list[RunSettings], devices: int | None, device_split: str,
+           max_per_wave: int | None) -> _Setup:  # fmt: skip
     from reslstm_jax import families, hardware
 
     if len({s.static_signature() for s in group}) != 1:
@@ -188,8 +191,18 @@ def _setup(dataset, group: list[RunSettings], devices: int | None, device_split:
     )  # fmt: skip
     shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
-    return _Setup(model, config, layout, make_train(config), layout.hparams(group),
-                  layout.model_data(dataset.folds), shared)  # fmt: skip
+    hparams, model_data = layout.hparams(group), layout.model_data(dataset.folds)
+    program, wave = make_train(config), layout.size
+    limit = stacking.device_memory()  # None on the CPU: no waves unless asked
+    memory = None if limit is None else stacking.model_memory(
+        config, layout.keys(), hparams, model_data, shared)  # fmt: skip
+    frames = jax.tree_util.tree_leaves(dataset.x)[0].shape[1]
+    what = f"{first.model}, batch size {first.batch_size}, T = {frames}"
+    wave = stacking.plan_waves(layout.size, config.devices, memory, limit,
+                               max_per_wave=max_per_wave, what=what)  # fmt: skip
+    if wave < layout.size:
+        program = stacking.in_waves(program, wave)
+    return _Setup(model, config, layout, program, hparams, model_data, shared, wave)
 
 
 def checkpoint_settings(settings: RunSettings) -> dict:
@@ -226,6 +239,7 @@ def fit_group(
     on_chunk=None,
     devices: int | None = None,
     device_split: str = "auto",
+    max_models_per_wave: int | None = None,
 ) -> list[dict]:
     """Train several configurations that share a static shape in one program.
 
@@ -247,6 +261,8 @@ def fit_group(
     `devices`: how many local devices share the models (default: all of them, at most M; see
     `reslstm_jax.hardware`), and `device_split` how they share them (`TrainConfig`). They
     change the speed, never the results (a "mesh" split: beyond float rounding).
+    `max_models_per_wave`: train at most this many models at a time (`stacking.in_waves`);
+    on a GPU the waves are also sized to fit its memory (`stacking.plan_waves`).
 
     Returns one results dict per configuration (see `docs/training.md`): settings, card,
     per-model histories, best epochs, test metrics and predictions, every aggregation.
@@ -258,7 +274,8 @@ def fit_group(
     # read when the programs are traced (their first call), all of which happen in here
     with jax.default_matmul_precision(None if precision == "default" else precision):
         return _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress,
-                          objective, on_chunk, (devices, device_split), precision)  # fmt: skip
+                          objective, on_chunk, (devices, device_split, max_models_per_wave),
+                          precision)  # fmt: skip
 
 
 def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress, objective,
@@ -285,6 +302,8 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
     executor = g.config.resolved_executor()
     n = g.config.devices
     on_devices = f", {n} {jax.default_backend()} devices" if n > 1 else ""
+    if g.wave < g.layout.size:
+        on_devices += f", waves of {g.wave}"
     position = progress if type(progress) is int and progress > 0 else None
     worker = f"[{position}] " if position else ""
     bar = tqdm(total=epochs, initial=start, disable=not progress, unit="epoch",
@@ -321,7 +340,8 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
     info = results_mod.run_info(
         g.model, n_params, dataset, objective=objective, executor=executor,
         backend=jax.default_backend(), train_seconds=seconds, models_in_program=g.layout.size,
-        devices=g.config.devices, epochs_resumed_from=start, stopped_at_epoch=epoch,
+        devices=g.config.devices, models_per_wave=g.wave,
+        epochs_resumed_from=start, stopped_at_epoch=epoch,
         matmul_precision=precision, environment=provenance.environment(),
     )  # fmt: skip
     return results_mod.assemble(g.layout, group, state, history, predictions, dataset, info)

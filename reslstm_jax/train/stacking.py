@@ -272,3 +272,125 @@ def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
 
     return Program(config=config, init=init, run=run, predict=predict, models=models,
                    place=place)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- memory waves
+# A program of M models keeps all their states (and, with vmap, their activations) on the
+# device. When they do not fit, the models train in waves of W: every call runs the program
+# of W models once per wave, the states waiting on the host in between.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMemory:
+    """Device memory of one training program, from XLA's compiled memory analysis of the
+    program of one model (one epoch chunk): `per_model` bytes grow with every model (its
+    state, its rows of the fold data, and its activations), `shared` bytes are paid once (the
+    utterances' features, lengths and labels)."""
+
+    per_model: int
+    shared: int
+
+
+def model_memory(config: TrainConfig, keys, hparams, model_data, shared) -> ModelMemory:
+    """Estimate `ModelMemory` of `config`'s program from its inputs (shapes only: nothing is
+    computed; the one-model program is compiled once). With the map executor, activations are
+    paid once per device rather than per model, so the estimate errs on the safe side."""
+
+    program = make_train(dataclasses.replace(config, devices=1))
+
+    def one(tree):
+        return jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), tree
+        )
+
+    state = jax.eval_shape(program.init, one(keys), one(hparams))
+    compiled = program.run.lower(state, one(hparams), one(model_data), shared, epochs=1).compile()
+    stats = compiled.memory_analysis()
+    shared_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves(shared))
+    total = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+             + stats.temp_size_in_bytes - stats.alias_size_in_bytes)  # fmt: skip
+    return ModelMemory(per_model=max(1, int(total - shared_bytes)), shared=int(shared_bytes))
+
+
+def device_memory() -> int | None:
+    """Bytes the first local device may allocate (`memory_stats()["bytes_limit"]`); None where
+    JAX does not say (the CPU), and then models are not split into waves unless asked."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+class DoesNotFit(ValueError):
+    """Not even one model fits the device."""
+
+
+def plan_waves(
+    models: int,
+    devices: int,
+    memory: ModelMemory | None,
+    limit: int | None,
+    *,
+    max_per_wave: int | None = None,
+    margin: float = 0.8,
+    what: str = "",
+) -> int:
+    """Models per wave: all `models` when they fit `margin` of every device's `limit` bytes
+    (or when there is no limit), else the most that do, a multiple of `devices` (each device
+    holds its share of a wave). `max_per_wave` caps it (`--max-models-per-wave`). Raises
+    `DoesNotFit` (naming `what`: the model, batch size and T) when one model does not fit."""
+    wave = models if max_per_wave is None else max(1, min(models, max_per_wave))
+    if memory is None or limit is None:
+        return wave
+    per_device = int((limit * margin - memory.shared) // memory.per_model)
+    if per_device < 1:
+        mib = 2**20
+        raise DoesNotFit(
+            f"one model ({what}) needs about {(memory.per_model + memory.shared) / mib:.0f} MiB, "
+            f"more than {margin:.0%} of the device's {limit / mib:.0f} MiB: use a smaller batch "
+            f"size or shorter utterances"
+        )
+    return min(wave, per_device * devices)
+
+
+def in_waves(program: Program, wave: int) -> Program:
+    """`program` run on `wave` models at a time, one wave after the other, whatever M is.
+
+    The last wave is filled up with copies of the last model (one compiled program for every
+    wave; the copies are dropped). The state of all M models waits on the host between waves
+    and calls. The results equal one wave's: each model trains on its own (with the map
+    executor bit for bit; tests/test_train.py)."""
+
+    def host_slice(tree, start: int, stop: int):
+        def cut(a):
+            part = np.asarray(a[start:stop])
+            if len(part) < wave:
+                part = np.concatenate([part, np.repeat(part[-1:], wave - len(part), 0)])
+            return part
+
+        return jax.tree_util.tree_map(cut, tree)
+
+    def waves(fn, model_args: int, *, state_in: bool, post=lambda out: out):
+        def call(*args, **kwargs):
+            per_model = jax.device_get(args[:model_args])
+            n = jax.tree_util.tree_leaves(per_model[-1])[0].shape[0]
+            outputs = []
+            for start in range(0, n, wave):
+                part = host_slice(per_model, start, start + wave)
+                if state_in:  # a wave's state as the program keeps it (a mesh: sharded)
+                    part = (program.place(part[0]), *part[1:])
+                out = jax.device_get(post(fn(*part, *args[model_args:], **kwargs)))
+                count = min(wave, n - start)
+                outputs.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], out))
+            return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outputs)
+
+        return call
+
+    return dataclasses.replace(
+        program,
+        init=waves(program.init, 2, state_in=False, post=lambda s: program.models(s, wave)),
+        run=waves(
+            program.run, 3, state_in=True, post=lambda out: (program.models(out[0], wave), out[1])
+        ),
+        predict=waves(program.predict, 2, state_in=True),
+        models=_same,
+        place=_same,
+    )
