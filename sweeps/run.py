@@ -78,6 +78,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
                    help="skip the CPU latency measurement (edge metrics)")  # fmt: skip
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local (default): worker processes on this machine; slurm: --workers "
+                   "SLURM jobs through submitit (needs the cluster extra and a PostgreSQL "
+                   "--storage), the launcher returns their job ids")  # fmt: skip
+    p.add_argument("--slurm-partition", help="SLURM partition of the worker jobs")
+    p.add_argument("--slurm-gpus-per-worker", type=int, default=1, help="default 1")
+    p.add_argument("--slurm-cpus-per-worker", type=int, default=4, help="default 4")
+    p.add_argument("--slurm-time", default="4:00:00",
+                   help="time limit of a worker job (SLURM format, default 4:00:00)")  # fmt: skip
+    # submitit's local executor instead of sbatch: tests, one machine
+    p.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
+                   help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     return p
@@ -121,6 +133,11 @@ def build_config(args, p) -> tuple:
         storage.check_url(url, len(worker_environments(args, trials)))
     except storage.StorageError as exc:
         p.error(str(exc))
+    if args.launcher == "slurm":
+        try:
+            args.slurm = slurm_settings(args, url)
+        except ValueError as exc:  # cluster.ClusterError
+            p.error(str(exc))
     if args.corpus is not None and args.corpus not in data.DEFAULT_PROTOCOL:
         p.error(f"--corpus: unknown {args.corpus!r}; corpora: {', '.join(data.DEFAULT_PROTOCOL)}")
     if args.corpus and not args.data_dir:
@@ -199,6 +216,29 @@ def worker_environments(args, trials: int) -> list[dict]:
     count = None if args.workers == "auto" else args.workers
     envs = hardware.worker_environments(count, hardware.visible_gpus(), dict(os.environ))
     return envs[: max(1, trials)]
+
+
+def slurm_settings(args, storage_url: str | None):
+    """`cluster.SlurmSettings` of the --slurm-* flags, checked (`cluster.ClusterError`)."""
+    from sweeps import cluster
+
+    settings = cluster.SlurmSettings(
+        partition=args.slurm_partition, gpus_per_worker=args.slurm_gpus_per_worker,
+        cpus_per_worker=args.slurm_cpus_per_worker, minutes=cluster.minutes_from(args.slurm_time),
+        cluster=args.slurm_cluster,
+    )  # fmt: skip
+    cluster.check(settings, storage_url, args.workers)
+    return settings
+
+
+def submit_jobs(config, args) -> None:
+    """--launcher slurm: the workers as SLURM jobs (`sweeps.cluster`), their ids printed."""
+    from sweeps import cluster
+
+    folder = config.study_dir / "slurm"
+    ids = cluster.submit(config, args.workers, args.slurm, folder)
+    print(f"submitted {len(ids)} worker job(s): {' '.join(ids)} (logs in {folder})")
+    print(f"when they are done: python -m experiments.report --study {config.study_dir}")
 
 
 def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
@@ -310,6 +350,9 @@ def main(argv=None) -> int:
     report_skipped(config, prepared)
     environments = worker_environments(args, config.trials)
     workers = len(environments)
+    if args.launcher == "slurm":
+        submit_jobs(config, args)
+        return 0
     record = engine.StudyRecord(config, space)  # the study's one W&B study run
     with interrupts.cleanup_on_interrupt(record.close):
         try:

@@ -585,3 +585,81 @@ def test_architectures_space_trains_each_family_on_its_own_features(
     assert (lsn["settings"]["schedule"], lsn["settings"]["learning_rate"]) == ("exp_decay", 1e-4)
     assert ds["model"]["config"]["branches"] == "ds" and ds["settings"]["schedule"] == "multistep"
     assert engine.front_numbers(study, space)  # UAR vs parameters across the families
+
+
+# ----------------------------------------------------------------------------- SLURM launcher
+
+
+@pytest.mark.parametrize(
+    "text,minutes",
+    [("90", 90), ("2:30", 3), ("4:00:00", 240), ("1-2", 1560), ("1-00:30", 1470),
+     ("0-00:00:01", 1)],
+)  # fmt: skip
+def test_slurm_times_are_read_as_slurm_reads_them(text, minutes):
+    from sweeps import cluster
+
+    assert cluster.minutes_from(text) == minutes
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [(["--workers", "2"], "--launcher slurm needs --storage postgresql+psycopg://"),
+     ([], "--launcher slurm needs --workers N"),
+     (["--workers", "2", "--slurm-time", "4h"], "--slurm-time '4h' is not a SLURM time"),
+     (["--workers", "2", "--slurm-gpus-per-worker", "-1", "--storage",
+       "postgresql+psycopg://u:secret@h/db"], "--slurm-gpus-per-worker must be >= 0")],
+)  # fmt: skip
+def test_slurm_flags_are_checked_before_anything_is_submitted(tmp_path, capsys, extra, message):
+    from sweeps import run
+
+    workdir = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exited:
+        run.main(["--space", "hidden_sizes", "--launcher", "slurm", "--workdir", str(workdir),
+                  *extra])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and "secret" not in err
+    assert not workdir.exists()
+
+
+def test_the_storage_password_never_reaches_submitits_job_files(tmp_path, monkeypatch):
+    from sweeps import cluster
+
+    monkeypatch.delenv(storage.ENV_STORAGE, raising=False)
+    url = "postgresql+psycopg://u:secret@127.0.0.1:9/db"
+    config = engine.SweepConfig(space="hidden_sizes", study="s", trials=1, epochs=1, seeds=1,
+                                storage=url, workdir=str(tmp_path))  # fmt: skip
+    seen = {}
+    monkeypatch.setattr(cluster, "worker", lambda payload, rank: rank)  # never run here
+    import submitit
+
+    real_submit = submitit.AutoExecutor.submit
+
+    def submit(self, fn, *args):
+        seen["env"] = os.environ.get(storage.ENV_STORAGE)
+        return real_submit(self, fn, *args)
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", submit)
+    settings = cluster.SlurmSettings(cluster="local", minutes=1)
+    ids = cluster.submit(config, 2, settings, tmp_path / "slurm")
+    assert len(ids) == 2 and seen["env"] == url  # the jobs inherit it from the environment
+    assert storage.ENV_STORAGE not in os.environ  # ... only while submitting
+    files = [f for f in (tmp_path / "slurm").rglob("*") if f.is_file()]
+    assert files and not [f for f in files if b"secret" in f.read_bytes()]
+    assert (tmp_path / "slurm").stat().st_mode & 0o777 == 0o700
+
+
+def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, feature_cache):
+    """`--launcher slurm` with submitit's local executor: the launcher returns the job ids at
+    once, and the job (a sweep worker) trains the study's trials."""
+    workdir = tmp_path / "runs"
+    proc = sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--no-latency",
+                 "--launcher", "slurm", "--slurm-cluster", "local", "--slurm-time", "10",
+                 cache=feature_cache)  # fmt: skip
+    assert "submitted 1 worker job(s):" in proc.stdout
+    assert f"python -m experiments.report --study {workdir}" in proc.stdout
+    deadline = time.time() + 500
+    done = []
+    while time.time() < deadline and len(done) < 2:
+        time.sleep(2)
+        done = load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 2 and {t.user_attrs["worker"] for t in done} == {0}
