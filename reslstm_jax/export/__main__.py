@@ -1,0 +1,163 @@
+"""`python -m reslstm_jax.export --checkpoint RUN_DIR --out DIR`: a trained run as ONNX.
+
+Default: the member (fold x seed) with the best validation UAR; `--fold F --seed S` picks one,
+`--all` exports every member (one folder each). Each export folder holds `model.onnx`
+(inputs `features` [B, T, D] float32 raw features and `lengths` [B] int32; outputs `logits`
+[B, C] and `attention` [B, T]; the normalisation is inside the graph) and `export.json` (the
+model, classes, feature extractor and its parameters, the member, its validation UAR, the
+graph's sha256). The output folder must not exist; it appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+
+from reslstm_jax import artifacts
+
+EXPORT_FILE = "export.json"
+MODEL_FILE = "model.onnx"
+# the families with a graph builder (reslstm_jax.export.graphs)
+SUPPORTED = ("lstm_sa", "reslstm_sa")
+
+
+class ExportError(ValueError):
+    """A run, member or output the export cannot use (one line)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reslstm_jax.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a finished run's directory")
+    p.add_argument("--out", required=True, help="the export folder (must not exist)")
+    p.add_argument("--configuration", type=int, default=0,
+                   help="which configuration of a multi-configuration run (default 0)")  # fmt: skip
+    p.add_argument("--fold", help="with --seed: this member (default: the best validation UAR)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--all", action="store_true", help="every member, one folder each")
+    return p
+
+
+def val_uars(run: pathlib.Path, info: dict) -> dict:
+    """{(seed, fold): best validation UAR} from the run's results.json; empty for a run of
+    several configurations (a sweep group: its results are per trial) or without results."""
+    path = run / "results.json"
+    if info["configurations"] != 1 or not path.is_file():
+        return {}
+    return {(r["seed"], r["fold"]): r["best_val_uar"] for r in artifacts.read_json(path)["runs"]}
+
+
+def member_record(predictor, index: int, run: pathlib.Path) -> dict:
+    """export.json of one member (without the graph's hash)."""
+    seed, fold = predictor.members[index]
+    info = predictor.info
+    return {
+        "model": info["model"], "model_config": info["model_config"],
+        "classes": info["classes"], "features": info["features"],
+        "sample_rates": info.get("sample_rates"), "corpus": info.get("corpus"),
+        "protocol": info.get("protocol"), "run": str(run.resolve()),
+        "member": {"seed": seed, "fold": fold}, "opset": None,
+        "inputs": {"features": "[batch, frames, D] float32, raw (normalised in the graph)",
+                   "lengths": "[batch] int32, valid frames per row"},
+        "outputs": {"logits": "[batch, classes] float32",
+                    "attention": "[batch, frames] float32"},
+    }  # fmt: skip
+
+
+def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path,
+                  val_uar: float | None) -> dict:  # fmt: skip
+    """Write `folder/model.onnx` and `folder/export.json` for member `index`."""
+    import jax
+
+    from reslstm_jax.export import graphs
+
+    variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[index], predictor.variables)
+    seed, fold = predictor.members[index]
+    name = f"{predictor.model.name}-{fold}-seed{seed}"
+    proto = graphs.attention_lstm(predictor.model, variables, predictor.mean[index],
+                                  predictor.std[index], name=name)  # fmt: skip
+    data = proto.SerializeToString()
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILE).write_bytes(data)
+    record = member_record(predictor, index, run)
+    record.update(opset=graphs.OPSET, val_uar=val_uar, bytes=len(data),
+                  sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
+    artifacts.write_json(folder / EXPORT_FILE, record)
+    return record
+
+
+def export(args) -> list[pathlib.Path]:
+    """Export what the flags select; the folders written. Raises ExportError."""
+    from reslstm_jax import predict
+
+    out = pathlib.Path(args.out).expanduser()
+    if out.exists():
+        raise ExportError(f"--out {out} exists; choose a new folder (nothing is overwritten)")
+    if (args.fold is None) != (args.seed is None):
+        raise ExportError("--fold and --seed go together (one member), or use --all")
+    if args.all and args.fold is not None:
+        raise ExportError("--all exports every member: leave out --fold and --seed")
+    try:
+        artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
+        predictor = predict.load(args.checkpoint, configuration=args.configuration,
+                                 fold=args.fold, seed=args.seed)  # fmt: skip
+    except (predict.PredictError, artifacts.OutputError) as exc:
+        raise ExportError(str(exc)) from None
+    family = predictor.info["model"]
+    if family not in SUPPORTED:
+        raise ExportError(f"{family}: ONNX export is implemented for {', '.join(SUPPORTED)} "
+                          "only so far")  # fmt: skip
+    run = predict.run_dir(args.checkpoint)
+    members = [tuple(m) for m in predictor.members]
+    scores = val_uars(run, predictor.info)
+    chosen = members  # --all, or the one member --fold/--seed selected
+    if not args.all and args.fold is None:  # the best validation UAR (the first on ties)
+        chosen = [max(members, key=lambda m: (scores.get(m, -1.0), -members.index(m)))]
+    part = out.with_name(out.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        written = []
+        for seed, fold in chosen:
+            folder = part / f"seed{seed}-{fold}" if args.all else part
+            export_member(predictor, members.index((seed, fold)), folder, run,
+                          scores.get((seed, fold)))  # fmt: skip
+            written.append(out / folder.relative_to(part))
+        part.rename(out)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    return written
+
+
+def main(argv=None) -> int:
+    from reslstm_jax import hardware
+    from reslstm_jax.export import graphs
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    hardware.single_threaded_xla()
+    try:
+        written = export(args)
+    except graphs.Unsupported as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        parser.error(str(exc))
+    for folder in written:
+        record = artifacts.read_json(folder / EXPORT_FILE)
+        member = record["member"]
+        uar = "" if record["val_uar"] is None else f", val UAR {record['val_uar']:.4f}"
+        print(f"wrote {folder / MODEL_FILE} ({record['bytes'] / 1024:.1f} KiB; seed "
+              f"{member['seed']}, {member['fold']}{uar})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    from reslstm_jax import interrupts
+
+    sys.exit(interrupts.run(main))

@@ -1,0 +1,143 @@
+"""ONNX export: graphs equal to the JAX models (the `export` extra)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reslstm_jax as rj
+
+ort = pytest.importorskip("onnxruntime")
+graphs = pytest.importorskip("reslstm_jax.export.graphs")
+
+
+def _trained_looking(model, seed: int = 1) -> dict:
+    """Fresh variables with BatchNorm statistics away from their initial 0 / 1."""
+    rng = np.random.default_rng(seed)
+    variables = model.init(jax.random.key(seed))
+    variables["batch_stats"] = jax.tree_util.tree_map(
+        lambda a: a + jnp.asarray(rng.uniform(0.1, 0.5, a.shape), jnp.float32),
+        variables["batch_stats"],
+    )
+    return variables
+
+
+def _session(proto):
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    "name,fields",
+    [("lstm_sa", {}),
+     ("reslstm_sa", {}),
+     ("reslstm_sa", {"res_blocks": 2, "num_att": 3, "att_combine": "linear"}),
+     ("reslstm_sa", {"num_att": 2, "row_block": None})],
+)  # fmt: skip
+def test_attention_lstm_graphs_equal_the_jax_model(name, fields):
+    rng = np.random.default_rng(0)
+    model = rj.models.get(name, hidden_size=8, input_size=6, num_classes=4, **fields)
+    variables = _trained_looking(model)
+    mean = rng.standard_normal(6).astype(np.float32)
+    std = rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    session = _session(graphs.attention_lstm(model, variables, mean, std))
+    # one session, other batch sizes and lengths: the batch and time axes are dynamic
+    for batch, steps, lengths in [(7, 13, [13, 5, 1, 9, 13, 2, 7]), (1, 4, [4])]:
+        x = (rng.standard_normal((batch, steps, 6)) * 2 + 1).astype(np.float32)
+        lengths = np.asarray(lengths, np.int32)
+        valid = np.arange(steps)[None, :] < lengths[:, None]
+        normed = np.where(valid[..., None], (x - mean) / std, 0.0).astype(np.float32)
+        logits, extras = model.apply(variables, jnp.asarray(normed), jnp.asarray(lengths))
+        # raw features in: the graph normalises; padded frames may hold anything
+        x[~valid] = 1e3
+        got_logits, got_attention = session.run(["logits", "attention"],
+                                                {"features": x, "lengths": lengths})  # fmt: skip
+        np.testing.assert_allclose(got_logits, np.asarray(logits), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got_attention, np.asarray(extras["attention"]), atol=1e-6)
+        assert np.all(got_attention[~valid] == 0)
+
+
+def test_parity_mode_models_are_not_exported():
+    model = rj.models.get("reslstm_sa", hidden_size=8, input_size=6, paper_compat=True)
+    with pytest.raises(graphs.Unsupported, match="paper_compat mode: its outputs depend on"):
+        graphs.attention_lstm(model, model.init(jax.random.key(0)), np.zeros(6), np.ones(6))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_export_cli_writes_the_best_member_equal_to_the_run_on_real_features(
+    trained_run, tone_corpus, tmp_path, capsys
+):
+    import json
+
+    from reslstm_jax import predict
+    from reslstm_jax.export.__main__ import main
+
+    run, _ = trained_run
+    assert main(["--checkpoint", str(run), "--out", str(tmp_path / "onnx")]) == 0
+    record = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    runs = json.loads((run / "results.json").read_text())["runs"]
+    best = max(runs, key=lambda r: r["best_val_uar"])
+    assert record["member"] == {"seed": best["seed"], "fold": best["fold"]}
+    assert record["val_uar"] == best["best_val_uar"] and record["opset"] == 17
+    assert f"wrote {tmp_path / 'onnx' / 'model.onnx'}" in capsys.readouterr().out
+    # the graph against the JAX model on the tone corpus's real features, mixed lengths
+    member = predict.load(run, fold=best["fold"], seed=best["seed"])
+    files = sorted(tone_corpus.rglob("*.wav"))[:5]
+    feats = [np.asarray(member.extractor(str(f)), np.float32) for f in files]
+    lengths = np.array([len(f) for f in feats], np.int32)
+    x = np.zeros((len(feats), lengths.max(), feats[0].shape[1]), np.float32)
+    for row, f in enumerate(feats):
+        x[row, : len(f)] = f
+    assert len(set(lengths)) > 1
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    normed = np.where(valid[..., None], (x - member.mean[0]) / member.std[0], 0.0)
+    variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], member.variables)
+    logits, _ = member.model.apply(variables, jnp.asarray(normed, jnp.float32),
+                                   jnp.asarray(lengths))  # fmt: skip
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])  # fmt: skip
+    got = session.run(["logits"], {"features": x, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, np.asarray(logits), atol=1e-5, rtol=0)
+
+
+def test_export_cli_all_members(trained_run, tmp_path):
+    import json
+
+    from reslstm_jax.export.__main__ import main
+
+    run, _ = trained_run
+    assert main(["--checkpoint", str(run), "--out", str(tmp_path / "all"), "--all"]) == 0
+    info = json.loads((run / "inference.json").read_text())
+    folders = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert folders == sorted(f"seed{s}-{f}" for s in info["seeds"] for f in info["folds"])
+    assert all((tmp_path / "all" / f / "model.onnx").stat().st_size > 0 for f in folders)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [(["--fold", "fold0"], "--fold and --seed go together"),
+     (["--fold", "fold9", "--seed", "0"], "--fold fold9: the run's folds are"),
+     (["--all", "--fold", "fold0", "--seed", "0"], "--all exports every member"),
+     ("exists", "exists; choose a new folder"),
+     ("not a run", "not a finished training run")],
+)  # fmt: skip
+def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
+    trained_run, tmp_path, capsys, extra, message
+):
+    from reslstm_jax.export.__main__ import main
+
+    run, _ = trained_run
+    out = tmp_path / "onnx"
+    if extra == "exists":
+        out.mkdir()
+        extra = []
+    elif extra == "not a run":
+        run, extra = tmp_path, []
+    with pytest.raises(SystemExit) as exited:
+        main(["--checkpoint", str(run), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("onnx*/*"))
