@@ -296,6 +296,67 @@ def compare_cli(args) -> None:
           f"({cli['seconds_per_epoch'] / engine_epoch:.2f}x)")  # fmt: skip
 
 
+# the six configurations of the paper's tables (docs/performance.md's latency table)
+PAPER_CONFIGS = [(name, h) for name in ("lstm_sa", "reslstm_sa") for h in (32, 64, 128)]
+
+
+def measure_onnx(frames: int = 87, repeats: int = 50) -> list[dict]:
+    """onnxruntime latency of one utterance of `frames` frames (batch 1, one thread, median
+    of `repeats` after a warm-up) and file sizes, fp32 and int8, for the paper's six
+    configurations, next to the JAX eval forward pass on the same input (the `export`
+    extra; weights from a fresh initialisation: the cost does not depend on their values)."""
+    import tempfile
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import onnxruntime
+
+    import reslstm_jax as rj
+    from reslstm_jax.export import graphs
+    from reslstm_jax.export.__main__ import quantize_int8
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    x = np.random.default_rng(0).standard_normal((1, frames, N_FEATURES)).astype(np.float32)
+    lengths = np.array([frames], np.int32)
+
+    def median_ms(fn, *args) -> float:
+        fn(*args)  # warm-up (JAX: compile)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) * 1000
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, hidden in PAPER_CONFIGS:
+            model = rj.models.get(name, hidden_size=hidden, input_size=N_FEATURES,
+                                  num_classes=CLASSES)  # fmt: skip
+            variables = model.init(jax.random.key(0))
+            fp32 = pathlib.Path(tmp) / f"{name}{hidden}.onnx"
+            proto = graphs.attention_lstm(model, variables, np.zeros(N_FEATURES, np.float32),
+                                          np.ones(N_FEATURES, np.float32))  # fmt: skip
+            fp32.write_bytes(proto.SerializeToString())
+            int8 = fp32.with_suffix(".int8.onnx")
+            quantize_int8(fp32, int8)
+            row = {"model": name, "hidden": hidden,
+                   "params": rj.count_params(variables["params"]),
+                   "fp32_kib": fp32.stat().st_size / 1024,
+                   "int8_kib": int8.stat().st_size / 1024}  # fmt: skip
+            for key, path in (("fp32", fp32), ("int8", int8)):
+                session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"])  # fmt: skip
+                feed = {"features": x, "lengths": lengths}
+                row[f"ort_{key}_ms"] = median_ms(session.run, ["logits"], feed)
+            forward = jax.jit(lambda v, a, n, m=model: m.apply(v, a, n)[0])
+            row["jax_ms"] = median_ms(forward, variables, jnp.asarray(x), jnp.asarray(lengths))
+            rows.append(row)
+    return rows
+
+
 def row_block_arg(text: str) -> int | None:
     """`--row-block`: a positive integer or 'none'."""
     if text.lower() == "none":
@@ -334,6 +395,10 @@ def main(argv=None) -> int:
                    help="how a process's D devices share its models: one sharded program "
                    "(mesh) or one program per device (threads); auto: threads on the CPU, "
                    "mesh elsewhere")  # fmt: skip
+    p.add_argument("--onnx", action="store_true",
+                   help="instead: onnxruntime latency (batch 1, one thread, 87 frames) and "
+                   ".onnx sizes, fp32 and int8, of the paper's six configurations next to "
+                   "JAX (needs the export extra)")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -351,6 +416,16 @@ def main(argv=None) -> int:
         return 0
     if args.cli:
         compare_cli(args)
+        return 0
+    if args.onnx:
+        print(
+            "| model | H | params | .onnx KiB fp32 | int8 | onnxruntime ms fp32 | int8 | JAX ms |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for r in measure_onnx():
+            print(f"| {r['model']} | {r['hidden']} | {r['params']:,} | {r['fp32_kib']:.1f} | "
+                  f"{r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
+                  f"{r['jax_ms']:.3f} |", flush=True)  # fmt: skip
         return 0
     if args.families:
         for family in args.families:

@@ -11,9 +11,27 @@ variables = rj.interop.from_torch_state_dict(model, state_dict)
 ```
 """
 
-from reslstm_jax import interop, models, nn
-from reslstm_jax.params import count_params, param_count
+import importlib
 
 __version__ = "0.1.0"
 
 __all__ = ["count_params", "interop", "models", "nn", "param_count", "__version__"]
+
+# Loaded on first use (PEP 562), so that `import reslstm_jax.X` does not import JAX: the
+# features, corpora and the ONNX runtime (`python -m reslstm_jax.predict` on an export) run
+# without it.
+_LAZY = {"interop": None, "models": None, "nn": None, "count_params": "params",
+         "param_count": "params"}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'reslstm_jax' has no attribute {name!r}")
+    module = importlib.import_module(f"reslstm_jax.{_LAZY[name] or name}")
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

@@ -59,6 +59,28 @@ class Predictor:
     def classes(self) -> list[str]:
         return self.info["classes"]
 
+    def forward(self, x, lengths: np.ndarray):
+        """x [B, T, D] raw features (or {key: array}) and lengths [B] -> (probabilities
+        [M, B, C], attention [M, B, T] or None) of the M members, each normalising with its
+        own fold's statistics (`reslstm_jax.export.runtime.OnnxPredictor.forward` alike)."""
+        import jax
+        import jax.numpy as jnp
+
+        if self._forward is None:
+            self._forward = _forward(self)
+        x = jax.tree_util.tree_map(jnp.asarray, x)
+        probs, weights = self._forward(self.variables, jnp.asarray(self.mean)[:, None],
+                                       jnp.asarray(self.std)[:, None], x,
+                                       jnp.asarray(lengths, jnp.int32))  # fmt: skip
+        return np.asarray(probs), None if weights is None else np.asarray(weights)
+
+
+def checkpoint_dir(path) -> pathlib.Path:
+    """The run directory of `path` (`run_dir`), or the export folder it is."""
+    from reslstm_jax.export import runtime
+
+    return pathlib.Path(path).expanduser() if runtime.is_export(path) else run_dir(path)
+
 
 def run_dir(path) -> pathlib.Path:
     """The run directory of `path` (itself, or the parent of its `best/`)."""
@@ -77,7 +99,12 @@ def run_dir(path) -> pathlib.Path:
 
 def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
          seed: int | None = None) -> Predictor:  # fmt: skip
-    """Load a run's best parameters and settings; select the ensemble members."""
+    """Load a run's best parameters and settings, or an ONNX export (`reslstm_jax.export`:
+    then without JAX); select the ensemble members."""
+    from reslstm_jax.export import runtime
+
+    if runtime.is_export(checkpoint):
+        return _load_export(checkpoint, fold, seed)
     import jax
 
     from reslstm_jax import checkpoint as ckpt
@@ -110,12 +137,27 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
     fold_mean, fold_std = artifacts.read_normalisation(path)
     fold_of = [folds.index(name) for _, name in members]
     mean, std = fold_mean[fold_of], fold_std[fold_of]
-    params = dict(info["features"]["params"])
-    rates = info.get("sample_rates") or {}
-    if "sample_rate" in params and params["sample_rate"] is None and len(rates) == 1:
-        params["sample_rate"] = int(next(iter(rates)))  # bring any input to the training rate
-    extractor = features.get(info["features"]["name"], **params)
-    return Predictor(info, model, variables, mean, std, members, extractor)
+    return Predictor(info, model, variables, mean, std, members, features.extractor_of(info))
+
+
+def _load_export(path, fold: str | None, seed: int | None):
+    """An export folder as a predictor (onnxruntime), its members narrowed by fold and seed."""
+    import importlib.util
+
+    from reslstm_jax.export import runtime
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise PredictError(f"--checkpoint {path} is an ONNX export: predicting from it needs "
+                           "onnxruntime (pip install 'reslstm-jax[edge]')")  # fmt: skip
+    predictor = runtime.load(path)
+    keep = [i for i, (s, f) in enumerate(predictor.members)
+            if (fold is None or f == fold) and (seed is None or s == seed)]  # fmt: skip
+    if not keep:
+        have = ", ".join(f"seed {s} {f}" for s, f in predictor.members)
+        raise PredictError(f"--fold/--seed: the export's members are {have}")
+    predictor.members = [predictor.members[i] for i in keep]
+    predictor.sessions = [predictor.sessions[i] for i in keep]
+    return predictor
 
 
 def _forward(predictor: Predictor):
@@ -144,24 +186,18 @@ def _pad_one(seq: np.ndarray) -> np.ndarray:
 def predict_features(predictor: Predictor, feats) -> dict:
     """Ensemble prediction of one utterance's features: [T, D], or {key: array} for
     multi-array features (the sequence key padded, fixed-size arrays as they are)."""
-    import jax.numpy as jnp
-
     from reslstm_jax.data import SEQUENCE_KEY
 
-    if predictor._forward is None:
-        predictor._forward = _forward(predictor)
     if isinstance(feats, dict):
         frames = len(feats.get(SEQUENCE_KEY, next(iter(feats.values()))))
-        x = {k: jnp.asarray(_pad_one(v) if k == SEQUENCE_KEY else np.asarray(v)[None])
+        x = {k: _pad_one(v) if k == SEQUENCE_KEY else np.asarray(v)[None]
              for k, v in feats.items()}  # fmt: skip
     else:
         frames = len(feats)
-        x = jnp.asarray(_pad_one(feats))
-    probs, weights = predictor._forward(predictor.variables, jnp.asarray(predictor.mean)[:, None],
-                                    jnp.asarray(predictor.std)[:, None], x,
-                                    jnp.asarray([frames], jnp.int32))  # fmt: skip
-    mean_probs = np.asarray(probs)[:, 0].mean(0)
-    attention = None if weights is None else np.asarray(weights)[:, 0, :frames].mean(0)
+        x = _pad_one(feats)
+    probs, weights = predictor.forward(x, np.asarray([frames], np.int32))
+    mean_probs = probs[:, 0].mean(0)
+    attention = None if weights is None else weights[:, 0, :frames].mean(0)
     return {
         "label": predictor.classes[int(np.argmax(mean_probs))],
         "probabilities": {c: float(p) for c, p in zip(predictor.classes, mean_probs, strict=True)},
@@ -322,7 +358,7 @@ def main(argv=None) -> int:
             print(f"wrote {png}", file=sys.stderr)
     if args.json:
         doc = {
-            "checkpoint": str(run_dir(args.checkpoint)),
+            "checkpoint": str(checkpoint_dir(args.checkpoint)),
             "members": [{"seed": s, "fold": f} for s, f in predictor.members],
             "classes": classes,
             "results": [{k: v for k, v in r.items() if k in ("file", "label", "probabilities",

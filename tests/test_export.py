@@ -141,3 +141,74 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err
     assert exited.value.code == 2 and message in err and "Traceback" not in err
     assert not list(tmp_path.glob("onnx*/*"))
+
+
+PREDICT_WITHOUT_JAX = """
+import contextlib, io, json, sys
+from reslstm_jax.predict import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "jax": "jax" in sys.modules, "out": out.getvalue()}))
+"""
+
+
+def test_predicting_from_an_export_runs_without_jax_and_prints_what_the_run_prints(
+    trained_run, tone_corpus, tmp_path, capsys
+):
+    import json
+    import subprocess
+    import sys
+
+    from reslstm_jax.export.__main__ import main as export_main
+    from reslstm_jax.predict import main as predict_main
+
+    run, _ = trained_run
+    export = tmp_path / "onnx"
+    assert export_main(["--checkpoint", str(run), "--out", str(export)]) == 0
+    member = json.loads((export / "export.json").read_text())["member"]
+    files = [str(f) for f in sorted(tone_corpus.rglob("*.wav"))[:3]]
+    proc = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_JAX, "--checkpoint",
+                           str(export), "--json", *files], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["code"] == 0 and got["jax"] is False
+    from_export = json.loads(got["out"])
+    capsys.readouterr()
+    assert predict_main(["--checkpoint", str(run), "--fold", member["fold"], "--seed",
+                         str(member["seed"]), "--json", *files]) == 0  # fmt: skip
+    from_run = json.loads(capsys.readouterr().out)
+    assert from_export["members"] == from_run["members"] == [member]
+    assert from_export["classes"] == from_run["classes"]
+    for a, b in zip(from_export["results"], from_run["results"], strict=True):
+        assert {k: a[k] for k in ("file", "label", "frames", "voiced")} == {
+            k: b[k] for k in ("file", "label", "frames", "voiced")}  # fmt: skip
+        for c in from_run["classes"]:
+            assert a["probabilities"][c] == pytest.approx(b["probabilities"][c], abs=1e-5)
+
+
+def test_int8_export_runs_its_lstms_in_int8(trained_run, tmp_path):
+    import json
+
+    import onnx
+
+    from reslstm_jax.export.__main__ import main
+
+    run, _ = trained_run
+    out = tmp_path / "q"
+    assert main(["--checkpoint", str(run), "--out", str(out), "--quantize", "int8"]) == 0
+    record = json.loads((out / "export.json").read_text())
+    int8 = out / "model.int8.onnx"
+    assert record["int8"]["bytes"] == int8.stat().st_size
+    speed = record["onnxruntime_latency"]  # measured for both graphs, one thread
+    assert {k for k in speed if k.endswith("_ms_per_s")} == {
+        "features_ms_per_s", "fp32_ms_per_s", "int8_ms_per_s"}  # fmt: skip
+    assert all(v > 0 for k, v in speed.items() if k.endswith("_ms_per_s"))
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # the LSTMs run in int8
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40, 46)).astype(np.float32)
+    logits = session.run(["logits"], {"features": x, "lengths": np.array([40, 9, 25], np.int32)})
+    assert logits[0].shape == (3, len(record["classes"])) and np.isfinite(logits[0]).all()

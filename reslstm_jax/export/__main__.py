@@ -19,9 +19,10 @@ import sys
 import numpy as np
 
 from reslstm_jax import artifacts
+from reslstm_jax.export.runtime import EXPORT_FILE, MODEL_FILE
 
-EXPORT_FILE = "export.json"
-MODEL_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+
 # the families with a graph builder (reslstm_jax.export.graphs)
 SUPPORTED = ("lstm_sa", "reslstm_sa")
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", help="with --seed: this member (default: the best validation UAR)")
     p.add_argument("--seed", type=int)
     p.add_argument("--all", action="store_true", help="every member, one folder each")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="also write model.int8.onnx: int8 weights, activations quantised "
+                   "at run time (onnxruntime's dynamic quantisation)")  # fmt: skip
     return p
 
 
@@ -69,8 +73,69 @@ def member_record(predictor, index: int, run: pathlib.Path) -> dict:
     }  # fmt: skip
 
 
+def quantize_int8(source: pathlib.Path, target: pathlib.Path) -> bytes:
+    """onnxruntime's dynamic quantisation of `source` (int8 weights; activations quantised at
+    run time, so no calibration data is needed) written to `target`; its bytes."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to run a pre-processing step: not for LSTMs
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return target.read_bytes()
+
+
+def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3.0,
+                repeats: int = 5) -> dict:  # fmt: skip
+    """onnxruntime's model time per second of audio (ms) for each of `models` ({name: path}),
+    and the feature extraction's, batch 1, one thread, the median of `repeats` runs after one
+    warm-up, on `reslstm_jax.edge.test_signal` (the JAX latency's signal)."""
+    import os
+    import tempfile
+    import time
+
+    import onnxruntime
+    import soundfile
+
+    from reslstm_jax.edge import test_signal
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {name: onnxruntime.InferenceSession(str(path), options,
+                                                   providers=["CPUExecutionProvider"])
+                for name, path in models.items()}  # fmt: skip
+    fd, name = tempfile.mkstemp(suffix=".wav")
+    os.close(fd)
+    wav = pathlib.Path(name)
+    times: dict = {"features": [], **{k: [] for k in sessions}}
+    try:
+        soundfile.write(wav, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            feats = np.asarray(extractor(wav), np.float32)
+            elapsed = {"features": time.perf_counter() - start}
+            inputs = {"features": feats[None], "lengths": np.array([len(feats)], np.int32)}
+            for key, session in sessions.items():
+                start = time.perf_counter()
+                session.run(["logits"], inputs)
+                elapsed[key] = time.perf_counter() - start
+            if i:  # the first run warms up
+                for key, value in elapsed.items():
+                    times[key].append(value)
+    finally:
+        wav.unlink(missing_ok=True)
+    out = {f"{key}_ms_per_s": float(np.median(v)) * 1000 / seconds for key, v in times.items()}
+    out["signal"] = f"{seconds:g} s at {sample_rate} Hz, batch 1, one thread, median of {repeats}"
+    return out
+
+
 def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path,
-                  val_uar: float | None) -> dict:  # fmt: skip
+                  val_uar: float | None, quantize: bool = False) -> dict:  # fmt: skip
     """Write `folder/model.onnx` and `folder/export.json` for member `index`."""
     import jax
 
@@ -87,6 +152,15 @@ def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path
     record = member_record(predictor, index, run)
     record.update(opset=graphs.OPSET, val_uar=val_uar, bytes=len(data),
                   sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
+    models = {"fp32": folder / MODEL_FILE}
+    if quantize:
+        int8 = quantize_int8(folder / MODEL_FILE, folder / INT8_FILE)
+        record["int8"] = {"file": INT8_FILE, "bytes": len(int8),
+                          "sha256": hashlib.sha256(int8).hexdigest()}  # fmt: skip
+        models["int8"] = folder / INT8_FILE
+    rates = list(record.get("sample_rates") or {})
+    rate = int(rates[0]) if len(rates) == 1 else 16000
+    record["onnxruntime_latency"] = ort_latency(models, predictor.extractor, sample_rate=rate)
     artifacts.write_json(folder / EXPORT_FILE, record)
     return record
 
@@ -125,7 +199,7 @@ def export(args) -> list[pathlib.Path]:
         for seed, fold in chosen:
             folder = part / f"seed{seed}-{fold}" if args.all else part
             export_member(predictor, members.index((seed, fold)), folder, run,
-                          scores.get((seed, fold)))  # fmt: skip
+                          scores.get((seed, fold)), quantize=args.quantize == "int8")  # fmt: skip
             written.append(out / folder.relative_to(part))
         part.rename(out)
     except BaseException:
@@ -152,8 +226,13 @@ def main(argv=None) -> int:
         record = artifacts.read_json(folder / EXPORT_FILE)
         member = record["member"]
         uar = "" if record["val_uar"] is None else f", val UAR {record['val_uar']:.4f}"
-        print(f"wrote {folder / MODEL_FILE} ({record['bytes'] / 1024:.1f} KiB; seed "
-              f"{member['seed']}, {member['fold']}{uar})")  # fmt: skip
+        int8 = record.get("int8")
+        also = f", {folder / INT8_FILE} ({int8['bytes'] / 1024:.1f} KiB)" if int8 else ""
+        print(f"wrote {folder / MODEL_FILE} ({record['bytes'] / 1024:.1f} KiB){also}; seed "
+              f"{member['seed']}, {member['fold']}{uar}")  # fmt: skip
+        speed = record["onnxruntime_latency"]
+        timed = ", ".join(f"{k[:-9]} {v:.2f}" for k, v in speed.items() if k.endswith("_ms_per_s"))
+        print(f"  onnxruntime ms per second of audio: {timed} ({speed['signal']})")
     return 0
 
 

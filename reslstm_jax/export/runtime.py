@@ -1,0 +1,80 @@
+"""Predicting from an ONNX export without JAX: onnxruntime, NumPy and the feature code.
+
+```python
+from reslstm_jax.export import runtime
+predictor = runtime.load("exports/h64")       # one member, or a folder of --all members
+probs, attention = predictor.forward(x [1, T, D], lengths [1])   # [M, 1, C], [M, 1, T]
+```
+`reslstm_jax.predict` uses it when `--checkpoint` is an export folder; its output is the same
+as for a run (the mean of the members' class probabilities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from reslstm_jax import artifacts
+
+EXPORT_FILE = "export.json"
+MODEL_FILE = "model.onnx"
+
+
+def member_folders(path: pathlib.Path) -> list[pathlib.Path]:
+    """The export folders at `path`: itself (one member) or its sub-folders (`--all`)."""
+    if (path / EXPORT_FILE).is_file():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{EXPORT_FILE}"))
+
+
+def is_export(path) -> bool:
+    """Whether `path` is an export folder (`python -m reslstm_jax.export --out`)."""
+    path = pathlib.Path(path).expanduser()
+    return path.is_dir() and bool(member_folders(path))
+
+
+@dataclasses.dataclass
+class OnnxPredictor:
+    """An export, loaded: the fields `reslstm_jax.predict` reads, and `forward`."""
+
+    info: dict
+    members: list[tuple[int, str]]
+    extractor: object
+    sessions: list
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info["classes"]
+
+    def forward(self, x: np.ndarray, lengths: np.ndarray):
+        """x [B, T, D] raw features, lengths [B] -> (probabilities [M, B, C], attention
+        [M, B, T]) of the M members."""
+        probs, attention = [], []
+        for session in self.sessions:
+            logits, weights = session.run(["logits", "attention"],
+                                          {"features": x.astype(np.float32),
+                                           "lengths": lengths.astype(np.int32)})  # fmt: skip
+            shifted = np.exp(logits - logits.max(-1, keepdims=True))
+            probs.append(shifted / shifted.sum(-1, keepdims=True))
+            attention.append(weights)
+        return np.stack(probs), np.stack(attention)
+
+
+def load(path) -> OnnxPredictor:
+    """Load an export folder (one member, or the members of an `--all` export)."""
+    import onnxruntime
+
+    from reslstm_jax import features
+
+    folders = member_folders(pathlib.Path(path).expanduser())
+    records = [artifacts.read_json(f / EXPORT_FILE) for f in folders]
+    info = records[0]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # one utterance at a time: threads only add overhead
+    sessions = [onnxruntime.InferenceSession(str(f / MODEL_FILE), options,
+                                             providers=["CPUExecutionProvider"])
+                for f in folders]  # fmt: skip
+    members = [(r["member"]["seed"], r["member"]["fold"]) for r in records]
+    return OnnxPredictor(info, members, features.extractor_of(info), sessions)
