@@ -652,14 +652,14 @@ def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, f
     """`--launcher slurm` with submitit's local executor: the launcher returns the job ids at
     once, and the job (a sweep worker) trains the study's trials."""
     workdir = tmp_path / "runs"
-    proc = sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--no-latency",
+    proc = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--no-latency",
                  "--launcher", "slurm", "--slurm-cluster", "local", "--slurm-time", "10",
                  cache=feature_cache)  # fmt: skip
     assert "submitted 1 worker job(s):" in proc.stdout
     assert f"python -m experiments.report --study {workdir}" in proc.stdout
     deadline = time.time() + 500
     done = []
-    while time.time() < deadline and len(done) < 2:
+    while time.time() < deadline and not done:
         time.sleep(2)
         done = load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(done) == 2 and {t.user_attrs["worker"] for t in done} == {0}
+    assert len(done) == 1 and done[0].user_attrs["worker"] == 0
