@@ -67,6 +67,7 @@ class SweepConfig:
     wandb_project: str = "reslstm-jax"
     wandb_entity: str | None = None
     tags: tuple[str, ...] = ()
+    max_models_per_wave: int | None = None  # `train.fit_group`'s cap (GPUs size waves anyway)
 
     @property
     def study_dir(self) -> pathlib.Path:
@@ -528,6 +529,7 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
             progress=(rank or True) if config.progress else False,
             objective=config.objective, on_chunk=on_chunk, report_every=every,
             checkpoint_every=every if prunable else 10,
+            max_models_per_wave=config.max_models_per_wave,
         )  # fmt: skip
     except Exception as exc:
         if interrupts.received():  # the interrupt in another form: give_back queues them again

@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-seconds", type=float, default=60.0,
                    help="a running trial whose stamp is older is failed and retried")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=2, help="retries of a dead trial")
+    p.add_argument("--max-models-per-wave", type=int,
+                   help="train at most this many of a group's models (trials x folds x seeds) "
+                   "at a time; on a GPU the waves are also sized to its memory")  # fmt: skip
     p.add_argument("--cache-dir", help="feature cache")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
@@ -125,6 +128,8 @@ def build_config(args, p) -> tuple:
         p.error(f"--max-retries must be >= 0, got {args.max_retries}")
     if args.group_size is not None and args.group_size < 1:
         p.error(f"--group-size must be >= 1, got {args.group_size}")
+    if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
+        p.error(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
     for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
                                                       args.tags):  # fmt: skip
         p.error(f"{WANDB_FLAGS[what]} {name!r} {problem}")
@@ -165,6 +170,7 @@ def build_config(args, p) -> tuple:
         max_retries=args.max_retries, cache_dir=args.cache_dir, progress=not args.no_progress,
         latency=not args.no_latency, budget=args.budget, wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity, tags=tuple(args.tags),
+        max_models_per_wave=args.max_models_per_wave,
     )  # fmt: skip
     return space, config
 

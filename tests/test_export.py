@@ -122,7 +122,8 @@ def test_export_cli_all_members(trained_run, tmp_path):
      (["--fold", "fold9", "--seed", "0"], "--fold fold9: the run's folds are"),
      (["--all", "--fold", "fold0", "--seed", "0"], "--all exports every member"),
      ("exists", "exists; choose a new folder"),
-     ("not a run", "not a finished training run")],
+     ("not a run", "not a finished training run"),
+     ("an export", "is an export already, not a training run")],
 )  # fmt: skip
 def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     trained_run, tmp_path, capsys, extra, message
@@ -136,6 +137,9 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
         extra = []
     elif extra == "not a run":
         run, extra = tmp_path, []
+    elif extra == "an export":
+        assert main(["--checkpoint", str(run), "--out", str(tmp_path / "e")]) == 0
+        run, extra = tmp_path / "e", []
     with pytest.raises(SystemExit) as exited:
         main(["--checkpoint", str(run), "--out", str(out), *extra])
     err = capsys.readouterr().err
@@ -212,3 +216,33 @@ def test_int8_export_runs_its_lstms_in_int8(trained_run, tmp_path):
     x = rng.standard_normal((3, 40, 46)).astype(np.float32)
     logits = session.run(["logits"], {"features": x, "lengths": np.array([40, 9, 25], np.int32)})
     assert logits[0].shape == (3, len(record["classes"])) and np.isfinite(logits[0]).all()
+
+
+def test_a_run_with_an_export_inside_is_still_a_run(tmp_path):
+    from reslstm_jax.export import runtime
+
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "export.json").write_text("{}")
+    assert runtime.is_export(tmp_path) and runtime.is_export(tmp_path / "onnx")
+    (tmp_path / "inference.json").write_text("{}")  # a training run's file
+    assert not runtime.is_export(tmp_path)
+
+
+def test_light_sernet_graph_equals_the_jax_model():
+    rng = np.random.default_rng(0)
+    model = rj.models.get("light_sernet", num_classes=4)
+    variables = model.init(jax.random.key(0))
+    variables["batch_stats"] = jax.tree_util.tree_map(
+        lambda a: a + jnp.asarray(rng.uniform(0.1, 0.5, a.shape), jnp.float32),
+        variables["batch_stats"],
+    )
+    mean = rng.standard_normal(40).astype(np.float32)
+    std = rng.uniform(0.5, 2.0, 40).astype(np.float32)
+    session = _session(graphs.light_sernet(model, variables, mean, std))
+    assert [out.name for out in session.get_outputs()] == ["logits"]
+    # odd sizes: the "same" pools pad at the end, and the padded cells are not averaged
+    x = rng.standard_normal((2, 37, 40)).astype(np.float32)
+    lengths = np.array([37, 37], np.int32)
+    logits, _ = model.apply(variables, jnp.asarray((x - mean) / std), jnp.asarray(lengths))
+    got = session.run(["logits"], {"features": x, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, np.asarray(logits), atol=1e-5, rtol=1e-5)

@@ -426,6 +426,7 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
         (["--workers", "two"], "--workers must be a number >= 1 or auto, got two"),
+        (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
         (["--workdir", "/dev/null/runs"], "--workdir /dev/null/runs is under /dev/null, which"),
     ],
 )

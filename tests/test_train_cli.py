@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import pathlib
@@ -450,6 +452,28 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, r
     assert (s["schedule"], s["adam_eps"], s["learning_rate"], s["loss"]) == (
         "exp_decay", 1e-7, 1e-4, "focal")  # fmt: skip
     assert s["batch_size"] == 32 and s["weight_decay"] == 0.0
+    # its ONNX export (with int8) labels audio as the run does (the export extra)
+    pytest.importorskip("onnxruntime")
+    from reslstm_jax.export.__main__ import main as export_main
+    from reslstm_jax.predict import main as predict_main
+
+    assert export_main(["--checkpoint", str(out), "--out", str(tmp_path / "onnx"),
+                        "--quantize", "int8"]) == 0  # fmt: skip
+    member = json.loads((tmp_path / "onnx" / "export.json").read_text())["member"]
+    files = [str(f) for f in sorted(corpus.rglob("*.wav"))[:2]]
+    docs = []
+    for source, extra in (
+        (tmp_path / "onnx", []),
+        (out, ["--fold", member["fold"], "--seed", str(member["seed"])]),
+    ):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert predict_main(["--checkpoint", str(source), "--json", *extra, *files]) == 0
+        docs.append(json.loads(buffer.getvalue()))
+    for a, b in zip(docs[0]["results"], docs[1]["results"], strict=True):
+        assert a["label"] == b["label"]
+        for c, prob in b["probabilities"].items():
+            assert a["probabilities"][c] == pytest.approx(prob, abs=1e-5)
     bad = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
                "--feature-params", "[1]", "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad.returncode == 2 and "--feature-params must be a JSON object" in bad.stderr

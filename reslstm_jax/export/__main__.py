@@ -23,9 +23,6 @@ from reslstm_jax.export.runtime import EXPORT_FILE, MODEL_FILE
 
 INT8_FILE = "model.int8.onnx"
 
-# the families with a graph builder (reslstm_jax.export.graphs)
-SUPPORTED = ("lstm_sa", "reslstm_sa")
-
 
 class ExportError(ValueError):
     """A run, member or output the export cannot use (one line)."""
@@ -69,7 +66,8 @@ def member_record(predictor, index: int, run: pathlib.Path) -> dict:
         "inputs": {"features": "[batch, frames, D] float32, raw (normalised in the graph)",
                    "lengths": "[batch] int32, valid frames per row"},
         "outputs": {"logits": "[batch, classes] float32",
-                    "attention": "[batch, frames] float32"},
+                    **({"attention": "[batch, frames] float32"}
+                       if info["model"] in ("lstm_sa", "reslstm_sa") else {})},
     }  # fmt: skip
 
 
@@ -144,8 +142,9 @@ def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path
     variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[index], predictor.variables)
     seed, fold = predictor.members[index]
     name = f"{predictor.model.name}-{fold}-seed{seed}"
-    proto = graphs.attention_lstm(predictor.model, variables, predictor.mean[index],
-                                  predictor.std[index], name=name)  # fmt: skip
+    build = graphs.BUILDERS[predictor.info["model"]]
+    proto = build(predictor.model, variables, predictor.mean[index], predictor.std[index],
+                  name=name)  # fmt: skip
     data = proto.SerializeToString()
     folder.mkdir(parents=True)
     (folder / MODEL_FILE).write_bytes(data)
@@ -168,8 +167,12 @@ def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path
 def export(args) -> list[pathlib.Path]:
     """Export what the flags select; the folders written. Raises ExportError."""
     from reslstm_jax import predict
+    from reslstm_jax.export import graphs, runtime
 
     out = pathlib.Path(args.out).expanduser()
+    if runtime.is_export(args.checkpoint):
+        raise ExportError(f"--checkpoint {args.checkpoint} is an export already, not a "
+                          "training run")  # fmt: skip
     if out.exists():
         raise ExportError(f"--out {out} exists; choose a new folder (nothing is overwritten)")
     if (args.fold is None) != (args.seed is None):
@@ -183,9 +186,9 @@ def export(args) -> list[pathlib.Path]:
     except (predict.PredictError, artifacts.OutputError) as exc:
         raise ExportError(str(exc)) from None
     family = predictor.info["model"]
-    if family not in SUPPORTED:
-        raise ExportError(f"{family}: ONNX export is implemented for {', '.join(SUPPORTED)} "
-                          "only so far")  # fmt: skip
+    if family not in graphs.BUILDERS:
+        raise ExportError(f"{family}: ONNX export is implemented for "
+                          f"{', '.join(sorted(graphs.BUILDERS))} only so far")  # fmt: skip
     run = predict.run_dir(args.checkpoint)
     members = [tuple(m) for m in predictor.members]
     scores = val_uars(run, predictor.info)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 OPSET = 17
+TensorProto_INT64 = 7  # onnx.TensorProto.INT64 (onnx is imported only when a graph is built)
 # gate blocks: ours (PyTorch's) are i, f, g, o; ONNX's LSTM wants i, o, f, c
 _ONNX_GATES = (0, 3, 1, 2)
 
@@ -79,14 +80,53 @@ class _Graph:
         y = self.op("LSTM", [x_tm, w, r, b, lengths], "lstm", hidden_size=hidden)
         return self.squeeze(y, 1)  # [T, 1, B, H] -> [T, B, H]
 
-    def batch_norm(self, params: dict, stats: dict, x: str, eps: float) -> str:
-        """Evaluation-mode BatchNorm over the last axis, as one multiply-add."""
+    def batch_norm(self, params: dict, stats: dict, x: str, eps: float,
+                   shape: tuple = (-1,)) -> str:  # fmt: skip
+        """Evaluation-mode BatchNorm as one multiply-add; `shape` broadcasts the per-feature
+        constants onto `x` (the last axis by default; (-1, 1, 1) for NCHW channels)."""
         scale = np.asarray(params["weight"], np.float32) / np.sqrt(
             np.asarray(stats["running_var"], np.float32) + np.float32(eps))  # fmt: skip
         shift = np.asarray(params["bias"], np.float32) - np.asarray(
             stats["running_mean"], np.float32) * scale  # fmt: skip
-        scaled = self.op("Mul", [x, self.const("bn_scale", scale.astype(np.float32))])
-        return self.op("Add", [scaled, self.const("bn_shift", shift.astype(np.float32))])
+        scaled = self.op("Mul", [x, self.const("bn_scale", scale.reshape(shape))])
+        return self.op("Add", [scaled, self.const("bn_shift", shift.reshape(shape))])
+
+    def normalised_input(self, mean: np.ndarray, std: np.ndarray) -> tuple[str, str]:
+        """(features normalised with the fold's statistics and zero on padded frames [B, T, D],
+        valid frames [B, T] bool), from the graph inputs `features` and `lengths`."""
+        steps = self.op("Gather", [self.op("Shape", ["features"]), self.const("one", np.int64(1))])
+        frames = self.op("Range", [self.const("start", np.int64(0)), steps,
+                                   self.const("delta", np.int64(1))])  # fmt: skip
+        length64 = self.op("Cast", ["lengths"], to=TensorProto_INT64)
+        valid = self.op("Less", [self.unsqueeze(frames, 0), self.unsqueeze(length64, 1)])
+        mean_c = self.const("mean", np.asarray(mean, np.float32))
+        std_c = self.const("std", np.asarray(std, np.float32))
+        normed = self.op("Div", [self.op("Sub", ["features", mean_c]), std_c])
+        zero = self.const("zero", np.float32(0.0))
+        return self.op("Where", [self.unsqueeze(valid, 2), normed, zero]), valid
+
+    def model(self, model, name: str | None, outputs: dict[str, str]):
+        """The checked ModelProto: inputs `features` [batch, frames, D] and `lengths`,
+        `outputs` {graph output name: node output} ("logits" [batch, C], "attention")."""
+        import onnx
+        from onnx import TensorProto, helper
+
+        shapes = {"logits": ["batch", model.num_classes], "attention": ["batch", "frames"]}
+        for out, node in outputs.items():
+            self.nodes.append(helper.make_node("Identity", [node], [out]))
+        graph = helper.make_graph(
+            self.nodes, name or model.name,
+            [helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                           ["batch", "frames", model.input_size]),
+             helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
+            [helper.make_tensor_value_info(out, TensorProto.FLOAT, shapes[out])
+             for out in outputs],
+            initializer=self.constants,
+        )  # fmt: skip
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="reslstm-jax")  # fmt: skip
+        onnx.checker.check_model(proto, full_check=True)
+        return proto
 
 
 def attention_lstm(model, variables: dict, mean: np.ndarray, std: np.ndarray,
@@ -96,9 +136,6 @@ def attention_lstm(model, variables: dict, mean: np.ndarray, std: np.ndarray,
 
     Raises `Unsupported` in parity mode (`paper_compat`: the reference's unmasked statistics
     depend on the batch's longest row, which an exported model should not)."""
-    import onnx
-    from onnx import TensorProto, helper
-
     from reslstm_jax import nn
 
     if model.paper_compat:
@@ -107,16 +144,7 @@ def attention_lstm(model, variables: dict, mean: np.ndarray, std: np.ndarray,
                           "masked mode")  # fmt: skip
     params, stats = variables["params"], variables["batch_stats"]
     g = _Graph()
-    # valid frames [B, T]: t < length
-    steps = g.op("Gather", [g.op("Shape", ["features"]), g.const("one", np.int64(1))])
-    frames = g.op("Range", [g.const("start", np.int64(0)), steps, g.const("delta", np.int64(1))])
-    length64 = g.op("Cast", ["lengths"], to=TensorProto.INT64)
-    valid = g.op("Less", [g.unsqueeze(frames, 0), g.unsqueeze(length64, 1)])
-    # normalised features, zero on padded frames (as the JAX model's input)
-    mean_c = g.const("mean", np.asarray(mean, np.float32))
-    std_c = g.const("std", np.asarray(std, np.float32))
-    normed = g.op("Div", [g.op("Sub", ["features", mean_c]), std_c])
-    x = g.op("Where", [g.unsqueeze(valid, 2), normed, g.const("zero", np.float32(0.0))])
+    x, valid = g.normalised_input(mean, std)
     h = g.op("Transpose", [x], perm=[1, 0, 2])  # [T, B, D]
     for lstm_name, bn_name in model.block_names:
         out = g.lstm(params[lstm_name], h, "lengths", model.input_size)
@@ -135,18 +163,50 @@ def attention_lstm(model, variables: dict, mean: np.ndarray, std: np.ndarray,
     context = g.squeeze(g.op("MatMul", [g.unsqueeze(attention, 1), seq]), 1)  # [B, H]
     context = g.batch_norm(params["bn"], stats["bn"], context, nn.BN_EPS)
     logits = g.dense(params["fc"], context)
-    g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
-    g.nodes.append(helper.make_node("Identity", [attention], ["attention"]))
-    graph = helper.make_graph(
-        g.nodes, name or model.name,
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT,
-                                       ["batch", "frames", model.input_size]),
-         helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", model.num_classes]),
-         helper.make_tensor_value_info("attention", TensorProto.FLOAT, ["batch", "frames"])],
-        initializer=g.constants,
-    )  # fmt: skip
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="reslstm-jax")  # fmt: skip
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    return g.model(model, name, {"logits": logits, "attention": attention})
+
+
+def light_sernet(model, variables: dict, mean: np.ndarray, std: np.ndarray,
+                 name: str | None = None):  # fmt: skip
+    """The ONNX graph of a Light-SERNet member (`reslstm_jax.models.light_sernet`) in evaluation
+    mode: Keras's "same" convolutions and average pools are ONNX's `SAME_UPPER` (the extra pad
+    at the end; the pools exclude padded cells, `count_include_pad=0`), in NCHW with the time
+    axis as H and the MFCCs as W. Output: logits only (the network has no attention)."""
+    from reslstm_jax.models import light_sernet as ls
+
+    params, stats = variables["params"], variables["batch_stats"]
+    g = _Graph()
+    x, _ = g.normalised_input(mean, std)
+    h = g.unsqueeze(x, 1)  # [B, 1, T, F]
+
+    def conv_bn_relu(block: str, h: str) -> str:
+        p = params[block]
+        kernel = np.asarray(p["conv"]["kernel"], np.float32).transpose(3, 2, 0, 1)  # OIHW
+        inputs = [h, g.const("kernel", kernel)]
+        if "bias" in p["conv"]:
+            inputs.append(g.const("bias", np.asarray(p["conv"]["bias"], np.float32)))
+        y = g.op("Conv", inputs, "conv", auto_pad="SAME_UPPER",
+                 kernel_shape=list(kernel.shape[2:]))  # fmt: skip
+        y = g.batch_norm(p["bn"], stats[block]["bn"], y, model.bn_eps, shape=(-1, 1, 1))
+        return g.op("Relu", [y])
+
+    def pool(h: str, window: tuple[int, int]) -> str:
+        return g.op("AveragePool", [h], "pool", auto_pad="SAME_UPPER", kernel_shape=list(window),
+                    strides=list(window), count_include_pad=0)  # fmt: skip
+
+    paths = [pool(conv_bn_relu(block, h), ls.PATH_POOL) for block, _ in ls.PATHS]
+    h = g.op("Concat", paths, axis=1)
+    for block, _, _, window in ls.LFLBS:
+        h = conv_bn_relu(block, h)
+        h = h if window is None else pool(h, window)
+    pooled = g.op("Flatten", [g.op("GlobalAveragePool", [h])], axis=1)  # [B, 320]
+    dense = params["dense"]
+    logits = g.op("Add", [g.op("MatMul", [pooled, g.const("kernel", np.asarray(dense["kernel"],
+                                                                                np.float32))]),
+                          g.const("bias", np.asarray(dense["bias"], np.float32))])  # fmt: skip
+    return g.model(model, name, {"logits": logits})
+
+
+# family -> graph builder (`python -m reslstm_jax.export`)
+BUILDERS = {"lstm_sa": attention_lstm, "reslstm_sa": attention_lstm,
+            "light_sernet": light_sernet}  # fmt: skip

@@ -30,9 +30,12 @@ def member_folders(path: pathlib.Path) -> list[pathlib.Path]:
 
 
 def is_export(path) -> bool:
-    """Whether `path` is an export folder (`python -m reslstm_jax.export --out`)."""
+    """Whether `path` is an export folder (`python -m reslstm_jax.export --out`), and not a
+    training run (which an export may have been written into)."""
     path = pathlib.Path(path).expanduser()
-    return path.is_dir() and bool(member_folders(path))
+    if not path.is_dir() or (path / artifacts.INFERENCE_FILE).is_file():
+        return False
+    return bool(member_folders(path))
 
 
 @dataclasses.dataclass
@@ -50,16 +53,16 @@ class OnnxPredictor:
 
     def forward(self, x: np.ndarray, lengths: np.ndarray):
         """x [B, T, D] raw features, lengths [B] -> (probabilities [M, B, C], attention
-        [M, B, T]) of the M members."""
+        [M, B, T], or None for a model without attention) of the M members."""
         probs, attention = [], []
+        feed = {"features": x.astype(np.float32), "lengths": lengths.astype(np.int32)}
         for session in self.sessions:
-            logits, weights = session.run(["logits", "attention"],
-                                          {"features": x.astype(np.float32),
-                                           "lengths": lengths.astype(np.int32)})  # fmt: skip
+            names = [out.name for out in session.get_outputs()]  # attention: where the model has it
+            logits, *weights = session.run(names, feed)
             shifted = np.exp(logits - logits.max(-1, keepdims=True))
             probs.append(shifted / shifted.sum(-1, keepdims=True))
-            attention.append(weights)
-        return np.stack(probs), np.stack(attention)
+            attention += weights
+        return np.stack(probs), np.stack(attention) if attention else None
 
 
 def load(path) -> OnnxPredictor:

@@ -192,7 +192,7 @@ def _setup(dataset, group: list[RunSettings], devices: int | None, device_split:
     shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
     hparams, model_data = layout.hparams(group), layout.model_data(dataset.folds)
-    program, wave = make_train(config), layout.size
+    program = make_train(config)
     limit = stacking.device_memory()  # None on the CPU: no waves unless asked
     memory = None if limit is None else stacking.model_memory(
         config, layout.keys(), hparams, model_data, shared)  # fmt: skip

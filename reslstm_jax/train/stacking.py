@@ -16,8 +16,9 @@ model is which, configuration x seed x fold, is `layout.py`'s):
   "mesh" (`on_mesh`: one program for all devices, `jax.shard_map` over a `models` mesh axis,
   the state sharded and kept on the devices between calls) or "threads" (`across_devices`:
   one single-device program per device, dispatched from one thread each, the state gathered
-  on the host every call); "auto" is "threads" on the CPU, where it was measured faster, and
-  "mesh" elsewhere (docs/performance.md).
+  on the host every call); "auto" is "threads" on the CPU, where both train equally fast and
+  only the threads give the same bits as one device, and "mesh" elsewhere
+  (docs/performance.md).
 
 Executors and device counts change speed, never results beyond float rounding of the
 unpacked LSTMs (`model_for_executor`); tests hold them equal.
@@ -45,8 +46,8 @@ def resolve_executor(executor: str) -> str:
 
 
 def resolve_device_split(split: str) -> str:
-    """ "auto" -> "threads" on the CPU (one program per device ran concurrently; a shard_map
-    over two CPU devices was no faster than one device: docs/performance.md), else "mesh"."""
+    """ "auto" -> "threads" on the CPU (as fast as the mesh there, and bit for bit equal to
+    one device, which a partitioned program is not: docs/performance.md), else "mesh"."""
     if split != "auto":
         return split
     return "threads" if jax.default_backend() == "cpu" else "mesh"
@@ -230,8 +231,8 @@ def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
                 return over(fn, *args)
             return over(lambda *per_model: fn(*per_model, args[-1]), *args[:-1])
 
-        # check_vma off: the blocks never communicate (no collectives), and the LSTMs' scan
-        # carries start from constants that the checker would call unvarying over "models"
+        # check_vma off: the blocks never communicate (no collectives), so the check of
+        # which values vary over "models" has nothing to guard
         return jax.shard_map(block, mesh=mesh, in_specs=specs, out_specs=P("models"),
                              check_vma=False)  # fmt: skip
 
