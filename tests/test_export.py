@@ -246,3 +246,29 @@ def test_light_sernet_graph_equals_the_jax_model():
     logits, _ = model.apply(variables, jnp.asarray((x - mean) / std), jnp.asarray(lengths))
     got = session.run(["logits"], {"features": x, "lengths": lengths})[0]
     np.testing.assert_allclose(got, np.asarray(logits), atol=1e-5, rtol=1e-5)
+
+
+def test_evaluate_reports_test_uar_of_jax_fp32_and_int8(trained_run, tone_corpus, feature_cache,
+                                                        tmp_path, capsys):  # fmt: skip
+    import json
+
+    from reslstm_jax.export.__main__ import main
+
+    run, _ = trained_run
+    out = tmp_path / "ev"
+    assert main(["--checkpoint", str(run), "--out", str(out), "--quantize", "int8",
+                 "--evaluate", "--data-dir", str(tone_corpus), "--cache-dir",
+                 str(feature_cache)]) == 0  # fmt: skip
+    report = json.loads((out / "export_report.json").read_text())
+    (member,) = report["members"]
+    runs = json.loads((run / "results.json").read_text())["runs"]
+    same = next(r for r in runs if (r["seed"], r["fold"]) == (member["seed"], member["fold"]))
+    assert member["jax_uar"] == same["test"]["uar"] and member["n_test"] == same["test"]["n"]
+    # fp32 labels the same test utterances as the run's own predictions (logits equal to 1e-5)
+    assert member["fp32_uar"] == pytest.approx(member["jax_uar"], abs=1e-9)
+    assert 0.0 <= member["int8_uar"] <= 1.0
+    assert "test UAR, seed" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a real corpus needs its copy: one line, nothing written
+        main(["--checkpoint", str(run), "--out", str(tmp_path / "no"), "--evaluate"])
+    assert "--evaluate needs --data-dir" in capsys.readouterr().err
+    assert not list(tmp_path.glob("no*"))

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", help="with --seed: this member (default: the best validation UAR)")
     p.add_argument("--seed", type=int)
     p.add_argument("--all", action="store_true", help="every member, one folder each")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also: test UAR of each exported member as the JAX model, the fp32 and "
+                   "the int8 graph, on its fold's test speakers (export_report.json); needs the "
+                   "corpus (--data-dir, --cache-dir)")  # fmt: skip
+    p.add_argument("--data-dir", help="the run's corpus, for --evaluate (not for synthetic)")
+    p.add_argument("--cache-dir", help="feature cache for --evaluate")
     p.add_argument("--quantize", choices=["int8"],
                    help="also write model.int8.onnx: int8 weights, activations quantised "
                    "at run time (onnxruntime's dynamic quantisation)")  # fmt: skip
@@ -204,11 +210,68 @@ def export(args) -> list[pathlib.Path]:
             export_member(predictor, members.index((seed, fold)), folder, run,
                           scores.get((seed, fold)), quantize=args.quantize == "int8")  # fmt: skip
             written.append(out / folder.relative_to(part))
+        if args.evaluate:  # before the folder appears: a failed evaluation leaves nothing
+            folders = [part / f.relative_to(out) for f in written]
+            artifacts.write_json(part / REPORT_FILE,
+                                 evaluate(run, folders, args.data_dir, args.cache_dir))  # fmt: skip
         part.rename(out)
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise
     return written
+
+
+REPORT_FILE = "export_report.json"
+
+
+def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir) -> dict:
+    """Test UAR of every exported member (`folders`) as the JAX model (results.json), the fp32
+    graph and, where written, the int8 graph, on the same test utterances of its fold."""
+    import onnxruntime
+
+    from reslstm_jax import data, metrics
+    from reslstm_jax.corpora.base import CorpusError
+
+    if not (run / "results.json").is_file():
+        raise ExportError(f"--evaluate: {run} has no results.json (a run of several "
+                          "configurations, or one that did not finish)")  # fmt: skip
+    results = artifacts.read_json(run / "results.json")
+    card = results["card"]
+    synthetic = card["corpus"] == "synthetic"
+    if data_dir is None and not synthetic:
+        raise ExportError(f"--evaluate needs --data-dir: the {card['corpus']} copy the run "
+                          "was trained on")  # fmt: skip
+    try:
+        dataset = data.prepare(
+            None if synthetic else card["corpus"], data_dir,
+            protocol=card["protocol"], extractor=card["features"]["name"],
+            extractor_params=card["features"]["params"], normalisation=card["normalisation"],
+            cache_dir=cache_dir, progress=False,
+        )  # fmt: skip
+    except (CorpusError, ValueError) as exc:
+        raise ExportError(f"--evaluate: {exc}") from None
+    if dataset.card["utterance_ids_sha256"] != card["utterance_ids_sha256"]:
+        raise ExportError(f"--data-dir {data_dir}: not the utterances the run was trained on "
+                          "(its protocol card's utterance hash differs)")  # fmt: skip
+    row_of = {u: i for i, u in enumerate(dataset.ids)}
+    runs = {(r["seed"], r["fold"]): r for r in results["runs"]}
+    report = {"run": str(run.resolve()), "members": []}
+    for folder in folders:
+        record = artifacts.read_json(folder / EXPORT_FILE)
+        member = runs[(record["member"]["seed"], record["member"]["fold"])]
+        rows = np.asarray([row_of[u] for u in member["test_predictions"]["ids"]])
+        labels = dataset.labels[rows]
+        entry = {**record["member"], "n_test": len(rows), "jax_uar": member["test"]["uar"]}
+        graphs = {"fp32": MODEL_FILE, **({"int8": INT8_FILE} if "int8" in record else {})}
+        for key, file in graphs.items():
+            session = onnxruntime.InferenceSession(str(folder / file),
+                                                   providers=["CPUExecutionProvider"])  # fmt: skip
+            logits = session.run(["logits"], {"features": dataset.x[rows],
+                                              "lengths": dataset.lengths[rows]})[0]  # fmt: skip
+            scores = metrics.classification(labels, logits.argmax(1), len(dataset.classes))
+            entry[f"{key}_uar"] = scores["uar"]
+        report["members"].append(entry)
+    return report
 
 
 def main(argv=None) -> int:
@@ -236,6 +299,13 @@ def main(argv=None) -> int:
         speed = record["onnxruntime_latency"]
         timed = ", ".join(f"{k[:-9]} {v:.2f}" for k, v in speed.items() if k.endswith("_ms_per_s"))
         print(f"  onnxruntime ms per second of audio: {timed} ({speed['signal']})")
+    report = pathlib.Path(args.out).expanduser() / REPORT_FILE
+    for m in artifacts.read_json(report)["members"] if args.evaluate else []:
+        int8 = f", int8 {m['int8_uar']:.4f}" if "int8_uar" in m else ""
+        print(f"test UAR, seed {m['seed']} {m['fold']} ({m['n_test']} utterances): JAX "
+              f"{m['jax_uar']:.4f}, fp32 {m['fp32_uar']:.4f}{int8}")  # fmt: skip
+    if args.evaluate:
+        print(f"wrote {report}")
     return 0
 
 
