@@ -84,10 +84,14 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, epoch: int, state, history: dict) -> None:
-        """Save after `epoch` epochs (blocks until written, so a kill right after is safe)."""
+        """Save after `epoch` epochs (blocks until written, so a kill right after is safe; a
+        Ctrl-C during the save takes effect when it is written: `interrupts.deferred`)."""
+        from reslstm_jax import interrupts
+
         item = {"state": state, "history": {k: np.asarray(v) for k, v in history.items()}}
-        self._manager.save(epoch, args=ocp.args.StandardSave(item))
-        self._manager.wait_until_finished()
+        with interrupts.deferred():
+            self._manager.save(epoch, args=ocp.args.StandardSave(item))
+            self._manager.wait_until_finished()
 
     def restore(self, state_like, history_like: dict) -> tuple[int, object, dict] | None:
         """(epoch, state, history) of the latest readable checkpoint, shaped like the templates;

@@ -26,6 +26,7 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -51,11 +52,31 @@ class Interrupted(BaseException):
 
 
 _received: list[int] = []  # the signals received, in order
+_deferring = [0]  # depth of `deferred` blocks the main thread is in
+_pending: list[int] = []  # signals received inside them, raised when they end
 
 
 def _raise(signum, frame) -> None:
     _received.append(signum)
+    if _deferring[0]:
+        _pending.append(signum)
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred():
+    """A block the main thread finishes before it takes a signal: `Interrupted` is raised when
+    the block ends (a checkpoint save: orbax, interrupted inside its finalisation, logs the
+    exception with a traceback). The watcher still leaves after GRACE_SECONDS if the block
+    takes longer; the files stay whole either way (module docstring)."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if not _deferring[0] and _pending:
+        raise Interrupted(_pending.pop(0))
 
 
 def received() -> int | None:
@@ -133,7 +154,15 @@ def install() -> None:
         previous(info)
 
     sys.unraisablehook = unraisable
+    # absl logging (orbax's) reports an exception passing through its threads' joins with a
+    # traceback; the interrupt is not an error: drop those records.
+    logging.getLogger("absl").addFilter(_not_an_interrupt)
     threading.Thread(target=_watch, args=(receiver,), name="interrupts", daemon=True).start()
+
+
+def _not_an_interrupt(record) -> bool:
+    """A logging filter: False for a record that carries `Interrupted` as its exception."""
+    return not (record.exc_info and isinstance(record.exc_info[1], Interrupted))
 
 
 def run(main: Callable[..., int], *args) -> int:

@@ -3,9 +3,11 @@
 Default: the member (fold x seed) with the best validation UAR; `--fold F --seed S` picks one,
 `--all` exports every member (one folder each). Each export folder holds `model.onnx`
 (inputs `features` [B, T, D] float32 raw features and `lengths` [B] int32; outputs `logits`
-[B, C] and `attention` [B, T]; the normalisation is inside the graph) and `export.json` (the
-model, classes, feature extractor and its parameters, the member, its validation UAR, the
-graph's sha256). The output folder must not exist; it appears whole or not at all.
+[B, C] and, for the attention LSTMs, `attention` [B, T]; the normalisation is inside the
+graph), `model.int8.onnx` with `--quantize int8`, and `export.json` (the model, classes,
+feature extractor and its parameters, the member, its validation UAR, sizes, sha256s and
+onnxruntime latency). `--evaluate` adds `export_report.json` (test UAR: JAX, fp32, int8). The
+output folder must not exist; it appears whole or not at all (docs/export.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from reslstm_jax import artifacts
 from reslstm_jax.export.runtime import EXPORT_FILE, MODEL_FILE
 
 INT8_FILE = "model.int8.onnx"
+REPORT_FILE = "export_report.json"
 
 
 class ExportError(ValueError):
@@ -219,9 +222,6 @@ def export(args) -> list[pathlib.Path]:
         shutil.rmtree(part, ignore_errors=True)
         raise
     return written
-
-
-REPORT_FILE = "export_report.json"
 
 
 def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir) -> dict:
