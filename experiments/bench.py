@@ -357,6 +357,16 @@ def measure_onnx(frames: int = 87, repeats: int = 50) -> list[dict]:
     return rows
 
 
+def print_onnx_table() -> None:
+    """`--onnx`: `measure_onnx` as the markdown table of docs/export.md."""
+    print("| model | H | params | .onnx KiB fp32 | int8 | onnxruntime ms fp32 | int8 | JAX ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in measure_onnx():
+        print(f"| {r['model']} | {r['hidden']} | {r['params']:,} | {r['fp32_kib']:.1f} | "
+              f"{r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
+              f"{r['jax_ms']:.3f} |", flush=True)  # fmt: skip
+
+
 def row_block_arg(text: str) -> int | None:
     """`--row-block`: a positive integer or 'none'."""
     if text.lower() == "none":
@@ -366,7 +376,7 @@ def row_block_arg(text: str) -> int | None:
     return int(text)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
     p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"])
@@ -401,6 +411,11 @@ def main(argv=None) -> int:
                    "JAX (needs the export extra)")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     for layout in args.layouts:
         if not re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", layout):
@@ -418,14 +433,7 @@ def main(argv=None) -> int:
         compare_cli(args)
         return 0
     if args.onnx:
-        print(
-            "| model | H | params | .onnx KiB fp32 | int8 | onnxruntime ms fp32 | int8 | JAX ms |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        for r in measure_onnx():
-            print(f"| {r['model']} | {r['hidden']} | {r['params']:,} | {r['fp32_kib']:.1f} | "
-                  f"{r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
-                  f"{r['jax_ms']:.3f} |", flush=True)  # fmt: skip
+        print_onnx_table()
         return 0
     if args.families:
         for family in args.families:

@@ -352,17 +352,6 @@ def get(name: str, **params):
 ZERO_ALLOWED = frozenset({"lifter", "preemphasis", "fmin"})
 
 
-def extractor_of(info: dict):
-    """The extractor a trained run or export recorded (`info["features"]`: name and
-    parameters), bringing any input to the training sample rate when the recipe resamples
-    (`sample_rate` None) and the training audio had one rate (`info["sample_rates"]`)."""
-    params = dict(info["features"]["params"])
-    rates = info.get("sample_rates") or {}
-    if "sample_rate" in params and params["sample_rate"] is None and len(rates) == 1:
-        params["sample_rate"] = int(next(iter(rates)))
-    return get(info["features"]["name"], **params)
-
-
 def _parameter_problem(key: str, value, default) -> str | None:
     """Why `value` cannot be extractor parameter `key` (whose default is `default`), or None:
     sizes are positive integers, other numbers finite and positive (checked before any file is

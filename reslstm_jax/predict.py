@@ -75,6 +75,19 @@ class Predictor:
         return np.asarray(probs), None if weights is None else np.asarray(weights)
 
 
+def extractor_of(info: dict):
+    """The extractor a trained run or export recorded (`info["features"]`: name and
+    parameters), bringing any input to the training sample rate when the recipe resamples
+    (`sample_rate` None) and the training audio had one rate (`info["sample_rates"]`)."""
+    params = dict(info["features"]["params"])
+    rates = info.get("sample_rates") or {}
+    if "sample_rate" in params and params["sample_rate"] is None and len(rates) == 1:
+        params["sample_rate"] = int(next(iter(rates)))
+    from reslstm_jax import features
+
+    return features.get(info["features"]["name"], **params)
+
+
 def checkpoint_dir(path) -> pathlib.Path:
     """The run directory of `path` (`run_dir`), or the export folder it is."""
     from reslstm_jax.export import runtime
@@ -108,7 +121,7 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
     import jax
 
     from reslstm_jax import checkpoint as ckpt
-    from reslstm_jax import features, models
+    from reslstm_jax import models
     from reslstm_jax.train.layout import ModelLayout
 
     path = run_dir(checkpoint)
@@ -137,7 +150,7 @@ def load(checkpoint, *, configuration: int = 0, fold: str | None = None,
     fold_mean, fold_std = artifacts.read_normalisation(path)
     fold_of = [folds.index(name) for _, name in members]
     mean, std = fold_mean[fold_of], fold_std[fold_of]
-    return Predictor(info, model, variables, mean, std, members, features.extractor_of(info))
+    return Predictor(info, model, variables, mean, std, members, extractor_of(info))
 
 
 def _load_export(path, fold: str | None, seed: int | None):

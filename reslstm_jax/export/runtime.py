@@ -69,7 +69,7 @@ def load(path) -> OnnxPredictor:
     """Load an export folder (one member, or the members of an `--all` export)."""
     import onnxruntime
 
-    from reslstm_jax import features
+    from reslstm_jax.predict import extractor_of  # (predict imports no JAX at import)
 
     folders = member_folders(pathlib.Path(path).expanduser())
     records = [artifacts.read_json(f / EXPORT_FILE) for f in folders]
@@ -80,4 +80,4 @@ def load(path) -> OnnxPredictor:
                                              providers=["CPUExecutionProvider"])
                 for f in folders]  # fmt: skip
     members = [(r["member"]["seed"], r["member"]["fold"]) for r in records]
-    return OnnxPredictor(info, members, features.extractor_of(info), sessions)
+    return OnnxPredictor(info, members, extractor_of(info), sessions)
