@@ -300,26 +300,28 @@ def compare_cli(args) -> None:
 PAPER_CONFIGS = [(name, h) for name in ("lstm_sa", "reslstm_sa") for h in (32, 64, 128)]
 
 
-def measure_onnx(frames: int = 87, repeats: int = 50) -> list[dict]:
-    """onnxruntime latency of one utterance of `frames` frames (batch 1, one thread, median
-    of `repeats` after a warm-up) and file sizes, fp32 and int8, for the paper's six
-    configurations, next to the JAX eval forward pass on the same input (the `export`
-    extra; weights from a fresh initialisation: the cost does not depend on their values)."""
+# `--onnx`: the paper's six configurations at RAVDESS's 8 classes, then the seed models at
+# their published sizes (Light-SERNet: EMO-DB's 7 classes; DS-LSTM: IEMOCAP's 4, both branches)
+ONNX_CONFIGS = [*((name, {"hidden_size": h, "input_size": N_FEATURES, "num_classes": CLASSES})
+                  for name, h in PAPER_CONFIGS),
+                ("light_sernet", {"num_classes": 7}), ("ds_lstm", {"num_classes": 4})]  # fmt: skip
+
+
+def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
+    """onnxruntime latency of one utterance of `seconds` of audio in each model's own features
+    (`reslstm_jax.models.__main__.example_input`: 87 frames of mfcc_chroma, Light-SERNet's 3 s
+    crop, DS-LSTM's fixed spectrograms and 370 MFCC frames; batch 1, one thread, median of
+    `repeats` after a warm-up) and file sizes, fp32 and int8, for `ONNX_CONFIGS`, next to the
+    JAX eval forward pass on the same input (the `export` extra; weights from a fresh
+    initialisation: the cost does not depend on their values)."""
     import tempfile
 
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    import onnxruntime
 
     import reslstm_jax as rj
-    from reslstm_jax.export import graphs
-    from reslstm_jax.export.__main__ import quantize_int8
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    x = np.random.default_rng(0).standard_normal((1, frames, N_FEATURES)).astype(np.float32)
-    lengths = np.array([frames], np.int32)
+    from reslstm_jax.export import graphs, measure
+    from reslstm_jax.models.__main__ import example_input
 
     def median_ms(fn, *args) -> float:
         fn(*args)  # warm-up (JAX: compile)
@@ -332,39 +334,41 @@ def measure_onnx(frames: int = 87, repeats: int = 50) -> list[dict]:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, hidden in PAPER_CONFIGS:
-            model = rj.models.get(name, hidden_size=hidden, input_size=N_FEATURES,
-                                  num_classes=CLASSES)  # fmt: skip
-            variables = model.init(jax.random.key(0))
-            fp32 = pathlib.Path(tmp) / f"{name}{hidden}.onnx"
-            proto = graphs.attention_lstm(model, variables, np.zeros(N_FEATURES, np.float32),
-                                          np.ones(N_FEATURES, np.float32))  # fmt: skip
+        for name, fields in ONNX_CONFIGS:
+            model = rj.models.get(name, **fields)
+            variables = jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
+            size = getattr(model, "input_size", 1)
+            fp32 = pathlib.Path(tmp) / f"{name}{fields.get('hidden_size', '')}.onnx"
+            proto = graphs.BUILDERS[name](model, variables, np.zeros(size, np.float32),
+                                          np.ones(size, np.float32))  # fmt: skip
             fp32.write_bytes(proto.SerializeToString())
             int8 = fp32.with_suffix(".int8.onnx")
-            quantize_int8(fp32, int8)
-            row = {"model": name, "hidden": hidden,
+            measure.quantize_int8(fp32, int8)
+            x, lengths, frames = example_input(model, seconds)
+            x = jax.tree_util.tree_map(np.asarray, x)
+            row = {"model": name, "hidden": getattr(model, "hidden_size", None), "frames": frames,
                    "params": rj.count_params(variables["params"]),
                    "fp32_kib": fp32.stat().st_size / 1024,
                    "int8_kib": int8.stat().st_size / 1024}  # fmt: skip
             for key, path in (("fp32", fp32), ("int8", int8)):
-                session = onnxruntime.InferenceSession(
-                    str(path), options, providers=["CPUExecutionProvider"])  # fmt: skip
-                feed = {"features": x, "lengths": lengths}
-                row[f"ort_{key}_ms"] = median_ms(session.run, ["logits"], feed)
+                session = measure.session(path)
+                row[f"ort_{key}_ms"] = median_ms(session.run, ["logits"],
+                                                 measure.feed(session, x, lengths))  # fmt: skip
             forward = jax.jit(lambda v, a, n, m=model: m.apply(v, a, n)[0])
-            row["jax_ms"] = median_ms(forward, variables, jnp.asarray(x), jnp.asarray(lengths))
+            row["jax_ms"] = median_ms(forward, variables, x, np.asarray(lengths))
             rows.append(row)
     return rows
 
 
 def print_onnx_table() -> None:
     """`--onnx`: `measure_onnx` as the markdown table of docs/export.md."""
-    print("| model | H | params | .onnx KiB fp32 | int8 | onnxruntime ms fp32 | int8 | JAX ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | H | params | frames | .onnx KiB fp32 | int8 | onnxruntime ms fp32 | int8 "
+          "| JAX ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in measure_onnx():
-        print(f"| {r['model']} | {r['hidden']} | {r['params']:,} | {r['fp32_kib']:.1f} | "
-              f"{r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
-              f"{r['jax_ms']:.3f} |", flush=True)  # fmt: skip
+        print(f"| {r['model']} | {r['hidden'] or '-'} | {r['params']:,} | {r['frames']} | "
+              f"{r['fp32_kib']:.1f} | {r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | "
+              f"{r['ort_int8_ms']:.3f} | {r['jax_ms']:.3f} |", flush=True)  # fmt: skip
 
 
 def row_block_arg(text: str) -> int | None:

@@ -18,7 +18,7 @@ import pathlib
 import sys
 
 from reslstm_jax import report
-from reslstm_jax.plots import PLOT_FORMATS
+from reslstm_jax.plots import PARETO_X, PLOT_FORMATS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
                    help="format of --plots: png, or pdf / svg (vector, for papers)")  # fmt: skip
+    p.add_argument("--x", choices=PARETO_X, default="params",
+                   help="x axis of the Pareto plot and its front: params (default), onnx_kib "
+                   "(the ONNX file) or ort_ms_per_s (onnxruntime latency); the ONNX figures "
+                   "exist for runs trained with the export extra installed")  # fmt: skip
     p.add_argument(
         "--ci-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
     )
@@ -57,6 +61,8 @@ def main(argv=None) -> int:
         p.error("give either --study (with optional --storage) or results paths, not both")
     if args.storage and not args.study:
         p.error("--storage needs --study")
+    if args.x != "params" and not args.plots:
+        p.error("--x sets the axis of the Pareto plot: give --plots DIR too")
     if args.ci_resamples < 100:
         p.error(f"--ci-resamples must be >= 100, got {args.ci_resamples}")
     from reslstm_jax import artifacts
@@ -83,6 +89,11 @@ def main(argv=None) -> int:
         if not configs:
             raise report.ReportError("no finished configuration to report")
         tables = report.build_tables(configs, ci_resamples=args.ci_resamples)
+        if args.x != "params" and not any(r.get(args.x) is not None
+                                          for t in tables for r in t.rows):  # fmt: skip
+            raise report.ReportError(
+                f"--x {args.x}: no configuration has it (its runs were trained without the "
+                "export extra, or with --no-latency)")  # fmt: skip
         comparison = None
         if args.compare:
             a, b = (report.find(configs, name) for name in args.compare)
@@ -120,7 +131,8 @@ def main(argv=None) -> int:
     if args.plots:
         from reslstm_jax import plots
 
-        for path in plots.for_configs(args.plots, tables, configs, fmt=args.plot_format):
+        for path in plots.for_configs(args.plots, tables, configs, fmt=args.plot_format,
+                                      x=args.x):  # fmt: skip
             print(f"wrote {path}")
     return 0
 

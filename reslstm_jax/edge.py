@@ -20,6 +20,11 @@ import numpy as np
 
 from reslstm_jax.params import param_count
 
+# The ONNX export's figures that tables, sweeps and W&B carry next to the JAX ones (when the
+# `export` extra is installed): graph file sizes fp32 / int8 (KiB) and onnxruntime's
+# features + fp32 model time per second of audio (batch 1, one thread).
+ONNX_KEYS = ("onnx_kib", "onnx_int8_kib", "ort_ms_per_s")
+
 
 def size_kib(n_params: int) -> dict:
     """{"fp32_kib", "fp16_kib"} of `n_params` trainable parameters."""
@@ -34,62 +39,87 @@ def test_signal(seconds: float, sample_rate: int) -> np.ndarray:
     return (0.4 * chirp + 0.05 * noise).astype(np.float32)
 
 
-def batch_of_one(features):
-    """Model input of one utterance: x [1, T, D] (or each array of a dict), lengths [1]."""
-    import jax.numpy as jnp
+def signal_rate(sample_rates: dict | None) -> int:
+    """The latency signal's sample rate: the training audio's most common one (`sample_rates`,
+    {rate: files} as the protocol card records it), or 16 kHz when none is known."""
+    if not sample_rates:
+        return 16000
+    return int(max(sample_rates, key=sample_rates.get))
 
+
+def batch_of_one(features) -> tuple:
+    """Model input of one utterance: x [1, T, D] (or each array of a dict) and lengths [1]
+    int32 (the MFCC frames of a dict that has them, as the DS-LSTM recipe counts), NumPy."""
     if isinstance(features, dict):
-        x = {k: jnp.asarray(v)[None] for k, v in features.items()}
+        x = {k: np.asarray(v, np.float32)[None] for k, v in features.items()}
         frames = len(features.get("mfcc", next(iter(features.values()))))
     else:
-        x, frames = jnp.asarray(features)[None], len(features)
-    return x, jnp.asarray([frames], jnp.int32)
+        x, frames = np.asarray(features, np.float32)[None], len(features)
+    return x, np.asarray([frames], np.int32)
+
+
+def time_per_second(runners: dict, extractor, *, seconds: float = 3.0,
+                    sample_rate: int = 16000, repeats: int = 5) -> dict:  # fmt: skip
+    """Median milliseconds per second of audio of the feature extraction ("features") and of
+    each of `runners` ({name: run(x, lengths)}, returning once the result is ready), batch 1,
+    over `repeats` runs after one warm-up run, on `test_signal` written to a temporary WAV."""
+    import soundfile
+
+    fd, name = tempfile.mkstemp(suffix=".wav")
+    os.close(fd)
+    path = pathlib.Path(name)
+    times: dict = {"features": [], **{key: [] for key in runners}}
+    try:
+        soundfile.write(path, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
+        for i in range(repeats + 1):  # the first run compiles and warms caches
+            start = time.perf_counter()
+            x, lengths = batch_of_one(extractor(path))
+            elapsed = {"features": time.perf_counter() - start}
+            for key, run in runners.items():
+                start = time.perf_counter()
+                run(x, lengths)
+                elapsed[key] = time.perf_counter() - start
+            if i:
+                for key, value in elapsed.items():
+                    times[key].append(value)
+    finally:
+        path.unlink(missing_ok=True)
+    return {key: float(np.median(v)) * 1000 / seconds for key, v in times.items()}
 
 
 def latency(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
             repeats: int = 5) -> dict:  # fmt: skip
     """Median features + model time per second of audio (ms), batch 1, after one warm-up."""
     import jax
-    import soundfile
 
     # Compiled: eager init runs each initialiser op by op (~0.5 s); any weights time the same.
     variables = jax.jit(model.init)(jax.random.key(0))
     forward = jax.jit(lambda v, x, n: model.apply(v, x, n)[0])
-    fd, name = tempfile.mkstemp(suffix=".wav")
-    os.close(fd)
-    path = pathlib.Path(name)
-    try:
-        soundfile.write(path, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
-        feature_times, model_times = [], []
-        for i in range(repeats + 1):  # the first run compiles and warms caches
-            start = time.perf_counter()
-            features = extractor(path)
-            middle = time.perf_counter()
-            x, lengths = batch_of_one(features)
-            forward(variables, x, lengths).block_until_ready()
-            end = time.perf_counter()
-            if i:
-                feature_times.append(middle - start)
-                model_times.append(end - middle)
-    finally:
-        path.unlink(missing_ok=True)
-    features_ms = float(np.median(feature_times)) * 1000 / seconds
-    model_ms = float(np.median(model_times)) * 1000 / seconds
+    ms = time_per_second(
+        {"model": lambda x, n: forward(variables, x, n).block_until_ready()}, extractor,
+        seconds=seconds, sample_rate=sample_rate, repeats=repeats,
+    )  # fmt: skip
     return {
-        "latency_ms_per_s": features_ms + model_ms,
-        "features_ms_per_s": features_ms,
-        "model_ms_per_s": model_ms,
+        "latency_ms_per_s": ms["features"] + ms["model"],
+        "features_ms_per_s": ms["features"],
+        "model_ms_per_s": ms["model"],
         "latency_backend": jax.default_backend(),
         "latency_signal": f"{seconds:g} s at {sample_rate} Hz, batch 1, median of {repeats}",
     }
 
 
-def metrics(model, extractor=None, **latency_kwargs) -> dict:
-    """Parameters, sizes and (with an extractor) latency of `model`."""
+def metrics(model, extractor=None, *, onnx: bool = True, **latency_kwargs) -> dict:
+    """Parameters, sizes and (with an extractor) latency of `model`; with `onnx` also the
+    figures of its ONNX export where the `export` extra is installed and the family exports
+    (`reslstm_jax.export.measure.architecture_metrics`: `ONNX_KEYS` and more)."""
     n = param_count(model)
     out = {"trainable_params": n, **size_kib(n)}
     if extractor is not None:
         out.update(latency(model, extractor, **latency_kwargs))
+        if onnx:
+            from reslstm_jax.export import measure
+
+            out.update(measure.architecture_metrics(model, extractor, **latency_kwargs))
     return out
 
 
@@ -101,4 +131,13 @@ def summary(edge: dict) -> str:
         text += (f", {edge['latency_ms_per_s']:.2f} ms per second of audio on "
                  f"{edge['latency_backend']} (features {edge['features_ms_per_s']:.2f} + model "
                  f"{edge['model_ms_per_s']:.2f}; {edge['latency_signal']})")  # fmt: skip
+    if "onnx_kib" in edge:
+        text += f"; ONNX {edge['onnx_kib']:.1f} KiB fp32"
+        if edge.get("onnx_int8_kib") is not None:
+            text += f" / {edge['onnx_int8_kib']:.1f} KiB int8"
+        if edge.get("ort_ms_per_s") is not None:
+            text += (f", onnxruntime {edge['ort_ms_per_s']:.2f} ms per second of audio "
+                     f"(features {edge['ort_features_ms_per_s']:.2f} + model "
+                     f"{edge['ort_model_ms_per_s']:.2f}; int8 model "
+                     f"{edge['ort_int8_model_ms_per_s']:.2f})")  # fmt: skip
     return text

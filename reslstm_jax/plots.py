@@ -34,29 +34,41 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
+# The x axes a Pareto plot can have (`--x`): the row key, its label, and whether log scale.
+PARETO_X = {
+    "params": ("trainable parameters (log scale)", True),
+    "onnx_kib": ("ONNX model file, fp32 (KiB, log scale)", True),
+    "ort_ms_per_s": ("onnxruntime ms per second of audio (features + model, batch 1, one "
+                     "thread)", False),
+}  # fmt: skip
+
+
 def pareto(path, rows: list[dict], on_front: list[bool], *, title: str = "",
            y: str = "selection", y_label: str = "selection metric (validation UAR)",
-           ) -> pathlib.Path:  # fmt: skip
-    """Every configuration as a point (rows' "params", `y`), coloured by "model"; the rows
-    marked `on_front` circled, connected as a step line and annotated with their "label"."""
+           x: str = "params") -> pathlib.Path:  # fmt: skip
+    """Every configuration as a point (rows' `x`, one of `PARETO_X`, and `y`), coloured by
+    "model"; the rows marked `on_front` circled, connected as a step line and annotated with
+    their "label". Rows without an `x` value are left out."""
     plt = _pyplot()
+    x_label, log = PARETO_X[x]
+    shown = [(r, f) for r, f in zip(rows, on_front, strict=True) if r.get(x) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for model in sorted({r["model"] for r in rows}):
-        pts = [r for r in rows if r["model"] == model]
-        ax.scatter([r["params"] for r in pts], [r[y] for r in pts], s=30, alpha=0.65,
+    for model in sorted({r["model"] for r, _ in shown}):
+        pts = [r for r, _ in shown if r["model"] == model]
+        ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=30, alpha=0.65,
                    color=FAMILY_COLORS.get(model, "tab:gray"), label=model)  # fmt: skip
-    front = sorted((r for r, f in zip(rows, on_front, strict=True) if f),
-                   key=lambda r: r["params"])  # fmt: skip
+    front = sorted((r for r, f in shown if f), key=lambda r: r[x])
     if front:
-        ax.step([r["params"] for r in front], [r[y] for r in front], where="post",
+        ax.step([r[x] for r in front], [r[y] for r in front], where="post",
                 color="black", linewidth=1.2, label="Pareto front")  # fmt: skip
-        ax.scatter([r["params"] for r in front], [r[y] for r in front], s=70,
+        ax.scatter([r[x] for r in front], [r[y] for r in front], s=70,
                    facecolors="none", edgecolors="black")  # fmt: skip
         for r in front:
-            ax.annotate(r["label"], (r["params"], r[y]), textcoords="offset points",
+            ax.annotate(r["label"], (r[x], r[y]), textcoords="offset points",
                         xytext=(4, 5), fontsize=7)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
@@ -168,9 +180,13 @@ def curves_title(label: str) -> str:
     return f"{label}: validation UAR per fold (mean over seeds; dots: best epochs)"
 
 
-def for_configs(out_dir, tables, configs, fmt: str = "png") -> list[pathlib.Path]:
-    """Pareto front per table, pooled confusion and learning curves per configuration, as
-    `fmt` files (one of `PLOT_FORMATS`)."""
+def for_configs(out_dir, tables, configs, fmt: str = "png",
+                x: str = "params") -> list[pathlib.Path]:  # fmt: skip
+    """Pareto front per table (selection metric against `x`, one of `PARETO_X`: the front is
+    the one on those axes), pooled confusion and learning curves per configuration, as `fmt`
+    files (one of `PLOT_FORMATS`)."""
+    from reslstm_jax.report import pareto_front
+
     if fmt not in PLOT_FORMATS:
         raise ValueError(f"plot format {fmt!r}: use one of {', '.join(PLOT_FORMATS)}")
     out_dir = pathlib.Path(out_dir)
@@ -178,9 +194,10 @@ def for_configs(out_dir, tables, configs, fmt: str = "png") -> list[pathlib.Path
     written = []
     for i, t in enumerate(tables):
         suffix = f"_{i}" if len(tables) > 1 else ""
-        on_front = [r["label"] in t.front for r in t.rows]
+        front = t.front if x == "params" else pareto_front(t.rows, x)
+        on_front = [r["label"] in front for r in t.rows]
         written.append(pareto(out_dir / f"pareto{suffix}.{fmt}", t.rows, on_front,
-                              title=t.title))  # fmt: skip
+                              title=t.title, x=x))  # fmt: skip
     for c in configs:
         name = slug(c.label)
         classes = c.results["card"]["classes"]

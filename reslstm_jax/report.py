@@ -31,7 +31,7 @@ import pathlib
 import numpy as np
 
 from reslstm_jax import stats
-from reslstm_jax.edge import size_kib
+from reslstm_jax.edge import ONNX_KEYS, size_kib
 
 LEAKY_NOTE = "LEAKY"
 
@@ -202,6 +202,7 @@ def row(config: Config, *, ci_resamples: int = 2000) -> dict:
         "params": n_params,
         **size_kib(n_params),
         "latency_ms_per_s": edge.get("latency_ms_per_s"),
+        **{key: edge.get(key) for key in ONNX_KEYS},
         "folds": {name: f["uar"]["mean"] for name, f in agg["per_fold"].items()},
         "pooled_uar_mean": agg["pooled_oof_uar"]["mean"],
         "pooled_uar_std": agg["pooled_oof_uar"]["std_population"],
@@ -299,20 +300,23 @@ def shown_label(r: dict) -> str:
     return r["label"] + (f" [DIVERGED {r['diverged']}/{r['models']}]" if r.get("diverged") else "")
 
 
-def pareto_front(rows: list[dict]) -> list[str]:
-    """Labels of the rows no other row beats on both selection metric and parameters (rows
-    with diverged models are never on it)."""
-    rows = [r for r in rows if not r.get("diverged")]
-    front = []
-    for r in rows:
-        dominated = any(
-            o["params"] <= r["params"] and o["selection"] >= r["selection"]
-            and (o["params"] < r["params"] or o["selection"] > r["selection"])
-            for o in rows
-        )  # fmt: skip
-        if not dominated:
-            front.append(r["label"])
-    return front
+def front_mask(costs: list[float], scores: list[float]) -> list[bool]:
+    """Which points no other point beats on both: a cost at most as high and a score at
+    least as high, one of them strictly (costs: parameters, KiB, ms; scores: UAR)."""
+    points = list(zip(costs, scores, strict=True))
+    return [
+        not any(c <= cost and s >= score and (c < cost or s > score) for c, s in points)
+        for cost, score in points
+    ]
+
+
+def pareto_front(rows: list[dict], x: str = "params") -> list[str]:
+    """Labels of the rows no other row beats on both selection metric and `x` (parameters,
+    or an edge figure such as "onnx_kib"; rows without it and rows with diverged models are
+    never on it)."""
+    rows = [r for r in rows if not r.get("diverged") and r.get(x) is not None]
+    mask = front_mask([r[x] for r in rows], [r["selection"] for r in rows])
+    return [r["label"] for r, on in zip(rows, mask, strict=True) if on]
 
 
 def build_tables(configs: list[Config], *, ci_resamples: int = 2000) -> list[Table]:
@@ -385,12 +389,21 @@ def spread(mean: float, std: float, n: int, pm: str = "+-") -> str:
     return f"{mean:.4f} (n = 1)" if n == 1 else f"{mean:.4f} {pm} {std:.4f}"
 
 
-def _cells(r: dict, folds: list[str], pm: str) -> list[str]:
+def _has_onnx(t: Table) -> bool:
+    """Whether any row of `t` has the ONNX figures (the `export` extra was installed when it
+    was trained): the tables show their columns only then."""
+    return any(r.get("onnx_kib") is not None for r in t.rows)
+
+
+def _cells(r: dict, folds: list[str], pm: str, onnx: bool = False) -> list[str]:
+    onnx_cells = [_num(r.get("onnx_kib"), 1), _num(r.get("onnx_int8_kib"), 1),
+                  _num(r.get("ort_ms_per_s"), 2)] if onnx else []  # fmt: skip
     return [
         f"{r['params']:,}",
         f"{r['fp32_kib']:.1f}",
         f"{r['fp16_kib']:.1f}",
         _num(r["latency_ms_per_s"], 2),
+        *onnx_cells,
         *(_num(r["folds"][f]) for f in folds),
         spread(r["pooled_uar_mean"], r["pooled_uar_std"], r["seeds"], pm),
         _num(r["pooled_uar_max"]),
@@ -400,23 +413,32 @@ def _cells(r: dict, folds: list[str], pm: str) -> list[str]:
     ]
 
 
-def _header(folds: list[str]) -> list[str]:
-    return ["configuration", "params", "fp32 KiB", "fp16 KiB", "ms / s audio",
+def _header(folds: list[str], onnx: bool = False) -> list[str]:
+    onnx_header = ["ONNX KiB", "int8 KiB", "ort ms / s"] if onnx else []
+    return ["configuration", "params", "fp32 KiB", "fp16 KiB", "ms / s audio", *onnx_header,
             *folds, "pooled UAR", "max", "95% CI", "WA", "macro-F1"]  # fmt: skip
+
+
+ONNX_NOTE = ("ONNX KiB / int8 KiB: the exported graph's file, fp32 and int8 (dynamic "
+             "quantisation); ort ms / s: onnxruntime, features + fp32 model per second of audio "
+             "(batch 1, one thread).")  # fmt: skip
 
 
 def format_markdown(tables: list[Table]) -> str:
     out = []
     for t in tables:
         out.append(f"Table: {t.caption}\n")
-        header = _header(t.folds)
+        onnx = _has_onnx(t)
+        header = _header(t.folds, onnx)
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for r in t.rows:
             mark = " *" if r["label"] in t.front else ""
-            out.append("| " + " | ".join([shown_label(r) + mark, *_cells(r, t.folds, "±")]) + " |")
+            cells = _cells(r, t.folds, "±", onnx)
+            out.append("| " + " | ".join([shown_label(r) + mark, *cells]) + " |")
         out.append("\n\\* Pareto front: no other row has both fewer parameters and a higher "
-                   "selection metric (validation UAR or the study objective).\n")  # fmt: skip
+                   "selection metric (validation UAR or the study objective)."
+                   + (f" {ONNX_NOTE}" if onnx else "") + "\n")  # fmt: skip
         out.append(format_pareto_markdown(t))
     return "\n".join(out)
 
@@ -456,9 +478,11 @@ def format_latex(tables: list[Table]) -> str:
     with a `\\label` (`latex_label`) and a caption that says what bold marks."""
     out = []
     for t in tables:
-        header = _header(t.folds)
+        onnx = _has_onnx(t)
+        header = _header(t.folds, onnx)
         caption = (t.caption + " Bold: the Pareto front (no other row has both fewer parameters "
                    "and a higher selection metric).")  # fmt: skip
+        caption += f" {ONNX_NOTE}" if onnx else ""
         out += [
             r"\begin{table*}[t]",
             r"\centering",
@@ -477,11 +501,15 @@ def format_latex(tables: list[Table]) -> str:
             label = latex_escape(shown_label(r))
             if r["label"] in t.front:
                 label = r"\textbf{" + label + "}"
-            cells = [latex_escape(c) for c in _cells(r, t.folds, "+-")]
+            cells = [latex_escape(c) for c in _cells(r, t.folds, "+-", onnx)]
             cells = [c.replace(r"+-", r"$\pm$") for c in cells]
             out.append(" & ".join([label, *cells]) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}}", r"\end{table*}", ""]
     return "\n".join(out)
+
+
+def _blank(x):
+    return "" if x is None else x
 
 
 def format_csv(tables: list[Table]) -> str:
@@ -492,13 +520,14 @@ def format_csv(tables: list[Table]) -> str:
     writer = csv.writer(buffer)
     folds = sorted({f for t in tables for f in t.folds}, key=lambda f: (len(f), f))
     writer.writerow(["table", "configuration", "params", "fp32_kib", "fp16_kib",
-                     "latency_ms_per_s", *folds, "pooled_uar_mean", "pooled_uar_std_population",
-                     "pooled_uar_max", "ci95_low", "ci95_high", "wa", "macro_f1", "selection",
-                     "pareto", "caption"])  # fmt: skip
+                     "latency_ms_per_s", *ONNX_KEYS, *folds, "pooled_uar_mean",
+                     "pooled_uar_std_population", "pooled_uar_max", "ci95_low", "ci95_high",
+                     "wa", "macro_f1", "selection", "pareto", "caption"])  # fmt: skip
     for i, t in enumerate(tables):
         for r in t.rows:
             writer.writerow([i, shown_label(r), r["params"], f"{r['fp32_kib']:.2f}",
                              f"{r['fp16_kib']:.2f}", r["latency_ms_per_s"] or "",
+                             *(_blank(r.get(key)) for key in ONNX_KEYS),
                              *(r["folds"].get(f, "") for f in folds), r["pooled_uar_mean"],
                              r["pooled_uar_std"], r["pooled_uar_max"], r["ci95"][0],
                              r["ci95"][1], r["wa"], r["macro_f1"], r["selection"],

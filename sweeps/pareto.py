@@ -5,8 +5,14 @@ from __future__ import annotations
 import csv
 import pathlib
 
+from reslstm_jax.edge import ONNX_KEYS
+
 COLUMNS = ("trial", "model", "hidden_size", "res_blocks", "num_att", "n_params", "fp16_kib",
-           "latency_ms_per_s", "val_uar", "test_uar")  # fmt: skip
+           "latency_ms_per_s", *ONNX_KEYS, "val_uar", "test_uar")  # fmt: skip
+
+
+def _cell(value, digits: int, width: int) -> str:
+    return f"{'-' if value is None else f'{value:.{digits}f}':>{width}}"
 
 
 def label(row: dict) -> str:
@@ -14,27 +20,33 @@ def label(row: dict) -> str:
 
 
 def table(rows: list[dict], front: list[int], objective: str) -> str:
-    """Aligned text: every completed trial, front members starred, sorted by size."""
+    """Aligned text: every completed trial, front members starred, sorted by size; the ONNX
+    columns where any trial has them (trained with the `export` extra)."""
     leaky = "  [objective = TEST UAR: leaky, as the reference tuned]" if objective == "test" else ""
+    onnx = any(r.get("onnx_kib") is not None for r in rows)
     lines = [
         f"{'':2}{'model':<14}{'hidden':>7}{'params':>10}{'fp16 KiB':>9}{'ms/s':>7}"
-        f"{'val UAR':>9}{'test UAR':>10}  trial",
+        + (f"{'ONNX KiB':>9}{'int8 KiB':>9}{'ort ms/s':>9}" if onnx else "")
+        + f"{'val UAR':>9}{'test UAR':>10}  trial",
     ]
     for row in sorted(rows, key=lambda r: (r["n_params"], r["trial"])):
         star = "* " if row["trial"] in front else "  "
-        kib = row.get("fp16_kib")
-        ms = row.get("latency_ms_per_s")
         lines.append(
             f"{star}{row['model']:<14}{row.get('hidden_size') or '-':>7}{row['n_params']:>10,}"
-            f"{'-' if kib is None else f'{kib:.1f}':>9}{'-' if ms is None else f'{ms:.2f}':>7}"
-            f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
-        )
+            f"{_cell(row.get('fp16_kib'), 1, 9)}{_cell(row.get('latency_ms_per_s'), 2, 7)}"
+            + (f"{_cell(row.get('onnx_kib'), 1, 9)}{_cell(row.get('onnx_int8_kib'), 1, 9)}"
+               f"{_cell(row.get('ort_ms_per_s'), 2, 9)}" if onnx else "")
+            + f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
+        )  # fmt: skip
     lines.append(
         "* = Pareto front (max UAR by the objective, min parameters). val UAR: mean best-epoch "
         "validation UAR over folds x seeds; test UAR: pooled out-of-fold, mean over seeds; "
         "fp16 KiB: trainable parameters at 2 bytes; ms/s: CPU latency per second of audio "
-        "(features + model, batch 1)." + leaky
-    )
+        "(features + model, batch 1)."
+        + (" ONNX / int8 KiB: the exported graph's file, fp32 and int8; ort ms/s: "
+           "onnxruntime, features + fp32 model, one thread." if onnx else "")
+        + leaky
+    )  # fmt: skip
     return "\n".join(lines)
 
 
@@ -47,13 +59,23 @@ def write_csv(path: pathlib.Path, rows: list[dict], front: list[int]) -> None:
                              "pareto": row["trial"] in front})  # fmt: skip
 
 
-def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, objective: str):
-    """All trials as points, the front connected and labelled by model and size."""
+def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, objective: str,
+         x: str = "params"):  # fmt: skip
+    """All trials as points, the front connected and labelled by model and size; `x` one of
+    `reslstm_jax.plots.PARETO_X` (against params the study's own front, otherwise the front
+    on the plotted axes)."""
     from reslstm_jax import plots
+    from reslstm_jax.report import front_mask
 
-    points = [{"model": r["model"], "params": r["n_params"], "uar": r["uar"], "label": label(r)}
-              for r in rows]  # fmt: skip
+    points = [{"model": r["model"], "params": r["n_params"], "uar": r["uar"], "label": label(r),
+               **{key: r.get(key) for key in ONNX_KEYS}} for r in rows]  # fmt: skip
+    on_front = [r["trial"] in front for r in rows]
+    if x != "params":
+        having = [i for i, p in enumerate(points) if p.get(x) is not None]
+        mask = front_mask([points[i][x] for i in having], [points[i]["uar"] for i in having])
+        on_front = [False] * len(points)
+        for i, on in zip(having, mask, strict=True):
+            on_front[i] = on
     which = "test UAR (pooled OOF) - LEAKY objective" if objective == "test" else (
         "validation UAR (mean over folds x seeds)")  # fmt: skip
-    plots.pareto(path, points, [r["trial"] in front for r in rows], title=title, y="uar",
-                 y_label=which)  # fmt: skip
+    plots.pareto(path, points, on_front, title=title, y="uar", y_label=which, x=x)

@@ -27,6 +27,7 @@ WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": 
 
 
 def parser() -> argparse.ArgumentParser:
+    from reslstm_jax.plots import PARETO_X
     from sweeps import spaces
 
     p = argparse.ArgumentParser(
@@ -80,7 +81,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="feature cache")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
-                   help="skip the CPU latency measurement (edge metrics)")  # fmt: skip
+                   help="skip the latency measurements and the ONNX figures (edge "
+                   "metrics)")  # fmt: skip
+    p.add_argument("--pareto-x", choices=PARETO_X, default="params",
+                   help="x axis of pareto.png: params (default), onnx_kib or ort_ms_per_s "
+                   "(the ONNX figures need the export extra)")  # fmt: skip
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local (default): worker processes on this machine; slurm: --workers "
                    "SLURM jobs through submitit (needs the cluster extra and a PostgreSQL "
@@ -279,8 +284,8 @@ def report_skipped(config, prepared) -> None:
         print(line)
 
 
-def finish(config, space, study) -> None:
-    """Pareto CSV and PNG under the study directory; the front printed."""
+def finish(config, space, study, x: str = "params") -> None:
+    """Pareto CSV and PNG (UAR against `x`) under the study directory; the front printed."""
     from sweeps import engine, pareto
 
     rows = engine.trial_rows(study, space)
@@ -292,7 +297,11 @@ def finish(config, space, study) -> None:
     pareto.write_csv(config.study_dir / "pareto.csv", rows, front)
     title = (f"{config.study}: {len(rows)} trials, {config.epochs} epochs, "
              f"{config.seeds} seed(s)")  # fmt: skip
-    pareto.plot(config.study_dir / "pareto.png", rows, front, title, config.objective)
+    if x != "params" and not any(r.get(x) is not None for r in rows):
+        print(f"note: no trial has {x} (the export extra is not installed, or --no-latency); "
+              "pareto.png is against params")  # fmt: skip
+        x = "params"
+    pareto.plot(config.study_dir / "pareto.png", rows, front, title, config.objective, x=x)
     print(pareto.table(rows, front, config.objective))
     print(f"wrote {config.study_dir / 'pareto.csv'} and {config.study_dir / 'pareto.png'}")
 
@@ -372,7 +381,7 @@ def main(argv=None) -> int:
             record.update(study)
         finally:
             record.close()
-    finish(config, space, study)
+    finish(config, space, study, args.pareto_x)
     return 0
 
 

@@ -272,3 +272,90 @@ def test_evaluate_reports_test_uar_of_jax_fp32_and_int8(trained_run, tone_corpus
         main(["--checkpoint", str(run), "--out", str(tmp_path / "no"), "--evaluate"])
     assert "--evaluate needs --data-dir" in capsys.readouterr().err
     assert not list(tmp_path.glob("no*"))
+
+
+# a small DS-LSTM: 3 aligned steps after the CNNs (the defaults have 27)
+_SMALL_DS = {"num_classes": 4, "hidden_size": 8, "cnn_channels": (4, 2), "n_mels_a": 16,
+             "frames_a": 40, "n_mels_b": 24, "frames_b": 24, "mfcc_size": 5}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"gate_norm": "sigmoid", "head_weight": 0.3}, {"branches": "ds"},
+               {"ds_layers": 1, "lstm_layers": 1}],
+)  # fmt: skip
+def test_ds_lstm_graph_equals_the_jax_model(fields):
+    rng = np.random.default_rng(0)
+    model = rj.models.get("ds_lstm", **_SMALL_DS, **fields)
+    variables = _trained_looking(model)
+    session = _session(graphs.ds_lstm(model, variables))
+    lengths = np.array([11, 3, 7], np.int32)
+    x = {"a": rng.standard_normal((3, 40, 16)) * 3, "b": rng.standard_normal((3, 24, 24)) * 3}
+    if model.branches == "full":
+        x["mfcc"] = rng.standard_normal((3, 11, 5))
+    x = {k: v.astype(np.float32) for k, v in x.items()}
+    logits, _ = model.apply(variables, {k: jnp.asarray(v) for k, v in x.items()},
+                            jnp.asarray(lengths))  # fmt: skip
+    if "mfcc" in x:  # padded MFCC frames may hold anything
+        x["mfcc"][np.arange(11)[None, :] >= lengths[:, None]] = 1e3
+    got = session.run(["logits"], {**x, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, np.asarray(logits), atol=1e-5, rtol=0)
+
+
+def test_ds_lstm_graph_on_real_features_runs_in_int8_and_predicts_as_jax(tone_corpus, tmp_path):
+    """A small DS-LSTM on the tone corpus's ds_lstm_inputs (spectrograms of its sizes, MFCCs
+    of mixed lengths): fp32 logits equal, the int8 graph runs, and the ONNX runtime's dict
+    input path predicts as JAX."""
+    from reslstm_jax import features
+    from reslstm_jax.export import measure, runtime
+
+    model = rj.models.get("ds_lstm", **{**_SMALL_DS, "num_classes": 2, "mfcc_size": 39})
+    variables = _trained_looking(model)
+    files = sorted(tone_corpus.rglob("*.wav"))[:3]
+    sizes = {k: _SMALL_DS[k] for k in ("n_mels_a", "frames_a", "n_mels_b", "frames_b")}
+    feats = [features.get("ds_lstm_inputs", **sizes)(f) for f in files]
+    lengths = np.array([len(f["mfcc"]) for f in feats], np.int32)
+    assert len(set(lengths)) > 1
+    x = {k: np.stack([f[k] for f in feats]) for k in ("a", "b")}
+    x["mfcc"] = np.zeros((3, lengths.max(), 39), np.float32)
+    for row, f in enumerate(feats):
+        x["mfcc"][row, : lengths[row]] = f["mfcc"]
+    logits, _ = jax.jit(model.apply)(variables, x, jnp.asarray(lengths))
+    fp32 = tmp_path / "model.onnx"
+    fp32.write_bytes(graphs.ds_lstm(model, variables).SerializeToString())
+    session = measure.session(fp32)
+    got = session.run(["logits"], measure.feed(session, x, lengths))[0]
+    np.testing.assert_allclose(got, np.asarray(logits), atol=1e-5, rtol=0)
+    measure.quantize_int8(fp32, tmp_path / "model.int8.onnx")
+    int8 = measure.session(tmp_path / "model.int8.onnx")
+    assert np.isfinite(int8.run(["logits"], measure.feed(int8, x, lengths))[0]).all()
+    predictor = runtime.OnnxPredictor({"classes": ["a", "b"]}, [(0, "fold0")], None, [session])
+    probs, attention = predictor.forward(x, lengths)
+    assert attention is None
+    np.testing.assert_allclose(probs[0], np.asarray(jax.nn.softmax(logits)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,fields,features",
+    [("reslstm_sa", {"hidden_size": 8, "input_size": 6}, np.zeros((50, 6), np.float32)),
+     ("light_sernet", {"num_classes": 4}, np.zeros((50, 40), np.float32)),
+     ("ds_lstm", _SMALL_DS, {"a": np.zeros((40, 16), np.float32),
+                             "b": np.zeros((24, 24), np.float32),
+                             "mfcc": np.zeros((30, 5), np.float32)})],
+)  # fmt: skip
+def test_architecture_metrics_give_the_onnx_figures(name, fields, features):
+    from reslstm_jax.export import measure
+
+    model = rj.models.get(name, **fields)
+    out = measure.architecture_metrics(model, lambda path: features, seconds=0.5, repeats=1)
+    # (int8 files are smaller only where weights outweigh the added scale and cast nodes)
+    assert out["onnx_kib"] > 0 and out["onnx_int8_kib"] > 0
+    assert out["ort_ms_per_s"] == pytest.approx(
+        out["ort_features_ms_per_s"] + out["ort_model_ms_per_s"])  # fmt: skip
+    assert out["ort_int8_model_ms_per_s"] > 0 and "one thread" in out["ort_signal"]
+
+
+def test_architecture_metrics_are_empty_where_the_model_does_not_export():
+    from reslstm_jax.export import measure
+
+    model = rj.models.get("reslstm_sa", hidden_size=8, input_size=6, paper_compat=True)
+    assert measure.architecture_metrics(model, lambda path: np.zeros((5, 6))) == {}

@@ -143,6 +143,51 @@ def test_pareto_front_uses_the_selection_metric_not_test():
         {"label": "d", "params": 40, "selection": 0.8},
     ]
     assert report.pareto_front(rows) == ["a", "b", "d"]
+    # against another cost (rows without it are never on that front)
+    for r, kib in zip(rows, (9.0, 4.0, 2.0, None), strict=True):
+        r["onnx_kib"] = kib
+    assert report.pareto_front(rows, "onnx_kib") == ["b", "c"]
+
+
+@pytest.mark.parametrize(
+    "costs,scores,front",
+    [([1, 2, 3], [0.5, 0.6, 0.7], [True, True, True]),
+     ([1, 2, 3], [0.7, 0.6, 0.5], [True, False, False]),
+     ([1, 1, 2], [0.5, 0.5, 0.9], [True, True, True]),  # ties dominate nothing
+     ([2, 1], [0.5, 0.5], [False, True])],
+)  # fmt: skip
+def test_front_mask(costs, scores, front):
+    assert report.front_mask(costs, scores) == front
+
+
+def test_onnx_figures_get_their_columns_and_can_be_the_pareto_axis(results_dir, tmp_path, capsys):
+    """Runs trained with the export extra have the ONNX figures in `edge`: the tables show
+    them (md, LaTeX, CSV) and `--x` puts them on the Pareto plot; without them, `--x` says so."""
+    assert report_cli.main([str(results_dir), "--x", "onnx_kib", "--plots", str(tmp_path / "p"),
+                            "--ci-resamples", "200"]) == 2  # fmt: skip
+    assert "--x onnx_kib: no configuration has it" in capsys.readouterr().err
+    for name, kib in (("small", 5.0), ("big", 9.5)):
+        path = results_dir / name / "results.json"
+        results = json.loads(path.read_text())
+        results["edge"] = {"onnx_kib": kib, "onnx_int8_kib": kib / 2, "ort_ms_per_s": 1.25}
+        path.write_text(json.dumps(results))
+    assert report_cli.main([str(results_dir), "--ci-resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| ONNX KiB | int8 KiB | ort ms / s |" in out and "| 9.5 | 4.8 | 1.25 |" in out
+    assert "| - | - | - |" in out  # h32 has none
+    assert report_cli.main([str(results_dir), "--format", "latex", "--ci-resamples", "200"]) == 0
+    assert "ONNX KiB & int8 KiB & ort ms / s" in capsys.readouterr().out
+    assert report_cli.main([str(results_dir), "--format", "csv", "--ci-resamples", "200"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["onnx_kib"] for r in rows] == ["5.0", "9.5", ""]
+    plots = tmp_path / "plots"
+    assert report_cli.main([str(results_dir), "--x", "onnx_kib", "--plots", str(plots),
+                            "--ci-resamples", "200"]) == 0  # fmt: skip
+    assert (plots / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit) as exited:  # an axis for a plot that is not asked for
+        report_cli.main([str(results_dir), "--x", "ort_ms_per_s"])
+    assert exited.value.code == 2
+    assert "--x sets the axis of the Pareto plot" in capsys.readouterr().err
 
 
 def _balanced(tex: str) -> None:

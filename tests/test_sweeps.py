@@ -245,9 +245,11 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16]
-    # resume: the same command with more trials trains only the new ones
-    sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--tags", "suite",
-          cache=feature_cache)  # fmt: skip
+    # resume: the same command with more trials trains only the new ones (and plots the
+    # front against the ONNX file size)
+    second = sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--tags", "suite",
+                   "--pareto-x", "onnx_kib", cache=feature_cache)  # fmt: skip
+    assert "note: no trial has" not in second.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 2 and len(study.trials) == 2  # only the points asked for are queued
@@ -308,6 +310,8 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
         assert result["edge"]["fp16_kib"] == t.values[1] * 2 / 1024
         assert logged["summary"]["fp16_kib"] == result["edge"]["fp16_kib"]
         assert logged["summary"]["latency_ms_per_s"] == t.user_attrs["latency_ms_per_s"] > 0
+        for key in ("onnx_kib", "onnx_int8_kib", "ort_ms_per_s"):  # the export extra's
+            assert logged["summary"][key] == t.user_attrs[key] == result["edge"][key] > 0
         # the confusion matrix and learning curves, as PNGs and as W&B images, and the
         # confusion matrix as W&B's interactive chart
         assert logged["summary"]["confusion"]["_type"] == "image-file"
@@ -316,6 +320,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
             png = study_dir / "plots" / f"trial_{t.number}_{kind}.png"
             assert png.read_bytes()[:4] == b"\x89PNG"
     assert "fp16 KiB" in first.stdout and "ms/s" in first.stdout
+    assert "ONNX KiB" in first.stdout and "ort ms/s" in first.stdout
     # the study run: the launcher's alone (one per launch, all with the study's W&B id); the
     # latest holds every trial, parameters also on a log scale
     study_runs = [read_run(r) | {"dir": r} for r in tracking.offline_runs(study_dir)]

@@ -127,6 +127,12 @@ def test_results_hold_the_edge_metrics(trained):
     )
     assert 0 < edge["latency_ms_per_s"] < 1000 and "48000 Hz" in edge["latency_signal"]
     assert "ms per second of audio" in proc.stdout
+    # the ONNX export's figures (the test environment has the export extra), on the same signal
+    assert edge["onnx_kib"] > 0 and edge["onnx_int8_kib"] > 0
+    assert edge["ort_ms_per_s"] == pytest.approx(
+        edge["ort_features_ms_per_s"] + edge["ort_model_ms_per_s"])  # fmt: skip
+    assert "48000 Hz" in edge["ort_signal"] and "one thread" in edge["ort_signal"]
+    assert f"ONNX {edge['onnx_kib']:.1f} KiB fp32" in proc.stdout
 
 
 def test_predict_labels_files_and_folders_and_reports_bad_files(
@@ -408,6 +414,33 @@ def test_every_file_not_used_is_listed_with_its_reason(
                     f"file and its reason: {out / 'skipped.csv'}")  # fmt: skip
 
 
+def export_predicts_as_the_run(run, folder, files) -> None:
+    """The run's ONNX export (with int8; the export extra) labels `files` as the run's same
+    member does: labels equal, probabilities within 1e-5."""
+    pytest.importorskip("onnxruntime")
+    from reslstm_jax.export.__main__ import main as export_main
+    from reslstm_jax.predict import main as predict_main
+
+    assert export_main(["--checkpoint", str(run), "--out", str(folder), "--quantize",
+                        "int8"]) == 0  # fmt: skip
+    assert (folder / "model.int8.onnx").stat().st_size > 0
+    member = json.loads((folder / "export.json").read_text())["member"]
+    docs = []
+    for source, extra in (
+        (folder, []),
+        (run, ["--fold", member["fold"], "--seed", str(member["seed"])]),
+    ):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert predict_main(["--checkpoint", str(source), "--json", *extra,
+                                 *map(str, files)]) == 0  # fmt: skip
+        docs.append(json.loads(buffer.getvalue()))
+    for a, b in zip(docs[0]["results"], docs[1]["results"], strict=True):
+        assert a["label"] == b["label"]
+        for c, prob in b["probabilities"].items():
+            assert a["probabilities"][c] == pytest.approx(prob, abs=1e-5)
+
+
 def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path, run_command):
     """A small DS-LSTM (both branches) on the tone corpus: features, two-head loss, schedule."""
     out = tmp_path / "ds"
@@ -431,6 +464,9 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
     doc = json.loads(pred.stdout)
     assert len(doc["members"]) == 5 and doc["results"][0]["label"] in {"neutral", "angry",
         "calm", "happy", "sad", "fearful", "disgust", "surprised"}  # fmt: skip
+    # its ONNX export (three inputs: both spectrograms and the MFCCs) predicts as the run
+    export_predicts_as_the_run(out, tmp_path / "onnx", [clip, corpus / "Actor_03" / (
+        "03-01-01-01-01-01-03.wav")])  # fmt: skip
 
 
 def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, run_command):
@@ -452,28 +488,7 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, r
     assert (s["schedule"], s["adam_eps"], s["learning_rate"], s["loss"]) == (
         "exp_decay", 1e-7, 1e-4, "focal")  # fmt: skip
     assert s["batch_size"] == 32 and s["weight_decay"] == 0.0
-    # its ONNX export (with int8) labels audio as the run does (the export extra)
-    pytest.importorskip("onnxruntime")
-    from reslstm_jax.export.__main__ import main as export_main
-    from reslstm_jax.predict import main as predict_main
-
-    assert export_main(["--checkpoint", str(out), "--out", str(tmp_path / "onnx"),
-                        "--quantize", "int8"]) == 0  # fmt: skip
-    member = json.loads((tmp_path / "onnx" / "export.json").read_text())["member"]
-    files = [str(f) for f in sorted(corpus.rglob("*.wav"))[:2]]
-    docs = []
-    for source, extra in (
-        (tmp_path / "onnx", []),
-        (out, ["--fold", member["fold"], "--seed", str(member["seed"])]),
-    ):
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            assert predict_main(["--checkpoint", str(source), "--json", *extra, *files]) == 0
-        docs.append(json.loads(buffer.getvalue()))
-    for a, b in zip(docs[0]["results"], docs[1]["results"], strict=True):
-        assert a["label"] == b["label"]
-        for c, prob in b["probabilities"].items():
-            assert a["probabilities"][c] == pytest.approx(prob, abs=1e-5)
+    export_predicts_as_the_run(out, tmp_path / "onnx", sorted(corpus.rglob("*.wav"))[:2])
     bad = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
                "--feature-params", "[1]", "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad.returncode == 2 and "--feature-params must be a JSON object" in bad.stderr

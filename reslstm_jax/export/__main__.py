@@ -80,73 +80,13 @@ def member_record(predictor, index: int, run: pathlib.Path) -> dict:
     }  # fmt: skip
 
 
-def quantize_int8(source: pathlib.Path, target: pathlib.Path) -> bytes:
-    """onnxruntime's dynamic quantisation of `source` (int8 weights; activations quantised at
-    run time, so no calibration data is needed) written to `target`; its bytes."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to run a pre-processing step: not for LSTMs
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    return target.read_bytes()
-
-
-def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3.0,
-                repeats: int = 5) -> dict:  # fmt: skip
-    """onnxruntime's model time per second of audio (ms) for each of `models` ({name: path}),
-    and the feature extraction's, batch 1, one thread, the median of `repeats` runs after one
-    warm-up, on `reslstm_jax.edge.test_signal` (the JAX latency's signal)."""
-    import os
-    import tempfile
-    import time
-
-    import onnxruntime
-    import soundfile
-
-    from reslstm_jax.edge import test_signal
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    sessions = {name: onnxruntime.InferenceSession(str(path), options,
-                                                   providers=["CPUExecutionProvider"])
-                for name, path in models.items()}  # fmt: skip
-    fd, name = tempfile.mkstemp(suffix=".wav")
-    os.close(fd)
-    wav = pathlib.Path(name)
-    times: dict = {"features": [], **{k: [] for k in sessions}}
-    try:
-        soundfile.write(wav, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            feats = np.asarray(extractor(wav), np.float32)
-            elapsed = {"features": time.perf_counter() - start}
-            inputs = {"features": feats[None], "lengths": np.array([len(feats)], np.int32)}
-            for key, session in sessions.items():
-                start = time.perf_counter()
-                session.run(["logits"], inputs)
-                elapsed[key] = time.perf_counter() - start
-            if i:  # the first run warms up
-                for key, value in elapsed.items():
-                    times[key].append(value)
-    finally:
-        wav.unlink(missing_ok=True)
-    out = {f"{key}_ms_per_s": float(np.median(v)) * 1000 / seconds for key, v in times.items()}
-    out["signal"] = f"{seconds:g} s at {sample_rate} Hz, batch 1, one thread, median of {repeats}"
-    return out
-
-
 def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path,
                   val_uar: float | None, quantize: bool = False) -> dict:  # fmt: skip
     """Write `folder/model.onnx` and `folder/export.json` for member `index`."""
     import jax
 
-    from reslstm_jax.export import graphs
+    from reslstm_jax import edge
+    from reslstm_jax.export import graphs, measure
 
     variables = jax.tree_util.tree_map(lambda a: np.asarray(a)[index], predictor.variables)
     seed, fold = predictor.members[index]
@@ -162,13 +102,13 @@ def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path
                   sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
     models = {"fp32": folder / MODEL_FILE}
     if quantize:
-        int8 = quantize_int8(folder / MODEL_FILE, folder / INT8_FILE)
+        int8 = measure.quantize_int8(folder / MODEL_FILE, folder / INT8_FILE)
         record["int8"] = {"file": INT8_FILE, "bytes": len(int8),
                           "sha256": hashlib.sha256(int8).hexdigest()}  # fmt: skip
         models["int8"] = folder / INT8_FILE
-    rates = list(record.get("sample_rates") or {})
-    rate = int(rates[0]) if len(rates) == 1 else 16000
-    record["onnxruntime_latency"] = ort_latency(models, predictor.extractor, sample_rate=rate)
+    rate = edge.signal_rate(record.get("sample_rates"))
+    record["onnxruntime_latency"] = measure.ort_latency(models, predictor.extractor,
+                                                        sample_rate=rate)  # fmt: skip
     artifacts.write_json(folder / EXPORT_FILE, record)
     return record
 
@@ -227,10 +167,9 @@ def export(args) -> list[pathlib.Path]:
 def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir) -> dict:
     """Test UAR of every exported member (`folders`) as the JAX model (results.json), the fp32
     graph and, where written, the int8 graph, on the same test utterances of its fold."""
-    import onnxruntime
-
     from reslstm_jax import data, metrics
     from reslstm_jax.corpora.base import CorpusError
+    from reslstm_jax.export import measure
 
     if not (run / "results.json").is_file():
         raise ExportError(f"--evaluate: {run} has no results.json (a run of several "
@@ -264,10 +203,10 @@ def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir
         entry = {**record["member"], "n_test": len(rows), "jax_uar": member["test"]["uar"]}
         graphs = {"fp32": MODEL_FILE, **({"int8": INT8_FILE} if "int8" in record else {})}
         for key, file in graphs.items():
-            session = onnxruntime.InferenceSession(str(folder / file),
-                                                   providers=["CPUExecutionProvider"])  # fmt: skip
-            logits = session.run(["logits"], {"features": dataset.x[rows],
-                                              "lengths": dataset.lengths[rows]})[0]  # fmt: skip
+            session = measure.session(folder / file)
+            x = ({k: v[rows] for k, v in dataset.x.items()} if isinstance(dataset.x, dict)
+                 else dataset.x[rows])  # fmt: skip
+            logits = session.run(["logits"], measure.feed(session, x, dataset.lengths[rows]))[0]
             scores = metrics.classification(labels, logits.argmax(1), len(dataset.classes))
             entry[f"{key}_uar"] = scores["uar"]
         report["members"].append(entry)

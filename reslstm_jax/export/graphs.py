@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 OPSET = 17
-TensorProto_INT64 = 7  # onnx.TensorProto.INT64 (onnx is imported only when a graph is built)
+# onnx.TensorProto's INT64 and FLOAT (onnx is imported only when a graph is built)
+TensorProto_INT64, TensorProto_FLOAT = 7, 1
 # gate blocks: ours (PyTorch's) are i, f, g, o; ONNX's LSTM wants i, o, f, c
 _ONNX_GATES = (0, 3, 1, 2)
 
@@ -91,33 +92,44 @@ class _Graph:
         scaled = self.op("Mul", [x, self.const("bn_scale", scale.reshape(shape))])
         return self.op("Add", [scaled, self.const("bn_shift", shift.reshape(shape))])
 
-    def normalised_input(self, mean: np.ndarray, std: np.ndarray) -> tuple[str, str]:
-        """(features normalised with the fold's statistics and zero on padded frames [B, T, D],
-        valid frames [B, T] bool), from the graph inputs `features` and `lengths`."""
-        steps = self.op("Gather", [self.op("Shape", ["features"]), self.const("one", np.int64(1))])
+    def valid_frames(self, x: str) -> str:
+        """[B, T] bool: the frames of `x` [B, T, D] within each row's `lengths`."""
+        steps = self.op("Gather", [self.op("Shape", [x]), self.const("one", np.int64(1))])
         frames = self.op("Range", [self.const("start", np.int64(0)), steps,
                                    self.const("delta", np.int64(1))])  # fmt: skip
         length64 = self.op("Cast", ["lengths"], to=TensorProto_INT64)
-        valid = self.op("Less", [self.unsqueeze(frames, 0), self.unsqueeze(length64, 1)])
+        return self.op("Less", [self.unsqueeze(frames, 0), self.unsqueeze(length64, 1)])
+
+    def zero_padding(self, x: str, valid: str) -> str:
+        """`x` [B, T, D] with 0 on the frames that are not `valid` [B, T]."""
+        zero = self.const("zero", np.float32(0.0))
+        return self.op("Where", [self.unsqueeze(valid, 2), x, zero])
+
+    def normalised_input(self, mean: np.ndarray, std: np.ndarray) -> tuple[str, str]:
+        """(features normalised with the fold's statistics and zero on padded frames [B, T, D],
+        valid frames [B, T] bool), from the graph inputs `features` and `lengths`."""
+        valid = self.valid_frames("features")
         mean_c = self.const("mean", np.asarray(mean, np.float32))
         std_c = self.const("std", np.asarray(std, np.float32))
         normed = self.op("Div", [self.op("Sub", ["features", mean_c]), std_c])
-        zero = self.const("zero", np.float32(0.0))
-        return self.op("Where", [self.unsqueeze(valid, 2), normed, zero]), valid
+        return self.zero_padding(normed, valid), valid
 
-    def model(self, model, name: str | None, outputs: dict[str, str]):
-        """The checked ModelProto: inputs `features` [batch, frames, D] and `lengths`,
-        `outputs` {graph output name: node output} ("logits" [batch, C], "attention")."""
+    def model(self, model, name: str | None, outputs: dict[str, str],
+              inputs: dict[str, list] | None = None):  # fmt: skip
+        """The checked ModelProto: float inputs `inputs` ({name: shape}; by default `features`
+        [batch, frames, D]) and `lengths` [batch] int32, `outputs` {graph output name: node
+        output} ("logits" [batch, C], "attention" [batch, frames])."""
         import onnx
         from onnx import TensorProto, helper
 
         shapes = {"logits": ["batch", model.num_classes], "attention": ["batch", "frames"]}
+        inputs = inputs or {"features": ["batch", "frames", model.input_size]}
         for out, node in outputs.items():
             self.nodes.append(helper.make_node("Identity", [node], [out]))
         graph = helper.make_graph(
             self.nodes, name or model.name,
-            [helper.make_tensor_value_info("features", TensorProto.FLOAT,
-                                           ["batch", "frames", model.input_size]),
+            [*(helper.make_tensor_value_info(key, TensorProto.FLOAT, shape)
+               for key, shape in inputs.items()),
              helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
             [helper.make_tensor_value_info(out, TensorProto.FLOAT, shapes[out])
              for out in outputs],
@@ -207,6 +219,133 @@ def light_sernet(model, variables: dict, mean: np.ndarray, std: np.ndarray,
     return g.model(model, name, {"logits": logits})
 
 
+def _ds_cnn(g: _Graph, params: dict, stats: dict, spectrogram: str) -> str:
+    """One spectrogram's CNN (`ds_lstm.conv_block` x stages): [B, frames, mels] ->
+    [B, T', C * F'] (channel-major features, as the reference's flatten)."""
+    from reslstm_jax import nn
+
+    h = g.unsqueeze(g.op("Transpose", [spectrogram], perm=[0, 2, 1]), 1)  # [B, 1, F, T]
+    for i in range(len(params)):
+        p, s = params[f"lflb{i}"], stats[f"lflb{i}"]
+        weight = np.asarray(p["conv"]["weight"], np.float32)  # OIHW already (torch layout)
+        pads = [(k - 1) // 2 for k in weight.shape[2:]]  # torch: symmetric, floor
+        y = g.op("Conv", [h, g.const("kernel", weight),
+                          g.const("bias", np.asarray(p["conv"]["bias"], np.float32))],
+                 "conv", kernel_shape=list(weight.shape[2:]), pads=pads * 2)  # fmt: skip
+        y = g.op("Relu", [g.batch_norm(p["bn"], s["bn"], y, nn.BN_EPS, shape=(-1, 1, 1))])
+        h = g.op("MaxPool", [y], "pool", kernel_shape=[2, 2], strides=[2, 2])  # floors
+    time_first = g.op("Transpose", [h], perm=[0, 3, 1, 2])  # [B, T', C, F']
+    return g.op("Reshape", [time_first, g.const("shape", np.array([0, 0, -1], np.int64))])
+
+
+def _ds_layer(g: _Graph, model, params: dict, stats: dict, x: str, y: str, dx: int,
+              last: bool) -> str:  # fmt: skip
+    """One DS-LSTM layer (`ds_lstm.ds_lstm_layer`, evaluation mode), its `model.steps` steps
+    unrolled (a static count): x [B, T, dx], y [B, T, dy] -> BN_out(h_t) stacked [B, T, H],
+    or their mean over time [B, H] for the `last` layer."""
+    from reslstm_jax import nn
+
+    hidden, dy = model.hidden_size, model.y_size
+    w_g, w_t, w_f = (np.asarray(params[k]["weight"], np.float32) for k in ("W", "W_T", "W_F"))
+
+    def matmul(a: str, weight: np.ndarray) -> str:
+        return g.op("MatMul", [a, g.const("weight", np.ascontiguousarray(weight.T))])
+
+    def bias(a: str, key: str) -> str:
+        return g.op("Add", [a, g.const("bias", np.asarray(params[key]["bias"], np.float32))])
+
+    # the input parts of the three Linear layers, for all steps at once (as the JAX layer)
+    g_in = bias(g.op("Add", [matmul(x, w_g[:, :dx]), matmul(y, w_g[:, dx : dx + dy])]), "W")
+    t_in = bias(matmul(x, w_t[:, :dx]), "W_T")
+    f_in = bias(matmul(y, w_f[:, :dy]), "W_F")
+    w_h = np.concatenate([w_g[:, dx + dy :], w_t[:, dx:], w_f[:, dy:]], axis=0)  # [6H, H]
+    sizes = g.const("split", np.array([4 * hidden, hidden, hidden], np.int64))
+    if model.gate_norm == "batchnorm":  # BN_t: per-step running statistics, shared affine
+        gamma = np.asarray(params["bn_t"]["weight"], np.float32)
+        bn_scale = gamma / np.sqrt(np.asarray(stats["bn_t"]["running_var"], np.float32)
+                                   + np.float32(nn.BN_EPS))  # fmt: skip
+        bn_shift = (np.asarray(params["bn_t"]["bias"], np.float32)
+                    - np.asarray(stats["bn_t"]["running_mean"], np.float32) * bn_scale)  # fmt: skip
+    h = c = None  # zero state: step 0 skips the recurrent products (exactly 0 in JAX)
+    outs = []
+    for t in range(model.steps):
+        at = g.const("t", np.int64(t))
+        g_t, t_t, f_t = (g.op("Gather", [seq, at], axis=1) for seq in (g_in, t_in, f_in))
+        if h is not None:
+            rec_g, rec_t, rec_f = g.op("Split", [matmul(h, w_h), sizes], axis=1, outputs=3)
+            g_t, t_t, f_t = (g.op("Add", pair) for pair in ((g_t, rec_g), (t_t, rec_t),
+                                                             (f_t, rec_f)))  # fmt: skip
+        gates = g.op("Sigmoid", [g_t])
+        if model.gate_norm == "batchnorm":
+            gates = g.op("Add", [g.op("Mul", [gates, g.const("bn_t_scale", bn_scale[t])]),
+                                 g.const("bn_t_shift", bn_shift[t])])  # fmt: skip
+        f, i_t, o, i_f = g.op("Split", [gates], axis=1, outputs=4)
+        new = g.op("Add", [g.op("Mul", [i_t, g.op("Tanh", [t_t])]),
+                           g.op("Mul", [i_f, g.op("Tanh", [f_t])])])  # fmt: skip
+        c = new if c is None else g.op("Add", [g.op("Mul", [f, c]), new])
+        h = g.op("Mul", [o, g.op("Tanh", [c])])
+        outs.append(g.unsqueeze(g.batch_norm(params["bn_out"], stats["bn_out"], h, nn.BN_EPS),
+                                1))  # fmt: skip
+    stacked = g.op("Concat", outs, axis=1)  # [B, T, H]
+    return g.op("ReduceMean", [stacked], axes=[1], keepdims=0) if last else stacked
+
+
+def ds_lstm(model, variables: dict, mean=None, std=None, name: str | None = None):
+    """The ONNX graph of a DS-LSTM member (`reslstm_jax.models.ds_lstm`) in evaluation mode.
+
+    Inputs: `a` [batch, frames_a, n_mels_a] and `b` [batch, frames_b, n_mels_b] log-mel
+    spectrograms (fixed sizes, as the features write them), `mfcc` [batch, frames, 39] with
+    `lengths` (for branches="full"; "ds" reads `lengths` for nothing). The model reads raw
+    features (its recipe does not normalise: `mean`, `std` are ignored). The DS-LSTM
+    recurrence is unrolled over its fixed `steps` (27 by default); the MFCC LSTMs are ONNX's
+    LSTM with `sequence_lens`. Output: the fused logits."""
+
+    params, stats = variables["params"], variables["batch_stats"]
+    g = _Graph()
+    seq_a = _ds_cnn(g, params["cnn_a"], stats["cnn_a"], "a")
+    seq_b = _ds_cnn(g, params["cnn_b"], stats["cnn_b"], "b")
+    steps = model.steps
+
+    def every_other(seq: str, start: int) -> str:  # seq[:, start : start + 2 steps : 2]
+        ints = [g.const(k, np.array([v], np.int64))
+                for k, v in (("start", start), ("end", start + 2 * steps), ("axis", 1),
+                             ("step", 2))]  # fmt: skip
+        return g.op("Slice", [seq, *ints])
+
+    # alignment: x_t = mean(A[2t : 2t + 3]), B truncated to the aligned steps
+    x = g.op("Add", [g.op("Add", [every_other(seq_a, 0), every_other(seq_a, 1)]),
+                     every_other(seq_a, 2)])  # fmt: skip
+    x = g.op("Div", [x, g.const("three", np.float32(3.0))])
+    first = [g.const(k, np.array([v], np.int64)) for k, v in (("start", 0), ("end", steps),
+                                                              ("axis", 1))]  # fmt: skip
+    y = g.op("Slice", [seq_b, *first])
+    for i in range(model.ds_layers):
+        x = _ds_layer(g, model, params["ds"][f"layer{i}"], stats["ds"][f"layer{i}"], x, y,
+                      model.x_size if i == 0 else model.hidden_size,
+                      last=i == model.ds_layers - 1)  # fmt: skip
+    logits = g.dense(params["head_ds"], x)
+    inputs = {"a": ["batch", model.frames_a, model.n_mels_a],
+              "b": ["batch", model.frames_b, model.n_mels_b]}  # fmt: skip
+    if model.branches == "full":
+        inputs["mfcc"] = ["batch", "frames", model.mfcc_size]
+        valid = g.valid_frames("mfcc")
+        h = g.op("Transpose", [g.zero_padding("mfcc", valid)], perm=[1, 0, 2])  # [T, B, D]
+        for i in range(model.lstm_layers):
+            h = g.lstm(params["lstm"][f"layer{i}"], h, "lengths", model.hidden_size)
+        # the mean over the valid frames (the runtime's outputs past a length are not relied on)
+        h = g.zero_padding(g.op("Transpose", [h], perm=[1, 0, 2]), valid)
+        frames = g.op("Max", [g.op("Cast", ["lengths"], to=TensorProto_FLOAT),
+                              g.const("one", np.float32(1.0))])  # fmt: skip
+        pooled = g.op("Div", [g.op("ReduceSum", [h, g.const("axis", np.array([1], np.int64))],
+                                   keepdims=0), g.unsqueeze(frames, 1)])  # fmt: skip
+        head_lstm = g.dense(params["head_lstm"], pooled)
+        p = model.head_weight
+        weighted_ds = g.op("Mul", [logits, g.const("p", np.float32(p))])
+        weighted_lstm = g.op("Mul", [head_lstm, g.const("q", np.float32(1.0 - p))])
+        logits = g.op("Add", [weighted_ds, weighted_lstm])
+    return g.model(model, name, {"logits": logits}, inputs=inputs)
+
+
 # family -> graph builder (`python -m reslstm_jax.export`)
 BUILDERS = {"lstm_sa": attention_lstm, "reslstm_sa": attention_lstm,
-            "light_sernet": light_sernet}  # fmt: skip
+            "light_sernet": light_sernet, "ds_lstm": ds_lstm}  # fmt: skip

@@ -51,14 +51,16 @@ class OnnxPredictor:
     def classes(self) -> list[str]:
         return self.info["classes"]
 
-    def forward(self, x: np.ndarray, lengths: np.ndarray):
-        """x [B, T, D] raw features, lengths [B] -> (probabilities [M, B, C], attention
-        [M, B, T], or None for a model without attention) of the M members."""
+    def forward(self, x, lengths: np.ndarray):
+        """x [B, T, D] raw features (or {key: array}, as DS-LSTM reads them), lengths [B] ->
+        (probabilities [M, B, C], attention [M, B, T], or None for a model without attention)
+        of the M members."""
+        from reslstm_jax.export.measure import feed
+
         probs, attention = [], []
-        feed = {"features": x.astype(np.float32), "lengths": lengths.astype(np.int32)}
         for session in self.sessions:
             names = [out.name for out in session.get_outputs()]  # attention: where the model has it
-            logits, *weights = session.run(names, feed)
+            logits, *weights = session.run(names, feed(session, x, lengths))
             shifted = np.exp(logits - logits.max(-1, keepdims=True))
             probs.append(shifted / shifted.sum(-1, keepdims=True))
             attention += weights
@@ -67,17 +69,13 @@ class OnnxPredictor:
 
 def load(path) -> OnnxPredictor:
     """Load an export folder (one member, or the members of an `--all` export)."""
-    import onnxruntime
-
+    from reslstm_jax.export.measure import session
     from reslstm_jax.predict import extractor_of  # (predict imports no JAX at import)
 
     folders = member_folders(pathlib.Path(path).expanduser())
     records = [artifacts.read_json(f / EXPORT_FILE) for f in folders]
     info = records[0]
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # one utterance at a time: threads only add overhead
-    sessions = [onnxruntime.InferenceSession(str(f / MODEL_FILE), options,
-                                             providers=["CPUExecutionProvider"])
-                for f in folders]  # fmt: skip
+    # one utterance at a time, one thread: more threads only add overhead
+    sessions = [session(f / MODEL_FILE) for f in folders]
     members = [(r["member"]["seed"], r["member"]["fold"]) for r in records]
     return OnnxPredictor(info, members, extractor_of(info), sessions)

@@ -110,19 +110,18 @@ def model_of(results: dict):
 
 
 def edge_metrics(results: dict, dataset, *, latency: bool = True) -> dict:
-    """Edge metrics of a finished run's model (latency on the training audio's sample rate)."""
+    """Edge metrics of a finished run's model (`edge.metrics`: latency on the training audio's
+    most common sample rate and, with the `export` extra, the ONNX figures); `latency=False`
+    measures neither."""
     from reslstm_jax import edge, features
 
     model = model_of(results)
     extractor = None
-    rate = 16000
     info = dataset.card["features"]
     if latency and info.get("name") in features.EXTRACTORS:  # not for hand-made arrays
         extractor = features.get(info["name"], **info["params"])
-        rates = dataset.card.get("sample_rates") or {}
-        if rates:
-            rate = int(max(rates, key=rates.get))  # the corpus's most common rate
-    return edge.metrics(model, extractor, sample_rate=rate)
+    return edge.metrics(model, extractor,
+                        sample_rate=edge.signal_rate(dataset.card.get("sample_rates")))  # fmt: skip
 
 
 def summary_lines(results: dict) -> list[str]:

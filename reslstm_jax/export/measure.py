@@ -1,0 +1,123 @@
+"""What an export costs on a device: int8 quantisation, onnxruntime latency, and the ONNX
+figures of an architecture for the edge metrics of every run, sweep trial and report.
+
+```python
+from reslstm_jax.export import measure
+measure.quantize_int8(path, int8_path)                     # onnxruntime dynamic quantisation
+measure.ort_latency({"fp32": path}, extractor, sample_rate=16000)   # ms per second of audio
+measure.architecture_metrics(model, extractor)     # {"onnx_kib", "ort_ms_per_s", ...}
+```
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import pathlib
+import tempfile
+
+import numpy as np
+
+
+def available() -> bool:
+    """Whether the `export` extra (onnx, onnxruntime) is installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def quantize_int8(source: pathlib.Path, target: pathlib.Path) -> bytes:
+    """onnxruntime's dynamic quantisation of `source` (int8 weights; activations quantised at
+    run time, so no calibration data is needed) written to `target`; its bytes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to run a pre-processing step: not for LSTMs
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return target.read_bytes()
+
+
+def session(path):
+    """An onnxruntime CPU session of the graph at `path` (or its bytes), one thread: batch 1
+    on a device, and the figures comparable with the single-threaded JAX ones."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    model = path if isinstance(path, bytes) else str(path)
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def feed(session, x, lengths) -> dict:
+    """The inputs of `session` from features x [B, T, D] (the graph's `features`) or
+    {key: [B, ...]} (DS-LSTM's `a`, `b`, `mfcc`), and lengths [B]; keys the graph does not
+    read (a DS-only model's `mfcc`) are left out."""
+    arrays = x if isinstance(x, dict) else {"features": x}
+    inputs = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+    inputs["lengths"] = np.asarray(lengths, np.int32)
+    names = {i.name for i in session.get_inputs()}
+    return {k: v for k, v in inputs.items() if k in names}
+
+
+def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3.0,
+                repeats: int = 5) -> dict:  # fmt: skip
+    """onnxruntime's model time per second of audio (ms) for each of `models` ({name: path}),
+    and the feature extraction's: `{"features_ms_per_s", "<name>_ms_per_s", ..., "signal"}`,
+    batch 1, one thread, the median of `repeats` runs after one warm-up, on the JAX latency's
+    signal (`reslstm_jax.edge.time_per_second`)."""
+    from reslstm_jax import edge
+
+    sessions = {name: session(path) for name, path in models.items()}
+    runners = {name: (lambda x, n, s=s: s.run(["logits"], feed(s, x, n)))
+               for name, s in sessions.items()}  # fmt: skip
+    ms = edge.time_per_second(runners, extractor, seconds=seconds, sample_rate=sample_rate,
+                              repeats=repeats)  # fmt: skip
+    out = {f"{key}_ms_per_s": value for key, value in ms.items()}
+    out["signal"] = f"{seconds:g} s at {sample_rate} Hz, batch 1, one thread, median of {repeats}"
+    return out
+
+
+def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
+                         repeats: int = 5) -> dict:  # fmt: skip
+    """The ONNX figures of `model`'s architecture, from a graph of fresh weights (file sizes
+    and speed depend on the shapes, not on the values: one measurement serves every member of
+    a configuration, as the JAX latency does):
+
+      onnx_kib, onnx_int8_kib: `model.onnx` and `model.int8.onnx` file sizes (KiB);
+      ort_ms_per_s: features + fp32 model, ms per second of audio (as `latency_ms_per_s`);
+      ort_features_ms_per_s, ort_model_ms_per_s, ort_int8_model_ms_per_s, ort_signal.
+
+    Empty where the `export` extra is not installed or the configuration does not export
+    (`graphs.Unsupported`, e.g. paper_compat); then nothing is imported."""
+    if not available():
+        return {}
+    import jax
+
+    from reslstm_jax.export import graphs
+
+    build = graphs.BUILDERS.get(model.name)
+    if build is None:
+        return {}
+    variables = jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
+    size = getattr(model, "input_size", 1)  # normalisation constants: shapes only matter here
+    try:
+        proto = build(model, variables, np.zeros(size, np.float32), np.ones(size, np.float32))
+    except graphs.Unsupported:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="reslstm-onnx-") as tmp:
+        fp32, int8 = pathlib.Path(tmp) / "model.onnx", pathlib.Path(tmp) / "model.int8.onnx"
+        fp32.write_bytes(proto.SerializeToString())
+        quantize_int8(fp32, int8)
+        out = {"onnx_kib": fp32.stat().st_size / 1024, "onnx_int8_kib": int8.stat().st_size / 1024}
+        speed = ort_latency({"fp32": fp32, "int8": int8}, extractor, sample_rate=sample_rate,
+                            seconds=seconds, repeats=repeats)  # fmt: skip
+    out.update(
+        ort_ms_per_s=speed["features_ms_per_s"] + speed["fp32_ms_per_s"],
+        ort_features_ms_per_s=speed["features_ms_per_s"],
+        ort_model_ms_per_s=speed["fp32_ms_per_s"],
+        ort_int8_model_ms_per_s=speed["int8_ms_per_s"],
+        ort_signal=speed["signal"],
+    )  # fmt: skip
+    return out
