@@ -342,15 +342,17 @@ def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
             proto = graphs.BUILDERS[name](model, variables, np.zeros(size, np.float32),
                                           np.ones(size, np.float32))  # fmt: skip
             fp32.write_bytes(proto.SerializeToString())
-            int8 = fp32.with_suffix(".int8.onnx")
-            measure.quantize_int8(fp32, int8)
+            files = {"fp32": fp32}
+            if measure.int8_refusal(name) is None:  # (Light-SERNet: convolutions only)
+                files["int8"] = fp32.with_suffix(".int8.onnx")
+                measure.quantize_int8(fp32, files["int8"])
             x, lengths, frames = example_input(model, seconds)
             x = jax.tree_util.tree_map(np.asarray, x)
             row = {"model": name, "hidden": getattr(model, "hidden_size", None), "frames": frames,
-                   "params": rj.count_params(variables["params"]),
-                   "fp32_kib": fp32.stat().st_size / 1024,
-                   "int8_kib": int8.stat().st_size / 1024}  # fmt: skip
-            for key, path in (("fp32", fp32), ("int8", int8)):
+                   "params": rj.count_params(variables["params"]), "int8_kib": None,
+                   "ort_int8_ms": None}  # fmt: skip
+            for key, path in files.items():
+                row[f"{key}_kib"] = path.stat().st_size / 1024
                 session = measure.session(path)
                 row[f"ort_{key}_ms"] = median_ms(session.run, ["logits"],
                                                  measure.feed(session, x, lengths))  # fmt: skip
@@ -367,8 +369,12 @@ def print_onnx_table() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in measure_onnx():
         print(f"| {r['model']} | {r['hidden'] or '-'} | {r['params']:,} | {r['frames']} | "
-              f"{r['fp32_kib']:.1f} | {r['int8_kib']:.1f} | {r['ort_fp32_ms']:.3f} | "
-              f"{r['ort_int8_ms']:.3f} | {r['jax_ms']:.3f} |", flush=True)  # fmt: skip
+              f"{r['fp32_kib']:.1f} | {_or_dash(r['int8_kib'], 1)} | {r['ort_fp32_ms']:.3f} | "
+              f"{_or_dash(r['ort_int8_ms'], 3)} | {r['jax_ms']:.3f} |", flush=True)  # fmt: skip
+
+
+def _or_dash(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def row_block_arg(text: str) -> int | None:

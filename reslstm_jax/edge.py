@@ -136,8 +136,9 @@ def summary(edge: dict) -> str:
         if edge.get("onnx_int8_kib") is not None:
             text += f" / {edge['onnx_int8_kib']:.1f} KiB int8"
         if edge.get("ort_ms_per_s") is not None:
+            int8 = edge.get("ort_int8_model_ms_per_s")
             text += (f", onnxruntime {edge['ort_ms_per_s']:.2f} ms per second of audio "
                      f"(features {edge['ort_features_ms_per_s']:.2f} + model "
-                     f"{edge['ort_model_ms_per_s']:.2f}; int8 model "
-                     f"{edge['ort_int8_model_ms_per_s']:.2f})")  # fmt: skip
+                     f"{edge['ort_model_ms_per_s']:.2f}"
+                     + ("" if int8 is None else f"; int8 model {int8:.2f}") + ")")  # fmt: skip
     return text

@@ -116,7 +116,7 @@ def export_member(predictor, index: int, folder: pathlib.Path, run: pathlib.Path
 def export(args) -> list[pathlib.Path]:
     """Export what the flags select; the folders written. Raises ExportError."""
     from reslstm_jax import predict
-    from reslstm_jax.export import graphs, runtime
+    from reslstm_jax.export import graphs, measure, runtime
 
     out = pathlib.Path(args.out).expanduser()
     if runtime.is_export(args.checkpoint):
@@ -138,6 +138,8 @@ def export(args) -> list[pathlib.Path]:
     if family not in graphs.BUILDERS:
         raise ExportError(f"{family}: ONNX export is implemented for "
                           f"{', '.join(sorted(graphs.BUILDERS))} only so far")  # fmt: skip
+    if args.quantize == "int8" and measure.int8_refusal(family):
+        raise ExportError(f"--quantize int8: {measure.int8_refusal(family)}")
     run = predict.run_dir(args.checkpoint)
     members = [tuple(m) for m in predictor.members]
     scores = val_uars(run, predictor.info)

@@ -16,6 +16,8 @@ bias - mean x scale), equal to the JAX model's up to float rounding.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 OPSET = 17
@@ -39,17 +41,23 @@ class _Graph:
 
     def __init__(self):
         self.nodes, self.constants, self._n = [], [], 0
+        self._known: dict = {}  # (dtype, shape, bytes) -> the name of an equal constant
 
     def name(self, hint: str) -> str:
         self._n += 1
         return f"{hint}_{self._n}"
 
     def const(self, hint: str, value) -> str:
+        """A constant (an initializer), stored once: an equal one (e.g. DS-LSTM's recurrent
+        weights, used by each of its unrolled steps) is the same tensor."""
         from onnx import numpy_helper
 
-        name = self.name(hint)
-        self.constants.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
+        value = np.asarray(value)  # (0-d stays 0-d: Gather's scalar indices)
+        key = (value.dtype.str, value.shape, hashlib.sha256(value.tobytes()).digest())
+        if key not in self._known:
+            self._known[key] = self.name(hint)
+            self.constants.append(numpy_helper.from_array(value, self._known[key]))
+        return self._known[key]
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
            **attrs) -> str | list[str]:  # fmt: skip

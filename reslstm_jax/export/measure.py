@@ -24,16 +24,36 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
+# The operators dynamic quantisation turns into int8 ones. Not Conv: onnxruntime's dynamic
+# ConvInteger has no fast kernel on CPUs (measured, docs/export.md: Light-SERNet 4x and DS-LSTM
+# 3.4x slower than fp32 with it, DS-LSTM 1.4x faster without it), so convolutions stay fp32.
+INT8_OPS = ("MatMul", "Gemm", "LSTM")
+
+# Families whose weights are (nearly) all in convolutions: an int8 graph would be the fp32 one.
+INT8_REFUSED = {
+    "light_sernet": "light_sernet: no int8 graph: its weights are in convolutions, which "
+    "dynamic quantisation leaves in fp32 (onnxruntime's dynamic ConvInteger runs about 4x "
+    "slower than fp32), so int8 would change nothing; static quantisation with calibration "
+    "data is not implemented",
+}
+
+
+def int8_refusal(family: str) -> str | None:
+    """Why `family` has no int8 graph (one line), or None when it quantises."""
+    return INT8_REFUSED.get(family)
+
+
 def quantize_int8(source: pathlib.Path, target: pathlib.Path) -> bytes:
-    """onnxruntime's dynamic quantisation of `source` (int8 weights; activations quantised at
-    run time, so no calibration data is needed) written to `target`; its bytes."""
+    """onnxruntime's dynamic quantisation of `source` (int8 weights of `INT8_OPS`; activations
+    quantised at run time, so no calibration data is needed) written to `target`; its bytes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to run a pre-processing step: not for LSTMs
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(INT8_OPS))  # fmt: skip
     finally:
         root.setLevel(level)
     return target.read_bytes()
@@ -87,7 +107,8 @@ def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate:
 
       onnx_kib, onnx_int8_kib: `model.onnx` and `model.int8.onnx` file sizes (KiB);
       ort_ms_per_s: features + fp32 model, ms per second of audio (as `latency_ms_per_s`);
-      ort_features_ms_per_s, ort_model_ms_per_s, ort_int8_model_ms_per_s, ort_signal.
+      ort_features_ms_per_s, ort_model_ms_per_s, ort_int8_model_ms_per_s, ort_signal
+      (the int8 figures None for a family `int8_refusal` names).
 
     Empty where the `export` extra is not installed or the configuration does not export
     (`graphs.Unsupported`, e.g. paper_compat); then nothing is imported."""
@@ -107,17 +128,20 @@ def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate:
     except graphs.Unsupported:
         return {}
     with tempfile.TemporaryDirectory(prefix="reslstm-onnx-") as tmp:
-        fp32, int8 = pathlib.Path(tmp) / "model.onnx", pathlib.Path(tmp) / "model.int8.onnx"
-        fp32.write_bytes(proto.SerializeToString())
-        quantize_int8(fp32, int8)
-        out = {"onnx_kib": fp32.stat().st_size / 1024, "onnx_int8_kib": int8.stat().st_size / 1024}
-        speed = ort_latency({"fp32": fp32, "int8": int8}, extractor, sample_rate=sample_rate,
-                            seconds=seconds, repeats=repeats)  # fmt: skip
-    out.update(
-        ort_ms_per_s=speed["features_ms_per_s"] + speed["fp32_ms_per_s"],
-        ort_features_ms_per_s=speed["features_ms_per_s"],
-        ort_model_ms_per_s=speed["fp32_ms_per_s"],
-        ort_int8_model_ms_per_s=speed["int8_ms_per_s"],
-        ort_signal=speed["signal"],
-    )  # fmt: skip
-    return out
+        graphs_ = {"fp32": pathlib.Path(tmp) / "model.onnx"}
+        graphs_["fp32"].write_bytes(proto.SerializeToString())
+        if int8_refusal(model.name) is None:
+            graphs_["int8"] = pathlib.Path(tmp) / "model.int8.onnx"
+            quantize_int8(graphs_["fp32"], graphs_["int8"])
+        sizes = {key: path.stat().st_size / 1024 for key, path in graphs_.items()}
+        speed = ort_latency(graphs_, extractor, sample_rate=sample_rate, seconds=seconds,
+                            repeats=repeats)  # fmt: skip
+    return {
+        "onnx_kib": sizes["fp32"],
+        "onnx_int8_kib": sizes.get("int8"),  # None: the family has no int8 graph
+        "ort_ms_per_s": speed["features_ms_per_s"] + speed["fp32_ms_per_s"],
+        "ort_features_ms_per_s": speed["features_ms_per_s"],
+        "ort_model_ms_per_s": speed["fp32_ms_per_s"],
+        "ort_int8_model_ms_per_s": speed.get("int8_ms_per_s"),
+        "ort_signal": speed["signal"],
+    }
