@@ -77,7 +77,9 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="devices sharing each configuration's models "
                    "(default: all; on a CPU one per core); results do not depend on "
                    "it")  # fmt: skip
-    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument(
+        "--no-latency", action="store_true", help="skip the latency measurements (JAX, onnxruntime)"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 

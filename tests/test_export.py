@@ -147,8 +147,16 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     assert not list(tmp_path.glob("onnx*/*"))
 
 
+# The edge install (`pip install --no-deps reslstm-jax` + onnxruntime, librosa, soundfile,
+# numpy: docs/export.md) has none of the training stack: importing any of it fails here.
 PREDICT_WITHOUT_JAX = """
-import contextlib, io, json, sys
+import contextlib, importlib.abc, io, json, sys
+BLOCKED = {"jax", "jaxlib", "flax", "optax", "orbax", "optuna", "wandb", "onnx"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed on the device")
+sys.meta_path.insert(0, Block())
 from reslstm_jax.predict import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):

@@ -86,7 +86,8 @@ def build_parser():
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
-                   help="skip the CPU latency measurement of the edge metrics")  # fmt: skip
+                   help="skip the latency measurements (JAX; onnxruntime with the export "
+                   "extra) of the edge metrics")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory (rerun the same command on "
                    "it to resume)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
