@@ -275,6 +275,12 @@ def test_evaluate_reports_test_uar_of_jax_fp32_and_int8(trained_run, tone_corpus
     # fp32 labels the same test utterances as the run's own predictions (logits equal to 1e-5)
     assert member["fp32_uar"] == pytest.approx(member["jax_uar"], abs=1e-9)
     assert 0.0 <= member["int8_uar"] <= 1.0
+    # the edge figures side by side: the run's JAX ones, each graph's size and onnxruntime time
+    record = json.loads((out / "export.json").read_text())
+    assert report["jax_edge"]["latency_ms_per_s"] > 0
+    assert member["onnx_kib"] == record["bytes"] / 1024
+    assert member["onnx_int8_kib"] == record["int8"]["bytes"] / 1024
+    assert member["onnxruntime_latency"]["int8_ms_per_s"] > 0
     assert "test UAR, seed" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a real corpus needs its copy: one line, nothing written
         main(["--checkpoint", str(run), "--out", str(tmp_path / "no"), "--evaluate"])

@@ -196,13 +196,20 @@ def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir
                           "(its protocol card's utterance hash differs)")  # fmt: skip
     row_of = {u: i for i, u in enumerate(dataset.ids)}
     runs = {(r["seed"], r["fold"]): r for r in results["runs"]}
-    report = {"run": str(run.resolve()), "members": []}
+    # the run's JAX edge figures, beside each graph's size and onnxruntime time below
+    jax_edge = {k: v for k, v in (results.get("edge") or {}).items()
+                if k in ("trainable_params", "fp32_kib", "latency_ms_per_s", "features_ms_per_s",
+                         "model_ms_per_s", "latency_backend", "latency_signal")}  # fmt: skip
+    report = {"run": str(run.resolve()), "jax_edge": jax_edge, "members": []}
     for folder in folders:
         record = artifacts.read_json(folder / EXPORT_FILE)
         member = runs[(record["member"]["seed"], record["member"]["fold"])]
         rows = np.asarray([row_of[u] for u in member["test_predictions"]["ids"]])
         labels = dataset.labels[rows]
-        entry = {**record["member"], "n_test": len(rows), "jax_uar": member["test"]["uar"]}
+        entry = {**record["member"], "n_test": len(rows), "jax_uar": member["test"]["uar"],
+                 "onnx_kib": record["bytes"] / 1024,
+                 "onnx_int8_kib": record["int8"]["bytes"] / 1024 if "int8" in record else None,
+                 "onnxruntime_latency": record["onnxruntime_latency"]}  # fmt: skip
         graphs = {"fp32": MODEL_FILE, **({"int8": INT8_FILE} if "int8" in record else {})}
         for key, file in graphs.items():
             session = measure.session(folder / file)
