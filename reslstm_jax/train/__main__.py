@@ -14,7 +14,7 @@ def build_parser():
     import argparse
 
     from reslstm_jax import data, families, features, models, protocols
-    from reslstm_jax.train.fit import MATMUL_PRECISIONS, RunSettings
+    from reslstm_jax.train.fit import CLASS_WEIGHTS, MATMUL_PRECISIONS, RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
@@ -63,6 +63,24 @@ def build_parser():
     p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
     p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
+                   help="loss weights: none (default) or balanced (from each fold's training "
+                   "labels)")  # fmt: skip
+    p.add_argument("--patience", type=int,
+                   help="early stopping: freeze a model after N epochs without a better "
+                   "validation UAR; training ends when every model is frozen (default 0: "
+                   "off)")  # fmt: skip
+    p.add_argument("--time-mask", type=int, metavar="FRAMES",
+                   help="SpecAugment time masks up to FRAMES wide (default 0: off)")  # fmt: skip
+    p.add_argument("--time-masks", type=int, metavar="N", help="time masks per utterance (2)")
+    p.add_argument("--feature-mask", type=int, metavar="WIDTH",
+                   help="feature masks up to WIDTH features wide (default 0: off)")  # fmt: skip
+    p.add_argument("--feature-masks", type=int, metavar="N",
+                   help="feature masks per utterance (2)")  # fmt: skip
+    p.add_argument("--noise-std", type=float,
+                   help="Gaussian noise on the normalised features (default 0: off)")  # fmt: skip
+    p.add_argument("--mixup-alpha", type=float,
+                   help="mixup within each batch, Beta(alpha, alpha) (default 0: off)")  # fmt: skip
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
     p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS,
                    help="float32 matmul precision: default (the backend's: TF32 on recent "
@@ -141,7 +159,10 @@ def settings_from_args(args):
         "learning_rate": args.lr, "weight_decay": args.weight_decay, "dropout": args.dropout,
         "t0": args.t0, "executor": args.executor, "schedule": args.schedule, "loss": args.loss,
         "share_init_across_seeds": args.share_init_across_seeds,
-        "matmul_precision": args.matmul_precision,
+        "matmul_precision": args.matmul_precision, "class_weights": args.class_weights,
+        "patience": args.patience, "time_mask": args.time_mask, "time_masks": args.time_masks,
+        "feature_mask": args.feature_mask, "feature_masks": args.feature_masks,
+        "noise_std": args.noise_std, "mixup_alpha": args.mixup_alpha,
     }  # fmt: skip
     return families.settings_from(args.model, run_fields, model_config=parse_model_config(args))
 

@@ -131,12 +131,32 @@ class TrainConfig:
 
 @flax.struct.dataclass
 class HParams:
-    """Per-model numeric hyperparameters, each [M]."""
+    """Per-model numeric hyperparameters, each [M] (`class_weight` [M, C]).
+
+    The optional ones are None when no model of the program uses them: the program then has
+    none of their code (and is the program of a run without them, bit for bit). Where one
+    model uses them, every model has them, the others with their "off" value (0, or weights
+    of 1), which changes nothing for those models (gated with `where`).
+    """
 
     learning_rate: jax.Array
     weight_decay: jax.Array
     dropout: jax.Array
     t0: jax.Array  # int32, epochs per cosine cycle
+    class_weight: jax.Array | None = None  # [C] loss weight of each class (1: unweighted)
+    patience: jax.Array | None = None  # int32; freeze after this many epochs without a new best
+    time_mask: jax.Array | None = None  # int32, widest time mask (frames); 0: none
+    time_masks: jax.Array | None = None  # int32, time masks per utterance (<= MAX_MASKS)
+    feature_mask: jax.Array | None = None  # int32, widest feature mask (features); 0: none
+    feature_masks: jax.Array | None = None  # int32, feature masks per utterance
+    noise_std: jax.Array | None = None  # float32, Gaussian noise on normalised features
+    mixup_alpha: jax.Array | None = None  # float32, Beta(alpha, alpha) mixup; 0: none
+
+
+# SpecAugment-style masks per utterance at most (`HParams.time_masks`, `feature_masks`)
+MAX_MASKS = 4
+# the fields of HParams that augment the training batches (None when unused)
+AUGMENTATION_FIELDS = ("time_mask", "feature_mask", "noise_std", "mixup_alpha")
 
 
 @flax.struct.dataclass
@@ -292,16 +312,94 @@ def predict_rows(model, eval_batch: int, params, stats, shared, data, rows, vali
     return jax.lax.map(one, (rows_b, valid_b)).reshape(-1)[:n]
 
 
-def batch_loss(model, loss: str, params, stats, x, lengths, labels, valid, key, rate):
-    """(loss over the batch's valid rows + the model's penalty, new batch statistics)."""
+def batch_loss(model, loss: str, params, stats, x, lengths, labels, valid, key, rate,
+               targets=None):  # fmt: skip
+    """(loss over the batch's valid rows + the model's penalty, new batch statistics).
+
+    `targets` (None: the plain mean over the valid rows): `(class_weight [C] or None,
+    partner labels [B] or None, lam)`. Each row's loss is `lam * w[y] * L(y) + (1 - lam) *
+    w[y'] * L(y')` (mixup with partner labels y'; lam = 1 without), divided by the sum of
+    `lam * w[y] + (1 - lam) * w[y']` over the valid rows: PyTorch's weighted
+    `CrossEntropyLoss` mean, and the mean itself with weights of 1."""
     (logits, extras), new_stats = model.apply(
         {"params": params, "batch_stats": stats},
         x, lengths, train=True, key=key, dropout_rate=rate,
     )  # fmt: skip
     heads = model.loss_heads(logits, extras)
-    per_row = sum(weight * per_row_loss(loss, head, labels) for weight, head in heads)
-    total = jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(valid.sum(), 1)
+
+    def rows_loss(y):
+        return sum(weight * per_row_loss(loss, head, y) for weight, head in heads)
+
+    if targets is None:
+        per_row = rows_loss(labels)
+        total = jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(valid.sum(), 1)
+        return total + model.penalty(params), new_stats
+    class_weight, partner, lam = targets
+    w = jnp.ones_like(labels, jnp.float32) if class_weight is None else class_weight[labels]
+    per_row, norm = w * rows_loss(labels), w
+    if partner is not None:
+        w_p = jnp.ones_like(w) if class_weight is None else class_weight[partner]
+        per_row = lam * per_row + (1 - lam) * w_p * rows_loss(partner)
+        norm = lam * w + (1 - lam) * w_p
+    total = jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(
+        jnp.sum(jnp.where(valid, norm, 0.0)), 1e-12)  # fmt: skip
     return total + model.penalty(params), new_stats
+
+
+def _masks(key, x, axis: int, width, count, extent):
+    """SpecAugment masks on x [B, T, D] along `axis` (1: time, 2: features): up to `count`
+    (<= MAX_MASKS) per row, each of a width drawn from 0..`width` and a start drawn so that
+    it ends within `extent` ([B] valid frames, or D); masked cells become 0, the normalised
+    features' mean."""
+    batch, size = x.shape[0], x.shape[axis]
+    key_width, key_start = jax.random.split(key)
+    widths = jnp.floor(jax.random.uniform(key_width, (batch, MAX_MASKS)) * (width + 1))
+    room = jnp.maximum(jnp.broadcast_to(extent, (batch,))[:, None] - widths + 1, 1)
+    starts = jnp.floor(jax.random.uniform(key_start, (batch, MAX_MASKS)) * room)
+    used = jnp.arange(MAX_MASKS)[None, :, None] < count
+    pos = jnp.arange(size)[None, None, :]
+    cover = (used & (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(1)
+    return jnp.where(cover.reshape((batch, size, 1) if axis == 1 else (batch, 1, size)), 0.0, x)
+
+
+def augment(key, hp: HParams, x, lengths, labels, valid):
+    """The training batch's augmentations, each per model and off at its 0 value:
+    SpecAugment time and feature masks, Gaussian noise on the valid frames, then mixup with a
+    partner row of the same batch. x: [B, T, D] normalised features (0 on padded frames),
+    lengths [B], labels [B], valid [B] (valid rows come first: `epoch_batches`).
+
+    Returns (x, lengths, partner labels [B] or None, lam): mixup mixes the rows' features
+    (lam ~ Beta(alpha, alpha) per batch) and keeps the longer row's length; the loss mixes
+    the labels (`batch_loss`)."""
+    key_time, key_feature, key_noise, key_mix = jax.random.split(key, 4)
+    if hp.time_mask is not None:
+        x = _masks(key_time, x, 1, hp.time_mask, hp.time_masks, lengths)
+    if hp.feature_mask is not None:
+        x = _masks(key_feature, x, 2, hp.feature_mask, hp.feature_masks, x.shape[2])
+    if hp.noise_std is not None:
+        frames = nn.length_mask(lengths, x.shape[1])[..., None]
+        noisy = x + hp.noise_std * jax.random.normal(key_noise, x.shape, x.dtype)
+        x = jnp.where(frames & (hp.noise_std > 0), noisy, x)
+    if hp.mixup_alpha is None:
+        return x, lengths, None, jnp.float32(1.0)
+    key_lam, key_perm = jax.random.split(key_mix)
+    alpha = jnp.maximum(hp.mixup_alpha, 1e-3)  # (Beta needs alpha > 0; off is gated below)
+    lam = jnp.where(hp.mixup_alpha > 0, jax.random.beta(key_lam, alpha, alpha), 1.0)
+    # a random permutation of the valid positions (the first ones); padding rows keep theirs
+    order = jnp.argsort(jnp.where(valid, jax.random.uniform(key_perm, valid.shape), 2.0))
+    n_valid = valid.sum()
+    positions = jnp.arange(valid.shape[0])
+    partner = jnp.where(positions < n_valid, order, positions)
+    x = jnp.where(lam < 1, lam * x + (1 - lam) * x[partner], x)
+    lengths = jnp.where(lam < 1, jnp.maximum(lengths, lengths[partner]), lengths)
+    return x, lengths, labels[partner], lam.astype(jnp.float32)
+
+
+def frozen_at(patience, epochs_done, best_epoch):
+    """Whether early stopping freezes a model before its next epoch: `patience` > 0 epochs
+    have passed since its best one (`best_epoch` 0-based, `epochs_done` epochs trained).
+    Works on JAX and NumPy arrays alike (the fit loop asks it on the host)."""
+    return (patience > 0) & (epochs_done - 1 - best_epoch >= patience)
 
 
 def epoch_batches(key, data: ModelData, batch: int):
@@ -330,23 +428,37 @@ def train_epoch(config: TrainConfig, optimizer, state: TrainState, hp: HParams,
     model = config.model
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch + 1)
     key_shuffle, key_dropout = jax.random.split(key)
+    key_augment = jax.random.fold_in(key, 1 << 20)  # its own stream: the others stay as they are
     rows, valid = epoch_batches(key_shuffle, data, config.batch_size)
     lr = learning_rate_at(config.schedule, hp.learning_rate, hp.t0, state.epoch)
     loss_and_grad = jax.value_and_grad(functools.partial(batch_loss, model, config.loss),
                                        has_aux=True)  # fmt: skip
+    augmented = any(getattr(hp, f) is not None for f in AUGMENTATION_FIELDS)
+    frozen = None  # early stopping: a frozen model's epoch updates nothing
+    if hp.patience is not None:
+        frozen = frozen_at(hp.patience, state.epoch, state.best_epoch)
 
     def step(carry, inp):
         params, stats, opt_state = carry
         r, v, i = inp
         x, lengths = model_inputs(shared, data, r, v)
+        labels, targets = shared.labels[r], None
+        if augmented:
+            x, lengths, partner, lam = augment(jax.random.fold_in(key_augment, i), hp, x,
+                                               lengths, labels, v)  # fmt: skip
+            targets = (hp.class_weight, partner, lam)
+        elif hp.class_weight is not None:
+            targets = (hp.class_weight, None, jnp.float32(1.0))
         (loss, new_stats), grads = loss_and_grad(
-            params, stats, x, lengths, shared.labels[r], v,
-            jax.random.fold_in(key_dropout, i), hp.dropout,
+            params, stats, x, lengths, labels, v,
+            jax.random.fold_in(key_dropout, i), hp.dropout, targets,
         )  # fmt: skip
         opt_state = with_hyperparams(opt_state, lr, hp.weight_decay)
         updates, new_opt = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         active = v.any()  # a batch without a training row must not move anything
+        if frozen is not None:
+            active = active & ~frozen
         carry = _select(active, (new_params, new_stats, new_opt), (params, stats, opt_state))
         return carry, (jnp.where(active, loss, 0.0), active)
 
@@ -356,6 +468,8 @@ def train_epoch(config: TrainConfig, optimizer, state: TrainState, hp: HParams,
         (rows, valid, jnp.arange(rows.shape[0])),
     )
     train_loss = losses.sum() / jnp.maximum(active.sum(), 1)
+    if hp.patience is not None:  # a frozen epoch trained nothing: no loss (NaN, JSON null)
+        train_loss = jnp.where(frozen, jnp.nan, train_loss)
     val_pred = predict_rows(model, config.eval_batch, params, stats, shared, data, data.val,
                             data.val_mask)  # fmt: skip
     val_uar = uar_from_predictions(shared.labels[data.val], val_pred, data.val_mask,

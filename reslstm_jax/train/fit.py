@@ -23,13 +23,14 @@ import numpy as np
 
 from reslstm_jax import artifacts, provenance
 from reslstm_jax.families import LOSSES, SCHEDULES
+from reslstm_jax.train import engine, stacking
 from reslstm_jax.train import results as results_mod
-from reslstm_jax.train import stacking
-from reslstm_jax.train.engine import Executor, Shared, TrainConfig
+from reslstm_jax.train.engine import MAX_MASKS, Executor, Shared, TrainConfig
 from reslstm_jax.train.layout import ModelLayout
 from reslstm_jax.train.stacking import make_train
 
 MATMUL_PRECISIONS = ("default", "high", "highest")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,19 @@ class RunSettings:
     # float32 matmul precision (JAX's `default_matmul_precision`): "default" is the backend's
     # (TF32 on recent NVIDIA GPUs, full float32 on the CPU); parity mode always runs "highest"
     matmul_precision: str = "default"
+    # Dynamic per model (`engine.HParams`; one program can train different values): class
+    # weights of the loss ("none" or "balanced": from each fold's training labels), early
+    # stopping (0: off), and the in-program augmentation of the training batches, each off at
+    # 0 (docs/training.md). Added after the first checkpoints: `checkpoint_settings` leaves
+    # them out while they hold these defaults.
+    class_weights: str = "none"
+    patience: int = 0
+    time_mask: int = 0
+    time_masks: int = 2
+    feature_mask: int = 0
+    feature_masks: int = 2
+    noise_std: float = 0.0
+    mixup_alpha: float = 0.0
 
     def precision(self) -> str:
         """The precision this run trains at: "highest" in parity mode (`paper_compat`), which
@@ -78,6 +92,19 @@ class RunSettings:
             (self.matmul_precision in MATMUL_PRECISIONS,
              f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got "
              f"{self.matmul_precision!r}"),
+            (self.class_weights in CLASS_WEIGHTS, f"class weights must be one of "
+             f"{', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}"),
+            (self.patience >= 0, f"patience must be >= 0 epochs (0: off), got {self.patience}"),
+            (self.time_mask >= 0 and self.feature_mask >= 0,
+             f"mask widths must be >= 0 (0: off), got time {self.time_mask}, feature "
+             f"{self.feature_mask}"),
+            (1 <= self.time_masks <= MAX_MASKS and 1 <= self.feature_masks <= MAX_MASKS,
+             f"masks per utterance must be in 1..{MAX_MASKS}, got time {self.time_masks}, "
+             f"feature {self.feature_masks}"),
+            (math.isfinite(self.noise_std) and self.noise_std >= 0,
+             f"noise std must be >= 0 (0: off), got {self.noise_std}"),
+            (math.isfinite(self.mixup_alpha) and self.mixup_alpha >= 0,
+             f"mixup alpha must be >= 0 (0: off), got {self.mixup_alpha}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -191,7 +218,15 @@ def _setup(dataset, group: list[RunSettings], devices: int | None, device_split:
     )  # fmt: skip
     shared = Shared(jax.tree_util.tree_map(jnp.asarray, dataset.x), jnp.asarray(dataset.lengths),
                     jnp.asarray(dataset.labels))  # fmt: skip
-    hparams, model_data = layout.hparams(group), layout.model_data(dataset.folds)
+    hparams = layout.hparams(group, dataset.folds, np.asarray(dataset.labels),
+                             len(dataset.classes))  # fmt: skip
+    model_data = layout.model_data(dataset.folds)
+    augmented = [f for f in engine.AUGMENTATION_FIELDS if getattr(hparams, f) is not None]
+    if augmented and isinstance(dataset.x, dict):
+        raise ValueError(
+            f"{first.model} reads several feature arrays: the in-program "
+            f"augmentation ({', '.join(augmented)}) works on [T, D] features only"
+        )
     program = make_train(config)
     limit = stacking.device_memory()  # None on the CPU: no waves unless asked
     memory = None if limit is None else stacking.model_memory(
@@ -205,14 +240,31 @@ def _setup(dataset, group: list[RunSettings], devices: int | None, device_split:
     return _Setup(model, config, layout, program, hparams, model_data, shared, wave)
 
 
+def _all_frozen(g: _Setup, state, epochs_done: int) -> bool:
+    """Whether early stopping has frozen every model (`engine.frozen_at`): the program stops
+    (the frozen epochs would train nothing)."""
+    if g.hparams.patience is None:
+        return False
+    best = np.asarray(g.program.models(state, g.layout.size).best_epoch)
+    return bool(engine.frozen_at(np.asarray(g.hparams.patience), epochs_done, best).all())
+
+
 def checkpoint_settings(settings: RunSettings) -> dict:
     """The settings as a checkpoint directory's fingerprint records them: `to_json` without
     fields added since checkpoints were first written when they hold their default, so that
     a run checkpointed by an earlier version still resumes (`matmul_precision`)."""
     out = settings.to_json()
-    if out["matmul_precision"] == "default":
-        del out["matmul_precision"]
+    for name, default in ADDED_SETTINGS.items():
+        if out[name] == default:
+            del out[name]
     return out
+
+
+# RunSettings fields added after checkpoints were first written, with their defaults: a
+# checkpoint of an earlier version has none of them and still resumes
+ADDED_SETTINGS = {"matmul_precision": "default", "class_weights": "none", "patience": 0,
+                  "time_mask": 0, "time_masks": 2, "feature_mask": 0, "feature_masks": 2,
+                  "noise_std": 0.0, "mixup_alpha": 0.0}  # fmt: skip
 
 
 def _checkpointer(out_dir, dataset, group: list[RunSettings]):
@@ -320,6 +372,7 @@ def _fit_group(dataset, group, out_dir, checkpoint_every, report_every, progress
         bar.set_postfix(val_uar=f"{history['val_uar'][:, epoch - 1].mean():.3f}")
         bar.update(length)
         stop = on_chunk is not None and bool(on_chunk(epoch, history))
+        stop = stop or _all_frozen(g, state, epoch)
         if saver is not None and (stop or epoch % checkpoint_every == 0 or epoch == epochs):
             saver.save(epoch, g.program.models(state, g.layout.size), history)
         if stop:

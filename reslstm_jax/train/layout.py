@@ -107,14 +107,37 @@ class ModelLayout:
             raise ValueError(f"need {self.configs} values (one per configuration), got {values}")
         return jnp.asarray(np.repeat(list(values), self.per_config), dtype)
 
-    def hparams(self, group) -> HParams:
-        """HParams [M] from the configurations' RunSettings."""
-        return HParams(
-            learning_rate=self.per_model([s.learning_rate for s in group], jnp.float32),
-            weight_decay=self.per_model([s.weight_decay for s in group], jnp.float32),
-            dropout=self.per_model([s.dropout for s in group], jnp.float32),
-            t0=self.per_model([s.t0 for s in group], jnp.int32),
-        )
+    def hparams(self, group, folds=None, labels=None, n_classes: int | None = None) -> HParams:
+        """HParams [M] from the configurations' RunSettings. The optional ones are present
+        only when a configuration uses them (`engine.HParams`); balanced class weights come
+        from each model's fold: its training rows (`folds`: `data.FoldArrays`) of `labels`
+        [N] (`class_weights`)."""
+
+        def per(name: str, dtype) -> jax.Array:
+            return self.per_model([getattr(s, name) for s in group], dtype)
+
+        def used(name: str, off) -> bool:
+            return any(getattr(s, name) != off for s in group)
+
+        optional = {}
+        if used("class_weights", "none"):
+            optional["class_weight"] = jnp.asarray(np.stack([
+                class_weights(group[c].class_weights,
+                              labels[folds.train[k][folds.train_mask[k]]], n_classes)
+                for c, _, k in map(self.position, range(self.size))
+            ]))  # fmt: skip
+        if used("patience", 0):
+            optional["patience"] = per("patience", jnp.int32)
+        for width, count in (("time_mask", "time_masks"), ("feature_mask", "feature_masks")):
+            if used(width, 0):
+                optional[width], optional[count] = per(width, jnp.int32), per(count, jnp.int32)
+        for name in ("noise_std", "mixup_alpha"):
+            if used(name, 0.0):
+                optional[name] = per(name, jnp.float32)
+        return HParams(learning_rate=per("learning_rate", jnp.float32),
+                       weight_decay=per("weight_decay", jnp.float32),
+                       dropout=per("dropout", jnp.float32), t0=per("t0", jnp.int32),
+                       **optional)  # fmt: skip
 
     def model_data(self, folds) -> ModelData:
         """ModelData [M] from `data.FoldArrays` [K, ...]: every model reads its fold's rows."""
@@ -131,6 +154,18 @@ class ModelLayout:
             test=tile(folds.test), test_mask=tile(folds.test_mask),
             mean=tile(folds.mean), std=tile(folds.std),
         )  # fmt: skip
+
+
+def class_weights(kind: str, train_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """[C] float32 loss weight of each class: ones for "none"; for "balanced",
+    n / (classes present x count of the class) over `train_labels` (scikit-learn's
+    "balanced"), 1 for a class absent from them (it is never a target)."""
+    if kind == "none":
+        return np.ones(n_classes, np.float32)
+    counts = np.bincount(train_labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.where(present, len(train_labels) / (present.sum() * np.maximum(counts, 1)), 1.0)
+    return weights.astype(np.float32)
 
 
 def stack_model_data(folds, n_seeds: int) -> ModelData:

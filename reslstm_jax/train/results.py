@@ -34,6 +34,7 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
     folds = dataset.folds
     n_classes = len(dataset.classes)
     best_epoch, best_val = np.asarray(state.best_epoch), np.asarray(state.best_val_uar)
+    epochs_done = np.asarray(state.epoch)
     results = []
     for c, settings in enumerate(group):
         y_true = [[None] * len(layout.folds) for _ in layout.seeds]
@@ -45,7 +46,8 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
             rows = folds.test[k][folds.test_mask[k]]
             pred = predictions["test"][m][folds.test_mask[k]]
             y_true[s][k], y_pred[s][k] = labels[rows], pred
-            epoch = diverged_at(history["train_loss"][m])
+            trained = trained_epochs(settings.patience, int(epochs_done[m]), int(best_epoch[m]))
+            epoch = diverged_at(history["train_loss"][m][:trained])
             if epoch is not None:
                 diverged.append({"seed": layout.seeds[s], "fold": layout.folds[k],
                                  "epoch": epoch})  # fmt: skip
@@ -56,6 +58,8 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
                 "best_epoch": int(best_epoch[m]),
                 "best_val_uar": float(best_val[m]),
                 "diverged_at_epoch": epoch,
+                # early stopping: epochs this model trained (later ones froze it: loss null)
+                **({"trained_epochs": trained} if settings.patience else {}),
                 "test": metrics.classification(labels[rows], pred, n_classes),
                 "test_predictions": {"ids": [dataset.ids[i] for i in rows],
                                      "labels": labels[rows].tolist(),
@@ -70,6 +74,14 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
                                            y_pred, n_classes),
         })  # fmt: skip
     return results
+
+
+def trained_epochs(patience: int, epochs_done: int, best_epoch: int) -> int:
+    """The epochs a model trained before early stopping froze it (`engine.frozen_at`:
+    `patience` epochs after its best, 0-based `best_epoch`), at most `epochs_done`."""
+    if patience <= 0:
+        return epochs_done
+    return min(epochs_done, best_epoch + 1 + patience)
 
 
 def diverged_at(train_loss) -> int | None:
@@ -207,7 +219,11 @@ def epoch_rows(history: dict, models: range, settings, start: int, end: int) -> 
         loss = history["train_loss"][models.start : models.stop, e]
         val = history["val_uar"][models.start : models.stop, e]
         lr = learning_rate_at(settings.schedule, settings.learning_rate, settings.t0, e)
-        rows.append({"epoch": e + 1, "train_loss": float(loss.mean()),
-                     "val_uar_mean": float(val.mean()), "val_uar_min": float(val.min()),
-                     "val_uar_max": float(val.max()), "learning_rate": float(lr)})  # fmt: skip
+        row = {"epoch": e + 1, "val_uar_mean": float(val.mean()), "val_uar_min": float(val.min()),
+               "val_uar_max": float(val.max()), "learning_rate": float(lr)}  # fmt: skip
+        if settings.patience:  # models frozen by early stopping have no loss (NaN): left out
+            loss = loss[~np.isnan(loss)]
+        if loss.size:
+            row["train_loss"] = float(loss.mean())
+        rows.append(row)
     return rows
