@@ -52,6 +52,7 @@ def measure(
     devices: int = 1,
     row_block: int | None = 8,
     device_split: str = "auto",
+    options: dict | None = None,
 ) -> dict:
     """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
     split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them) by
@@ -90,6 +91,18 @@ def measure(
         jnp.full(models, 1e-3), jnp.full(models, 1e-3), jnp.full(models, 0.2),
         jnp.full(models, 10, jnp.int32),
     )  # fmt: skip
+    if options:  # training options (RunSettings fields) on every model, as the fit loop sets them
+        import types
+
+        from reslstm_jax.train.layout import ModelLayout
+
+        layout = ModelLayout(1, tuple(range(models)), ("all",))
+        rows = types.SimpleNamespace(train=np.arange(N_TRAIN)[None],
+                                     train_mask=np.ones((1, N_TRAIN), bool))  # fmt: skip
+        labels = np.asarray(shared.labels)
+        hparams = layout.hparams([train.RunSettings(learning_rate=1e-3, weight_decay=1e-3,
+                                                    dropout=0.2, **options)],
+                                 rows, labels, CLASSES)  # fmt: skip
     keys = jnp.stack([train.model_key(0, m) for m in range(models)])
     model = rj.models.get(
         "reslstm_sa", hidden_size=hidden, input_size=N_FEATURES, row_block=row_block
@@ -116,6 +129,36 @@ def measure(
         "utt_per_s": models * N_TRAIN * epochs / seconds,
         "seconds_per_model_epoch": seconds / (models * epochs),
     }  # fmt: skip
+
+
+# `--options`: what each training option costs (docs/training.md); patience never freezes a
+# model in the few measured epochs, so its row is the cost of the check alone
+OPTION_SETS = [
+    ("none", {}),
+    ("class_weights balanced", {"class_weights": "balanced"}),
+    ("patience 20", {"patience": 20}),
+    ("time masks 2 x 20 frames", {"time_mask": 20}),
+    ("feature masks 2 x 8", {"feature_mask": 8}),
+    ("noise_std 0.1", {"noise_std": 0.1}),
+    ("mixup_alpha 0.4", {"mixup_alpha": 0.4}),
+    ("all of them", {"class_weights": "balanced", "patience": 20, "time_mask": 20,
+                     "feature_mask": 8, "noise_std": 0.1, "mixup_alpha": 0.4}),
+]  # fmt: skip
+
+
+def print_options_table(args) -> None:
+    """`--options`: training throughput with each of `OPTION_SETS` (M = the first --models,
+    the first --executors, --epochs after a warm-up), relative to none."""
+    models, executor = args.models[0], args.executors[0]
+    print(f"| option (M = {models}, {executor}, ResLSTM-SA h{args.hidden}) | utt/s | "
+          "relative | compile s |")  # fmt: skip
+    print("|---|---|---|---|")
+    base = None
+    for name, options in OPTION_SETS:
+        r = measure(models, executor, args.epochs, args.hidden, args.batch, options=options)
+        base = base or r["utt_per_s"]
+        print(f"| {name} | {r['utt_per_s']:.0f} | {r['utt_per_s'] / base:.2f} | "
+              f"{r['compile_seconds']:.0f} |", flush=True)  # fmt: skip
 
 
 def measure_family(family: str, steps: int = 4) -> dict:
@@ -416,9 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mesh) or one program per device (threads); auto: threads on the CPU, "
                    "mesh elsewhere")  # fmt: skip
     p.add_argument("--onnx", action="store_true",
-                   help="instead: onnxruntime latency (batch 1, one thread, 87 frames) and "
-                   ".onnx sizes, fp32 and int8, of the paper's six configurations next to "
-                   "JAX (needs the export extra)")  # fmt: skip
+                   help="instead: onnxruntime latency (batch 1, one thread, 3.7 s of audio) "
+                   "and .onnx sizes, fp32 and int8, of the paper's six configurations and the "
+                   "seed models next to JAX (needs the export extra)")  # fmt: skip
+    p.add_argument("--options", action="store_true",
+                   help="instead: training throughput with each training option (class "
+                   "weights, patience, masks, noise, mixup) against none, at the first "
+                   "--models and --executors")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     return p
@@ -444,6 +491,9 @@ def main(argv=None) -> int:
         return 0
     if args.onnx:
         print_onnx_table()
+        return 0
+    if args.options:
+        print_options_table(args)
         return 0
     if args.families:
         for family in args.families:

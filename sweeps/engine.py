@@ -103,13 +103,9 @@ def trial_params(space, trial: optuna.Trial) -> dict:
 
 
 def settings_for(full: dict, config: SweepConfig) -> train.RunSettings:
-    """The RunSettings of a trial's full parameter set (`families.settings_from`: every model
-    field the family declares reaches the model; any other field is refused)."""
-    overrides = {"seeds": tuple(range(config.seeds)), "epochs": config.epochs}
-    for key, value in full.items():
-        if key != "model":
-            overrides[spaces_mod.RUN_PARAMS.get(key, key)] = value
-    return families.settings_from(full["model"], overrides)
+    """The RunSettings of a trial's full parameter set (`spaces.settings_of`) at the sweep's
+    seeds and epochs."""
+    return spaces_mod.settings_of(full, seeds=tuple(range(config.seeds)), epochs=config.epochs)
 
 
 def n_params(settings: train.RunSettings, dataset) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -136,6 +137,25 @@ def test_a_field_the_family_does_not_declare_is_refused():
     full = spaces.load("paper").complete({"res_block": 2})  # a typo
     with pytest.raises(ValueError, match="res_block is not a field of reslstm_sa"):
         engine.settings_for(full, BUDGET)
+
+
+def test_training_options_are_sweepable_and_a_space_with_an_unknown_field_fails_at_load():
+    full = spaces.load("hidden_sizes").complete({"mixup_alpha": 0.2, "patience": 5,
+                                                 "class_weights": "balanced"})  # fmt: skip
+    settings = engine.settings_for(full, BUDGET)
+    assert (settings.mixup_alpha, settings.patience, settings.class_weights) == (
+        0.2, 5, "balanced")  # fmt: skip
+    base = spaces.load("hidden_sizes")
+    grid = dataclasses.replace(base, name="typo", grid=({"hidden_size": 8, "mixup": 0.2},))
+    with pytest.raises(spaces.SpaceError,
+                       match="^space typo: mixup is not a field of reslstm_sa"):  # fmt: skip
+        spaces.check(grid)
+    sampled = dataclasses.replace(base, name="bad", grid=None,
+                                  suggest=lambda trial: {"noise_std": -1.0})  # fmt: skip
+    with pytest.raises(spaces.SpaceError, match="^space bad: noise std must be >= 0"):
+        spaces.check(sampled)
+    for name in spaces.names():  # every shipped space passes its own check
+        spaces.load(name)
 
 
 # ----------------------------------------------------------------------------- reaper

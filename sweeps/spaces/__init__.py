@@ -13,10 +13,12 @@ A space module defines:
 Parameters a trial may set (everything else comes from the model family in
 `reslstm_jax.families`: its recipe and its key model fields' defaults, then `FIXED`): model;
 the run parameters batch_size, lr, weight_decay, dropout, t0, loss ("ce" or "focal") and any
-other `RunSettings` field by its name; and any model field the family declares
-(`families.get(model).fields`: hidden_size, num_att, res_blocks, paper_compat, ... for the
-attention LSTMs; hidden_size, branches, ... for ds_lstm). A field the family does not declare
-fails the trial's settings with one line naming the field and the family.
+other `RunSettings` field by its name (class_weights, patience, time_mask, feature_mask,
+noise_std, mixup_alpha, ...: one program trains trials that differ in these); and any model
+field the family declares (`families.get(model).fields`: hidden_size, num_att, res_blocks,
+paper_compat, ... for the attention LSTMs; hidden_size, branches, ... for ds_lstm). A field
+neither declares fails when the space is loaded (`check`: every grid point, or one sampled
+point), with one line naming the field and the family.
 
 To add a space, drop `sweeps/spaces/<name>.py` with these names; `--space <name>` finds it.
 """
@@ -84,6 +86,43 @@ class Space:
         return {"model": model, **family_defaults(model), **self.fixed, **params}
 
 
+def settings_of(full: dict, **run):
+    """The RunSettings of a trial's full parameter set (`families.settings_from`: every model
+    field the family declares reaches the model, every RunSettings field the run; any other
+    field is refused with one line naming it and the family). `run`: more run settings."""
+    from reslstm_jax import families
+
+    overrides = dict(run)
+    for key, value in full.items():
+        if key != "model":
+            overrides[RUN_PARAMS.get(key, key)] = value
+    return families.settings_from(full["model"], overrides)
+
+
+def check(space: Space) -> None:
+    """Every point of the space's grid (or one sampled point of `suggest`) gives valid
+    settings: a field no family or run setting declares, or a bad value, fails here, when the
+    space is loaded, instead of in its first trial. Raises SpaceError (one line)."""
+    points = space.grid if space.grid is not None else (_sampled(space),)
+    for point in points:
+        try:
+            settings_of(space.complete(dict(point)))
+        except ValueError as exc:
+            raise SpaceError(f"space {space.name}: {exc}") from None
+
+
+def _sampled(space: Space) -> dict:
+    """One point of a sampled space, from a throwaway in-memory Optuna study."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
+    try:
+        return space.suggest(optuna.create_study().ask())
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def names() -> list[str]:
     here = pathlib.Path(__file__).parent
     return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
@@ -100,7 +139,7 @@ def load(name: str) -> Space:
     objectives = tuple(tuple(o) for o in module.OBJECTIVES)
     if objectives[0] != ("uar", "maximize"):
         raise SpaceError(f"space {name}: the first objective must be ('uar', 'maximize')")
-    return Space(
+    space = Space(
         name=name,
         description=module.DESCRIPTION,
         objectives=objectives,
@@ -109,3 +148,5 @@ def load(name: str) -> Space:
         sampler="grid" if grid is not None else getattr(module, "SAMPLER", "tpe"),
         fixed=dict(getattr(module, "FIXED", {})),
     )
+    check(space)
+    return space
