@@ -20,6 +20,9 @@ per-epoch validation the paper protocol needs.
   measured; 100 epochs are extrapolated linearly from the measured epochs (never from less).
 * `--torch-python PATH`: runs `../shared/bench/torch_reference.py` (or `--torch-script`) with that
   interpreter in the same session, for the side-by-side ratio.
+* Instead of the above: `--families` (the seed models at their recipes), `--onnx` (export sizes
+  and onnxruntime latency, docs/export.md), `--options` (what class weights, early stopping
+  and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate).
 
 Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
 """
@@ -43,36 +46,24 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
 
 
-def measure(
-    models: int,
-    executor: str,
-    epochs: int,
-    hidden: int,
-    batch: int,
-    devices: int = 1,
-    row_block: int | None = 8,
-    device_split: str = "auto",
-    options: dict | None = None,
-) -> dict:
-    """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
-    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them) by
-    `device_split` (`TrainConfig.device_split`); `row_block` is the model's packing setting
-    (None: every row runs all T steps)."""
-    import jax
+def random_problem(models: int, options: dict | None = None) -> tuple:
+    """The benchmark's data for `models` models: (Shared, ModelData, HParams, keys) of
+    RAVDESS-shaped random features (module docstring); `options` (RunSettings fields: class
+    weights, patience, augmentation) set on every model as the fit loop sets them."""
+    import types
+
     import jax.numpy as jnp
     import numpy as np
 
-    import reslstm_jax as rj
     from reslstm_jax import train
+    from reslstm_jax.train.layout import ModelLayout
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(60, 126, N_UTTERANCES).astype(np.int32)
     x = rng.standard_normal((N_UTTERANCES, FRAMES, N_FEATURES)).astype(np.float32)
     x *= np.arange(FRAMES)[None, :, None] < lengths[:, None, None]
-    shared = train.Shared(
-        jnp.asarray(x), jnp.asarray(lengths),
-        jnp.asarray(rng.integers(0, CLASSES, N_UTTERANCES).astype(np.int32)),
-    )  # fmt: skip
+    labels = rng.integers(0, CLASSES, N_UTTERANCES).astype(np.int32)
+    shared = train.Shared(jnp.asarray(x), jnp.asarray(lengths), jnp.asarray(labels))
     rows = [rng.permutation(N_UTTERANCES) for _ in range(models)]
 
     def part(a, b):
@@ -87,23 +78,36 @@ def measure(
         test=part(N_TRAIN + N_VAL, N_UTTERANCES), test_mask=ones(N_UTTERANCES - N_TRAIN - N_VAL),
         mean=jnp.zeros((models, N_FEATURES)), std=jnp.ones((models, N_FEATURES)),
     )  # fmt: skip
-    hparams = train.HParams(
-        jnp.full(models, 1e-3), jnp.full(models, 1e-3), jnp.full(models, 0.2),
-        jnp.full(models, 10, jnp.int32),
-    )  # fmt: skip
-    if options:  # training options (RunSettings fields) on every model, as the fit loop sets them
-        import types
-
-        from reslstm_jax.train.layout import ModelLayout
-
-        layout = ModelLayout(1, tuple(range(models)), ("all",))
-        rows = types.SimpleNamespace(train=np.arange(N_TRAIN)[None],
-                                     train_mask=np.ones((1, N_TRAIN), bool))  # fmt: skip
-        labels = np.asarray(shared.labels)
-        hparams = layout.hparams([train.RunSettings(learning_rate=1e-3, weight_decay=1e-3,
-                                                    dropout=0.2, **options)],
-                                 rows, labels, CLASSES)  # fmt: skip
+    layout = ModelLayout(1, tuple(range(models)), ("all",))
+    folds = types.SimpleNamespace(train=np.arange(N_TRAIN)[None],
+                                  train_mask=np.ones((1, N_TRAIN), bool))  # fmt: skip
+    settings = train.RunSettings(learning_rate=1e-3, weight_decay=1e-3, dropout=0.2, t0=10,
+                                 **(options or {}))  # fmt: skip
+    hparams = layout.hparams([settings], folds, labels, CLASSES)
     keys = jnp.stack([train.model_key(0, m) for m in range(models)])
+    return shared, data, hparams, keys
+
+
+def measure(
+    models: int,
+    executor: str,
+    epochs: int,
+    hidden: int,
+    batch: int,
+    devices: int = 1,
+    row_block: int | None = 8,
+    device_split: str = "auto",
+) -> dict:
+    """Train `models` models for `epochs` epochs (after a warm-up) in this process, the models
+    split over `devices` devices (`reslstm_jax.hardware.use_cpu_cores` must have made them) by
+    `device_split` (`TrainConfig.device_split`); `row_block` is the model's packing setting
+    (None: every row runs all T steps)."""
+    import jax
+
+    import reslstm_jax as rj
+    from reslstm_jax import train
+
+    shared, data, hparams, keys = random_problem(models)
     model = rj.models.get(
         "reslstm_sa", hidden_size=hidden, input_size=N_FEATURES, row_block=row_block
     )
@@ -146,19 +150,44 @@ OPTION_SETS = [
 ]  # fmt: skip
 
 
-def print_options_table(args) -> None:
-    """`--options`: training throughput with each of `OPTION_SETS` (M = the first --models,
-    the first --executors, --epochs after a warm-up), relative to none."""
+def print_options_table(args, rounds: int = 5) -> None:
+    """`--options`: training throughput with each of `OPTION_SETS`, relative to none. One
+    program (M = the first --models, the first --executors, ResLSTM-SA --hidden); each option
+    set is compiled and warmed up, then timed `rounds` times over --epochs epochs, the sets
+    taking turns in every round (the machine's drift hits them alike), and the medians
+    compared."""
+    import jax
+    import numpy as np
+
+    import reslstm_jax as rj
+    from reslstm_jax import train
+
     models, executor = args.models[0], args.executors[0]
-    print(f"| option (M = {models}, {executor}, ResLSTM-SA h{args.hidden}) | utt/s | "
-          "relative | compile s |")  # fmt: skip
-    print("|---|---|---|---|")
-    base = None
+    model = rj.models.get("reslstm_sa", hidden_size=args.hidden, input_size=N_FEATURES,
+                          row_block=args.row_block)  # fmt: skip
+    program = train.make_train(train.TrainConfig(model=model, batch_size=args.batch,
+                                                 executor=executor))  # fmt: skip
+    runs = {}
     for name, options in OPTION_SETS:
-        r = measure(models, executor, args.epochs, args.hidden, args.batch, options=options)
-        base = base or r["utt_per_s"]
-        print(f"| {name} | {r['utt_per_s']:.0f} | {r['utt_per_s'] / base:.2f} | "
-              f"{r['compile_seconds']:.0f} |", flush=True)  # fmt: skip
+        shared, data, hparams, keys = random_problem(models, options)
+        state = program.init(keys, hparams)
+        start = time.perf_counter()
+        jax.block_until_ready(program.run(state, hparams, data, shared, epochs=args.epochs))
+        runs[name] = (state, hparams, data, shared, time.perf_counter() - start)
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (state, hparams, data, shared, _) in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(program.run(state, hparams, data, shared, epochs=args.epochs))
+            seconds[name].append(time.perf_counter() - start)
+    print(f"| option (M = {models}, {executor}, ResLSTM-SA h{args.hidden}, median of {rounds}) "
+          "| utt/s | relative | spread |")  # fmt: skip
+    print("|---|---|---|---|")
+    base = np.median(seconds["none"])
+    for name, times in seconds.items():
+        rate = models * N_TRAIN * args.epochs / np.median(times)
+        print(f"| {name} | {rate:.0f} | {base / np.median(times):.2f} | "
+              f"{min(times) / max(times):.2f} |", flush=True)  # fmt: skip
 
 
 def measure_family(family: str, steps: int = 4) -> dict:
