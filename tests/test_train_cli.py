@@ -517,6 +517,8 @@ def test_seed_model_experiments_declare_their_recipes_and_protocols():
     assert protocols.get(paper.protocol).leaky  # the paper's protocol is labelled leaky
     focal = emodb_light_sernet.EXPERIMENT.configs["light_sernet_focal"]
     assert common.settings(focal, paper, {"seeds": 1, "epochs": 1}).loss == "focal"
+    balanced = emodb_light_sernet.EXPERIMENT.configs["light_sernet_balanced"]
+    assert common.settings(balanced, paper, {"seeds": 1, "epochs": 1}).class_weights == "balanced"
 
 
 def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tiny_dataset):
