@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from reslstm_jax import corpora, features, protocols
+from reslstm_jax.corpora import labelsets
 from reslstm_jax.corpora.base import Manifest, Skipped
 from reslstm_jax.errors import ParameterError
 
@@ -312,12 +313,15 @@ def prepare(
     workers: int | None = None,
     max_frames: int | None = None,
     progress: bool = True,
+    label_set: str = "native",
 ) -> Dataset:
     """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
 
     Without `corpus`, the embedded synthetic corpus (`synthetic`: RAVDESS layout, eSpeak NG) is
     generated if needed and used with `ravdess_paper`. Files whose features fail are dropped
     and listed in `dataset.extraction.failed`; the protocol is applied to the rest.
+    `label_set` "shared4" keeps the four emotions every corpus has (`corpora.labelsets`; the
+    card records the set and its mapping).
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -342,7 +346,7 @@ def prepare(
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
-    manifest = corpora.load(corpus, data_dir)
+    manifest = labelsets.relabel(corpora.load(corpus, data_dir), label_set)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
     protocols.make_folds(protocol, manifest)
@@ -355,7 +359,7 @@ def prepare(
     )
     manifest = drop_failed(manifest, extraction.report.failed)
     feats = [f for f in extraction.features if f is not None]
-    return build(
+    dataset = build(
         manifest,
         protocol,
         feats,
@@ -364,6 +368,12 @@ def prepare(
         normalisation=normalisation,
         max_frames=max_frames,
     )
+    if label_set != "native":
+        dataset.card["label_set"] = {
+            "name": label_set,
+            "mapping": labelsets.mapping(manifest.corpus, label_set),
+        }
+    return dataset
 
 
 class DatasetCache:
@@ -391,13 +401,15 @@ class DatasetCache:
         extractor: str = "mfcc_chroma",
         extractor_params: dict | None = None,
         normalisation: str = "fold",
+        label_set: str = "native",
     ) -> Dataset:
         """`prepare(corpus, data_dir, ...)` with these arguments, cached."""
         params = dict(extractor_params or {})
-        key = repr((protocol, extractor, sorted(params.items()), normalisation))
+        key = repr((protocol, extractor, sorted(params.items()), normalisation, label_set))
         if key not in self._prepared:
             self._prepared[key] = prepare(
                 self.corpus, self.data_dir, protocol=protocol, extractor=extractor,
-                extractor_params=params, normalisation=normalisation, **self.options,
+                extractor_params=params, normalisation=normalisation, label_set=label_set,
+                **self.options,
             )  # fmt: skip
         return self._prepared[key]

@@ -516,6 +516,15 @@ def format_card(card: dict) -> str:
             else []
         ),
         f"  classes: {', '.join(card['classes'])}",
+        *(
+            [
+                f"  label set {card['label_set']['name']}: "
+                + ", ".join(f"{a} -> {b}" for a, b in card["label_set"]["mapping"].items())
+                + "; other classes left out"
+            ]
+            if card.get("label_set")
+            else []
+        ),  # fmt: skip
         f"  utterance ids sha256: {card['utterance_ids_sha256']}",
     ]
     if card["count_differences"]:

@@ -14,6 +14,7 @@ def build_parser():
     import argparse
 
     from reslstm_jax import data, families, features, models, protocols
+    from reslstm_jax.corpora.labelsets import LABEL_SETS
     from reslstm_jax.train.fit import CLASS_WEIGHTS, MATMUL_PRECISIONS, RunSettings
 
     defaults = RunSettings()
@@ -63,6 +64,17 @@ def build_parser():
     p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
     p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
+    p.add_argument("--label-set", choices=LABEL_SETS, default="native",
+                   help="native (default): the corpus's classes; shared4: neutral, happy, "
+                   "angry, sad, which every corpus has (docs/protocols.md)")  # fmt: skip
+    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
+                   help="after training, every fold x seed model also labels the whole of "
+                   "this corpus (repeatable; synthetic needs no DIR); with --label-set shared4 "
+                   "for corpora with other classes")  # fmt: skip
+    p.add_argument("--cross-norm", choices=("train", "target"), default="train",
+                   help="normalise a --cross-test corpus with each training fold's statistics "
+                   "(default) or with the target corpus's own (uses unlabelled target "
+                   "audio)")  # fmt: skip
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
                    help="loss weights: none (default) or balanced (from each fold's training "
                    "labels)")  # fmt: skip
@@ -178,6 +190,7 @@ def checked_flags(args) -> tuple:
     if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
         raise ValueError(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
     settings = settings_from_args(args)
+    cross_tests(args)  # checked now: a typo fails before any work
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     feature_params = parse_json_object("--feature-params", args.feature_params)
@@ -185,6 +198,22 @@ def checked_flags(args) -> tuple:
                                                       args.tags):  # fmt: skip
         raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     return settings, feature_params
+
+
+def cross_tests(args) -> list[tuple[str, str | None]]:
+    """(corpus, data dir or None) of each --cross-test; ValueError naming the flag."""
+    from reslstm_jax import corpora
+
+    targets = []
+    for text in args.cross_test:
+        corpus, _, where = text.partition(":")
+        if corpus not in corpora.CORPORA:
+            raise ValueError(f"--cross-test {text}: unknown corpus {corpus!r}; known corpora: "
+                             f"{', '.join(corpora.CORPORA)}")  # fmt: skip
+        if not where and corpus != "synthetic":
+            raise ValueError(f"--cross-test {text}: give the corpus's directory, {corpus}:DIR")
+        targets.append((corpus, where or None))
+    return targets
 
 
 def open_outputs(args, out):
@@ -213,6 +242,7 @@ def main(argv=None) -> int:
     from reslstm_jax import (
         artifacts,
         checkpoint,
+        crosscorpus,
         data,
         edge,
         families,
@@ -244,9 +274,16 @@ def main(argv=None) -> int:
             extractor=args.features or recipe.features, extractor_params=feature_params,
             normalisation=args.normalisation or recipe.normalisation,
             cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
+            label_set=args.label_set,
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
+        targets = [crosscorpus.load_target(corpus, where, dataset.card, cache_dir=args.cache_dir,
+                                           workers=args.workers, progress=not args.no_progress)
+                   for corpus, where in cross_tests(args)]  # fmt: skip
+        if targets:  # the card names every corpus the run is tested on
+            dataset.card["cross_test"] = [{**t.card, "normalisation": args.cross_norm}
+                                          for t in targets]  # fmt: skip
         print(protocols.format_card(dataset.card))
         # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
         # device per core (or --devices), never more than there are models to share them.
@@ -259,18 +296,24 @@ def main(argv=None) -> int:
                           checkpoint_every=args.checkpoint_every, tracker=tracker,
                           progress=not args.no_progress, devices=args.devices,
                           max_models_per_wave=args.max_models_per_wave)  # fmt: skip
+        if targets:
+            outcome["cross_test"] = [crosscorpus.evaluate(out, t, args.cross_norm)
+                                     for t in targets]  # fmt: skip
+            artifacts.write_json(out / artifacts.RESULTS_FILE, outcome)
     except (
         CorpusError,
         protocols.ProtocolError,
         checkpoint.CheckpointMismatch,
         SyntheticUnavailable,
         tracking.TrackingError,
-        ValueError,
+        ValueError,  # (crosscorpus.CrossCorpusError is one)
     ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(outcome)))
     print(f"  edge: {edge.summary(outcome['edge'])}")
+    for line in crosscorpus.summary_lines(outcome.get("cross_test", [])):
+        print(f"  {line}")
     skipped = dataset.manifest.skipped_line(out / artifacts.SKIPPED_FILE)
     if skipped:
         print(skipped)

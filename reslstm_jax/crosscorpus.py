@@ -1,0 +1,156 @@
+"""Cross-corpus testing: every fold x seed model of a finished run labels the whole of another
+corpus, on a label set both share.
+
+```python
+target = crosscorpus.load_target("emodb", "~/data/emodb", run_card, cache_dir=...)
+result = crosscorpus.evaluate("runs/h64", target, norm="train")
+print("\n".join(crosscorpus.summary_lines([result])))
+```
+
+The target corpus is read with the run's feature extractor and label set (`--label-set
+shared4` for corpora with different classes); all its utterances are test utterances (no
+protocol: no speaker of it was seen in training). Each model normalises the target's features
+with its own training fold's statistics (`norm="train"`, the default: nothing of the target is
+used), or with statistics of the whole target corpus (`norm="target"`: unlabelled target
+audio is used, and the result says so). Reported per model (seed, fold), as the mean and
+population std over them, and per seed for the fold ensemble (the mean of the folds' class
+probabilities, as `reslstm_jax.predict` votes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+NORMS = ("train", "target")
+BATCH = 64  # target rows per forward pass (a fixed shape: one compile)
+
+
+class CrossCorpusError(ValueError):
+    """A target corpus the run cannot be tested on (one line)."""
+
+
+@dataclasses.dataclass
+class Target:
+    """A whole corpus as test data: raw features x [N, T, D] (or {key: array}), lengths [N],
+    labels [N] in the run's classes, and its card (corpus, utterances, speakers, hash)."""
+
+    x: object
+    lengths: np.ndarray
+    labels: np.ndarray
+    card: dict
+
+
+def load_target(corpus: str, data_dir, run_card: dict, *, cache_dir=None, workers=None,
+                progress: bool = True) -> Target:  # fmt: skip
+    """Read `corpus` at `data_dir` as the run (its card `run_card`) read its training corpus:
+    the same features and label set. Raises CrossCorpusError when the classes differ."""
+    from reslstm_jax import corpora, data, features, protocols
+    from reslstm_jax.corpora import labelsets, synthetic
+
+    label_set = (run_card.get("label_set") or {}).get("name", "native")
+    if corpus == "synthetic" and data_dir is None:
+        data_dir = synthetic.ensure_corpus(synthetic.default_dir(), progress=progress)
+    manifest = labelsets.relabel(corpora.load(corpus, data_dir), label_set)
+    if list(manifest.classes) != list(run_card["classes"]):
+        raise CrossCorpusError(
+            f"--cross-test {corpus}: its classes ({', '.join(manifest.classes)}) are not the "
+            f"run's ({', '.join(run_card['classes'])}); train with --label-set shared4"
+        )
+    info = run_card["features"]
+    extractor = features.get(info["name"], **info["params"])
+    extraction = features.extract_all(
+        [u.path for u in manifest.utterances],
+        extractor,
+        workers=workers,
+        progress=progress,
+        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
+    )
+    manifest = data.drop_failed(manifest, extraction.report.failed)
+    feats = [f for f in extraction.features if f is not None]
+    if isinstance(feats[0], dict):
+        x, lengths, _, _ = data.stack_multi(feats, 8, None)
+    else:
+        x, lengths = data.pad_sequences(feats, data.choose_frames([len(f) for f in feats]))
+    card = {"corpus": corpus, "data_dir": str(data_dir), "label_set": label_set,
+            "n_utterances": len(manifest), "n_speakers": len(set(manifest.speakers)),
+            "utterance_ids_sha256": protocols.utterance_hash(manifest),
+            "failed": len(extraction.report.failed)}  # fmt: skip
+    return Target(x, lengths, np.asarray(manifest.labels, np.int32), card)
+
+
+def _probabilities(predictor, target: Target) -> np.ndarray:
+    """[M, N, C] class probabilities of the run's members on every target row."""
+    n = len(target.lengths)
+    out = []
+    for start in range(0, n, BATCH):
+        rows = np.arange(start, start + BATCH) % n  # the last batch repeats rows: one shape
+        x = ({k: v[rows] for k, v in target.x.items()} if isinstance(target.x, dict)
+             else target.x[rows])  # fmt: skip
+        probs, _ = predictor.forward(x, target.lengths[rows])
+        out.append(probs[:, : min(BATCH, n - start)])
+    return np.concatenate(out, axis=1)
+
+
+def target_statistics(target: Target) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std [D] over the target's valid frames (`norm="target"`)."""
+    frames = np.arange(target.x.shape[1])[None, :] < target.lengths[:, None]
+    values = target.x[frames]
+    return values.mean(0), np.maximum(values.std(0), 1e-8)
+
+
+def evaluate(run_dir, target: Target, norm: str = "train") -> dict:
+    """Test every member of the run at `run_dir` on the whole `target`."""
+    from reslstm_jax import metrics, predict
+
+    if norm not in NORMS:
+        raise CrossCorpusError(f"--cross-norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    predictor = predict.load(run_dir)
+    if norm == "target":  # every member normalises with the target's statistics instead
+        if isinstance(target.x, dict):
+            raise CrossCorpusError("--cross-norm target: the run's features are not normalised")
+        mean, std = target_statistics(target)
+        predictor.mean = np.broadcast_to(mean, predictor.mean.shape).astype(np.float32)
+        predictor.std = np.broadcast_to(std, predictor.std.shape).astype(np.float32)
+    probs = _probabilities(predictor, target)
+    classes = len(predictor.classes)
+    per_model = []
+    for m, (seed, fold) in enumerate(predictor.members):
+        scores = metrics.classification(target.labels, probs[m].argmax(-1), classes)
+        per_model.append({"seed": seed, "fold": fold, "uar": scores["uar"], "wa": scores["wa"]})
+    seeds = sorted({s for s, _ in predictor.members})
+    ensemble = []
+    for seed in seeds:
+        rows = [m for m, (s, _) in enumerate(predictor.members) if s == seed]
+        votes = probs[rows].mean(0).argmax(-1)
+        ensemble.append({"seed": seed, **{k: metrics.classification(
+            target.labels, votes, classes)[k] for k in ("uar", "wa")}})  # fmt: skip
+    uars = [r["uar"] for r in per_model]
+    return {"target": target.card, "normalisation": norm,
+            "uses_target_audio": norm == "target", "per_model": per_model,
+            "uar_mean": float(np.mean(uars)), "uar_std_population": float(np.std(uars)),
+            "ensemble": ensemble,
+            "ensemble_uar_mean": float(np.mean([e["uar"] for e in ensemble]))}  # fmt: skip
+
+
+def summary_lines(cross: list[dict]) -> list[str]:
+    """One line per target corpus."""
+    lines = []
+    for c in cross:
+        t = c["target"]
+        norm = (
+            "normalised with the TARGET's statistics (unlabelled target audio)"
+            if c["uses_target_audio"]
+            else "normalised with each training fold's statistics"
+        )
+        lines.append(
+            f"cross-corpus test on {t['corpus']} ({t['n_utterances']} utterances, "
+            f"{t['n_speakers']} speakers, label set {t['label_set']}; {norm}): UAR "
+            f"{c['uar_mean']:.4f} +- {c['uar_std_population']:.4f} over "
+            f"{len(c['per_model'])} fold x seed models; fold ensemble "
+            f"{c['ensemble_uar_mean']:.4f}"
+            + ("" if math.isfinite(c["uar_mean"]) else " (not finite: a model diverged)")
+        )  # fmt: skip
+    return lines

@@ -1,0 +1,115 @@
+"""Label sets and cross-corpus testing (train on one corpus, test on the whole of another)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from reslstm_jax.corpora import labelsets
+from reslstm_jax.corpora.base import CorpusError, Manifest, Utterance
+
+
+def write_emodb_tones(root: pathlib.Path) -> pathlib.Path:
+    """An EMO-DB-named tree of tones as `conftest.write_tone_corpus` makes them (neutral low,
+    anger high, 48 kHz), plus boredom, which the shared label set leaves out: 10 speakers x
+    2 texts x 3 emotions."""
+    import soundfile
+
+    rng = np.random.default_rng(1)
+    pitch = {"N": 160, "W": 320, "L": 240}  # neutral, anger (as RAVDESS 01 / 05), boredom
+    for speaker in ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"):
+        for text in ("a01", "b02"):
+            for letter, hz in pitch.items():
+                t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
+                y = 0.3 * np.sin(2 * np.pi * (hz + 10 * rng.random()) * t)
+                path = root / "wav" / f"{speaker}{text}{letter}a.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                soundfile.write(path, y + 0.01 * rng.standard_normal(t.size), 48000)
+    return root
+
+
+@pytest.mark.parametrize(
+    "corpus,classes",
+    [("ravdess", ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")),
+     ("emodb", ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral")),
+     ("savee", ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")),
+     ("cremad", ("anger", "disgust", "fear", "happy", "neutral", "sad")),
+     ("tess", ("angry", "disgust", "fear", "happy", "neutral", "pleasant_surprise", "sad")),
+     ("iemocap", ("neutral", "happy", "angry", "sad"))],
+)  # fmt: skip
+def test_shared4_keeps_the_four_emotions_of_every_corpus(corpus, classes):
+    from reslstm_jax import corpora
+
+    assert classes == corpora.module(corpus).CLASSES  # the table below is about these names
+    utterances = [Utterance(id=f"u{i}", path=f"/x/{i}.wav", corpus=corpus, speaker="s",
+                            label=i, emotion=c) for i, c in enumerate(classes)]  # fmt: skip
+    manifest = Manifest(corpus, "/x", classes, utterances)
+    shared = labelsets.relabel(manifest, "shared4")
+    assert shared.classes == labelsets.SHARED4
+    assert sorted(u.emotion for u in shared.utterances) == sorted(labelsets.SHARED4)
+    assert all(shared.classes[u.label] == u.emotion for u in shared.utterances)
+    left_out = {s.reason.split(": ")[1] for s in shared.skipped}
+    assert left_out == set(classes) - set(labelsets.TO_SHARED4[corpus])
+    assert labelsets.relabel(manifest, "native") is manifest
+    with pytest.raises(CorpusError, match="unknown label set 'shared5'"):
+        labelsets.relabel(manifest, "shared5")
+
+
+def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
+    tone_corpus, feature_cache, tmp_path, train_command, run_command
+):
+    from reslstm_jax import crosscorpus
+
+    emodb = write_emodb_tones(tmp_path / "emodb")
+    out = tmp_path / "run"
+    proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
+                                     "--cross-test", f"emodb:{emodb}",
+                                     "--cross-test", f"ravdess:{tone_corpus}"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    card = json.loads((out / "card.json").read_text())
+    assert card["classes"] == list(labelsets.SHARED4)
+    assert card["label_set"] == {"name": "shared4", "mapping": labelsets.TO_SHARED4["ravdess"]}
+    # the card names both target corpora with their utterance hashes, before training
+    assert [(t["corpus"], t["n_utterances"], t["normalisation"]) for t in card["cross_test"]] == [
+        ("emodb", 40, "train"), ("ravdess", 48, "train")]  # fmt: skip
+    emodb_result, ravdess_result = results["cross_test"]
+    assert emodb_result["target"]["utterance_ids_sha256"] == card["cross_test"][0][
+        "utterance_ids_sha256"]  # fmt: skip
+    for cross in results["cross_test"]:
+        assert [(r["seed"], r["fold"]) for r in cross["per_model"]] == [
+            (r["seed"], r["fold"]) for r in results["runs"]]  # fmt: skip
+        uars = [r["uar"] for r in cross["per_model"]]
+        assert cross["uar_mean"] == pytest.approx(np.mean(uars))
+        assert len(cross["ensemble"]) == 2 and not cross["uses_target_audio"]
+    # the training corpus as a "cross" test: its own utterances, seen in training but for the
+    # test fold, so the models label most of them right
+    assert ravdess_result["uar_mean"] > 0.75
+    assert "cross-corpus test on emodb (40 utterances, 10 speakers, label set shared4" in (
+        proc.stdout)  # fmt: skip
+    assert "label set shared4: neutral -> neutral" in proc.stdout
+    # the target's own statistics instead (unlabelled target audio), in-process on the run
+    target = crosscorpus.load_target("emodb", emodb, card, cache_dir=feature_cache,
+                                     progress=False)  # fmt: skip
+    own = crosscorpus.evaluate(out, target, "target")
+    assert own["uses_target_audio"] and own["normalisation"] == "target"
+    assert len(own["per_model"]) == len(results["runs"])
+    # the training corpus's native classes are not EMO-DB's: one line, how to fix it
+    with pytest.raises(crosscorpus.CrossCorpusError, match="train with --label-set shared4"):
+        crosscorpus.load_target("emodb", emodb, {**card, "label_set": None,
+                                                 "classes": ["neutral", "calm"]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [(["--cross-test", "emodb"], "--cross-test emodb: give the corpus's directory, emodb:DIR"),
+     (["--cross-test", "nope:/x"], "--cross-test nope:/x: unknown corpus 'nope'")],
+)  # fmt: skip
+def test_cross_test_flags_are_checked_first(flags, message):
+    from reslstm_jax.train.__main__ import build_parser, checked_flags
+
+    with pytest.raises(ValueError, match=message):
+        checked_flags(build_parser().parse_args(["--out", "x", *flags]))
