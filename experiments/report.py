@@ -101,6 +101,10 @@ def main(argv=None) -> int:
     except (report.ReportError, ValueError) as exc:  # sweeps' StorageError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from reslstm_jax import crosscorpus
+
+    tested = [c.results for c in configs if c.results.get("cross_test")]
+    cross = crosscorpus.matrix(tested) if tested else None
     if args.format == "md":
         text = report.format_markdown(tables)
         if comparison:
@@ -117,7 +121,10 @@ def main(argv=None) -> int:
     else:
         from reslstm_jax.artifacts import dumps
 
-        text = dumps({"tables": [t.__dict__ for t in tables], "comparison": comparison})
+        text = dumps({"tables": [t.__dict__ for t in tables], "comparison": comparison,
+                      "cross_corpus": cross})  # fmt: skip
+    if cross is not None and args.format != "json":  # runs with cross-corpus tests
+        text += "\n" + crosscorpus.format_matrix(cross, args.format)
     if args.out:
         out = pathlib.Path(args.out)
         from reslstm_jax.artifacts import write_text_atomic
@@ -134,6 +141,9 @@ def main(argv=None) -> int:
         for path in plots.for_configs(args.plots, tables, configs, fmt=args.plot_format,
                                       x=args.x):  # fmt: skip
             print(f"wrote {path}")
+        if cross is not None:
+            heatmap = pathlib.Path(args.plots) / f"cross_corpus.{args.plot_format}"
+            print(f"wrote {plots.cross_matrix(heatmap, cross, title='cross-corpus UAR')}")
     return 0
 
 

@@ -135,6 +135,27 @@ def evaluate(run_dir, target: Target, norm: str = "train") -> dict:
             "ensemble_uar_mean": float(np.mean([e["uar"] for e in ensemble]))}  # fmt: skip
 
 
+def fit_and_test(dataset, settings, out_dir, targets: list[Target], norm: str = "train",
+                 **run_kwargs) -> dict:  # fmt: skip
+    """`train.fit.run` on `dataset` with the `targets` named in its card first (corpora and
+    hashes, before training), then every model tested on each target: the results with
+    `cross_test`, also written to `out_dir/results.json`. `run_kwargs` go to `fit.run`."""
+    import pathlib
+
+    from reslstm_jax import artifacts
+    from reslstm_jax.train.fit import run
+
+    if norm not in NORMS:
+        raise CrossCorpusError(f"--cross-norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if targets:
+        dataset.card["cross_test"] = [{**t.card, "normalisation": norm} for t in targets]
+    outcome = run(dataset, settings, out_dir, **run_kwargs)
+    if targets:
+        outcome["cross_test"] = [evaluate(out_dir, t, norm) for t in targets]
+        artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, outcome)
+    return outcome
+
+
 def summary_lines(cross: list[dict]) -> list[str]:
     """One line per target corpus."""
     lines = []
@@ -154,3 +175,73 @@ def summary_lines(cross: list[dict]) -> list[str]:
             + ("" if math.isfinite(c["uar_mean"]) else " (not finite: a model diverged)")
         )  # fmt: skip
     return lines
+
+
+# ----------------------------------------------------------------------------- the matrix
+
+
+def matrix(results_list: list[dict]) -> dict:
+    """The train x test matrix of runs with cross-corpus tests: rows are the runs (training
+    corpus / model), columns every corpus seen; the diagonal is the run's in-corpus pooled
+    test UAR (its speaker-independent protocol), the other cells the mean (and population
+    std) over fold x seed models of the cross-corpus UAR. Cells never measured are None."""
+    rows, columns, cells = [], [], {}
+    for r in results_list:
+        corpus = r["card"]["corpus"]
+        label = f"{corpus} / {r['model']['name']}"
+        rows.append(label)
+        for name in [corpus, *(c["target"]["corpus"] for c in r.get("cross_test", []))]:
+            if name not in columns:
+                columns.append(name)
+        agg = r["aggregate"]["pooled_oof_uar"]
+        cells[(label, corpus)] = (agg["mean"], agg["std_population"])
+        for c in r.get("cross_test", []):
+            cells[(label, c["target"]["corpus"])] = (c["uar_mean"], c["uar_std_population"])
+    norms = sorted({c["normalisation"] for r in results_list for c in r.get("cross_test", [])})
+    label_sets = sorted({(r["card"].get("label_set") or {}).get("name", "native")
+                         for r in results_list})  # fmt: skip
+    return {"rows": rows, "columns": columns, "label_sets": label_sets, "normalisations": norms,
+            "uar": [[cells.get((row, col)) for col in columns] for row in rows]}  # fmt: skip
+
+
+def matrix_caption(m: dict) -> str:
+    norm = " and ".join({"train": "each training fold's statistics",
+                         "target": "the target corpus's statistics (unlabelled target audio)"}[n]
+                        for n in m["normalisations"]) or "-"  # fmt: skip
+    return (
+        f"Cross-corpus UAR, label set {', '.join(m['label_sets'])}: rows train, columns "
+        "test. Diagonal: in-corpus pooled test UAR of the speaker-independent protocol; "
+        "elsewhere: every fold x seed model on the whole test corpus, mean +- population "
+        f"std over models; targets normalised with {norm}."
+    )
+
+
+def format_matrix(m: dict, fmt: str = "md") -> str:
+    """The matrix as markdown, LaTeX (booktabs) or CSV."""
+
+    def cell(value, pm: str) -> str:
+        return "-" if value is None else f"{value[0]:.4f} {pm} {value[1]:.4f}"
+
+    if fmt == "csv":
+        lines = ["train,test,uar_mean,uar_std_population,in_corpus"]
+        for row, values in zip(m["rows"], m["uar"], strict=True):
+            for col, value in zip(m["columns"], values, strict=True):
+                if value is not None:
+                    lines.append(f"{row},{col},{value[0]},{value[1]},{row.split(' / ')[0] == col}")
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        from reslstm_jax.report import latex_escape
+
+        head = " & ".join(["train \\textbackslash{} test", *map(latex_escape, m["columns"])])
+        body = [" & ".join([latex_escape(row), *(cell(v, "$\\pm$") for v in values)]) + r" \\"
+                for row, values in zip(m["rows"], m["uar"], strict=True)]  # fmt: skip
+        return "\n".join([r"\begin{table}[t]", r"\centering", r"\scriptsize",
+                          r"\caption{" + latex_escape(matrix_caption(m)) + "}",
+                          r"\begin{tabular}{l" + "r" * len(m["columns"]) + "}", r"\toprule",
+                          head + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+                          r"\end{table}", ""])  # fmt: skip
+    lines = [f"Table: {matrix_caption(m)}", "", "| train \\ test | " + " | ".join(m["columns"])
+             + " |", "|---|" + "---:|" * len(m["columns"])]  # fmt: skip
+    for row, values in zip(m["rows"], m["uar"], strict=True):
+        lines.append(f"| {row} | " + " | ".join(cell(v, "±") for v in values) + " |")
+    return "\n".join(lines) + "\n"

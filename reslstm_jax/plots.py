@@ -111,6 +111,36 @@ def confusion(path, matrix: np.ndarray, classes: list[str], *, title: str = "") 
     return pathlib.Path(path)
 
 
+def cross_matrix(path, m: dict, *, title: str = "") -> pathlib.Path:
+    """The cross-corpus matrix (`crosscorpus.matrix`) as a heatmap of mean UAR, rows train,
+    columns test, the in-corpus diagonal outlined; cells never measured left blank."""
+    plt = _pyplot()
+    values = np.array([[np.nan if v is None else v[0] for v in row] for row in m["uar"]])
+    rows, cols = len(m["rows"]), len(m["columns"])
+    width = max(4.5, 1.8 + 1.0 * cols)
+    fig, ax = plt.subplots(figsize=(width, max(3.0, 1.0 + 0.7 * rows)), dpi=120)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=1)
+    for i, row in enumerate(m["rows"]):
+        for j, col in enumerate(m["columns"]):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if values[i, j] > 0.6 else "white")  # fmt: skip
+            if row.split(" / ")[0] == col:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, linewidth=1.5,
+                                           edgecolor="red"))  # fmt: skip
+    ax.set_xticks(range(cols), m["columns"], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), m["rows"], fontsize=8)
+    ax.set_xlabel("test corpus")
+    ax.set_ylabel("training corpus / model (red: in-corpus)")
+    ax.set_title("\n".join(textwrap.wrap(title or "cross-corpus UAR", int(width * 11))),
+                 fontsize=9)  # fmt: skip
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
 def learning_curves(path, results: dict, *, title: str = "") -> pathlib.Path:
     """Validation UAR per epoch of each fold (mean over seeds, band = min..max over seeds),
     with each fold's best epoch marked."""

@@ -113,3 +113,53 @@ def test_cross_test_flags_are_checked_first(flags, message):
 
     with pytest.raises(ValueError, match=message):
         checked_flags(build_parser().parse_args(["--out", "x", *flags]))
+
+
+def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
+    tone_corpus, feature_cache, tmp_path, capsys
+):
+    """Two tone trees, each trained on and tested on the other: the matrix (md, LaTeX, CSV,
+    heatmap) with the in-corpus diagonal, and experiments.report showing it again."""
+    import csv
+    import io
+
+    from experiments import cross_corpus
+    from experiments import report as report_cli
+
+    emodb = write_emodb_tones(tmp_path / "emodb")
+    out = tmp_path / "x"
+    argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
+            "--data-dir", f"emodb={emodb}", "--budget", "quick", "--epochs", "2",
+            "--hidden-size", "8", "--no-latency", "--no-progress", "--cache-dir",
+            str(feature_cache), "--out", str(out)]  # fmt: skip
+    assert cross_corpus.main(argv) == 0
+    rows = list(csv.DictReader(io.StringIO((out / "matrix.csv").read_text())))
+    assert [(r["train"], r["test"], r["in_corpus"]) for r in rows] == [
+        ("ravdess / reslstm_sa", "ravdess", "True"),
+        ("ravdess / reslstm_sa", "emodb", "False"),
+        ("emodb / reslstm_sa", "ravdess", "False"),
+        ("emodb / reslstm_sa", "emodb", "True"),
+    ]
+    ravdess = json.loads((out / "ravdess" / "results.json").read_text())
+    assert float(rows[0]["uar_mean"]) == ravdess["aggregate"]["pooled_oof_uar"]["mean"]
+    assert float(rows[1]["uar_mean"]) == ravdess["cross_test"][0]["uar_mean"]
+    assert "| train \\ test | ravdess | emodb |" in (out / "matrix.md").read_text()
+    assert r"\begin{tabular}{lrr}" in (out / "matrix.tex").read_text()
+    assert (out / "cross_corpus.png").read_bytes()[:4] == b"\x89PNG"
+    assert cross_corpus.main(argv) == 0  # a rerun keeps the finished rows
+    assert capsys.readouterr().out.count("done earlier, kept") == 2
+    assert report_cli.main([str(out), "--ci-resamples", "200", "--plots",
+                            str(tmp_path / "plots")]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "Cross-corpus UAR, label set shared4: rows train, columns test" in text
+    assert (tmp_path / "plots" / "cross_corpus.png").is_file()
+
+
+def test_the_cross_corpus_experiment_needs_every_corpus_directory(tmp_path, capsys):
+    from experiments import cross_corpus
+
+    with pytest.raises(SystemExit) as exited:
+        cross_corpus.main(["--corpora", "ravdess", "emodb", "--out", str(tmp_path / "x")])
+    assert exited.value.code == 2
+    assert "ravdess: give --data-root or --data-dir ravdess=DIR" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -253,7 +253,6 @@ def main(argv=None) -> int:
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.corpora.synthetic import SyntheticUnavailable
     from reslstm_jax.errors import cli_message
-    from reslstm_jax.train.fit import run
     from reslstm_jax.train.results import summary_lines
 
     parser = build_parser()
@@ -281,9 +280,6 @@ def main(argv=None) -> int:
         targets = [crosscorpus.load_target(corpus, where, dataset.card, cache_dir=args.cache_dir,
                                            workers=args.workers, progress=not args.no_progress)
                    for corpus, where in cross_tests(args)]  # fmt: skip
-        if targets:  # the card names every corpus the run is tested on
-            dataset.card["cross_test"] = [{**t.card, "normalisation": args.cross_norm}
-                                          for t in targets]  # fmt: skip
         print(protocols.format_card(dataset.card))
         # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
         # device per core (or --devices), never more than there are models to share them.
@@ -292,14 +288,12 @@ def main(argv=None) -> int:
         if args.overwrite:  # the data is ready: now the old run's state may go
             artifacts.remove_run_state(out)
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
-            outcome = run(dataset, settings, out, latency=not args.no_latency,
-                          checkpoint_every=args.checkpoint_every, tracker=tracker,
-                          progress=not args.no_progress, devices=args.devices,
-                          max_models_per_wave=args.max_models_per_wave)  # fmt: skip
-        if targets:
-            outcome["cross_test"] = [crosscorpus.evaluate(out, t, args.cross_norm)
-                                     for t in targets]  # fmt: skip
-            artifacts.write_json(out / artifacts.RESULTS_FILE, outcome)
+            outcome = crosscorpus.fit_and_test(
+                dataset, settings, out, targets, args.cross_norm, latency=not args.no_latency,
+                checkpoint_every=args.checkpoint_every, tracker=tracker,
+                progress=not args.no_progress, devices=args.devices,
+                max_models_per_wave=args.max_models_per_wave,
+            )  # fmt: skip
     except (
         CorpusError,
         protocols.ProtocolError,

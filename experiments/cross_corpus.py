@@ -1,0 +1,150 @@
+r"""Cross-corpus matrix: train on each corpus, test on every other, on the shared label set.
+
+Command (each corpus in its own folder under ROOT, named as the corpus: ravdess, cremad, tess,
+savee, emodb, iemocap; `--data-dir CORPUS=DIR` for another place; `synthetic` needs none):
+
+    python -m experiments.cross_corpus --data-root ~/data \
+        --corpora ravdess cremad tess savee emodb iemocap
+
+Every corpus trains the model (default ResLSTM-SA h64 with its recipe) on its own
+speaker-independent protocol with `--label-set shared4` (neutral, happy, angry, sad:
+docs/protocols.md), validation speakers picking the epoch; then every fold x seed model labels
+the whole of every other corpus (`reslstm_jax.crosscorpus`). The diagonal of the matrix is the
+in-corpus pooled test UAR, the other cells the mean over models of the cross-corpus UAR.
+Targets are normalised with each training fold's statistics, or with their own
+(`--cross-norm target`, using unlabelled target audio).
+
+Budgets: `full` (the recipe's epochs, 5 seeds) is GPU work for six corpora; `quick` (10
+epochs, 1 seed) is a smoke run of the whole matrix.
+
+Output: `runs/experiments/cross_corpus/<corpus>/` training runs (results with `cross_test`),
+`matrix.md`, `matrix.tex`, `matrix.csv`, `cross_corpus.png`. Rerunning skips finished rows;
+`python -m experiments.report runs/experiments/cross_corpus` prints the matrix again with
+the in-corpus tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+BUDGETS = {"full": {"seeds": 5, "epochs": None}, "quick": {"seeds": 1, "epochs": 10}}
+DEFAULT_CORPORA = ("ravdess", "cremad", "tess", "savee", "emodb", "iemocap")
+
+
+def parser() -> argparse.ArgumentParser:
+    from reslstm_jax import corpora, models
+
+    p = argparse.ArgumentParser(prog="python -m experiments.cross_corpus",
+                                description=__doc__.split("\n")[0])  # fmt: skip
+    p.add_argument("--corpora", nargs="+", choices=corpora.CORPORA, default=DEFAULT_CORPORA)
+    p.add_argument("--data-root", help="a folder holding each corpus in a folder of its name")
+    p.add_argument("--data-dir", action="append", default=[], metavar="CORPUS=DIR",
+                   help="where one corpus is, instead of DATA_ROOT/CORPUS")  # fmt: skip
+    p.add_argument("--model", default="reslstm_sa", choices=models.names())
+    p.add_argument(
+        "--hidden-size",
+        type=int,
+        help="the model's hidden size (default: the family's, 64 for ResLSTM-SA)",
+    )
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    p.add_argument("--seeds", type=int, help="override the budget's seeds")
+    p.add_argument("--epochs", type=int, help="override the budget's epochs")
+    p.add_argument("--cross-norm", choices=("train", "target"), default="train")
+    p.add_argument("--out", default="runs/experiments/cross_corpus")
+    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    p.add_argument("--workers", type=int, help="feature extraction processes")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def corpus_dirs(p, args) -> dict:
+    """{corpus: its folder, or None for the synthetic corpus}; exits 2 on a missing one."""
+    given = {}
+    for text in args.data_dir:
+        name, _, where = text.partition("=")
+        if name not in args.corpora or not where:
+            p.error(f"--data-dir {text}: give CORPUS=DIR for one of --corpora")
+        given[name] = pathlib.Path(where).expanduser()
+    dirs = {}
+    for name in args.corpora:
+        where = given.get(name) or (pathlib.Path(args.data_root).expanduser() / name
+                                    if args.data_root else None)  # fmt: skip
+        if where is None and name != "synthetic":
+            p.error(f"{name}: give --data-root or --data-dir {name}=DIR")
+        if where is not None and not where.is_dir():
+            p.error(f"{name}: {where} is not a directory")
+        dirs[name] = where
+    return dirs
+
+
+def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
+    """Train on `corpus` and test on the other corpora (or read the finished row)."""
+    from reslstm_jax import artifacts, crosscorpus, data, families
+
+    run_dir = out / corpus
+    if (run_dir / artifacts.RESULTS_FILE).is_file():
+        print(f"{corpus}: done earlier, kept")
+        return artifacts.read_json(run_dir / artifacts.RESULTS_FILE)
+    recipe = families.recipe(args.model)
+    budget = BUDGETS[args.budget]
+    fields = {} if args.hidden_size is None else {"hidden_size": args.hidden_size}
+    settings = families.settings_from(args.model, {
+        "seeds": tuple(range(args.seeds or budget["seeds"])),
+        "epochs": args.epochs or budget["epochs"], **fields})  # fmt: skip
+    options = {"cache_dir": args.cache_dir, "workers": args.workers,
+               "progress": not args.no_progress}  # fmt: skip
+    dataset = data.prepare(None if corpus == "synthetic" else corpus, dirs[corpus],
+                           extractor=recipe.features, normalisation=recipe.normalisation,
+                           label_set="shared4", **options)  # fmt: skip
+    targets = [crosscorpus.load_target(name, dirs[name], dataset.card, **options)
+               for name in dirs if name != corpus]  # fmt: skip
+    results = crosscorpus.fit_and_test(dataset, settings, run_dir, targets, args.cross_norm,
+                                       latency=not args.no_latency,
+                                       progress=not args.no_progress)  # fmt: skip
+    print(f"{corpus}: in-corpus UAR {results['aggregate']['pooled_oof_uar']['mean']:.4f}; "
+          + "; ".join(crosscorpus.summary_lines(results["cross_test"])))  # fmt: skip
+    return results
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if len(set(args.corpora)) < 2:
+        p.error("--corpora: give at least two corpora")
+    for flag in ("seeds", "epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    dirs = corpus_dirs(p, args)
+    from reslstm_jax import artifacts, checkpoint, crosscorpus, hardware, plots, protocols
+    from reslstm_jax.corpora.base import CorpusError
+    from reslstm_jax.errors import cli_message
+
+    out = pathlib.Path(args.out).expanduser()
+    try:
+        artifacts.check_output_dir(out)
+    except artifacts.OutputError as exc:
+        p.error(f"--out {exc}")
+    hardware.use_cpu_cores(None)
+    try:
+        rows = [train_row(args, corpus, dirs, out) for corpus in dirs]
+    except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
+            ValueError) as exc:  # fmt: skip
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
+        return 2
+    m = crosscorpus.matrix(rows)
+    for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+        artifacts.write_text_atomic(out / f"matrix.{suffix}", crosscorpus.format_matrix(m, fmt))
+    plots.cross_matrix(out / "cross_corpus.png", m, title="cross-corpus UAR (shared4)")
+    print(crosscorpus.format_matrix(m, "md"))
+    print(f"wrote {out / 'matrix.md'}, matrix.tex, matrix.csv and cross_corpus.png")
+    return 0
+
+
+if __name__ == "__main__":
+    from reslstm_jax import interrupts
+
+    sys.exit(interrupts.run(main))
