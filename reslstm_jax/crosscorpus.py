@@ -183,8 +183,9 @@ def summary_lines(cross: list[dict]) -> list[str]:
 def matrix(results_list: list[dict]) -> dict:
     """The train x test matrix of runs with cross-corpus tests: rows are the runs (training
     corpus / model), columns every corpus seen; the diagonal is the run's in-corpus pooled
-    test UAR (its speaker-independent protocol), the other cells the mean (and population
-    std) over fold x seed models of the cross-corpus UAR. Cells never measured are None."""
+    out-of-fold test UAR (mean and population std over seeds), the other cells the mean (and
+    population std) over fold x seed models of the cross-corpus UAR. Cells never measured
+    are None."""
     rows, columns, cells = [], [], {}
     for r in results_list:
         corpus = r["card"]["corpus"]
@@ -210,9 +211,10 @@ def matrix_caption(m: dict) -> str:
                         for n in m["normalisations"]) or "-"  # fmt: skip
     return (
         f"Cross-corpus UAR, label set {', '.join(m['label_sets'])}: rows train, columns "
-        "test. Diagonal: in-corpus pooled test UAR of the speaker-independent protocol; "
-        "elsewhere: every fold x seed model on the whole test corpus, mean +- population "
-        f"std over models; targets normalised with {norm}."
+        "test. Diagonal: in-corpus pooled out-of-fold test UAR under the run's protocol "
+        "(the corpus's default, speaker-independent one in experiments.cross_corpus), mean "
+        "+- population std over seeds; elsewhere: every fold x seed model on the whole test "
+        f"corpus, mean +- population std over models; targets normalised with {norm}."
     )
 
 
