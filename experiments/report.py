@@ -54,6 +54,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def formatted(fmt: str, tables, comparison, cross) -> str:
+    """The report text in `fmt`: the tables, the paired test where asked (a LaTeX comment),
+    and the cross-corpus matrix of runs that have cross-corpus tests."""
+    from reslstm_jax import crosscorpus
+
+    if fmt == "json":
+        from reslstm_jax.artifacts import dumps
+
+        return dumps({"tables": [t.__dict__ for t in tables], "comparison": comparison,
+                      "cross_corpus": cross})  # fmt: skip
+    text = {"md": report.format_markdown, "latex": report.format_latex,
+            "csv": report.format_csv}[fmt](tables)  # fmt: skip
+    if comparison and fmt == "md":
+        text += "\n" + report.format_comparison(comparison) + "\n"
+    elif comparison and fmt == "latex":
+        lines = report.format_comparison(comparison).splitlines()
+        text += "\n".join("% " + line for line in lines) + "\n"
+    if cross is not None:
+        text += "\n" + crosscorpus.format_matrix(cross, fmt)
+    return text
+
+
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
@@ -105,26 +127,7 @@ def main(argv=None) -> int:
 
     tested = [c.results for c in configs if c.results.get("cross_test")]
     cross = crosscorpus.matrix(tested) if tested else None
-    if args.format == "md":
-        text = report.format_markdown(tables)
-        if comparison:
-            text += "\n" + report.format_comparison(comparison) + "\n"
-    elif args.format == "latex":
-        text = report.format_latex(tables)
-        if comparison:
-            text += (
-                "\n".join("% " + line for line in report.format_comparison(comparison).splitlines())
-                + "\n"
-            )
-    elif args.format == "csv":
-        text = report.format_csv(tables)
-    else:
-        from reslstm_jax.artifacts import dumps
-
-        text = dumps({"tables": [t.__dict__ for t in tables], "comparison": comparison,
-                      "cross_corpus": cross})  # fmt: skip
-    if cross is not None and args.format != "json":  # runs with cross-corpus tests
-        text += "\n" + crosscorpus.format_matrix(cross, args.format)
+    text = formatted(args.format, tables, comparison, cross)
     if args.out:
         out = pathlib.Path(args.out)
         from reslstm_jax.artifacts import write_text_atomic

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reslstm_jax import train
-from reslstm_jax.train import engine
+from reslstm_jax.train import augment, engine
 from reslstm_jax.train.layout import ModelLayout, class_weights
 
 COMMON = dict(model_config=(("hidden_size", 4),), seeds=(0,), epochs=3, batch_size=8,
@@ -97,23 +97,23 @@ def test_masks_noise_and_mixup_stay_on_the_valid_frames_and_rows():
         noise_std=jnp.float32(0),
         mixup_alpha=jnp.float32(0),
     )
-    same, same_lengths, partner, lam = engine.augment(key, off, x, lengths, labels, valid)
+    same, same_lengths, partner, lam = augment.augment(key, off, x, lengths, labels, valid)
     assert np.array_equal(same, x) and np.array_equal(same_lengths, lengths) and lam == 1.0
     for seed in range(20):
         hp = _hp(time_mask=jnp.int32(3), time_masks=jnp.int32(2))
-        masked = np.asarray(engine.augment(jax.random.key(seed), hp, x, lengths, labels,
+        masked = np.asarray(augment.augment(jax.random.key(seed), hp, x, lengths, labels,
                                            valid)[0])  # fmt: skip
         assert (masked[~frames] == 0).all()  # padding stays 0, masks stay within the lengths
         cut = (masked == 0).all(-1) & frames  # [B, T] masked frames
         assert (cut.sum(1) <= 2 * 3).all()  # two masks of at most 3 frames
         hp = _hp(feature_mask=jnp.int32(2), feature_masks=jnp.int32(1))
-        features = np.asarray(engine.augment(jax.random.key(seed), hp, x, lengths, labels,
+        features = np.asarray(augment.augment(jax.random.key(seed), hp, x, lengths, labels,
                                              valid)[0])  # fmt: skip
         assert ((features[:3] == 0).all(1).sum(1) <= 2).all()  # one mask of at most 2 features
-        noisy = np.asarray(engine.augment(jax.random.key(seed), _hp(noise_std=jnp.float32(0.5)),
+        noisy = np.asarray(augment.augment(jax.random.key(seed), _hp(noise_std=jnp.float32(0.5)),
                                           x, lengths, labels, valid)[0])  # fmt: skip
         assert (noisy[~frames] == 0).all() and not np.array_equal(noisy, x)
-        mixed, mixed_lengths, partner, lam = engine.augment(
+        mixed, mixed_lengths, partner, lam = augment.augment(
             jax.random.key(seed), _hp(mixup_alpha=jnp.float32(0.4)), x, lengths, labels, valid
         )
         pairs = np.asarray(partner)[:3]  # the partners' labels (label i is row i)

@@ -15,8 +15,9 @@ The package, one concern a module (docs/architecture.md):
   functions.
 * `stacking`: the model axis M over executors and devices; `make_train` (re-exported here)
   returns the jitted `Program` over M.
+* `augment`: the in-program augmentation of training batches (masks, noise, mixup).
 * `layout`: which model is which on M (`ModelLayout`: configuration x seed x fold), keys and
-  stacked hyperparameters and fold data.
+  stacked hyperparameters (class weights from each fold's labels) and fold data.
 * `fit`: `RunSettings`, the fit loop (`fit`, `fit_group`) and `run` (fit, edge metrics, files).
 * `results`: the results dict, summary lines, edge metrics.
 * `__main__`: `python -m reslstm_jax.train` (parser and main only).

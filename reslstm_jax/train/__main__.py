@@ -14,8 +14,7 @@ def build_parser():
     import argparse
 
     from reslstm_jax import data, families, features, models, protocols
-    from reslstm_jax.corpora.labelsets import LABEL_SETS
-    from reslstm_jax.train.fit import CLASS_WEIGHTS, MATMUL_PRECISIONS, RunSettings
+    from reslstm_jax.train.fit import MATMUL_PRECISIONS, RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
@@ -64,35 +63,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
     p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
-    p.add_argument("--label-set", choices=LABEL_SETS, default="native",
-                   help="native (default): the corpus's classes; shared4: neutral, happy, "
-                   "angry, sad, which every corpus has (docs/protocols.md)")  # fmt: skip
-    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
-                   help="after training, every fold x seed model also labels the whole of "
-                   "this corpus (repeatable; synthetic needs no DIR); with --label-set shared4 "
-                   "for corpora with other classes")  # fmt: skip
-    p.add_argument("--cross-norm", choices=("train", "target"), default="train",
-                   help="normalise a --cross-test corpus with each training fold's statistics "
-                   "(default) or with the target corpus's own (uses unlabelled target "
-                   "audio)")  # fmt: skip
-    p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
-                   help="loss weights: none (default) or balanced (from each fold's training "
-                   "labels)")  # fmt: skip
-    p.add_argument("--patience", type=int,
-                   help="early stopping: freeze a model after N epochs without a better "
-                   "validation UAR; training ends when every model is frozen (default 0: "
-                   "off)")  # fmt: skip
-    p.add_argument("--time-mask", type=int, metavar="FRAMES",
-                   help="SpecAugment time masks up to FRAMES wide (default 0: off)")  # fmt: skip
-    p.add_argument("--time-masks", type=int, metavar="N", help="time masks per utterance (2)")
-    p.add_argument("--feature-mask", type=int, metavar="WIDTH",
-                   help="feature masks up to WIDTH features wide (default 0: off)")  # fmt: skip
-    p.add_argument("--feature-masks", type=int, metavar="N",
-                   help="feature masks per utterance (2)")  # fmt: skip
-    p.add_argument("--noise-std", type=float,
-                   help="Gaussian noise on the normalised features (default 0: off)")  # fmt: skip
-    p.add_argument("--mixup-alpha", type=float,
-                   help="mixup within each batch, Beta(alpha, alpha) (default 0: off)")  # fmt: skip
+    add_options(p)
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
     p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS,
                    help="float32 matmul precision: default (the backend's: TF32 on recent "
@@ -130,6 +101,43 @@ def build_parser():
     p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
     p.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="W&B tags of the run")
     return p
+
+
+def add_options(p) -> None:
+    """The label set, the cross-corpus tests, class weights, early stopping and augmentation
+    (docs/protocols.md, docs/training.md)."""
+    from reslstm_jax.corpora.labelsets import LABEL_SETS
+    from reslstm_jax.train.fit import CLASS_WEIGHTS
+
+    p.add_argument("--label-set", choices=LABEL_SETS, default="native",
+                   help="native (default): the corpus's classes; shared4: neutral, happy, "
+                   "angry, sad, which every corpus has (docs/protocols.md)")  # fmt: skip
+    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
+                   help="after training, every fold x seed model also labels the whole of "
+                   "this corpus (repeatable; synthetic needs no DIR); with --label-set shared4 "
+                   "for corpora with other classes")  # fmt: skip
+    p.add_argument("--cross-norm", choices=("train", "target"), default="train",
+                   help="normalise a --cross-test corpus with each training fold's statistics "
+                   "(default) or with the target corpus's own (uses unlabelled target "
+                   "audio)")  # fmt: skip
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
+                   help="loss weights: none (default) or balanced (from each fold's training "
+                   "labels)")  # fmt: skip
+    p.add_argument("--patience", type=int,
+                   help="early stopping: freeze a model after N epochs without a better "
+                   "validation UAR; training ends when every model is frozen (default 0: "
+                   "off)")  # fmt: skip
+    p.add_argument("--time-mask", type=int, metavar="FRAMES",
+                   help="SpecAugment time masks up to FRAMES wide (default 0: off)")  # fmt: skip
+    p.add_argument("--time-masks", type=int, metavar="N", help="time masks per utterance (2)")
+    p.add_argument("--feature-mask", type=int, metavar="WIDTH",
+                   help="feature masks up to WIDTH features wide (default 0: off)")  # fmt: skip
+    p.add_argument("--feature-masks", type=int, metavar="N",
+                   help="feature masks per utterance (2)")  # fmt: skip
+    p.add_argument("--noise-std", type=float,
+                   help="Gaussian noise on the normalised features (default 0: off)")  # fmt: skip
+    p.add_argument("--mixup-alpha", type=float,
+                   help="mixup within each batch, Beta(alpha, alpha) (default 0: off)")  # fmt: skip
 
 
 WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": "--tags"}

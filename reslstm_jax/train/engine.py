@@ -50,6 +50,7 @@ import optax
 
 from reslstm_jax import nn
 from reslstm_jax.families import LOSSES, SCHEDULES
+from reslstm_jax.train.augment import AUGMENTATION_FIELDS, augment
 
 Executor = Literal["vmap", "map", "auto"]
 ETA_MIN_FRACTION = 0.01
@@ -151,12 +152,6 @@ class HParams:
     feature_masks: jax.Array | None = None  # int32, feature masks per utterance
     noise_std: jax.Array | None = None  # float32, Gaussian noise on normalised features
     mixup_alpha: jax.Array | None = None  # float32, Beta(alpha, alpha) mixup; 0: none
-
-
-# SpecAugment-style masks per utterance at most (`HParams.time_masks`, `feature_masks`)
-MAX_MASKS = 4
-# the fields of HParams that augment the training batches (None when unused)
-AUGMENTATION_FIELDS = ("time_mask", "feature_mask", "noise_std", "mixup_alpha")
 
 
 @flax.struct.dataclass
@@ -344,55 +339,6 @@ def batch_loss(model, loss: str, params, stats, x, lengths, labels, valid, key, 
     total = jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(
         jnp.sum(jnp.where(valid, norm, 0.0)), 1e-12)  # fmt: skip
     return total + model.penalty(params), new_stats
-
-
-def _masks(key, x, axis: int, width, count, extent):
-    """SpecAugment masks on x [B, T, D] along `axis` (1: time, 2: features): up to `count`
-    (<= MAX_MASKS) per row, each of a width drawn from 0..`width` and a start drawn so that
-    it ends within `extent` ([B] valid frames, or D); masked cells become 0, the normalised
-    features' mean."""
-    batch, size = x.shape[0], x.shape[axis]
-    key_width, key_start = jax.random.split(key)
-    widths = jnp.floor(jax.random.uniform(key_width, (batch, MAX_MASKS)) * (width + 1))
-    room = jnp.maximum(jnp.broadcast_to(extent, (batch,))[:, None] - widths + 1, 1)
-    starts = jnp.floor(jax.random.uniform(key_start, (batch, MAX_MASKS)) * room)
-    used = jnp.arange(MAX_MASKS)[None, :, None] < count
-    pos = jnp.arange(size)[None, None, :]
-    cover = (used & (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(1)
-    return jnp.where(cover.reshape((batch, size, 1) if axis == 1 else (batch, 1, size)), 0.0, x)
-
-
-def augment(key, hp: HParams, x, lengths, labels, valid):
-    """The training batch's augmentations, each per model and off at its 0 value:
-    SpecAugment time and feature masks, Gaussian noise on the valid frames, then mixup with a
-    partner row of the same batch. x: [B, T, D] normalised features (0 on padded frames),
-    lengths [B], labels [B], valid [B] (valid rows come first: `epoch_batches`).
-
-    Returns (x, lengths, partner labels [B] or None, lam): mixup mixes the rows' features
-    (lam ~ Beta(alpha, alpha) per batch) and keeps the longer row's length; the loss mixes
-    the labels (`batch_loss`)."""
-    key_time, key_feature, key_noise, key_mix = jax.random.split(key, 4)
-    if hp.time_mask is not None:
-        x = _masks(key_time, x, 1, hp.time_mask, hp.time_masks, lengths)
-    if hp.feature_mask is not None:
-        x = _masks(key_feature, x, 2, hp.feature_mask, hp.feature_masks, x.shape[2])
-    if hp.noise_std is not None:
-        frames = nn.length_mask(lengths, x.shape[1])[..., None]
-        noisy = x + hp.noise_std * jax.random.normal(key_noise, x.shape, x.dtype)
-        x = jnp.where(frames & (hp.noise_std > 0), noisy, x)
-    if hp.mixup_alpha is None:
-        return x, lengths, None, jnp.float32(1.0)
-    key_lam, key_perm = jax.random.split(key_mix)
-    alpha = jnp.maximum(hp.mixup_alpha, 1e-3)  # (Beta needs alpha > 0; off is gated below)
-    lam = jnp.where(hp.mixup_alpha > 0, jax.random.beta(key_lam, alpha, alpha), 1.0)
-    # a random permutation of the valid positions (the first ones); padding rows keep theirs
-    order = jnp.argsort(jnp.where(valid, jax.random.uniform(key_perm, valid.shape), 2.0))
-    n_valid = valid.sum()
-    positions = jnp.arange(valid.shape[0])
-    partner = jnp.where(positions < n_valid, order, positions)
-    x = jnp.where(lam < 1, lam * x + (1 - lam) * x[partner], x)
-    lengths = jnp.where(lam < 1, jnp.maximum(lengths, lengths[partner]), lengths)
-    return x, lengths, labels[partner], lam.astype(jnp.float32)
 
 
 def frozen_at(patience, epochs_done, best_epoch):

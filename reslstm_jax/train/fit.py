@@ -23,9 +23,10 @@ import numpy as np
 
 from reslstm_jax import artifacts, provenance
 from reslstm_jax.families import LOSSES, SCHEDULES
-from reslstm_jax.train import engine, stacking
+from reslstm_jax.train import augment, engine, stacking
 from reslstm_jax.train import results as results_mod
-from reslstm_jax.train.engine import MAX_MASKS, Executor, Shared, TrainConfig
+from reslstm_jax.train.augment import MAX_MASKS
+from reslstm_jax.train.engine import Executor, Shared, TrainConfig
 from reslstm_jax.train.layout import ModelLayout
 from reslstm_jax.train.stacking import make_train
 
@@ -221,7 +222,7 @@ def _setup(dataset, group: list[RunSettings], devices: int | None, device_split:
     hparams = layout.hparams(group, dataset.folds, np.asarray(dataset.labels),
                              len(dataset.classes))  # fmt: skip
     model_data = layout.model_data(dataset.folds)
-    augmented = [f for f in engine.AUGMENTATION_FIELDS if getattr(hparams, f) is not None]
+    augmented = [f for f in augment.AUGMENTATION_FIELDS if getattr(hparams, f) is not None]
     if augmented and isinstance(dataset.x, dict):
         raise ValueError(
             f"{first.model} reads several feature arrays: the in-program "
