@@ -392,7 +392,7 @@ def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
     import numpy as np
 
     import reslstm_jax as rj
-    from reslstm_jax.export import graphs, measure
+    from reslstm_jax.export import measure
     from reslstm_jax.models.__main__ import example_input
 
     def median_ms(fn, *args) -> float:
@@ -408,16 +408,10 @@ def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, fields in ONNX_CONFIGS:
             model = rj.models.get(name, **fields)
-            variables = jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
-            size = getattr(model, "input_size", 1)
-            fp32 = pathlib.Path(tmp) / f"{name}{fields.get('hidden_size', '')}.onnx"
-            proto = graphs.BUILDERS[name](model, variables, np.zeros(size, np.float32),
-                                          np.ones(size, np.float32))  # fmt: skip
-            fp32.write_bytes(proto.SerializeToString())
-            files = {"fp32": fp32}
-            if measure.int8_refusal(name) is None:  # (Light-SERNet: convolutions only)
-                files["int8"] = fp32.with_suffix(".int8.onnx")
-                measure.quantize_int8(fp32, files["int8"])
+            variables = measure.fresh_variables(model)
+            folder = pathlib.Path(tmp) / f"{name}{fields.get('hidden_size', '')}"
+            folder.mkdir()
+            files = measure.write_graphs(model, variables, folder)  # Light-SERNet: no int8
             x, lengths, frames = example_input(model, seconds)
             x = jax.tree_util.tree_map(np.asarray, x)
             row = {"model": name, "hidden": getattr(model, "hidden_size", None), "frames": frames,

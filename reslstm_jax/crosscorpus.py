@@ -60,36 +60,26 @@ def load_target(corpus: str, data_dir, run_card: dict, *, cache_dir=None, worker
             f"run's ({', '.join(run_card['classes'])}); train with --label-set shared4"
         )
     info = run_card["features"]
-    extractor = features.get(info["name"], **info["params"])
-    extraction = features.extract_all(
-        [u.path for u in manifest.utterances],
-        extractor,
-        workers=workers,
-        progress=progress,
-        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
-    )
-    manifest = data.drop_failed(manifest, extraction.report.failed)
-    feats = [f for f in extraction.features if f is not None]
-    if isinstance(feats[0], dict):
-        x, lengths, _, _ = data.stack_multi(feats, 8, None)
-    else:
-        x, lengths = data.pad_sequences(feats, data.choose_frames([len(f) for f in feats]))
+    manifest, feats, report = data.extract(manifest, features.get(info["name"], **info["params"]),
+                                           cache_dir=cache_dir, workers=workers,
+                                           progress=progress)  # fmt: skip
+    x, lengths, _, _ = data.stack_features(feats)
     card = {"corpus": corpus, "data_dir": str(data_dir), "label_set": label_set,
             "n_utterances": len(manifest), "n_speakers": len(set(manifest.speakers)),
             "utterance_ids_sha256": protocols.utterance_hash(manifest),
-            "failed": len(extraction.report.failed)}  # fmt: skip
+            "failed": len(report.failed)}  # fmt: skip
     return Target(x, lengths, np.asarray(manifest.labels, np.int32), card)
 
 
 def _probabilities(predictor, target: Target) -> np.ndarray:
     """[M, N, C] class probabilities of the run's members on every target row."""
+    from reslstm_jax import data
+
     n = len(target.lengths)
     out = []
     for start in range(0, n, BATCH):
         rows = np.arange(start, start + BATCH) % n  # the last batch repeats rows: one shape
-        x = ({k: v[rows] for k, v in target.x.items()} if isinstance(target.x, dict)
-             else target.x[rows])  # fmt: skip
-        probs, _ = predictor.forward(x, target.lengths[rows])
+        probs, _ = predictor.forward(data.take_rows(target.x, rows), target.lengths[rows])
         out.append(probs[:, : min(BATCH, n - start)])
     return np.concatenate(out, axis=1)
 

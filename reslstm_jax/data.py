@@ -245,6 +245,37 @@ def native_rates(manifest: Manifest) -> dict[str, int]:
     return dict(sorted(rates.items(), key=lambda kv: int(kv[0])))
 
 
+def take_rows(x, rows):
+    """Rows `rows` of stacked features: x [N, T, D] -> [n, T, D], or each array of a dict."""
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+
+
+def stack_features(feats, multiple: int = 8, max_frames: int | None = None) -> tuple:
+    """(x [N, T, D] or {key: [N, ...]}, lengths [N], frames T, truncated count) of per-utterance
+    features: padded to a common frame count (`choose_frames`), or stacked (`stack_multi`)."""
+    if isinstance(feats[0], dict):
+        return stack_multi(feats, multiple, max_frames)
+    frames = choose_frames([len(f) for f in feats], multiple, max_frames)
+    x, lengths = pad_sequences(feats, frames)
+    return x, lengths, frames, int(sum(len(f) > frames for f in feats))
+
+
+def extract(manifest: Manifest, extractor, *, cache_dir=None, workers: int | None = None,
+            progress: bool = True) -> tuple[Manifest, list, features.ExtractionReport]:  # fmt: skip
+    """(manifest without the files whose features failed, the features of the others, the
+    extraction report): every utterance through the feature cache (`cache_dir` None: the
+    default one)."""
+    extraction = features.extract_all(
+        [u.path for u in manifest.utterances],
+        extractor,
+        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
+        workers=workers,
+        progress=progress,
+    )
+    manifest = drop_failed(manifest, extraction.report.failed)
+    return manifest, [f for f in extraction.features if f is not None], extraction.report
+
+
 def build(
     manifest: Manifest,
     protocol: str,
@@ -258,18 +289,13 @@ def build(
 ) -> Dataset:
     """Arrays for `manifest` (features aligned with `manifest.utterances`)."""
     folds = protocols.make_folds(protocol, manifest)  # audited
-    if isinstance(feats[0], dict):
-        x, lengths, frames, truncated = stack_multi(feats, multiple, max_frames)
-        if normalisation != "none":
-            raise ParameterError(
-                "features {name} give several arrays per utterance ({arrays}); per-fold "
-                "normalisation is not defined for them: use {normalisation} none",
-                name=extractor_info.get("name"), arrays=", ".join(x),
-            )  # fmt: skip
-    else:
-        frames = choose_frames([len(f) for f in feats], multiple, max_frames)
-        x, lengths = pad_sequences(feats, frames)
-        truncated = int(sum(len(f) > frames for f in feats))
+    x, lengths, frames, truncated = stack_features(feats, multiple, max_frames)
+    if isinstance(x, dict) and normalisation != "none":
+        raise ParameterError(
+            "features {name} give several arrays per utterance ({arrays}); per-fold "
+            "normalisation is not defined for them: use {normalisation} none",
+            name=extractor_info.get("name"), arrays=", ".join(x),
+        )  # fmt: skip
     if truncated:
         warnings.warn(
             f"{truncated} utterances are longer than {frames} frames and were truncated",
@@ -350,21 +376,14 @@ def prepare(
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
     protocols.make_folds(protocol, manifest)
-    extraction = features.extract_all(
-        [u.path for u in manifest.utterances],
-        feature_extractor,
-        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
-        workers=workers,
-        progress=progress,
-    )
-    manifest = drop_failed(manifest, extraction.report.failed)
-    feats = [f for f in extraction.features if f is not None]
+    manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
+                                      workers=workers, progress=progress)  # fmt: skip
     dataset = build(
         manifest,
         protocol,
         feats,
         extractor_info=features.describe(feature_extractor),
-        extraction=extraction.report,
+        extraction=report,
         normalisation=normalisation,
         max_frames=max_frames,
     )

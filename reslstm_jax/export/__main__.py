@@ -213,8 +213,7 @@ def evaluate(run: pathlib.Path, folders: list[pathlib.Path], data_dir, cache_dir
         graphs = {"fp32": MODEL_FILE, **({"int8": INT8_FILE} if "int8" in record else {})}
         for key, file in graphs.items():
             session = measure.session(folder / file)
-            x = ({k: v[rows] for k, v in dataset.x.items()} if isinstance(dataset.x, dict)
-                 else dataset.x[rows])  # fmt: skip
+            x = data.take_rows(dataset.x, rows)
             logits = session.run(["logits"], measure.feed(session, x, dataset.lengths[rows]))[0]
             scores = metrics.classification(labels, logits.argmax(1), len(dataset.classes))
             entry[f"{key}_uar"] = scores["uar"]

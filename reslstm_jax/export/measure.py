@@ -99,6 +99,31 @@ def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3
     return out
 
 
+def fresh_variables(model) -> dict:
+    """`model`'s variables from a fresh initialisation (key 0), as NumPy arrays: the weights
+    of a graph whose size and speed are measured (they depend on the shapes alone)."""
+    import jax
+
+    return jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
+
+
+def write_graphs(model, variables: dict, folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """`folder/model.onnx` of `model` with `variables` and an identity normalisation, and
+    `folder/model.int8.onnx` unless the family has no int8 graph (`int8_refusal`):
+    {"fp32": path, "int8": path}. Raises `graphs.Unsupported`."""
+    from reslstm_jax.export import graphs
+
+    size = getattr(model, "input_size", 1)  # normalisation constants: shapes only matter here
+    proto = graphs.BUILDERS[model.name](model, variables, np.zeros(size, np.float32),
+                                        np.ones(size, np.float32))  # fmt: skip
+    written = {"fp32": folder / "model.onnx"}
+    written["fp32"].write_bytes(proto.SerializeToString())
+    if int8_refusal(model.name) is None:
+        written["int8"] = folder / "model.int8.onnx"
+        quantize_int8(written["fp32"], written["int8"])
+    return written
+
+
 def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
                          repeats: int = 5) -> dict:  # fmt: skip
     """The ONNX figures of `model`'s architecture, from a graph of fresh weights (file sizes
@@ -114,25 +139,15 @@ def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate:
     (`graphs.Unsupported`, e.g. paper_compat); then nothing is imported."""
     if not available():
         return {}
-    import jax
-
     from reslstm_jax.export import graphs
 
-    build = graphs.BUILDERS.get(model.name)
-    if build is None:
-        return {}
-    variables = jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
-    size = getattr(model, "input_size", 1)  # normalisation constants: shapes only matter here
-    try:
-        proto = build(model, variables, np.zeros(size, np.float32), np.ones(size, np.float32))
-    except graphs.Unsupported:
+    if model.name not in graphs.BUILDERS:
         return {}
     with tempfile.TemporaryDirectory(prefix="reslstm-onnx-") as tmp:
-        graphs_ = {"fp32": pathlib.Path(tmp) / "model.onnx"}
-        graphs_["fp32"].write_bytes(proto.SerializeToString())
-        if int8_refusal(model.name) is None:
-            graphs_["int8"] = pathlib.Path(tmp) / "model.int8.onnx"
-            quantize_int8(graphs_["fp32"], graphs_["int8"])
+        try:
+            graphs_ = write_graphs(model, fresh_variables(model), pathlib.Path(tmp))
+        except graphs.Unsupported:
+            return {}
         sizes = {key: path.stat().st_size / 1024 for key, path in graphs_.items()}
         speed = ort_latency(graphs_, extractor, sample_rate=sample_rate, seconds=seconds,
                             repeats=repeats)  # fmt: skip
