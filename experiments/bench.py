@@ -392,6 +392,7 @@ def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
     import numpy as np
 
     import reslstm_jax as rj
+    from reslstm_jax import edge
     from reslstm_jax.export import measure
     from reslstm_jax.models.__main__ import example_input
 
@@ -408,7 +409,7 @@ def measure_onnx(seconds: float = 3.7, repeats: int = 50) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, fields in ONNX_CONFIGS:
             model = rj.models.get(name, **fields)
-            variables = measure.fresh_variables(model)
+            variables = edge.fresh_variables(model)
             folder = pathlib.Path(tmp) / f"{name}{fields.get('hidden_size', '')}"
             folder.mkdir()
             files = measure.write_graphs(model, variables, folder)  # Light-SERNet: no int8

@@ -87,13 +87,22 @@ def time_per_second(runners: dict, extractor, *, seconds: float = 3.0,
     return {key: float(np.median(v)) * 1000 / seconds for key, v in times.items()}
 
 
-def latency(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
-            repeats: int = 5) -> dict:  # fmt: skip
-    """Median features + model time per second of audio (ms), batch 1, after one warm-up."""
+def fresh_variables(model) -> dict:
+    """`model`'s variables from a fresh initialisation (key 0): the weights whose speed is
+    measured (any weights time the same). Compiled: an eager init runs each initialiser op
+    by op (~0.5 s)."""
     import jax
 
-    # Compiled: eager init runs each initialiser op by op (~0.5 s); any weights time the same.
-    variables = jax.jit(model.init)(jax.random.key(0))
+    return jax.jit(model.init)(jax.random.key(0))
+
+
+def latency(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
+            repeats: int = 5, variables: dict | None = None) -> dict:  # fmt: skip
+    """Median features + model time per second of audio (ms), batch 1, after one warm-up
+    (`variables`: default `fresh_variables`)."""
+    import jax
+
+    variables = fresh_variables(model) if variables is None else variables
     forward = jax.jit(lambda v, x, n: model.apply(v, x, n)[0])
     ms = time_per_second(
         {"model": lambda x, n: forward(variables, x, n).block_until_ready()}, extractor,
@@ -115,11 +124,13 @@ def metrics(model, extractor=None, *, onnx: bool = True, **latency_kwargs) -> di
     n = param_count(model)
     out = {"trainable_params": n, **size_kib(n)}
     if extractor is not None:
-        out.update(latency(model, extractor, **latency_kwargs))
+        variables = fresh_variables(model)  # one initialisation for both runtimes
+        out.update(latency(model, extractor, variables=variables, **latency_kwargs))
         if onnx:
             from reslstm_jax.export import measure
 
-            out.update(measure.architecture_metrics(model, extractor, **latency_kwargs))
+            out.update(measure.architecture_metrics(model, extractor, variables=variables,
+                                                    **latency_kwargs))  # fmt: skip
     return out
 
 

@@ -99,16 +99,9 @@ def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3
     return out
 
 
-def fresh_variables(model) -> dict:
-    """`model`'s variables from a fresh initialisation (key 0), as NumPy arrays: the weights
-    of a graph whose size and speed are measured (they depend on the shapes alone)."""
-    import jax
-
-    return jax.tree_util.tree_map(np.asarray, jax.jit(model.init)(jax.random.key(0)))
-
-
 def write_graphs(model, variables: dict, folder: pathlib.Path) -> dict[str, pathlib.Path]:
-    """`folder/model.onnx` of `model` with `variables` and an identity normalisation, and
+    """`folder/model.onnx` of `model` with `variables` (`edge.fresh_variables` when only the
+    shapes matter) and an identity normalisation, and
     `folder/model.int8.onnx` unless the family has no int8 graph (`int8_refusal`):
     {"fp32": path, "int8": path}. Raises `graphs.Unsupported`."""
     from reslstm_jax.export import graphs
@@ -125,7 +118,7 @@ def write_graphs(model, variables: dict, folder: pathlib.Path) -> dict[str, path
 
 
 def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
-                         repeats: int = 5) -> dict:  # fmt: skip
+                         repeats: int = 5, variables: dict | None = None) -> dict:  # fmt: skip
     """The ONNX figures of `model`'s architecture, from a graph of fresh weights (file sizes
     and speed depend on the shapes, not on the values: one measurement serves every member of
     a configuration, as the JAX latency does):
@@ -139,13 +132,16 @@ def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate:
     (`graphs.Unsupported`, e.g. paper_compat); then nothing is imported."""
     if not available():
         return {}
+    from reslstm_jax import edge
     from reslstm_jax.export import graphs
 
     if model.name not in graphs.BUILDERS:
         return {}
     with tempfile.TemporaryDirectory(prefix="reslstm-onnx-") as tmp:
         try:
-            graphs_ = write_graphs(model, fresh_variables(model), pathlib.Path(tmp))
+            if variables is None:
+                variables = edge.fresh_variables(model)
+            graphs_ = write_graphs(model, variables, pathlib.Path(tmp))
         except graphs.Unsupported:
             return {}
         sizes = {key: path.stat().st_size / 1024 for key, path in graphs_.items()}
