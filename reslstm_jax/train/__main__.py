@@ -94,13 +94,18 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true",
                    help="replace what --out holds (another run's results and checkpoints) "
                    "instead of refusing")  # fmt: skip
+    add_wandb(p)
+    return p
+
+
+def add_wandb(p) -> None:
+    """The W&B flags (checked before any work: `checked_flags`, `open_outputs`)."""
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
                    help="W&B run of this training (default offline: files under "
                    "OUT/wandb, uploaded with `wandb sync`)")  # fmt: skip
     p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
     p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
     p.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="W&B tags of the run")
-    return p
 
 
 def add_options(p) -> None:
