@@ -156,21 +156,33 @@ def fold_arrays(
     x: np.ndarray,
     lengths: np.ndarray,
     normalisation: str = "fold",
+    origin: np.ndarray | None = None,
 ) -> FoldArrays:
-    """Index arrays and normalisation statistics for every fold."""
+    """Index arrays and normalisation statistics for every fold.
+
+    `origin` [N'] (None: every row is an utterance): the utterance each row holds, for rows
+    past the utterances' (audio variants, `AudioVariant`). A fold trains on the variants of
+    its training utterances too; its validation and test rows, and its statistics, are the
+    utterances' alone (augmentation never moves the normalisation)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(
             f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
         )
+    n = len(lengths) if origin is None else int(np.sum(origin == np.arange(len(origin))))
     if normalisation == "none":
         # The model reads raw features (Light-SERNet, DS-LSTM): identity statistics.
         dim = x.shape[2] if isinstance(x, np.ndarray) else 1
         stats = [(np.zeros(dim), np.ones(dim))] * len(folds)
     elif normalisation == "global":
-        stats = [frame_statistics(x, lengths, np.arange(len(x)))] * len(folds)
+        stats = [frame_statistics(x, lengths, np.arange(n))] * len(folds)
     else:
         stats = [frame_statistics(x, lengths, f.train) for f in folds]
-    train, train_mask = _stack([f.train for f in folds])
+    train_sets = [f.train for f in folds]
+    if origin is not None and len(origin) > n:
+        variant_origin = origin[n:]
+        train_sets = [np.concatenate([t, n + np.flatnonzero(np.isin(variant_origin, t))])
+                      for t in train_sets]  # fmt: skip
+    train, train_mask = _stack(train_sets)
     val, val_mask = _stack([f.val for f in folds])
     test, test_mask = _stack([f.test for f in folds])
     return FoldArrays(
@@ -187,6 +199,23 @@ def fold_arrays(
 
 
 @dataclasses.dataclass
+class AudioVariant:
+    """One audio perturbation's features (`reslstm_jax.perturb`) of some utterances.
+
+    Attributes:
+      name: "speed0.9", "snr20", ... (`perturb.variant_name`).
+      origins: [n] int, the utterances (rows of the manifest) perturbed.
+      feats: their features, aligned with `origins`.
+      extraction: the extraction report (failed variants are left out, listed there).
+    """
+
+    name: str
+    origins: np.ndarray
+    feats: list
+    extraction: features.ExtractionReport
+
+
+@dataclasses.dataclass
 class Dataset:
     """Everything the trainer needs for one corpus x protocol x extractor.
 
@@ -200,6 +229,8 @@ class Dataset:
       card: protocol card + features + normalisation + T (JSON-ready; store with results).
       manifest: the manifest after dropping files whose features failed.
       extraction: the extraction report.
+      origin: [N] int32, the utterance (manifest row) each row holds: the identity but for
+        audio variants, which follow the utterances (`AudioVariant`; only ever training rows).
     """
 
     x: np.ndarray | dict
@@ -214,6 +245,11 @@ class Dataset:
     card: dict
     manifest: Manifest
     extraction: features.ExtractionReport
+    origin: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.origin is None:
+            self.origin = np.arange(len(self.labels), dtype=np.int32)
 
 
 def drop_failed(manifest: Manifest, failed: Sequence[tuple[str, str]]) -> Manifest:
@@ -286,10 +322,15 @@ def build(
     normalisation: str = "fold",
     multiple: int = 8,
     max_frames: int | None = None,
+    variants: Sequence[AudioVariant] = (),
 ) -> Dataset:
-    """Arrays for `manifest` (features aligned with `manifest.utterances`)."""
+    """Arrays for `manifest` (features aligned with `manifest.utterances`), followed by the
+    rows of its audio `variants`, which only the folds training on their utterance read."""
     folds = protocols.make_folds(protocol, manifest)  # audited
-    x, lengths, frames, truncated = stack_features(feats, multiple, max_frames)
+    n = len(feats)
+    origin = np.concatenate([np.arange(n), *[v.origins for v in variants]]).astype(np.int32)
+    rows = [*feats, *(f for v in variants for f in v.feats)]
+    x, lengths, frames, truncated = stack_features(rows, multiple, max_frames)
     if isinstance(x, dict) and normalisation != "none":
         raise ParameterError(
             "features {name} give several arrays per utterance ({arrays}); per-fold "
@@ -311,20 +352,48 @@ def build(
         skipped=manifest.skipped_by_reason(),
         sample_rates=native_rates(manifest),
     )
+    if variants:
+        card["audio_variants"] = [
+            {"name": v.name, "rows": len(v.feats), "failed": len(v.extraction.failed),
+             "features": v.extraction.extractor} for v in variants
+        ]  # fmt: skip
+    tags = [""] * n + [f"~{v.name}" for v in variants for _ in v.feats]
     return Dataset(
         x=x,
         lengths=lengths,
-        labels=np.array(manifest.labels, np.int32),
-        ids=manifest.ids,
-        speakers=[u.speaker for u in manifest.utterances],
+        labels=np.array(manifest.labels, np.int32)[origin],
+        ids=[manifest.ids[o] + tag for o, tag in zip(origin, tags, strict=True)],
+        speakers=[manifest.utterances[o].speaker for o in origin],
         classes=manifest.classes,
-        folds=fold_arrays(folds, x, lengths, normalisation),
+        folds=fold_arrays(folds, x, lengths, normalisation, origin),
         frames=frames,
         truncated=truncated,
         card=card,
         manifest=manifest,
         extraction=extraction,
+        origin=origin,
     )
+
+
+def extract_variants(manifest: Manifest, protocol: str, extractor, variants: Sequence[dict],
+                     **options) -> list[AudioVariant]:  # fmt: skip
+    """The audio variants (`{"speed": 0.9}`, `{"snr_db": 20}`, or both in one) of the
+    utterances some fold of `protocol` trains on, through the feature cache (`extract`'s
+    `options`). Utterances that only ever validate or test are never perturbed."""
+    from reslstm_jax.perturb import Perturbed
+
+    folds = protocols.make_folds(protocol, manifest)
+    trained = np.unique(np.concatenate([f.train for f in folds]))
+    out = []
+    for variant in variants:
+        perturbed = Perturbed.of(extractor, **variant)
+        extraction = features.extract_all([manifest.utterances[i].path for i in trained],
+                                          perturbed, **options)  # fmt: skip
+        kept = [i for i, f in enumerate(extraction.features) if f is not None]
+        feats = [extraction.features[i] for i in kept]
+        out.append(AudioVariant(perturbed.variant, trained[kept].astype(np.int32), feats,
+                                extraction.report))  # fmt: skip
+    return out
 
 
 def prepare(
@@ -340,6 +409,7 @@ def prepare(
     max_frames: int | None = None,
     progress: bool = True,
     label_set: str = "native",
+    audio_variants: Sequence[dict] = (),
 ) -> Dataset:
     """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
 
@@ -347,7 +417,9 @@ def prepare(
     generated if needed and used with `ravdess_paper`. Files whose features fail are dropped
     and listed in `dataset.extraction.failed`; the protocol is applied to the rest.
     `label_set` "shared4" keeps the four emotions every corpus has (`corpora.labelsets`; the
-    card records the set and its mapping).
+    card records the set and its mapping). `audio_variants` (`{"speed": 0.9}`,
+    `{"snr_db": 20}`, ...) add a perturbed copy of every utterance a fold trains on, as
+    training rows of those folds only (`extract_variants`, `build`).
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -378,6 +450,11 @@ def prepare(
     protocols.make_folds(protocol, manifest)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip
+    variants = extract_variants(
+        manifest, protocol, feature_extractor, audio_variants, workers=workers,
+        cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
+        progress=progress,
+    )  # fmt: skip
     dataset = build(
         manifest,
         protocol,
@@ -386,6 +463,7 @@ def prepare(
         extraction=report,
         normalisation=normalisation,
         max_frames=max_frames,
+        variants=variants,
     )
     if label_set != "native":
         dataset.card["label_set"] = {
@@ -421,14 +499,17 @@ class DatasetCache:
         extractor_params: dict | None = None,
         normalisation: str = "fold",
         label_set: str = "native",
+        audio_variants: Sequence[dict] = (),
     ) -> Dataset:
         """`prepare(corpus, data_dir, ...)` with these arguments, cached."""
         params = dict(extractor_params or {})
-        key = repr((protocol, extractor, sorted(params.items()), normalisation, label_set))
+        variants = [dict(v) for v in audio_variants]
+        key = repr((protocol, extractor, sorted(params.items()), normalisation, label_set,
+                    [sorted(v.items()) for v in variants]))  # fmt: skip
         if key not in self._prepared:
             self._prepared[key] = prepare(
                 self.corpus, self.data_dir, protocol=protocol, extractor=extractor,
                 extractor_params=params, normalisation=normalisation, label_set=label_set,
-                **self.options,
+                audio_variants=variants, **self.options,
             )  # fmt: skip
         return self._prepared[key]

@@ -18,6 +18,8 @@ Extractors (parameters are the dataclass fields; all of them go into the cache k
   normalisation, 16-bit round trip, |STFT| (1024/256, periodic Hann, no centring), 128 HTK mel
   bins 80-7600 Hz built as `tf.signal.linear_to_mel_weight_matrix`, ln(mel + 1e-6), DCT-II,
   first 40 coefficients clipped to +-10. [184, 40] for 3 s.
+* `perturbed`: another extractor's features of speed-perturbed or noisy audio
+  (`reslstm_jax.perturb`: the training-only audio variants of `data.prepare`).
 
 The cache is keyed by (SHA-256 of the file content, extractor name, parameters, feature code
 version, librosa version): renaming or moving a corpus keeps its cache, and changing any
@@ -44,6 +46,7 @@ import numpy as np
 
 from reslstm_jax import artifacts
 from reslstm_jax.corpora.base import check_wav, file_sha256
+from reslstm_jax.perturb import Perturbed
 from reslstm_jax.workers import run as run_workers
 
 # Bump when the code of an extractor changes its output: it is part of every cache key.
@@ -325,6 +328,7 @@ EXTRACTORS = {
     "tf_mfcc": TfMfcc,
     "mfcc39": Mfcc39,
     "ds_lstm_inputs": DsLstmInputs,
+    "perturbed": Perturbed,  # another extractor on speed-perturbed or noisy audio
 }
 
 
@@ -341,8 +345,9 @@ def get(name: str, **params):
     if unknown:
         raise ValueError(f"{name}: unknown parameters {unknown}; known: {sorted(fields)}")
     defaults = {f.name: f.default for f in dataclasses.fields(EXTRACTORS[name])}
+    self_checked = getattr(EXTRACTORS[name], "SELF_CHECKED", frozenset())
     for key, value in params.items():
-        problem = _parameter_problem(key, value, defaults[key])
+        problem = None if key in self_checked else _parameter_problem(key, value, defaults[key])
         if problem:
             raise ValueError(f"{name}: {key} {problem}, got {value!r}")
     return EXTRACTORS[name](**params)

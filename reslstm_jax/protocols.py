@@ -531,6 +531,10 @@ def format_card(card: dict) -> str:
         lines.append(
             f"  differs from the published corpus: {len(card['count_differences'])} counts"
         )
+    if card.get("audio_variants"):  # `data.build`: counts below are of utterances
+        lines.append("  audio variants: " + ", ".join(
+            f"{v['name']} ({v['rows']} training rows)" for v in card["audio_variants"]
+        ) + "; each fold trains on those of its training utterances only")  # fmt: skip
     for f in card["folds"]:
         note = (
             " (val from the training speaker's held-out words)"

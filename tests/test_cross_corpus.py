@@ -61,17 +61,24 @@ def test_shared4_keeps_the_four_emotions_of_every_corpus(corpus, classes):
 def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     tone_corpus, feature_cache, tmp_path, train_command, run_command
 ):
+    """The data options of the train CLI in one run: the shared label set, a speed-perturbed
+    copy of the training utterances, two cross-corpus tests."""
     from reslstm_jax import crosscorpus
 
     emodb = write_emodb_tones(tmp_path / "emodb")
     out = tmp_path / "run"
     proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
-                                     "--cross-test", f"emodb:{emodb}",
+                                     "--cross-test", f"emodb:{emodb}", "--speed-perturb", "1.1",
                                      "--cross-test", f"ravdess:{tone_corpus}"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     card = json.loads((out / "card.json").read_text())
     assert card["classes"] == list(labelsets.SHARED4)
+    # the variant: 48 more training rows, none of them validated or tested
+    assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 48)]
+    assert "audio variants: speed1.1 (48 training rows)" in proc.stdout
+    for run in results["runs"]:
+        assert not any("~" in i for i in run["test_predictions"]["ids"])
     assert card["label_set"] == {"name": "shared4", "mapping": labelsets.TO_SHARED4["ravdess"]}
     # the card names both target corpora with their utterance hashes, before training
     assert [(t["corpus"], t["n_utterances"], t["normalisation"]) for t in card["cross_test"]] == [
@@ -106,9 +113,11 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
 @pytest.mark.parametrize(
     "flags,message",
     [(["--cross-test", "emodb"], "--cross-test emodb: give the corpus's directory, emodb:DIR"),
-     (["--cross-test", "nope:/x"], "--cross-test nope:/x: unknown corpus 'nope'")],
+     (["--cross-test", "nope:/x"], "--cross-test nope:/x: unknown corpus 'nope'"),
+     (["--speed-perturb", "1"], r"--speed-perturb must be in \[0.5, 2.0\] and not 1, got 1"),
+     (["--noise-snr", "20", "20"], "--noise-snr 20 is given twice")],
 )  # fmt: skip
-def test_cross_test_flags_are_checked_first(flags, message):
+def test_data_flags_are_checked_first(flags, message):
     from reslstm_jax.train.__main__ import build_parser, checked_flags
 
     with pytest.raises(ValueError, match=message):

@@ -125,6 +125,13 @@ def add_options(p) -> None:
                    help="normalise a --cross-test corpus with each training fold's statistics "
                    "(default) or with the target corpus's own (uses unlabelled target "
                    "audio)")  # fmt: skip
+    p.add_argument("--speed-perturb", type=float, nargs="+", default=[], metavar="FACTOR",
+                   help="audio augmentation: a copy of every training utterance played at "
+                   "each speed (e.g. 0.9 1.1: tempo and pitch, as Kaldi's), as extra training "
+                   "rows; never of validation or test utterances (docs/training.md)")  # fmt: skip
+    p.add_argument("--noise-snr", type=float, nargs="+", default=[], metavar="DB",
+                   help="audio augmentation: a copy of every training utterance with white "
+                   "noise at each signal-to-noise ratio in dB (e.g. 20 10)")  # fmt: skip
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
                    help="loss weights: none (default) or balanced (from each fold's training "
                    "labels)")  # fmt: skip
@@ -207,6 +214,7 @@ def checked_flags(args) -> tuple:
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     feature_params = parse_json_object("--feature-params", args.feature_params)
+    audio_variants(args)
     for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
                                                       args.tags):  # fmt: skip
         raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
@@ -227,6 +235,17 @@ def cross_tests(args) -> list[tuple[str, str | None]]:
             raise ValueError(f"--cross-test {text}: give the corpus's directory, {corpus}:DIR")
         targets.append((corpus, where or None))
     return targets
+
+
+def audio_variants(args) -> list[dict]:
+    """The audio variants of --speed-perturb and --noise-snr; ValueError naming the flag."""
+    from reslstm_jax import perturb
+
+    try:
+        return perturb.variants(args.speed_perturb, args.noise_snr)
+    except perturb.VariantError as exc:
+        flag = {"speed": "--speed-perturb", "snr_db": "--noise-snr"}[exc.key]
+        raise ValueError(f"{flag} {exc.problem}") from None
 
 
 def open_outputs(args, out):
@@ -286,7 +305,7 @@ def main(argv=None) -> int:
             extractor=args.features or recipe.features, extractor_params=feature_params,
             normalisation=args.normalisation or recipe.normalisation,
             cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
-            label_set=args.label_set,
+            label_set=args.label_set, audio_variants=audio_variants(args),
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
