@@ -27,6 +27,9 @@ class Setup:
       model_config: fields added to every configuration's model (e.g. paper_compat).
       share_init_across_seeds: the ResLSTM-SA reference's per-fold reseeding.
       note: one line for the report (why this setup exists).
+      label_set: "native" or "shared4" (`reslstm_jax.corpora.labelsets`).
+      audio_variants: training-only audio variants, e.g. `(("speed", 0.9), ("snr_db", 20.0))`
+        (one variant per pair: `data.prepare(audio_variants=...)`, docs/training.md).
     """
 
     protocol: str
@@ -34,6 +37,8 @@ class Setup:
     model_config: tuple = ()
     share_init_across_seeds: bool = False
     note: str = ""
+    label_set: str = "native"
+    audio_variants: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +133,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             dataset = families.dataset_for(
                 cache, cfg.model, protocol=setup.protocol, normalisation=setup.normalisation,
                 feature_params=dict(budget.get("feature_params", {})).get(features, {}),
+                label_set=setup.label_set, audio_variants=[dict([v]) for v in setup.audio_variants],
             )  # fmt: skip
             experiment = {"name": exp.name, "setup": setup_name, "config": name,
                           "budget": args.budget, "note": setup.note}  # fmt: skip

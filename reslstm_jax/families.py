@@ -248,6 +248,49 @@ def settings_from(family: str, overrides: Mapping | None = None, *,
     return RunSettings(model=family, model_config=tuple(sorted(config.items())), **run)
 
 
+# The data choices a sweep's trial may set besides the run settings and model fields: each
+# distinct combination is a dataset of its own (`data.DatasetCache` prepares each once).
+DATA_FIELDS = ("label_set", "normalisation", "speed_perturb", "noise_snr")
+
+
+def _numbers(key: str, value) -> list[float]:
+    """A data field's list of numbers: one number, a list, or "0.9,1.1" (Optuna-friendly)."""
+    if value is None or value == "" or value == "none":
+        return []
+    if isinstance(value, str):
+        try:
+            return [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError(f"{key}: numbers separated by commas, got {value!r}") from None
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def data_choices(params: Mapping) -> dict:
+    """The `dataset_for` arguments set by the data fields (`DATA_FIELDS`) of a trial's
+    parameters: label set, normalisation, audio variants (`speed_perturb`, `noise_snr`: a
+    number, a list or "0.9,1.1"). ValueError (one line, naming the field) for a bad value."""
+    from reslstm_jax import perturb
+    from reslstm_jax.corpora.labelsets import LABEL_SETS
+    from reslstm_jax.data import NORMALISATIONS
+
+    choices = {}
+    for key, allowed in (("label_set", LABEL_SETS), ("normalisation", NORMALISATIONS)):
+        if params.get(key) is not None:
+            if params[key] not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, "
+                                 f"got {params[key]!r}")  # fmt: skip
+            choices[key] = params[key]
+    speeds = _numbers("speed_perturb", params.get("speed_perturb"))
+    snrs = _numbers("noise_snr", params.get("noise_snr"))
+    if speeds or snrs:
+        try:
+            choices["audio_variants"] = perturb.variants(speeds, snrs)
+        except perturb.VariantError as exc:
+            name = {"speed": "speed_perturb", "snr_db": "noise_snr"}[exc.key]
+            raise ValueError(f"{name} {exc.problem}") from None
+    return choices
+
+
 def dataset_for(
     cache,
     family: str,
@@ -255,10 +298,13 @@ def dataset_for(
     protocol: str | None = None,
     normalisation: str | None = None,
     feature_params: Mapping | None = None,
+    label_set: str = "native",
+    audio_variants=(),
 ):
     """The dataset `family` trains on, from a `data.DatasetCache`: its recipe's features and
-    normalisation unless given."""
+    normalisation unless given, with the label set and audio variants asked for."""
     fam_recipe = get(family).recipe
     return cache.get(protocol=protocol, extractor=fam_recipe.features,
                      extractor_params=dict(feature_params or {}),
-                     normalisation=normalisation or fam_recipe.normalisation)  # fmt: skip
+                     normalisation=normalisation or fam_recipe.normalisation,
+                     label_set=label_set, audio_variants=audio_variants)  # fmt: skip

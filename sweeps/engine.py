@@ -127,10 +127,13 @@ class Datasets:
             config.corpus, config.data_dir, cache_dir=config.cache_dir, progress=config.progress
         )
 
-    def for_model(self, family: str):
+    def for_trial(self, full: dict):
+        """The dataset of a trial's full parameters: its family's features, and the data
+        choices it sets (`families.data_choices`: label set, normalisation, audio variants)."""
         if self.only is not None:
             return self.only
-        return families.dataset_for(self.cache, family, protocol=self.config.protocol)
+        return families.dataset_for(self.cache, full["model"], protocol=self.config.protocol,
+                                    **families.data_choices(full))  # fmt: skip
 
 
 OBJECTIVE_KEYS = {"val": "val_uar", "test": "test_uar"}
@@ -409,17 +412,18 @@ def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
                 except ValueError as exc:  # a space that sets what the family lacks
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise ValueError(f"space {space.name}, trial {trial.number}: {exc}") from None
-                count = n_params(settings, datasets.for_model(full["model"]))
+                count = n_params(settings, datasets.for_trial(full))
                 trial.set_user_attr("params_full", full)
                 trial.set_user_attr("n_params", count)
                 trial.set_user_attr("worker", rank)
                 asked.append((trial, full, count))
             groups: dict[tuple, list] = {}
-            for item in asked:
-                key = settings_for(item[1], config).static_signature()
+            for item in asked:  # one program per static shape and dataset
+                key = (settings_for(item[1], config).static_signature(),
+                       repr(families.data_choices(item[1])))  # fmt: skip
                 groups.setdefault(key, []).append(item)
             for group in groups.values():
-                dataset = datasets.for_model(group[0][1]["model"])
+                dataset = datasets.for_trial(group[0][1])
                 done += train_group(study, space, config, dataset, group, tracker, trials_dir,
                                     rank=rank)  # fmt: skip
                 for trial, _, _ in group:

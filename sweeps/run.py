@@ -306,6 +306,17 @@ def finish(config, space, study, x: str = "params") -> None:
     print(f"wrote {config.study_dir / 'pareto.csv'} and {config.study_dir / 'pareto.png'}")
 
 
+def data_points(space, trials: int) -> list[dict]:
+    """A full parameter set per dataset the run's trials may read: each family's, and each
+    grid point's data choices (`families.data_choices`) among the first `trials`. A sampled
+    space's data choices are prepared by the worker that draws them (from the warm cache of
+    the librosa functions the families' datasets compiled here)."""
+    points = [space.complete({"model": family}) for family in space.families]
+    if space.grid is not None:
+        points += [space.complete(dict(point)) for point in space.grid[:trials]]
+    return points
+
+
 def main(argv=None) -> int:
     import optuna
 
@@ -356,8 +367,8 @@ def main(argv=None) -> int:
           f"{config.epochs} epochs x {config.seeds} seed(s); W&B {config.wandb}")  # fmt: skip
     datasets = engine.Datasets(config)
     try:
-        # every feature set the space needs, extracted once here (the workers read the cache)
-        prepared = [datasets.for_model(family) for family in space.families]
+        # every dataset the space needs, extracted once here (the workers read the cache)
+        prepared = [datasets.for_trial(full) for full in data_points(space, config.trials)]
     except (CorpusError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -158,6 +158,42 @@ def test_training_options_are_sweepable_and_a_space_with_an_unknown_field_fails_
         spaces.load(name)
 
 
+def test_data_choices_are_trial_parameters_each_its_own_dataset(tmp_path):
+    """Label set, normalisation and audio variants are trial parameters: not run settings,
+    they choose the trial's dataset (one per combination); a bad one fails at load."""
+    full = spaces.load("hidden_sizes").complete({
+        "label_set": "shared4", "normalisation": "global", "speed_perturb": "0.9,1.1",
+        "noise_snr": 20})  # fmt: skip
+    settings = engine.settings_for(full, BUDGET)
+    assert settings == engine.settings_for(spaces.load("hidden_sizes").complete({}), BUDGET)
+    asked = []
+
+    class Cache:
+        def get(self, **kwargs):
+            asked.append(kwargs)
+            return "a dataset"
+
+    config = engine.SweepConfig(space="hidden_sizes", study="s", trials=1, epochs=1, seeds=1,
+                                workdir=str(tmp_path))  # fmt: skip
+    datasets = engine.Datasets(config)
+    datasets.cache = Cache()
+    assert datasets.for_trial(full) == "a dataset"
+    assert {k: asked[0][k] for k in ("label_set", "normalisation", "audio_variants")} == {
+        "label_set": "shared4", "normalisation": "global",
+        "audio_variants": [{"speed": 0.9}, {"speed": 1.1}, {"snr_db": 20.0}]}  # fmt: skip
+    datasets.for_trial(spaces.load("hidden_sizes").complete({}))
+    assert (asked[1]["label_set"], asked[1]["audio_variants"]) == ("native", ())
+    base = spaces.load("hidden_sizes")
+    for point, message in [
+        ({"label_set": "shared5"}, "label_set must be one of native, shared4"),
+        ({"speed_perturb": [1.0]}, "speed_perturb must be in"),
+        ({"noise_snr": "20,x"}, "noise_snr: numbers separated by commas"),
+    ]:
+        bad = dataclasses.replace(base, name="bad", grid=({"hidden_size": 8, **point},))
+        with pytest.raises(spaces.SpaceError, match=f"^space bad: {message}"):
+            spaces.check(bad)
+
+
 # ----------------------------------------------------------------------------- reaper
 
 
@@ -588,7 +624,7 @@ def test_architectures_space_trains_each_family_on_its_own_features(
     """The first grid points are Light-SERNet and DS-LSTM: each trains on its family's data
     with its recipe, and both land on the study's front."""
     by_family = family_datasets(tiny_dataset)
-    monkeypatch.setattr(engine.Datasets, "for_model", lambda self, family: by_family[family])
+    monkeypatch.setattr(engine.Datasets, "for_trial", lambda self, full: by_family[full["model"]])
     space = spaces.load("architectures")
     store = storage.open_storage(None, tmp_path, "zoo")
     study = storage.create_or_load(store, "zoo", space, 0)

@@ -94,7 +94,7 @@ def settings_of(full: dict, **run):
 
     overrides = dict(run)
     for key, value in full.items():
-        if key != "model":
+        if key != "model" and key not in families.DATA_FIELDS:  # `families.data_choices`
             overrides[RUN_PARAMS.get(key, key)] = value
     return families.settings_from(full["model"], overrides)
 
@@ -103,10 +103,14 @@ def check(space: Space) -> None:
     """Every point of the space's grid (or one sampled point of `suggest`) gives valid
     settings: a field no family or run setting declares, or a bad value, fails here, when the
     space is loaded, instead of in its first trial. Raises SpaceError (one line)."""
+    from reslstm_jax import families
+
     points = space.grid if space.grid is not None else (_sampled(space),)
     for point in points:
         try:
-            settings_of(space.complete(dict(point)))
+            full = space.complete(dict(point))
+            settings_of(full)
+            families.data_choices(full)
         except ValueError as exc:
             raise SpaceError(f"space {space.name}: {exc}") from None
 
