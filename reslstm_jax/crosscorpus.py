@@ -129,21 +129,21 @@ def fit_and_test(dataset, settings, out_dir, targets: list[Target], norm: str = 
                  **run_kwargs) -> dict:  # fmt: skip
     """`train.fit.run` on `dataset` with the `targets` named in its card first (corpora and
     hashes, before training), then every model tested on each target: the results with
-    `cross_test`, also written to `out_dir/results.json`. `run_kwargs` go to `fit.run`."""
-    import pathlib
-
-    from reslstm_jax import artifacts
+    `cross_test`, also written to `out_dir/results.json`, and each target's UAR in the W&B
+    run's summary (`cross_<corpus>_uar`, `cross_<corpus>_ensemble_uar`). `run_kwargs` go to
+    `fit.run`."""
     from reslstm_jax.train.fit import run
 
     if norm not in NORMS:
         raise CrossCorpusError(f"--cross-norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    if targets:
-        dataset.card["cross_test"] = [{**t.card, "normalisation": norm} for t in targets]
-    outcome = run(dataset, settings, out_dir, **run_kwargs)
-    if targets:
-        outcome["cross_test"] = [evaluate(out_dir, t, norm) for t in targets]
-        artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, outcome)
-    return outcome
+    if not targets:
+        return run(dataset, settings, out_dir, **run_kwargs)
+    dataset.card["cross_test"] = [{**t.card, "normalisation": norm} for t in targets]
+
+    def cross_tests(_results) -> dict:  # on the written run, before its W&B run closes
+        return {"cross_test": [evaluate(out_dir, t, norm) for t in targets]}
+
+    return run(dataset, settings, out_dir, then=cross_tests, **run_kwargs)
 
 
 def summary_lines(cross: list[dict]) -> list[str]:

@@ -69,7 +69,8 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     out = tmp_path / "run"
     proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
                                      "--cross-test", f"emodb:{emodb}", "--speed-perturb", "1.1",
-                                     "--cross-test", f"ravdess:{tone_corpus}"))  # fmt: skip
+                                     "--cross-test", f"ravdess:{tone_corpus}",
+                                     wandb="offline"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     card = json.loads((out / "card.json").read_text())
@@ -98,6 +99,17 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     assert "cross-corpus test on emodb (40 utterances, 10 speakers, label set shared4" in (
         proc.stdout)  # fmt: skip
     assert "label set shared4: neutral -> neutral" in proc.stdout
+    # the W&B run's summary holds each target's figures (tested before the run closed)
+    from wandb_reader import read_run
+
+    from reslstm_jax import tracking
+
+    (run_dir,) = tracking.offline_runs(out)
+    summary = read_run(run_dir)["summary"]
+    for cross in results["cross_test"]:
+        corpus = cross["target"]["corpus"]
+        assert summary[f"cross_{corpus}_uar"] == pytest.approx(cross["uar_mean"])
+        assert summary[f"cross_{corpus}_ensemble_uar"] == pytest.approx(cross["ensemble_uar_mean"])
     # the target's own statistics instead (unlabelled target audio), in-process on the run
     target = crosscorpus.load_target("emodb", emodb, card, cache_dir=feature_cache,
                                      progress=False)  # fmt: skip

@@ -153,6 +153,10 @@ def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=
     `extra` results fields (e.g. an experiment's name), then card, extraction report and
     results.json written atomically (`artifacts.write_run`). Returns the results.
 
+    `then(results) -> dict` (a keyword argument): work on the written run whose fields join
+    the results (rewritten) before the W&B run closes: the cross-corpus tests
+    (`crosscorpus.fit_and_test`), whose figures are then in its summary (`headline`).
+
     `tracker` (a `reslstm_jax.tracking.Tracker`): the run is also a W&B run (job_type
     "train", named after `out_dir`): the run record (`provenance.run_config`) as its config,
     the curves after every epoch chunk, then the headline numbers, edge metrics and an
@@ -179,11 +183,14 @@ def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=
     return results
 
 
-def _run(dataset, settings, out_dir, *, latency, extra, **kwargs) -> dict:
+def _run(dataset, settings, out_dir, *, latency, extra, then=None, **kwargs) -> dict:
     results = fit(dataset, settings, out_dir=out_dir, **kwargs)
     results["edge"] = results_mod.edge_metrics(results, dataset, latency=latency)
     results.update(extra or {})
     artifacts.write_run(out_dir, dataset, results)
+    if then is not None:  # work that reads the written run (cross-corpus tests): its fields
+        results.update(then(results))
+        artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, results)
     return results
 
 

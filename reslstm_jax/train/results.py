@@ -189,7 +189,11 @@ def headline(results: dict) -> dict:
         "test_uar_per_seed": [p["uar"] for p in agg["pooled_oof"]],
         # models whose training loss became non-finite (`diverged_line`): 0 for a real result
         "diverged_models": len(results.get("diverged") or []),
-    }
+        # cross-corpus tests (`reslstm_jax.crosscorpus`): per target corpus, the mean UAR of
+        # the fold x seed models and of the per-seed fold ensembles
+        **{f"cross_{c['target']['corpus']}_{key}": c[f"{key}_mean"]
+           for c in results.get("cross_test") or [] for key in ("uar", "ensemble_uar")},
+    }  # fmt: skip
 
 
 def pooled_predictions(results: dict) -> dict:
