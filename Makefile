@@ -45,7 +45,7 @@ $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PIP_INSTALL) -e '.[dev,synthetic,postgres,cluster,export]'
+	$(PIP_INSTALL) -e '.[dev,synthetic,postgres,cluster,export,opensmile]'
 	touch $@
 
 clean:

@@ -85,6 +85,9 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-latency", action="store_true", help="skip the latency measurements (JAX, onnxruntime)"
     )
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the classical reference row of each setup (eGeMAPS functionals + "
+                   "linear SVM; needs the opensmile extra)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -145,8 +148,34 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             if line and line.split("; ")[0] not in told:  # once per set of skipped files
                 told.add(line.split("; ")[0])
                 print(line)
+        if not args.no_baseline:
+            run_baseline(cache, setup_name, setup, out / setup_name / BASELINE_DIR)
     write_report(exp, out, setups)
     return out
+
+
+BASELINE_DIR = "baseline_egemaps_svm"
+
+
+def run_baseline(cache, setup_name: str, setup: Setup, run_dir: pathlib.Path) -> None:
+    """A setup's classical reference row (`reslstm_jax.baseline`: eGeMAPS functionals and a
+    linear SVM on the setup's folds), when the opensmile extra is installed; resumable."""
+    from reslstm_jax import artifacts, baseline, smile
+
+    if (run_dir / artifacts.RESULTS_FILE).is_file():
+        print(f"{setup_name}/baseline: done earlier, kept")
+        return
+    if not baseline.available():
+        print(f"{setup_name}/baseline: skipped ({smile.INSTALL_HINT})")
+        return
+    dataset = cache.get(protocol=setup.protocol, extractor="egemaps",
+                        extractor_params={"level": "functionals"}, normalisation="none",
+                        label_set=setup.label_set)  # fmt: skip
+    results = baseline.fit(dataset, "svm")
+    results["experiment"] = {"setup": setup_name, "config": "baseline", "note": setup.note}
+    artifacts.write_run(run_dir, dataset, results)
+    print(f"{setup_name}/baseline: {results['model']['name']}: pooled test UAR "
+          f"{results['aggregate']['pooled_oof_uar']['mean']:.4f}")  # fmt: skip
 
 
 def write_report(exp: Experiment, out: pathlib.Path, setups: list[str]) -> None:

@@ -20,6 +20,9 @@ Extractors (parameters are the dataclass fields; all of them go into the cache k
   first 40 coefficients clipped to +-10. [184, 40] for 3 s.
 * `perturbed`: another extractor's features of speed-perturbed or noisy audio
   (`reslstm_jax.perturb`: the training-only audio variants of `data.prepare`).
+* `egemaps`, `compare`: openSMILE's eGeMAPSv02 and ComParE 2016, low-level descriptors
+  [T, 25] / [T, 65] or functionals [1, 88] / [1, 6373] (`reslstm_jax.smile`; the opensmile
+  extra, under a non-commercial licence).
 
 The cache is keyed by (SHA-256 of the file content, extractor name, parameters, feature code
 version, librosa version): renaming or moving a corpus keeps its cache, and changing any
@@ -47,6 +50,7 @@ import numpy as np
 from reslstm_jax import artifacts
 from reslstm_jax.corpora.base import check_wav, file_sha256
 from reslstm_jax.perturb import Perturbed
+from reslstm_jax.smile import Compare, Egemaps
 from reslstm_jax.workers import run as run_workers
 
 # Bump when the code of an extractor changes its output: it is part of every cache key.
@@ -329,6 +333,8 @@ EXTRACTORS = {
     "mfcc39": Mfcc39,
     "ds_lstm_inputs": DsLstmInputs,
     "perturbed": Perturbed,  # another extractor on speed-perturbed or noisy audio
+    "egemaps": Egemaps,  # openSMILE (the opensmile extra: non-commercial licence)
+    "compare": Compare,
 }
 
 
@@ -381,11 +387,13 @@ def describe(extractor) -> dict:
     """Name, parameters and versions: what determines the extractor's output."""
     import librosa
 
+    versions = getattr(extractor, "versions", None)  # a third-party feature library's own
     return {
         "name": extractor.name,
         "params": {k: v for k, v in dataclasses.asdict(extractor).items() if k != "name"},
         "features_version": FEATURES_VERSION,
         "librosa": librosa.__version__,
+        **(versions() if versions is not None else {}),
     }
 
 

@@ -27,6 +27,7 @@ import json
 import math
 import pathlib
 import tempfile
+from typing import ClassVar
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Perturbed:
     snr_db: float | None = None
 
     # `features.get` leaves these to `__post_init__` (an SNR may be 0 or negative)
-    SELF_CHECKED = frozenset({"base", "base_params", "speed", "snr_db"})
+    SELF_CHECKED: ClassVar[frozenset] = frozenset({"base", "base_params", "speed", "snr_db"})
 
     def __post_init__(self):
         from reslstm_jax import features

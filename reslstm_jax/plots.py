@@ -234,6 +234,7 @@ def for_configs(out_dir, tables, configs, fmt: str = "png",
         matrix = pooled_confusion(c.results)
         written.append(confusion(out_dir / f"confusion_{name}.{fmt}", matrix, classes,
                                  title=confusion_title(c.label)))  # fmt: skip
-        written.append(learning_curves(out_dir / f"curves_{name}.{fmt}", c.results,
-                                       title=curves_title(c.label)))  # fmt: skip
+        if not c.results.get("baseline"):  # a classical baseline has no epochs
+            written.append(learning_curves(out_dir / f"curves_{name}.{fmt}", c.results,
+                                           title=curves_title(c.label)))  # fmt: skip
     return written

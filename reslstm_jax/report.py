@@ -218,6 +218,7 @@ def row(config: Config, *, ci_resamples: int = 2000) -> dict:
         # models whose training loss became non-finite: their numbers are not results
         "diverged": len(results.get("diverged") or []),
         "models": len(results["runs"]),
+        "baseline": bool(results.get("baseline")),  # `reslstm_jax.baseline`: last, no front
     }
 
 
@@ -313,21 +314,40 @@ def front_mask(costs: list[float], scores: list[float]) -> list[bool]:
 def pareto_front(rows: list[dict], x: str = "params") -> list[str]:
     """Labels of the rows no other row beats on both selection metric and `x` (parameters,
     or an edge figure such as "onnx_kib"; rows without it and rows with diverged models are
-    never on it)."""
-    rows = [r for r in rows if not r.get("diverged") and r.get(x) is not None]
+    never on it, nor is the classical baseline: its weights are not a model size)."""
+    rows = [r for r in rows if r.get(x) is not None
+            and not r.get("diverged") and not r.get("baseline")]  # fmt: skip
     mask = front_mask([r[x] for r in rows], [r["selection"] for r in rows])
     return [r["label"] for r, on in zip(rows, mask, strict=True) if on]
 
 
+def same_utterances(a: dict, b: dict) -> bool:
+    """Whether two results were tested on the same corpus, protocol and utterances."""
+    return all(a["card"].get(k) == b["card"].get(k)
+               for k in ("corpus", "protocol", "utterance_ids_sha256"))  # fmt: skip
+
+
 def build_tables(configs: list[Config], *, ci_resamples: int = 2000) -> list[Table]:
-    """One table per protocol card, rows sorted by parameters."""
+    """One table per protocol card, rows sorted by parameters. A classical baseline
+    (`reslstm_jax.baseline`) joins every table of its corpus, protocol and utterances, after
+    the models, whatever features they read; one that matches none makes its own table."""
     groups: dict[tuple, list[Config]] = {}
+    baselines = [c for c in configs if c.results.get("baseline")]
     for c in configs:
-        groups.setdefault(card_key(c.results), []).append(c)
+        if not c.results.get("baseline"):
+            groups.setdefault(card_key(c.results), []).append(c)
+    placed = set()
+    for members in groups.values():
+        joined = [b for b in baselines if same_utterances(b.results, members[0].results)]
+        placed.update(id(b) for b in joined)
+        members.extend(joined)
+    for b in baselines:
+        if id(b) not in placed:
+            groups.setdefault(card_key(b.results), []).append(b)
     tables = []
     for members in groups.values():
         rows = sorted((row(c, ci_resamples=ci_resamples) for c in members),
-                      key=lambda r: (r["params"], r["label"]))  # fmt: skip
+                      key=lambda r: (bool(r["baseline"]), r["params"], r["label"]))  # fmt: skip
         folds = list(members[0].results["aggregate"]["per_fold"])
         first = members[0].results
         tables.append(Table(title(first), caption(first, rows), folds, rows, pareto_front(rows)))

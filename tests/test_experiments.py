@@ -20,6 +20,9 @@ def test_ravdess_experiment_trains_reports_and_resumes(
     assert "| lstm_sa h32 " in report and "| reslstm_sa h32 " in report
     assert "protocol ravdess_paper" in report and "per-fold (training speakers)" in report
     assert "[fair] A = reslstm_sa h32, B = lstm_sa h32 (10 matched fold x seed runs)" in report
+    # the classical reference row, in the same table, on the same folds
+    assert "| egemaps functionals + linear SVM (baseline) " in report
+    assert report.count("Table: ") == 1
     assert r"\begin{tabular}" in (out / "report.tex").read_text()
     for config in ("reslstm_sa_h32", "lstm_sa_h32"):
         run = out / "fair" / config
@@ -31,7 +34,7 @@ def test_ravdess_experiment_trains_reports_and_resumes(
     assert (
         common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
     )  # a rerun keeps finished configurations
-    assert capsys.readouterr().out.count("done earlier, kept") == 2
+    assert capsys.readouterr().out.count("done earlier, kept") == 3  # and the baseline
 
 
 @pytest.mark.parametrize(
