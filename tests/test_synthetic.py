@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -367,3 +368,27 @@ def test_commands_without_the_extra_say_so_in_one_line_and_write_nothing(tmp_pat
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1 and "pip install -e '.[synthetic]'" in lines[0], result.stderr
     assert os.listdir(tmp_path) == []  # no study journal, no run directory, no corpus
+
+
+def test_the_synthetic_corpus_as_a_cross_corpus_target(corpus, trained_run, feature_cache):
+    """A run trained on the RAVDESS-named tone tree labels actor 01 of the synthetic corpus
+    (its RAVDESS classes are the run's native ones): every fold x seed model, the card's
+    hash, the fold ensembles."""
+    from reslstm_jax import crosscorpus, protocols
+    from reslstm_jax.corpora import load
+
+    out = trained_run[0]
+    card = json.loads((out / "card.json").read_text())
+    target = crosscorpus.load_target("synthetic", corpus, card, cache_dir=feature_cache,
+                                     workers=1, progress=False)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one actor: a subset of the corpus
+        manifest = load("synthetic", corpus)
+    assert (target.card["n_utterances"], target.card["n_speakers"]) == (len(manifest), 1)
+    assert target.card["utterance_ids_sha256"] == protocols.utterance_hash(manifest)
+    result = crosscorpus.evaluate(out, target)
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["seed"], r["fold"]) for r in result["per_model"]] == [
+        (r["seed"], r["fold"]) for r in runs]  # fmt: skip
+    assert all(0 <= r["uar"] <= 1 for r in result["per_model"])
+    assert len(result["ensemble"]) == len({r["seed"] for r in runs})
