@@ -46,10 +46,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
 
 
-def random_problem(models: int, options: dict | None = None) -> tuple:
+def random_problem(models: int, options: dict | None = None, train_copies: int = 1) -> tuple:
     """The benchmark's data for `models` models: (Shared, ModelData, HParams, keys) of
     RAVDESS-shaped random features (module docstring); `options` (RunSettings fields: class
-    weights, patience, augmentation) set on every model as the fit loop sets them."""
+    weights, patience, augmentation) set on every model as the fit loop sets them;
+    `train_copies` > 1: every training row that many times, as audio variants add rows."""
     import types
 
     import jax.numpy as jnp
@@ -73,7 +74,8 @@ def random_problem(models: int, options: dict | None = None) -> tuple:
         return jnp.ones((models, n), bool)
 
     data = train.ModelData(
-        train=part(0, N_TRAIN), train_mask=ones(N_TRAIN),
+        train=jnp.tile(part(0, N_TRAIN), (1, train_copies)),
+        train_mask=ones(N_TRAIN * train_copies),
         val=part(N_TRAIN, N_TRAIN + N_VAL), val_mask=ones(N_VAL),
         test=part(N_TRAIN + N_VAL, N_UTTERANCES), test_mask=ones(N_UTTERANCES - N_TRAIN - N_VAL),
         mean=jnp.zeros((models, N_FEATURES)), std=jnp.ones((models, N_FEATURES)),
@@ -148,6 +150,9 @@ OPTION_SETS = [
     ("all of them", {"class_weights": "balanced", "patience": 20, "time_mask": 20,
                      "feature_mask": 8, "noise_std": 0.1, "mixup_alpha": 0.4}),
 ]  # fmt: skip
+# audio variants (`--speed-perturb 0.9 1.1`): the same program on 3x the training rows (a
+# variant row costs what any row costs; utt/s counts the utterances, not the rows)
+TRAIN_COPIES = [("audio variants: speed 0.9 and 1.1 (3x training rows)", 3)]
 
 
 def print_options_table(args, rounds: int = 5) -> None:
@@ -168,8 +173,10 @@ def print_options_table(args, rounds: int = 5) -> None:
     program = train.make_train(train.TrainConfig(model=model, batch_size=args.batch,
                                                  executor=executor))  # fmt: skip
     runs = {}
-    for name, options in OPTION_SETS:
-        shared, data, hparams, keys = random_problem(models, options)
+    problems = [(name, options, 1) for name, options in OPTION_SETS]
+    problems += [(name, {}, copies) for name, copies in TRAIN_COPIES]
+    for name, options, copies in problems:
+        shared, data, hparams, keys = random_problem(models, options, copies)
         state = program.init(keys, hparams)
         start = time.perf_counter()
         jax.block_until_ready(program.run(state, hparams, data, shared, epochs=args.epochs))

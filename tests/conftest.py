@@ -246,3 +246,54 @@ def trained_run(tone_corpus, feature_cache, tmp_path_factory):
             record.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
         args, code, stdout, stderr = json.loads(record.read_text())
     return out, subprocess.CompletedProcess(args, code, stdout, stderr)
+
+
+# ----------------------------------------------------------------------------- ordering
+# The end-to-end tests take 10-140 s each (compiling their programs on a cold machine), the
+# others a second or less. pytest-xdist hands tests out in collection order: a long test that
+# starts last keeps one process busy while the other has nothing left. These run first, so
+# the processes end together. A name here that no longer exists fails the collection.
+SLOW_FIRST = (
+    "test_cross_corpus.py::test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones",
+    "test_train.py::test_executors_give_identical_results",
+    "test_cross_corpus.py::test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it",
+    "test_sweeps.py::test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once",
+    "test_experiments.py::test_ravdess_experiment_trains_reports_and_resumes",
+    "test_sweeps.py::test_sweep_end_to_end_resume_and_wandb",
+    "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",
+    "test_families.py::test_ds_lstm_features",
+    "test_postgres.py::test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried",
+    "test_hardware.py::test_gradients_do_not_depend_on_the_cpu_device_count",
+    "test_sweeps.py::test_architectures_space_trains_each_family_on_its_own_features",
+    "test_train.py::test_a_group_of_configurations_equals_each_trained_alone",
+    "test_sweeps.py::test_trials_of_one_static_shape_share_one_program",
+    "test_train_cli.py::test_a_killed_run_resumes_to_identical_results",
+    "test_train_cli.py::test_light_sernet_trains_through_the_cli_with_its_recipe",
+    "test_training_options.py::test_options_that_are_off_change_nothing_for_the_other_models_of_a_program",
+    "test_train.py::test_a_mesh_over_two_devices_trains_like_one_device_and_keeps_its_state_sharded",
+    "test_train.py::test_models_trained_in_waves_equal_one_wave",
+    "test_train_cli.py::test_predict_labels_files_and_folders_and_reports_bad_files",
+    "test_train_cli.py::test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_file",
+    "test_sweeps.py::test_a_pruned_trial_stops_its_program_early",
+    "test_train_cli.py::test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten",
+    "test_sweeps.py::test_slurm_launcher_submits_workers_that_train_the_study",
+    "test_train_cli.py::test_ctrl_c_stops_training_in_seconds_with_one_line_and_the_rerun_resumes",
+)  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect: every collected test is seen
+def pytest_collection_modifyitems(config, items):
+    """The tests of `SLOW_FIRST` first, in its order; the rest as collected."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+
+    def key(item) -> str:
+        return f"{pathlib.Path(item.fspath).name}::{item.originalname}"
+
+    collected = {key(item) for item in items}
+    files = {name.split("::")[0] for name in collected}
+    missing = [
+        name for name in SLOW_FIRST if name.split("::")[0] in files and name not in collected
+    ]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py SLOW_FIRST names no test: {missing}")
+    items.sort(key=lambda item: rank.get(key(item), len(rank)))
