@@ -32,6 +32,20 @@ class CrossCorpusError(ValueError):
     """A target corpus the run cannot be tested on (one line)."""
 
 
+def parse_target(text: str) -> tuple[str, str | None]:
+    """(corpus, data dir or None) of a `--cross-test CORPUS[:DIR]` value; CrossCorpusError
+    naming the flag (the synthetic corpus alone needs no directory)."""
+    from reslstm_jax import corpora
+
+    corpus, _, where = text.partition(":")
+    if corpus not in corpora.CORPORA:
+        raise CrossCorpusError(f"--cross-test {text}: unknown corpus {corpus!r}; known corpora: "
+                               f"{', '.join(corpora.CORPORA)}")  # fmt: skip
+    if not where and corpus != "synthetic":
+        raise CrossCorpusError(f"--cross-test {text}: give the corpus's directory, {corpus}:DIR")
+    return corpus, where or None
+
+
 @dataclasses.dataclass
 class Target:
     """A whole corpus as test data: raw features x [N, T, D] (or {key: array}), lengths [N],
@@ -91,13 +105,14 @@ def target_statistics(target: Target) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(0), np.maximum(values.std(0), 1e-8)
 
 
-def evaluate(run_dir, target: Target, norm: str = "train") -> dict:
-    """Test every member of the run at `run_dir` on the whole `target`."""
+def evaluate(run_dir, target: Target, norm: str = "train", configuration: int = 0) -> dict:
+    """Test every member of the run at `run_dir` (of its `configuration`: a sweep's group of
+    trials holds several) on the whole `target`."""
     from reslstm_jax import metrics, predict
 
     if norm not in NORMS:
         raise CrossCorpusError(f"--cross-norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    predictor = predict.load(run_dir)
+    predictor = predict.load(run_dir, configuration=configuration)
     if norm == "target":  # every member normalises with the target's statistics instead
         if isinstance(target.x, dict):
             raise CrossCorpusError("--cross-norm target: the run's features are not normalised")

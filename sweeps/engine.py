@@ -69,6 +69,8 @@ class SweepConfig:
     wandb_entity: str | None = None
     tags: tuple[str, ...] = ()
     max_models_per_wave: int | None = None  # `train.fit_group`'s cap (GPUs size waves anyway)
+    # cross-corpus tests of every trial: [corpus, data dir or None] pairs (`crosscorpus`)
+    cross_test: tuple = ()
 
     @property
     def study_dir(self) -> pathlib.Path:
@@ -123,9 +125,22 @@ class Datasets:
         """`only`: one prepared dataset used for every family (tests, custom data)."""
         self.config = config
         self.only = only
+        self._targets: dict[int, list] = {}
         self.cache = data.DatasetCache(
             config.corpus, config.data_dir, cache_dir=config.cache_dir, progress=config.progress
         )
+
+    def targets_for(self, dataset) -> list:
+        """The cross-corpus targets (`config.cross_test`) read as `dataset` reads its corpus
+        (features, label set: `crosscorpus.load_target`), once per dataset."""
+        from reslstm_jax import crosscorpus
+
+        key, options = id(dataset), {"cache_dir": self.config.cache_dir,
+                                     "progress": self.config.progress}  # fmt: skip
+        if key not in self._targets:
+            self._targets[key] = [crosscorpus.load_target(corpus, where, dataset.card, **options)
+                                  for corpus, where in self.config.cross_test]  # fmt: skip
+        return self._targets[key]
 
     def for_trial(self, full: dict):
         """The dataset of a trial's full parameters: its family's features, and the data
@@ -425,7 +440,7 @@ def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
             for group in groups.values():
                 dataset = datasets.for_trial(group[0][1])
                 done += train_group(study, space, config, dataset, group, tracker, trials_dir,
-                                    rank=rank)  # fmt: skip
+                                    rank=rank, targets=datasets.targets_for(dataset))  # fmt: skip
                 for trial, _, _ in group:
                     heartbeat.remove(trial)
                 if on_group is not None:
@@ -489,8 +504,10 @@ def recorded_path(path: pathlib.Path, study_dir: pathlib.Path) -> str:
         return str(path.resolve())
 
 
-def train_group(study, space, config, dataset, group, tracker, trials_dir, rank: int = 0) -> int:
-    """Train trials of one static shape together, tell Optuna, then write and log results."""
+def train_group(study, space, config, dataset, group, tracker, trials_dir, rank: int = 0,
+                targets=()) -> int:  # fmt: skip
+    """Train trials of one static shape together, tell Optuna, then write and log results
+    (with each trial's cross-corpus tests on `targets`: `crosscorpus.Target`s)."""
     from reslstm_jax.train.layout import ModelLayout
 
     settings = [settings_for(full, config) for _, full, _ in group]
@@ -548,6 +565,12 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
         zip(group, results, runs, strict=True)
     ):
         result["edge"] = edge
+        if targets:  # the group's run directory holds every trial's best models
+            from reslstm_jax import crosscorpus
+
+            group_dir = config.study_dir / "groups" / numbers
+            result["cross_test"] = [crosscorpus.evaluate(group_dir, t, configuration=index)
+                                    for t in targets]  # fmt: skip
         done += tell_trial(study, space, config, trial, full, count, result, run, tracker,
                            trials_dir, group=numbers, pruned_at=pruned.get(index))  # fmt: skip
     return done
@@ -575,6 +598,9 @@ def tell_trial(study, space, config, trial, full, count, result, run, tracker, t
         trial.set_user_attr("wandb_run_id", run.id)
     for key in SUMMARY_ATTRS:
         if key in summary:
+            trial.set_user_attr(key, summary[key])
+    for key in summary:  # cross-corpus figures (`headline`), beside the in-corpus ones
+        if key.startswith("cross_"):
             trial.set_user_attr(key, summary[key])
     if diverged:  # never a UAR: the trial failed, and says why
         trial.set_user_attr("failed_reason", diverged)

@@ -78,6 +78,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-models-per-wave", type=int,
                    help="train at most this many of a group's models (trials x folds x seeds) "
                    "at a time; on a GPU the waves are also sized to its memory")  # fmt: skip
+    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
+                   help="after training, every trial's models also label the whole of this "
+                   "corpus (repeatable; docs/protocols.md): cross_<corpus>_uar in its results, "
+                   "Optuna attributes and W&B summary; the objective stays in-corpus")  # fmt: skip
     p.add_argument("--cache-dir", help="feature cache")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-latency", action="store_true",
@@ -156,12 +160,15 @@ def build_config(args, p) -> tuple:
         p.error("--data-dir needs --corpus (which corpus is in that directory?)")
     if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
         p.error(f"--data-dir {args.data_dir} does not exist or is not a directory")
-    from reslstm_jax import artifacts
+    from reslstm_jax import artifacts, crosscorpus
 
     try:
         artifacts.check_output_dir(args.workdir)
+        cross_test = tuple(crosscorpus.parse_target(text) for text in args.cross_test)
     except artifacts.OutputError as exc:
         p.error(f"--workdir {exc}")
+    except crosscorpus.CrossCorpusError as exc:
+        p.error(str(exc))
     corpus = args.corpus or "synthetic"
     protocol = args.protocol or data.DEFAULT_PROTOCOL[corpus]
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
@@ -175,7 +182,7 @@ def build_config(args, p) -> tuple:
         max_retries=args.max_retries, cache_dir=args.cache_dir, progress=not args.no_progress,
         latency=not args.no_latency, budget=args.budget, wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity, tags=tuple(args.tags),
-        max_models_per_wave=args.max_models_per_wave,
+        max_models_per_wave=args.max_models_per_wave, cross_test=cross_test,
     )  # fmt: skip
     return space, config
 

@@ -295,7 +295,8 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     from reslstm_jax import tracking
 
     workdir = tmp_path / "runs"
-    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--tags", "suite",
+    cross = ("--cross-test", f"ravdess:{corpus}")  # the corpus itself as a cross-corpus target
+    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--tags", "suite", *cross,
                   cache=feature_cache)  # fmt: skip
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
     study = load(workdir)
@@ -304,7 +305,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     # resume: the same command with more trials trains only the new ones (and plots the
     # front against the ONNX file size)
     second = sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--tags", "suite",
-                   "--pareto-x", "onnx_kib", cache=feature_cache)  # fmt: skip
+                   "--pareto-x", "onnx_kib", *cross, cache=feature_cache)  # fmt: skip
     assert "note: no trial has" not in second.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -337,6 +338,13 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
         assert summary["test_wa"] == result["aggregate"]["pooled_oof_wa"]["mean"]
         assert summary["test_macro_f1"] == result["aggregate"]["pooled_oof_macro_f1"]["mean"]
         assert summary["n_params"] == t.values[1]
+        # each trial's models tested on the whole target: in its results, Optuna and W&B
+        (tested,) = result["cross_test"]
+        assert len(tested["per_model"]) == len(result["runs"])
+        assert (
+            t.user_attrs["cross_ravdess_uar"] == tested["uar_mean"] == summary["cross_ravdess_uar"]
+        )
+        assert summary["cross_ravdess_ensemble_uar"] == tested["ensemble_uar_mean"]
         assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
         assert logged["run"]["tags"] == ["suite"]
         # the data is named in W&B and Optuna alike: corpus, protocol, protocol hash

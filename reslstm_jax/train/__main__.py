@@ -223,18 +223,9 @@ def checked_flags(args) -> tuple:
 
 def cross_tests(args) -> list[tuple[str, str | None]]:
     """(corpus, data dir or None) of each --cross-test; ValueError naming the flag."""
-    from reslstm_jax import corpora
+    from reslstm_jax import crosscorpus
 
-    targets = []
-    for text in args.cross_test:
-        corpus, _, where = text.partition(":")
-        if corpus not in corpora.CORPORA:
-            raise ValueError(f"--cross-test {text}: unknown corpus {corpus!r}; known corpora: "
-                             f"{', '.join(corpora.CORPORA)}")  # fmt: skip
-        if not where and corpus != "synthetic":
-            raise ValueError(f"--cross-test {text}: give the corpus's directory, {corpus}:DIR")
-        targets.append((corpus, where or None))
-    return targets
+    return [crosscorpus.parse_target(text) for text in args.cross_test]
 
 
 def audio_variants(args) -> list[dict]:
