@@ -14,6 +14,9 @@ in-corpus pooled test UAR, the other cells the mean over models of the cross-cor
 Targets are normalised with each training fold's statistics, or with their own
 (`--cross-norm target`, using unlabelled target audio).
 
+`--test-only CORPUS ...` adds columns without a row: corpora only tested on (held out, or
+too small for their protocol, as the suite's one-actor synthetic corpus).
+
 Budgets: `full` (the recipe's epochs, 5 seeds) is GPU work for six corpora; `quick` (10
 epochs, 1 seed) is a smoke run of the whole matrix.
 
@@ -39,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.cross_corpus",
                                 description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--corpora", nargs="+", choices=corpora.CORPORA, default=DEFAULT_CORPORA)
+    p.add_argument("--test-only", nargs="+", choices=corpora.CORPORA, default=[],
+                   metavar="CORPUS", help="corpora only tested on (columns without a row): "
+                   "held out, or too small for their protocol")  # fmt: skip
     p.add_argument("--data-root", help="a folder holding each corpus in a folder of its name")
     p.add_argument("--data-dir", action="append", default=[], metavar="CORPUS=DIR",
                    help="where one corpus is, instead of DATA_ROOT/CORPUS")  # fmt: skip
@@ -66,11 +72,11 @@ def corpus_dirs(p, args) -> dict:
     given = {}
     for text in args.data_dir:
         name, _, where = text.partition("=")
-        if name not in args.corpora or not where:
-            p.error(f"--data-dir {text}: give CORPUS=DIR for one of --corpora")
+        if name not in [*args.corpora, *args.test_only] or not where:
+            p.error(f"--data-dir {text}: give CORPUS=DIR for one of --corpora or --test-only")
         given[name] = pathlib.Path(where).expanduser()
     dirs = {}
-    for name in args.corpora:
+    for name in [*args.corpora, *args.test_only]:
         where = given.get(name) or (pathlib.Path(args.data_root).expanduser() / name
                                     if args.data_root else None)  # fmt: skip
         if where is None and name != "synthetic":
@@ -113,8 +119,11 @@ def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if len(set(args.corpora)) < 2:
-        p.error("--corpora: give at least two corpora")
+    if len(set(args.corpora) | set(args.test_only)) < 2:
+        p.error("--corpora: give at least two corpora (with --test-only)")
+    if set(args.corpora) & set(args.test_only):
+        p.error(f"--test-only {' '.join(sorted(set(args.corpora) & set(args.test_only)))}: "
+                "already in --corpora")  # fmt: skip
     for flag in ("seeds", "epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
@@ -130,7 +139,7 @@ def main(argv=None) -> int:
         p.error(f"--out {exc}")
     hardware.use_cpu_cores(None)
     try:
-        rows = [train_row(args, corpus, dirs, out) for corpus in dirs]
+        rows = [train_row(args, corpus, dirs, out) for corpus in dict.fromkeys(args.corpora)]
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
             ValueError) as exc:  # fmt: skip
         print(f"error: {cli_message(exc)}", file=sys.stderr)

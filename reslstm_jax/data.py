@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reslstm_jax import corpora, features, protocols
+from reslstm_jax import corpora, features, perturb, protocols
 from reslstm_jax.corpora import labelsets
 from reslstm_jax.corpora.base import Manifest, Skipped
 from reslstm_jax.errors import ParameterError
@@ -161,9 +161,9 @@ def fold_arrays(
     """Index arrays and normalisation statistics for every fold.
 
     `origin` [N'] (None: every row is an utterance): the utterance each row holds, for rows
-    past the utterances' (audio variants, `AudioVariant`). A fold trains on the variants of
-    its training utterances too; its validation and test rows, and its statistics, are the
-    utterances' alone (augmentation never moves the normalisation)."""
+    past the utterances' (audio variants, `perturb.AudioVariant`). A fold trains on the
+    variants of its training utterances too; its validation and test rows, and its
+    statistics, are the utterances' alone (augmentation never moves the normalisation)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(
             f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
@@ -199,23 +199,6 @@ def fold_arrays(
 
 
 @dataclasses.dataclass
-class AudioVariant:
-    """One audio perturbation's features (`reslstm_jax.perturb`) of some utterances.
-
-    Attributes:
-      name: "speed0.9", "snr20", ... (`perturb.variant_name`).
-      origins: [n] int, the utterances (rows of the manifest) perturbed.
-      feats: their features, aligned with `origins`.
-      extraction: the extraction report (failed variants are left out, listed there).
-    """
-
-    name: str
-    origins: np.ndarray
-    feats: list
-    extraction: features.ExtractionReport
-
-
-@dataclasses.dataclass
 class Dataset:
     """Everything the trainer needs for one corpus x protocol x extractor.
 
@@ -230,7 +213,8 @@ class Dataset:
       manifest: the manifest after dropping files whose features failed.
       extraction: the extraction report.
       origin: [N] int32, the utterance (manifest row) each row holds: the identity but for
-        audio variants, which follow the utterances (`AudioVariant`; only ever training rows).
+        audio variants, which follow the utterances (`perturb.AudioVariant`; only ever
+        training rows).
     """
 
     x: np.ndarray | dict
@@ -322,7 +306,7 @@ def build(
     normalisation: str = "fold",
     multiple: int = 8,
     max_frames: int | None = None,
-    variants: Sequence[AudioVariant] = (),
+    variants: Sequence[perturb.AudioVariant] = (),
 ) -> Dataset:
     """Arrays for `manifest` (features aligned with `manifest.utterances`), followed by the
     rows of its audio `variants`, which only the folds training on their utterance read."""
@@ -375,27 +359,6 @@ def build(
     )
 
 
-def extract_variants(manifest: Manifest, protocol: str, extractor, variants: Sequence[dict],
-                     **options) -> list[AudioVariant]:  # fmt: skip
-    """The audio variants (`{"speed": 0.9}`, `{"snr_db": 20}`, or both in one) of the
-    utterances some fold of `protocol` trains on, through the feature cache (`extract`'s
-    `options`). Utterances that only ever validate or test are never perturbed."""
-    from reslstm_jax.perturb import Perturbed
-
-    folds = protocols.make_folds(protocol, manifest)
-    trained = np.unique(np.concatenate([f.train for f in folds]))
-    out = []
-    for variant in variants:
-        perturbed = Perturbed.of(extractor, **variant)
-        extraction = features.extract_all([manifest.utterances[i].path for i in trained],
-                                          perturbed, **options)  # fmt: skip
-        kept = [i for i, f in enumerate(extraction.features) if f is not None]
-        feats = [extraction.features[i] for i in kept]
-        out.append(AudioVariant(perturbed.variant, trained[kept].astype(np.int32), feats,
-                                extraction.report))  # fmt: skip
-    return out
-
-
 def prepare(
     corpus: str | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -419,7 +382,7 @@ def prepare(
     `label_set` "shared4" keeps the four emotions every corpus has (`corpora.labelsets`; the
     card records the set and its mapping). `audio_variants` (`{"speed": 0.9}`,
     `{"snr_db": 20}`, ...) add a perturbed copy of every utterance a fold trains on, as
-    training rows of those folds only (`extract_variants`, `build`).
+    training rows of those folds only (`perturb.extract_variants`, `build`).
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -450,7 +413,7 @@ def prepare(
     protocols.make_folds(protocol, manifest)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip
-    variants = extract_variants(
+    variants = perturb.extract_variants(
         manifest, protocol, feature_extractor, audio_variants, workers=workers,
         cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
         progress=progress,

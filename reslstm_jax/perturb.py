@@ -166,3 +166,45 @@ class Perturbed:
             perturbed = pathlib.Path(scratch) / "perturbed.wav"
             soundfile.write(perturbed, y, rate, subtype="FLOAT")
             return base(perturbed)
+
+
+# ----------------------------------------------------------------------------- variants of a corpus
+
+
+@dataclasses.dataclass
+class AudioVariant:
+    """One audio perturbation's features (`reslstm_jax.perturb`) of some utterances.
+
+    Attributes:
+      name: "speed0.9", "snr20", ... (`perturb.variant_name`).
+      origins: [n] int, the utterances (rows of the manifest) perturbed.
+      feats: their features, aligned with `origins`.
+      extraction: the extraction report (failed variants are left out, listed there).
+    """
+
+    name: str
+    origins: np.ndarray
+    feats: list
+    extraction: object  # features.ExtractionReport
+
+
+def extract_variants(manifest, protocol: str, extractor, variants: list[dict],
+                     **options) -> list[AudioVariant]:  # fmt: skip
+    """The audio variants (`{"speed": 0.9}`, `{"snr_db": 20}`, or both in one) of the
+    utterances some fold of `protocol` trains on (`manifest`: a corpora Manifest), through
+    the feature cache (`features.extract_all`'s `options`). Utterances that only ever
+    validate or test are never perturbed."""
+    from reslstm_jax import features, protocols
+
+    folds = protocols.make_folds(protocol, manifest)
+    trained = np.unique(np.concatenate([f.train for f in folds]))
+    out = []
+    for variant in variants:
+        perturbed = Perturbed.of(extractor, **variant)
+        extraction = features.extract_all([manifest.utterances[i].path for i in trained],
+                                          perturbed, **options)  # fmt: skip
+        kept = [i for i, f in enumerate(extraction.features) if f is not None]
+        feats = [extraction.features[i] for i in kept]
+        out.append(AudioVariant(perturbed.variant, trained[kept].astype(np.int32), feats,
+                                extraction.report))  # fmt: skip
+    return out

@@ -248,6 +248,24 @@ def trained_run(tone_corpus, feature_cache, tmp_path_factory):
     return out, subprocess.CompletedProcess(args, code, stdout, stderr)
 
 
+@pytest.fixture(scope="session")
+def synthetic_actor(tmp_path_factory) -> pathlib.Path:
+    """Actor 01 of the seed-0 synthetic corpus (eSpeak NG, generated with two workers), once
+    per test session whatever the number of test processes; read-only for tests. Skips the
+    test without the synthetic extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("espeakng_loader") is None:
+        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+    from reslstm_jax.corpora import synthetic
+
+    with _built_once(tmp_path_factory, "synthetic") as root:
+        out = root / "corpus"
+        if not (out / synthetic.MARKER_NAME).exists():
+            synthetic.generate(out, speakers=1, seed=0, workers=2, progress=False)
+    return out
+
+
 # ----------------------------------------------------------------------------- ordering
 # The end-to-end tests take 10-140 s each (compiling their programs on a cold machine), the
 # others a second or less. pytest-xdist hands tests out in collection order: a long test that

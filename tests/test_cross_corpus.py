@@ -137,10 +137,11 @@ def test_data_flags_are_checked_first(flags, message):
 
 
 def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
-    tone_corpus, feature_cache, tmp_path, capsys
+    tone_corpus, feature_cache, synthetic_actor, tmp_path, capsys
 ):
-    """Two tone trees, each trained on and tested on the other: the matrix (md, LaTeX, CSV,
-    heatmap) with the in-corpus diagonal, and experiments.report showing it again."""
+    """Two tone trees, each trained on and tested on the other and on the synthetic corpus
+    (one actor: test only): the matrix (md, LaTeX, CSV, heatmap) with the in-corpus
+    diagonal, and experiments.report showing it again."""
     import csv
     import io
 
@@ -150,7 +151,8 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     emodb = write_emodb_tones(tmp_path / "emodb")
     out = tmp_path / "x"
     argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
-            "--data-dir", f"emodb={emodb}", "--budget", "quick", "--epochs", "2",
+            "--data-dir", f"emodb={emodb}", "--test-only", "synthetic",
+            "--data-dir", f"synthetic={synthetic_actor}", "--budget", "quick", "--epochs", "2",
             "--hidden-size", "8", "--no-latency", "--no-progress", "--cache-dir",
             str(feature_cache), "--out", str(out)]  # fmt: skip
     assert cross_corpus.main(argv) == 0
@@ -158,14 +160,16 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     assert [(r["train"], r["test"], r["in_corpus"]) for r in rows] == [
         ("ravdess / reslstm_sa", "ravdess", "True"),
         ("ravdess / reslstm_sa", "emodb", "False"),
+        ("ravdess / reslstm_sa", "synthetic", "False"),
         ("emodb / reslstm_sa", "ravdess", "False"),
         ("emodb / reslstm_sa", "emodb", "True"),
+        ("emodb / reslstm_sa", "synthetic", "False"),
     ]
     ravdess = json.loads((out / "ravdess" / "results.json").read_text())
     assert float(rows[0]["uar_mean"]) == ravdess["aggregate"]["pooled_oof_uar"]["mean"]
     assert float(rows[1]["uar_mean"]) == ravdess["cross_test"][0]["uar_mean"]
-    assert "| train \\ test | ravdess | emodb |" in (out / "matrix.md").read_text()
-    assert r"\begin{tabular}{lrr}" in (out / "matrix.tex").read_text()
+    assert "| train \\ test | ravdess | emodb | synthetic |" in (out / "matrix.md").read_text()
+    assert r"\begin{tabular}{lrrr}" in (out / "matrix.tex").read_text()
     assert (out / "cross_corpus.png").read_bytes()[:4] == b"\x89PNG"
     assert cross_corpus.main(argv) == 0  # a rerun keeps the finished rows
     assert capsys.readouterr().out.count("done earlier, kept") == 2

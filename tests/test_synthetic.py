@@ -44,13 +44,9 @@ def run_cli(*args, code=None):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Actor 01 of the seed-0 corpus, generated with two workers."""
-    if not HAVE_ESPEAK:
-        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
-    out = tmp_path_factory.mktemp("synthetic") / "corpus"
-    assert synthetic.generate(out, speakers=1, seed=0, workers=2, progress=False) == out
-    return out
+def corpus(synthetic_actor):
+    """Actor 01 of the seed-0 corpus, generated with two workers (`tests/conftest.py`)."""
+    return synthetic_actor
 
 
 # ---- plan, without eSpeak ------------------------------------------------------------------
