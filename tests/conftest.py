@@ -209,6 +209,27 @@ def run_command():
     return _run_command
 
 
+@pytest.fixture
+def run_main(capsys):
+    """`(main, argv) -> CompletedProcess`: an entry point's `main(argv)` run in this process,
+    with its exit code (argparse's SystemExit included) and what it printed, as `run_command`
+    gives them for a subprocess. For misuse tests, which stop before any work: a process of
+    their own would spend its seconds importing JAX. An exception `main` should have turned
+    into one line fails the test, as a traceback in a subprocess's stderr would."""
+    import subprocess
+
+    def run(main, argv) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(argv), code, out, err)
+
+    return run
+
+
 @contextlib.contextmanager
 def _built_once(tmp_path_factory, name: str):
     """`name`'s directory in the temporary root that every test process of this session

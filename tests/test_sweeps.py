@@ -27,12 +27,17 @@ def corpus(tone_corpus):
     return tone_corpus
 
 
-def sweep(corpus, workdir, *extra, check=True, cache=None) -> subprocess.CompletedProcess:
-    args = [
-        sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
-        "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
-        "--cache-dir", str(cache or workdir.parent / "cache"), "--no-progress", *extra,
+def sweep_args(corpus, workdir, cache, *extra) -> list[str]:
+    """The arguments of `python -m sweeps.run` for the hidden_sizes space on `corpus`."""
+    return [
+        "--space", "hidden_sizes", "--corpus", "ravdess", "--data-dir", str(corpus), "--epochs",
+        "2", "--workdir", str(workdir), "--cache-dir", str(cache or workdir.parent / "cache"),
+        "--no-progress", *extra,
     ]  # fmt: skip
+
+
+def sweep(corpus, workdir, *extra, check=True, cache=None) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "sweeps.run", *sweep_args(corpus, workdir, cache, *extra)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -500,10 +505,12 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(
-    corpus, tmp_path, extra, message, feature_cache
+    corpus, tmp_path, extra, message, feature_cache, run_main
 ):
+    from sweeps.run import main
+
     workdir = tmp_path / "runs"
-    proc = sweep(corpus, workdir, *extra, check=False, cache=feature_cache)
+    proc = run_main(main, sweep_args(corpus, workdir, feature_cache, *extra))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert "secret" not in proc.stderr + proc.stdout

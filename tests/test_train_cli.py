@@ -187,13 +187,13 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
         (["--plot-attention", "/dev/null"], "--plot-attention /dev/null is a file, not a"),
     ],
 )
-def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_command):
+def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, run_main):
+    from reslstm_jax.predict import main
+
     out, _ = trained
-    proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
-                        *extra, str(tmp_path)])  # fmt: skip
+    proc = run_main(main, ["--checkpoint", out, *extra, tmp_path])
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(tmp_path),
-                str(tmp_path)])  # fmt: skip
+    proc = run_main(main, ["--checkpoint", tmp_path, tmp_path])
     assert proc.returncode == 2 and "not a finished training run" in proc.stderr
 
 
@@ -358,9 +358,13 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
     ],
 )
 def test_misuse_is_one_line_and_exit_2(
-    corpus, feature_cache, tmp_path, extra, message, train_command, run_command
+    corpus, feature_cache, tmp_path, extra, message, train_command, run_main
 ):
-    proc = run_command(train_command(corpus, tmp_path / "x", feature_cache, *extra))
+    from reslstm_jax.train.__main__ import main
+
+    argv = train_command(corpus, tmp_path / "x", feature_cache, *extra)
+    assert argv[1:3] == ["-m", "reslstm_jax.train"]
+    proc = run_main(main, argv[3:])
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x" / "results.json").exists()
