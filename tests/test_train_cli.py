@@ -360,32 +360,37 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
 def test_misuse_is_one_line_and_exit_2(
     corpus, feature_cache, tmp_path, extra, message, train_command, run_main
 ):
-    from reslstm_jax.train.__main__ import main
-
-    argv = train_command(corpus, tmp_path / "x", feature_cache, *extra)
-    assert argv[1:3] == ["-m", "reslstm_jax.train"]
-    proc = run_main(main, argv[3:])
+    proc = train_main(run_main, train_command(corpus, tmp_path / "x", feature_cache, *extra))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x" / "results.json").exists()
 
 
+def train_main(run_main, argv):
+    """The train CLI's `main` in this process on `argv` of `train_command` (`run_main`)."""
+    from reslstm_jax.train.__main__ import main
+
+    assert argv[1:3] == ["-m", "reslstm_jax.train"]
+    return run_main(main, argv[3:])
+
+
 def test_missing_corpus_and_mismatched_out_dir(
-    corpus, feature_cache, tmp_path, trained, train_command, run_command
+    corpus, feature_cache, tmp_path, trained, train_command, run_main
 ):
-    missing = run_command(train_command(tmp_path / "nowhere", tmp_path / "x", feature_cache))
+    missing = train_main(run_main, train_command(tmp_path / "nowhere", tmp_path / "x",
+                                                 feature_cache))  # fmt: skip
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     # an output directory holding checkpoints of another configuration is refused, untouched
     out = trained[0]
     before = (out / "results.json").read_bytes()
-    other = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
+    other = train_main(run_main, train_command(corpus, out, feature_cache, "--lr", "0.1"))
     assert other.returncode == 2 and "another configuration" in other.stderr
     assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
 
 
 def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(
-    corpus, feature_cache, tmp_path, trained, train_command, run_command
+    corpus, feature_cache, tmp_path, trained, train_command, run_command, run_main
 ):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -402,7 +407,7 @@ def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(
         (finished, f"--out {finished} holds a finished run (results.json) without its checkpoints"),
     ]:
         started = time.monotonic()
-        proc = run_command(train_command(corpus, out, feature_cache, "--lr", "0.1"))
+        proc = train_main(run_main, train_command(corpus, out, feature_cache, "--lr", "0.1"))
         assert proc.returncode == 2, proc.stderr[-2000:]
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"error: {message}") and line.endswith("(or --overwrite)")
@@ -412,7 +417,7 @@ def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        proc = run_command(train_command(corpus, locked / "run", feature_cache))
+        proc = train_main(run_main, train_command(corpus, locked / "run", feature_cache))
         assert proc.returncode == 2 and "cannot be written" in proc.stderr
     # --overwrite replaces the other run (2 epochs in chunks of 2: a cached program)
     proc = run_command(train_command(corpus, finished, feature_cache, "--epochs", "2",
@@ -509,7 +514,9 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
         "03-01-01-01-01-01-03.wav")])  # fmt: skip
 
 
-def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, run_command):
+def test_light_sernet_trains_through_the_cli_with_its_recipe(
+    corpus, tmp_path, run_command, run_main
+):
     """Light-SERNet with its recipe; 0.5 s crops instead of 3 s keep the test fast (the model
     is fully convolutional: only the frame count changes, not the parameters)."""
     out = tmp_path / "lsn"
@@ -531,12 +538,15 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(corpus, tmp_path, r
     export_predicts_as_the_run(out, tmp_path / "onnx", sorted(corpus.rglob("*.wav"))[:2],
                                int8=False)  # fmt: skip
     # no int8 graph: its weights are in convolutions, which dynamic quantisation leaves fp32
-    refused = run_command([sys.executable, "-m", "reslstm_jax.export", "--checkpoint", str(out),
-                           "--out", str(tmp_path / "q"), "--quantize", "int8"])  # fmt: skip
+    from reslstm_jax.export.__main__ import main as export_main
+
+    refused = run_main(export_main, ["--checkpoint", out, "--out", tmp_path / "q",
+                                     "--quantize", "int8"])  # fmt: skip
     assert refused.returncode == 2 and "light_sernet: no int8 graph" in refused.stderr
     assert not list(tmp_path.glob("q*"))
-    bad = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "light_sernet",
-               "--feature-params", "[1]", "--out", str(tmp_path / "x")])  # fmt: skip
+    bad = train_main(run_main, [sys.executable, "-m", "reslstm_jax.train", "--model",
+                                "light_sernet", "--feature-params", "[1]", "--out",
+                                tmp_path / "x"])  # fmt: skip
     assert bad.returncode == 2 and "--feature-params must be a JSON object" in bad.stderr
 
 
