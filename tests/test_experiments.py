@@ -51,3 +51,32 @@ def test_ravdess_experiment_misuse_exits_2(extra, message, capsys):
     with pytest.raises(SystemExit) as exc:
         common.main(ravdess_reslstm_sa.EXPERIMENT, extra)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_setup_chooses_its_label_set_and_audio_variants(tmp_path, monkeypatch, capsys):
+    """A setup's data choices reach the dataset of each configuration (and nothing trains:
+    the dataset is where this test stops)."""
+    import dataclasses
+
+    from reslstm_jax import families
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def dataset_for(cache, family, **kwargs):
+        asked.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(families, "dataset_for", dataset_for)
+    fair = ravdess_reslstm_sa.EXPERIMENT.setups["ravdess"]["fair"]
+    setups = {"ravdess": {"fair": dataclasses.replace(
+        fair, label_set="shared4", audio_variants=(("speed", 0.9), ("snr_db", 20.0)))}}  # fmt: skip
+    exp = dataclasses.replace(ravdess_reslstm_sa.EXPERIMENT, setups=setups)
+    args = common.parser(exp).parse_args(["--out", str(tmp_path), "--configs", "lstm_sa_h32",
+                                          "--setups", "fair"])  # fmt: skip
+    with pytest.raises(Stop):
+        common.run(exp, args, "ravdess", ["lstm_sa_h32"], ["fair"])
+    assert asked[0]["label_set"] == "shared4"
+    assert asked[0]["audio_variants"] == [{"speed": 0.9}, {"snr_db": 20.0}]
