@@ -168,14 +168,12 @@ def run_baseline(cache, setup_name: str, setup: Setup, run_dir: pathlib.Path) ->
     if not baseline.available():
         print(f"{setup_name}/baseline: skipped ({smile.INSTALL_HINT})")
         return
-    dataset = cache.get(protocol=setup.protocol, extractor="egemaps",
-                        extractor_params={"level": "functionals"}, normalisation="none",
-                        label_set=setup.label_set)  # fmt: skip
+    dataset = cache.get(protocol=setup.protocol, label_set=setup.label_set,
+                        **baseline.dataset_options("egemaps"))  # fmt: skip
     results = baseline.fit(dataset, "svm")
     results["experiment"] = {"setup": setup_name, "config": "baseline", "note": setup.note}
     artifacts.write_run(run_dir, dataset, results)
-    print(f"{setup_name}/baseline: {results['model']['name']}: pooled test UAR "
-          f"{results['aggregate']['pooled_oof_uar']['mean']:.4f}")  # fmt: skip
+    print(f"{setup_name}/baseline: {baseline.summary_line(results)}")
 
 
 def write_report(exp: Experiment, out: pathlib.Path, setups: list[str]) -> None:

@@ -125,14 +125,27 @@ def fit(dataset, kind: str = "svm", c_grid=C_GRID) -> dict:
     }  # fmt: skip
 
 
+def dataset_options(feature_set: str = "egemaps") -> dict:
+    """The `data.prepare` (or `DatasetCache.get`) arguments of the baseline's features:
+    `feature_set`'s functionals, raw (`fit` standardises them per fold)."""
+    return {"extractor": feature_set, "extractor_params": {"level": "functionals"},
+            "normalisation": "none"}  # fmt: skip
+
+
 def prepare(corpus, data_dir, *, feature_set: str = "egemaps", **options):
-    """The dataset of the baseline: `feature_set`'s functionals, raw (`data.prepare` options:
-    protocol, label_set, cache_dir, workers, progress)."""
+    """The dataset of the baseline (`dataset_options`; `data.prepare` options: protocol,
+    label_set, cache_dir, workers, progress)."""
     from reslstm_jax import data
 
-    return data.prepare(corpus, data_dir, extractor=feature_set,
-                        extractor_params={"level": "functionals"}, normalisation="none",
-                        **options)  # fmt: skip
+    return data.prepare(corpus, data_dir, **dataset_options(feature_set), **options)
+
+
+def summary_line(results: dict) -> str:
+    """The baseline's name, pooled test UAR and the C each fold chose."""
+    chosen = ", ".join(f"{r['best_c']:g}" for r in results["runs"])
+    model, pooled = results["model"], results["aggregate"]["pooled_oof_uar"]["mean"]
+    return (f"{model['name']}: pooled test UAR {pooled:.4f} over {len(results['runs'])} folds "
+            f"(C per fold: {chosen}); {model['trainable_params']} weights")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,11 +186,7 @@ def main(argv=None) -> int:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     artifacts.write_run(out, dataset, results)
-    pooled = results["aggregate"]["pooled_oof_uar"]["mean"]
-    chosen = ", ".join(f"{r['best_c']:g}" for r in results["runs"])
-    print(f"{results['model']['name']}: pooled test UAR {pooled:.4f} over "
-          f"{len(results['runs'])} folds (C per fold: {chosen}); "
-          f"{results['model']['trainable_params']} weights")  # fmt: skip
+    print(summary_line(results))
     print(f"wrote {out / artifacts.RESULTS_FILE}")
     return 0
 

@@ -196,6 +196,8 @@ def extract_variants(manifest, protocol: str, extractor, variants: list[dict],
     validate or test are never perturbed."""
     from reslstm_jax import features, protocols
 
+    if not variants:  # every preparation comes here: no folds made again for nothing
+        return []
     folds = protocols.make_folds(protocol, manifest)
     trained = np.unique(np.concatenate([f.train for f in folds]))
     out = []

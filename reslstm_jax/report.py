@@ -347,7 +347,7 @@ def build_tables(configs: list[Config], *, ci_resamples: int = 2000) -> list[Tab
     tables = []
     for members in groups.values():
         rows = sorted((row(c, ci_resamples=ci_resamples) for c in members),
-                      key=lambda r: (bool(r["baseline"]), r["params"], r["label"]))  # fmt: skip
+                      key=lambda r: (r["baseline"], r["params"], r["label"]))  # fmt: skip
         folds = list(members[0].results["aggregate"]["per_fold"])
         first = members[0].results
         tables.append(Table(title(first), caption(first, rows), folds, rows, pareto_front(rows)))
