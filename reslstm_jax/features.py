@@ -18,11 +18,8 @@ Extractors (parameters are the dataclass fields; all of them go into the cache k
   normalisation, 16-bit round trip, |STFT| (1024/256, periodic Hann, no centring), 128 HTK mel
   bins 80-7600 Hz built as `tf.signal.linear_to_mel_weight_matrix`, ln(mel + 1e-6), DCT-II,
   first 40 coefficients clipped to +-10. [184, 40] for 3 s.
-* `perturbed`: another extractor's features of speed-perturbed or noisy audio
-  (`reslstm_jax.perturb`: the training-only audio variants of `data.prepare`).
-* `egemaps`, `compare`: openSMILE's eGeMAPSv02 and ComParE 2016, low-level descriptors
-  [T, 25] / [T, 65] or functionals [1, 88] / [1, 6373] (`reslstm_jax.smile`; the opensmile
-  extra, under a non-commercial licence).
+* `perturbed` (another extractor on speed-perturbed or noisy audio, `reslstm_jax.perturb`);
+  `egemaps`, `compare` (openSMILE, the opensmile extra: `reslstm_jax.smile`).
 
 The cache is keyed by (SHA-256 of the file content, extractor name, parameters, feature code
 version, librosa version): renaming or moving a corpus keeps its cache, and changing any
@@ -387,13 +384,12 @@ def describe(extractor) -> dict:
     """Name, parameters and versions: what determines the extractor's output."""
     import librosa
 
-    versions = getattr(extractor, "versions", None)  # a third-party feature library's own
     return {
         "name": extractor.name,
         "params": {k: v for k, v in dataclasses.asdict(extractor).items() if k != "name"},
         "features_version": FEATURES_VERSION,
         "librosa": librosa.__version__,
-        **(versions() if versions is not None else {}),
+        **getattr(extractor, "versions", dict)(),  # a third-party feature library's own
     }
 
 
