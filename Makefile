@@ -3,7 +3,11 @@
 # (requirements/constraints-py3.X.txt) when there is one, so every machine gets the same set.
 PYTHON ?= python3
 # test processes (pytest-xdist): one per core by default (the session fixtures that are costly,
-# such as the trained run of tests/conftest.py, are built once for all of them)
+# such as the trained run of tests/conftest.py, are built once for all of them). Tests are
+# handed out one at a time (`--maxschedchunk 1`): xdist's default first hands each process a
+# quarter of its share in one consecutive block, which put every long end-to-end test (they
+# run first, tests/conftest.py) on one process: it ran 96 tests for 392 s while the other ran
+# 679 and was idle after 234 s.
 TEST_WORKERS ?= auto
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +31,7 @@ bench: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

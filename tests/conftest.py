@@ -291,7 +291,9 @@ def synthetic_actor(tmp_path_factory) -> pathlib.Path:
 # The end-to-end tests take 10-140 s each (compiling their programs on a cold machine), the
 # others a second or less. pytest-xdist hands tests out in collection order: a long test that
 # starts last keeps one process busy while the other has nothing left. These run first, so
-# the processes end together. A name here that no longer exists fails the collection.
+# the processes end together, provided tests are handed out one at a time (the Makefile's
+# `--maxschedchunk 1`: in blocks, one process would get all of these). A name here that no
+# longer exists fails the collection.
 SLOW_FIRST = (
     "test_cross_corpus.py::test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones",
     "test_train.py::test_executors_give_identical_results",
