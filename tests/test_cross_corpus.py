@@ -153,8 +153,8 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
             "--data-dir", f"emodb={emodb}", "--test-only", "synthetic",
             "--data-dir", f"synthetic={synthetic_actor}", "--budget", "quick", "--epochs", "2",
-            "--hidden-size", "8", "--no-latency", "--no-progress", "--cache-dir",
-            str(feature_cache), "--out", str(out)]  # fmt: skip
+            "--hidden-size", "8", "--no-latency", "--no-progress", "--workers", "1",
+            "--cache-dir", str(feature_cache), "--out", str(out)]  # fmt: skip
     assert cross_corpus.main(argv) == 0
     rows = list(csv.DictReader(io.StringIO((out / "matrix.csv").read_text())))
     assert [(r["train"], r["test"], r["in_corpus"]) for r in rows] == [
