@@ -155,10 +155,11 @@ class Perturbed:
         import soundfile
 
         from reslstm_jax import features
+        from reslstm_jax.audio import load_audio
         from reslstm_jax.corpora.base import file_sha256
 
         base = features.get(self.base, **json.loads(self.base_params))
-        y, rate = features.load_audio(path, None, 1)
+        y, rate = load_audio(path, None, 1)
         y = speed_perturb(y, rate, self.speed)
         if self.snr_db is not None:
             y = add_noise(y, self.snr_db, noise_seed(file_sha256(path), self.speed, self.snr_db))

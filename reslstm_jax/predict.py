@@ -233,7 +233,7 @@ def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray,
     if hasattr(extractor, "n_fft") and hasattr(extractor, "hop_length"):
         import librosa
 
-        from reslstm_jax.features import load_audio
+        from reslstm_jax.audio import load_audio
 
         y, sr = load_audio(path, extractor.sample_rate, extractor.n_fft)
         mel = librosa.feature.melspectrogram(
@@ -268,7 +268,7 @@ def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dic
     """Label every file; a file that fails is reported, the others still run. Each result says
     whether the input has any voiced frame (`voiced`: False for silence, which still gets a
     label: a warning is printed for it)."""
-    from reslstm_jax.features import VOICE_DBFS, AudioError, voiced_frames
+    from reslstm_jax.audio import VOICE_DBFS, AudioError, voiced_frames
 
     results, errors = [], []
     for path in files:

@@ -12,7 +12,7 @@ Research License (private, research and educational use; no commercial use witho
 licence from audEERING). The project does not depend on it: `pip install
 'reslstm-jax[opensmile]'` opts in (docs/data.md), as the GPL eSpeak NG of the synthetic corpus.
 
-The audio is read as every extractor reads it (`features.load_audio`: checks, mono,
+The audio is read as every extractor reads it (`audio.load_audio`: checks, mono,
 resampling to `sample_rate`), then given to openSMILE as a signal. The cache key holds the
 opensmile version (`versions`).
 """
@@ -74,7 +74,7 @@ class _Smile:
         return list(self._smile().feature_names)
 
     def __call__(self, path) -> np.ndarray:
-        from reslstm_jax.features import load_audio
+        from reslstm_jax.audio import load_audio
 
         # openSMILE's frames are 60 ms (eGeMAPS pitch) at most: shorter audio has no frame
         y, rate = load_audio(path, self.sample_rate, int(0.06 * self.sample_rate))

@@ -293,13 +293,14 @@ def report_skipped(config, prepared) -> None:
 
 def finish(config, space, study, x: str = "params") -> None:
     """Pareto CSV and PNG (UAR against `x`) under the study directory; the front printed."""
-    from sweeps import engine, pareto
+    from sweeps import pareto
+    from sweeps import study as study_view
 
-    rows = engine.trial_rows(study, space)
+    rows = study_view.trial_rows(study, space)
     if not rows:
         print("no completed trial yet")
         return
-    front = engine.front_numbers(study, space)
+    front = study_view.front_numbers(study, space)
     config.study_dir.mkdir(parents=True, exist_ok=True)
     pareto.write_csv(config.study_dir / "pareto.csv", rows, front)
     title = (f"{config.study}: {len(rows)} trials, {config.epochs} epochs, "
@@ -331,6 +332,7 @@ def main(argv=None) -> int:
     from reslstm_jax.corpora import synthetic
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
+    from sweeps import study as study_view
 
     p = parser()
     args = p.parse_args(argv)
@@ -386,7 +388,7 @@ def main(argv=None) -> int:
     if args.launcher == "slurm":
         submit_jobs(config, args)
         return 0
-    record = engine.StudyRecord(config, space)  # the study's one W&B study run
+    record = study_view.StudyRecord(config, space)  # the study's one W&B study run
     with interrupts.cleanup_on_interrupt(record.close):
         try:
             if workers == 1:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from reslstm_jax import data, features, perturb
+from reslstm_jax import audio, data, features, perturb
 
 
 def tone(seconds=1.0, rate=16000, hz=200.0):
@@ -79,7 +79,7 @@ def test_a_variant_is_its_base_extractor_on_the_perturbed_file(tmp_path):
     assert rebuilt == variant and rebuilt.variant == "speed1.1+snr10"
     from reslstm_jax.corpora.base import file_sha256
 
-    y, rate = features.load_audio(path, None, 1)
+    y, rate = audio.load_audio(path, None, 1)
     seed = perturb.noise_seed(file_sha256(path), 1.1, 10.0)
     expected_signal = perturb.add_noise(perturb.speed_perturb(y, rate, 1.1), 10.0, seed)
     soundfile.write(tmp_path / "b.wav", expected_signal, rate, subtype="FLOAT")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from reslstm_jax import features
+from reslstm_jax import extractors, features
 
 
 def tone(path: pathlib.Path, seconds: float, sr: int = 48000, freq: float = 220.0, seed=0):
@@ -197,7 +197,7 @@ def mel_matrix_by_loops(n_mels, n_bins, sr, fmin, fmax):
 
 
 def test_tf_mel_matrix_matches_the_tensorflow_formula():
-    ours = features.tf_mel_matrix(128, 513, 16000, 80.0, 7600.0)
+    ours = extractors.tf_mel_matrix(128, 513, 16000, 80.0, 7600.0)
     np.testing.assert_allclose(ours, mel_matrix_by_loops(128, 513, 16000, 80.0, 7600.0), atol=1e-12)
     assert np.all(ours[0] == 0)  # DC bin
 
@@ -238,9 +238,9 @@ def test_tf_mfcc_values_computed_independently(tmp_path):
 
 def test_resize_nearest_is_torch_nearest():
     x = np.arange(7)[:, None]
-    np.testing.assert_array_equal(features.resize_nearest(x, 3)[:, 0], [0, 2, 4])
+    np.testing.assert_array_equal(extractors.resize_nearest(x, 3)[:, 0], [0, 2, 4])
     np.testing.assert_array_equal(
-        features.resize_nearest(x, 10)[:, 0], [0, 0, 1, 2, 2, 3, 4, 4, 5, 6]
+        extractors.resize_nearest(x, 10)[:, 0], [0, 0, 1, 2, 2, 3, 4, 4, 5, 6]
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import report as report_cli
-from reslstm_jax import metrics, report
+from reslstm_jax import metrics, report, report_formats
 
 CLASSES = ["neutral", "angry"]
 FOLDS = ["fold0", "fold1"]
@@ -212,7 +212,7 @@ def test_latex_is_balanced_escaped_and_compiles_when_latex_is_there(tmp_path):
     assert r"\label{tab:ravdess_ravdess_paper_abababab}" in tex
     assert "Bold: the Pareto front" in tex and r"\textbf{lstm\_sa h8}" in tex
     (header,) = [line for line in tex.splitlines() if line.startswith("configuration &")]
-    assert header.count("&") == len(report._header(FOLDS)) - 1
+    assert header.count("&") == len(report_formats._header(FOLDS)) - 1
     for line in tex.splitlines():
         if line.endswith(r"\\") and "&" in line:
             assert line.count("&") == header.count("&")

@@ -18,6 +18,7 @@ import pytest
 
 from reslstm_jax import families as rj_families
 from sweeps import engine, spaces, storage
+from sweeps import study as study_view
 
 ENV = {**os.environ, "WANDB_SILENT": "true", "WANDB_BASE_URL": "http://127.0.0.1:9"}
 
@@ -661,7 +662,7 @@ def test_architectures_space_trains_each_family_on_its_own_features(
     assert lsn["model"]["trainable_params"] == 462_024  # 8 classes, whatever the input length
     assert (lsn["settings"]["schedule"], lsn["settings"]["learning_rate"]) == ("exp_decay", 1e-4)
     assert ds["model"]["config"]["branches"] == "ds" and ds["settings"]["schedule"] == "multistep"
-    assert engine.front_numbers(study, space)  # UAR vs parameters across the families
+    assert study_view.front_numbers(study, space)  # UAR vs parameters across the families
 
 
 # ----------------------------------------------------------------------------- SLURM launcher

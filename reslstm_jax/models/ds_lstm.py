@@ -30,7 +30,7 @@ out_t = BN_out(h_t)                               # to the next layer's x, or to
 `gate_norm="sigmoid"` drops BN_t: the paper's equations, gates in [0, 1].
 
 Conventions (all as the reference, PyTorch semantics):
-* Inputs are time-first, as `reslstm_jax.features.LogmelDual` writes them; inside, the
+* Inputs are time-first, as `reslstm_jax.extractors.LogmelDual` writes them; inside, the
   reference's (B, C, F, T) reasoning is kept with channels last: [B, F, T, C].
 * Conv padding is PyTorch's symmetric floor((k - 1) / 2) per axis, so an even kernel shrinks
   the output by one; MaxPool 2x2 stride 2 floors; flattening is channel-major (c * F + f).

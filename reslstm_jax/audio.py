@@ -1,0 +1,70 @@
+"""Reading audio for features: mono float32 at a rate, every failure named (`AudioError`),
+and how much of a file is voiced. `reslstm_jax.features` re-exports these.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+
+from reslstm_jax.corpora.base import check_wav
+
+
+class AudioError(ValueError):
+    """A file cannot be turned into features (the message is the reason, one line)."""
+
+
+# A frame is "voiced" when its RMS reaches this level (dB relative to full scale): speech at any
+# usable recording level does; digital silence, hum and room tone do not.
+VOICE_DBFS = -50.0
+VOICE_FRAME_SECONDS = 0.025
+
+
+def voiced_frames(path: str | os.PathLike) -> int:
+    """How many 25 ms frames of the file's audio (mono, native rate) reach `VOICE_DBFS`: 0
+    means the input has nothing a model could hear as speech, whatever label it gets."""
+    import soundfile
+
+    y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    frame = max(1, int(rate * VOICE_FRAME_SECONDS))
+    usable = y[: y.size // frame * frame].reshape(-1, frame) if y.size >= frame else y[None, :]
+    rms = np.sqrt(np.mean(np.square(usable, dtype=np.float64), axis=1))
+    return int(np.sum(20 * np.log10(np.maximum(rms, 1e-12)) >= VOICE_DBFS))
+
+
+def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tuple[np.ndarray, int]:
+    """Mono float32 audio, resampled to `sr` (None = native), or `AudioError` with the reason.
+
+    The same samples as `librosa.load(path, sr=sr)` (soundfile decoding, channel mean,
+    soxr_hq resampling), with each failure mode named instead of raised as it comes.
+    """
+    import librosa
+    import soundfile
+
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".wav":
+        problem = check_wav(path)
+        if problem:
+            raise AudioError(problem)
+    try:
+        y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for undecodable files
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(f"unreadable audio ({message})") from None
+    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    if y.size == 0:
+        raise AudioError("no audio samples")
+    if not np.all(np.isfinite(y)):
+        raise AudioError("non-finite audio samples")
+    if sr is not None and sr != rate:
+        y = librosa.resample(y, orig_sr=rate, target_sr=sr, res_type="soxr_hq")
+        rate = sr
+    if y.size < min_samples:
+        raise AudioError(
+            f"too short: {y.size} samples at {rate} Hz, fewer than one analysis frame "
+            f"({min_samples})"
+        )
+    return y, int(rate)
