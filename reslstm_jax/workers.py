@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -87,28 +88,7 @@ def run(
     lock = threading.Lock()
     errors: list[str] = []
     processes: list[subprocess.Popen] = []
-
-    def drive(process: subprocess.Popen, bar: Any) -> None:
-        # One thread per worker: hand it the next job whenever it has finished the previous.
-        while True:
-            with lock:
-                if errors or not pending:
-                    return
-                index, job = pending.popleft()
-            try:
-                process.stdin.write(json.dumps(job) + "\n")
-                process.stdin.flush()
-                line = process.stdout.readline()
-            except (OSError, ValueError):  # the worker died, or its pipe was closed on Ctrl-C
-                line = ""
-            reply = json.loads(line) if line else {"error": "a worker process died"}
-            with lock:
-                if "error" in reply:
-                    errors.append(f"{job}: {reply['error']}")
-                    return
-                replies[index] = reply["ok"]
-                bar.update(1)
-
+    drive = functools.partial(_drive, pending=pending, replies=replies, errors=errors, lock=lock)
     count = max(1, min(workers, len(jobs)))
     try:
         with tqdm(total=len(jobs), unit=unit, desc=desc, disable=not progress) as bar:
@@ -132,15 +112,45 @@ def run(
             for thread in threads:
                 thread.join()
     finally:
-        for process in processes:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # end of jobs: the worker's loop ends
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(processes)
     if errors:
         raise WorkerError(errors[0])
     return replies  # type: ignore[return-value]
+
+
+def _drive(process: subprocess.Popen, bar: Any, *, pending: collections.deque, replies: list,
+           errors: list[str], lock: threading.Lock) -> None:  # fmt: skip
+    """One thread per worker: hand `process` the next job whenever it has finished the
+    previous one, until the jobs run out or some job failed (its error in `errors`)."""
+    while True:
+        with lock:
+            if errors or not pending:
+                return
+            index, job = pending.popleft()
+        try:
+            process.stdin.write(json.dumps(job) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+        except (OSError, ValueError):  # the worker died, or its pipe was closed on Ctrl-C
+            line = ""
+        reply = json.loads(line) if line else {"error": "a worker process died"}
+        with lock:
+            if "error" in reply:
+                errors.append(f"{job}: {reply['error']}")
+                return
+            replies[index] = reply["ok"]
+            bar.update(1)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """End of jobs: close each worker's stdin (its loop ends), then wait for it (30 s at most,
+    then kill)."""
+    for process in processes:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

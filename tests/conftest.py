@@ -330,10 +330,14 @@ def pytest_collection_modifyitems(config, items):
     def key(item) -> str:
         return f"{pathlib.Path(item.fspath).name}::{item.originalname}"
 
-    collected = {key(item) for item in items}
-    files = {name.split("::")[0] for name in collected}
+    # checked against the test modules, not the items: a run of one test by its node id
+    # collects only that one
+    modules = {pathlib.Path(item.fspath).name: item.module for item in items}
     missing = [
-        name for name in SLOW_FIRST if name.split("::")[0] in files and name not in collected
+        name
+        for name in SLOW_FIRST
+        if name.split("::")[0] in modules
+        and not hasattr(modules[name.split("::")[0]], name.split("::")[1])
     ]
     if missing:
         raise pytest.UsageError(f"tests/conftest.py SLOW_FIRST names no test: {missing}")

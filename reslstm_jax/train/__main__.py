@@ -14,7 +14,7 @@ def build_parser():
     import argparse
 
     from reslstm_jax import data, families, features, models, protocols
-    from reslstm_jax.train.fit import MATMUL_PRECISIONS, RunSettings
+    from reslstm_jax.train.fit import RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
@@ -64,6 +64,28 @@ def build_parser():
     p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
     p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
     add_options(p)
+    add_execution(p)
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements (JAX; onnxruntime with the export "
+                   "extra) of the edge metrics")  # fmt: skip
+    p.add_argument("--out", required=True, help="output directory (rerun the same command on "
+                   "it to resume)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what --out holds (another run's results and checkpoints) "
+                   "instead of refusing")  # fmt: skip
+    add_wandb(p)
+    return p
+
+
+def add_execution(p) -> None:
+    """How the models run (executor, precision, devices, waves): the results depend on none of
+    these except --matmul-precision and --share-init-across-seeds."""
+    from reslstm_jax.train.fit import MATMUL_PRECISIONS
+
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
     p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS,
                    help="float32 matmul precision: default (the backend's: TF32 on recent "
@@ -82,20 +104,6 @@ def build_parser():
         action="store_true",
         help="the reference's per-fold reseeding: seeds share initialisations",
     )
-    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
-    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--no-latency", action="store_true",
-                   help="skip the latency measurements (JAX; onnxruntime with the export "
-                   "extra) of the edge metrics")  # fmt: skip
-    p.add_argument("--out", required=True, help="output directory (rerun the same command on "
-                   "it to resume)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace what --out holds (another run's results and checkpoints) "
-                   "instead of refusing")  # fmt: skip
-    add_wandb(p)
-    return p
 
 
 def add_wandb(p) -> None:
@@ -267,7 +275,6 @@ def main(argv=None) -> int:
         checkpoint,
         crosscorpus,
         data,
-        edge,
         families,
         hardware,
         protocols,
@@ -276,7 +283,6 @@ def main(argv=None) -> int:
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.corpora.synthetic import SyntheticUnavailable
     from reslstm_jax.errors import cli_message
-    from reslstm_jax.train.results import summary_lines
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -327,6 +333,16 @@ def main(argv=None) -> int:
     ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
+    print_outcome(outcome, dataset, out, args.wandb)
+    return 0
+
+
+def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
+    """The run's summary lines, edge figures, cross-corpus results, skipped files and where
+    everything was written."""
+    from reslstm_jax import artifacts, crosscorpus, edge
+    from reslstm_jax.train.results import summary_lines
+
     print("\n".join(summary_lines(outcome)))
     print(f"  edge: {edge.summary(outcome['edge'])}")
     for line in crosscorpus.summary_lines(outcome.get("cross_test", [])):
@@ -335,11 +351,10 @@ def main(argv=None) -> int:
     if skipped:
         print(skipped)
     print(f"wrote {out / 'results.json'}, {out / 'card.json'}, best checkpoints in {out / 'best'}")
-    if args.wandb == "offline":
+    if wandb == "offline":
         print(
             f"W&B offline run in {out / 'wandb'} (upload: wandb sync {out / 'wandb'}/offline-run-*)"
         )
-    return 0
 
 
 if __name__ == "__main__":
