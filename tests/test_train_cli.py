@@ -490,8 +490,8 @@ def export_predicts_as_the_run(run, folder, files, int8: bool = True) -> None:
 
 def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp_path, run_command):
     """A small DS-LSTM (both branches) on the tone corpus: features, two-head loss, schedule.
-    Smaller spectrograms than the paper's (the tones last 0.5 s) reach the model's input
-    sizes through the features' shapes, and cut the CNNs' work eightfold."""
+    Spectrograms smaller than the paper's (the tones last 0.5 s; a twentieth of its cells)
+    reach the model's input sizes through the features' shapes."""
     out = tmp_path / "ds"
     tiny = '{"hidden_size": 8, "cnn_channels": [4, 2]}'
     small = '{"frames_a": 48, "n_mels_a": 32, "frames_b": 24, "n_mels_b": 64}'
