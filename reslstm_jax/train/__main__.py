@@ -82,8 +82,9 @@ def build_parser():
 
 
 def add_execution(p) -> None:
-    """How the models run (executor, precision, devices, waves): the results depend on none of
-    these except --matmul-precision and --share-init-across-seeds."""
+    """How the models run: executor, matmul precision, devices, waves and shared
+    initialisations. Devices and waves change no result, the executor only its float rounding
+    (docs/performance.md); precision and shared initialisations change results."""
     from reslstm_jax.train.fit import MATMUL_PRECISIONS
 
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
