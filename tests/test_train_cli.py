@@ -136,7 +136,7 @@ def test_results_hold_the_edge_metrics(trained):
 
 
 def test_predict_labels_files_and_folders_and_reports_bad_files(
-    trained, corpus, tmp_path, run_main
+    trained, corpus, tmp_path, run_main, recwarn
 ):
     from reslstm_jax.predict import main
 
@@ -170,6 +170,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     assert warnings == [f"warning: {clips / 'silence.wav'}: no voiced frame (every 25 ms frame "
                         f"below -50 dBFS): its label '{label}' says nothing"]  # fmt: skip
     assert (tmp_path / "att" / "low_attention.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [w for w in recwarn if "librosa" in w.filename]  # only the line above
 
     one = run_main(main, [*base, "--fold", "fold0", "--seed", "1", "--json", clips])
     assert one.returncode == 0, one.stderr[-2000:]
