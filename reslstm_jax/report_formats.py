@@ -1,7 +1,8 @@
 """The report's tables as text: Markdown, LaTeX (booktabs), CSV, and a paired comparison.
 
 `reslstm_jax.report` builds the tables (`report.Table`: caption, folds, rows, front) and
-re-exports these functions; this module only renders them, and imports nothing of the report.
+re-exports its format_* functions; this module only renders them and imports nothing of the
+report.
 """
 
 from __future__ import annotations
