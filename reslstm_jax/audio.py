@@ -1,15 +1,27 @@
 """Reading audio for features: mono float32 at a rate, every failure named (`AudioError`),
-and how much of a file is voiced. `reslstm_jax.features` re-exports these.
+how much of a file is voiced, and librosa's own warnings kept from the user (`librosa_quiet`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
 from reslstm_jax.corpora.base import check_wav
+
+
+@contextlib.contextmanager
+def librosa_quiet():
+    """librosa's UserWarnings (e.g. no pitch to estimate the tuning from in silence) off while
+    extracting: they come per file, and what matters per file is said by the extraction
+    report or by predict's voiced-frame line."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="librosa")
+        yield
 
 
 class AudioError(ValueError):

@@ -39,13 +39,12 @@ import os
 import pathlib
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from reslstm_jax import artifacts
-from reslstm_jax.audio import AudioError
+from reslstm_jax.audio import AudioError, librosa_quiet
 from reslstm_jax.corpora.base import file_sha256
 from reslstm_jax.extractors import DsLstmInputs, LogmelDual, Mfcc39, MfccChroma, TfMfcc
 from reslstm_jax.perturb import Perturbed
@@ -201,10 +200,8 @@ def _extract_one(path: str, extractor, cache_dir: str | None, *, load_cached: bo
 
     With `load_cached=False` a cache hit is not read (the caller reads the entry itself).
     """
-    # librosa warns per file about, e.g., tuning estimation on silent frames; on a corpus of
-    # thousands of files that drowns the report, which says what matters per file.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="librosa")
+    # on a corpus of thousands of files librosa's warnings would drown the report
+    with librosa_quiet():
         try:
             entry = None
             if cache_dir is not None:

@@ -268,18 +268,12 @@ def predict_files(predictor: Predictor, files, on_result=None) -> tuple[list[dic
     """Label every file; a file that fails is reported, the others still run. Each result says
     whether the input has any voiced frame (`voiced`: False for silence, which still gets a
     label: a warning is printed for it)."""
-    import warnings
-
-    from reslstm_jax.audio import VOICE_DBFS, AudioError, voiced_frames
+    from reslstm_jax.audio import VOICE_DBFS, AudioError, librosa_quiet, voiced_frames
 
     results, errors = [], []
     for path in files:
         try:
-            # librosa's own warnings (e.g. no pitch to estimate the tuning from in silence)
-            # are not for the user, as in `features.extract_all`: the voiced-frame warning
-            # below says what matters
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=UserWarning, module="librosa")
+            with librosa_quiet():  # the voiced-frame warning below says what matters
                 feats = predictor.extractor(path)
         except AudioError as exc:
             errors.append((str(path), str(exc)))

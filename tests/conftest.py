@@ -213,9 +213,10 @@ def run_command():
 def run_main(capsys):
     """`(main, argv) -> CompletedProcess`: an entry point's `main(argv)` run in this process,
     with its exit code (argparse's SystemExit included) and what it printed, as `run_command`
-    gives them for a subprocess. For misuse tests, which stop before any work: a process of
-    their own would spend its seconds importing JAX. An exception `main` should have turned
-    into one line fails the test, as a traceback in a subprocess's stderr would."""
+    gives them for a subprocess. For misuse tests, which stop before any work, and runs whose
+    CLI process is tested elsewhere: a process of their own would spend its seconds importing
+    JAX. An exception `main` should have turned into one line fails the test, as a traceback
+    in a subprocess's stderr would."""
     import subprocess
 
     def run(main, argv) -> subprocess.CompletedProcess:
