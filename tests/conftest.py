@@ -334,12 +334,9 @@ def pytest_collection_modifyitems(config, items):
     # checked against the test modules, not the items: a run of one test by its node id
     # collects only that one
     modules = {pathlib.Path(item.fspath).name: item.module for item in items}
-    missing = [
-        name
-        for name in SLOW_FIRST
-        if name.split("::")[0] in modules
-        and not hasattr(modules[name.split("::")[0]], name.split("::")[1])
-    ]
+    named = [(name, *name.split("::")) for name in SLOW_FIRST]
+    missing = [name for name, file, test in named
+               if file in modules and not hasattr(modules[file], test)]  # fmt: skip
     if missing:
         raise pytest.UsageError(f"tests/conftest.py SLOW_FIRST names no test: {missing}")
     items.sort(key=lambda item: rank.get(key(item), len(rank)))
