@@ -185,12 +185,14 @@ def _phases(mask: jax.Array, row_block: int | None) -> list[tuple[int, jax.Array
 
 def _step_slice(array: jax.Array, t, rows: int) -> jax.Array:
     """array[t, :rows] for a traced step t: [T, B, F] -> [rows, F]."""
-    return jax.lax.dynamic_slice(array, (t, 0, 0), (1, rows, array.shape[2]))[0]
+    zero = jnp.zeros_like(t)  # indices of t's integer type, also under jax_enable_x64
+    return jax.lax.dynamic_slice(array, (t, zero, zero), (1, rows, array.shape[2]))[0]
 
 
 def _set_step(array: jax.Array, t, value: jax.Array) -> jax.Array:
     """array[t, :rows] = value ([rows, F]), in place inside a loop."""
-    return jax.lax.dynamic_update_slice(array, value[None], (t, 0, 0))
+    zero = jnp.zeros_like(t)
+    return jax.lax.dynamic_update_slice(array, value[None], (t, zero, zero))
 
 
 def _lstm_scan(w_ih, w_hh, b_ih, b_hh, x, mask, unroll, row_block):

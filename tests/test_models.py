@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numerics import assert_rounding_close
 
 import reslstm_jax as rj
 
@@ -188,36 +190,55 @@ def test_apply_contract(name, paper_compat):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+# Packing reorders the sums of the batch: BatchNorm's statistics over the B*T = 50 frames, the
+# weight gradients over the same 50 (step, row) terms, and 10 recurrent steps that carry the
+# rounding of each step into the next. A reordered sum of n terms moves by at most about
+# n * eps of its terms' size; 256 ulps (5 * 50) bounds that with room for the recurrence. The
+# same bound in units of the dtype's epsilon holds in float32 (measured on an Intel Xeon with
+# AVX-512, where a per-element atol of 2e-5 failed: <= 13 ulps) and in float64 (<= 11 ulps):
+# rounding shrinks with the precision, a change in what packing computes would not. In float64
+# 256 ulps is 6e-14 of a leaf's scale, so any real difference is caught there (a phase that
+# stops one step early: 4e15 ulps; one gradient element scaled by 1 + 1e-11: 4.5e4 ulps).
+PACKING_ULPS = 256
+
+
 @pytest.mark.parametrize(
-    "name, paper_compat", [("reslstm_sa", False), ("lstm_sa", True)]
-)  # both models and both modes, in two compiles
-def test_packing_changes_no_result(name, paper_compat):
+    "name, paper_compat, dtype",
+    [
+        ("reslstm_sa", False, "float32"),
+        ("lstm_sa", True, "float32"),
+        ("reslstm_sa", False, "float64"),
+    ],
+)  # both models and both modes in float32, the run of the models; float64 shows it is rounding
+def test_packing_changes_no_result(name, paper_compat, dtype):
     """row_block sorts the rows by length and skips padded steps; logits, attention, batch
-    statistics and gradients stay those of the unpacked model, in the caller's row order
-    (the same dropout masks included)."""
-    x = jax.random.normal(jax.random.key(1), (5, 10, 46))
+    statistics and gradients stay those of the unpacked model up to rounding, in the caller's
+    row order (the same dropout masks included)."""
+    cast = functools.partial(jax.tree_util.tree_map, lambda a: jnp.asarray(a, dtype))
     lengths = jnp.array([3, 10, 0, 7, 9])  # unsorted, with a padding row
 
     def run(row_block):
         model = rj.models.get(
             name, hidden_size=8, num_classes=5, paper_compat=paper_compat, row_block=row_block
         )
-        variables = model.init(jax.random.key(0))
+        variables = cast(model.init(jax.random.key(0)))
+        x = jax.random.normal(jax.random.key(1), (5, 10, 46), dtype)
 
         def loss(params):
             (logits, attention), stats = model.apply(
                 {**variables, "params": params}, x, lengths, train=True,
                 key=jax.random.key(2), dropout_rate=0.3,
             )  # fmt: skip
-            return (logits * jnp.arange(5.0)).sum(), (logits, attention, stats)
+            return (logits * jnp.arange(5.0, dtype=dtype)).sum(), (logits, attention, stats)
 
         grads, outputs = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
-        return grads, outputs, jax.jit(model.apply)(variables, x, lengths)
+        results = grads, outputs, jax.jit(model.apply)(variables, x, lengths)
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(results)} == {jnp.dtype(dtype)}
+        return results
 
-    for packed, unpacked in zip(
-        jax.tree_util.tree_leaves(run(2)), jax.tree_util.tree_leaves(run(None)), strict=True
-    ):
-        np.testing.assert_allclose(packed, unpacked, rtol=1e-5, atol=2e-5)  # float rounding
+    with jax.enable_x64(dtype == "float64"):
+        packed, unpacked = run(2), run(None)
+    assert_rounding_close(packed, unpacked, ulps=PACKING_ULPS, err_msg=f"{name} {dtype}")
 
 
 def test_dropout_rate_is_dynamic_and_seeded():
