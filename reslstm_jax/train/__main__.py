@@ -7,7 +7,11 @@ results, protocol card and best checkpoints (docs/training.md). The work is
 
 from __future__ import annotations
 
+import json
+import pathlib
 import sys
+
+from reslstm_jax import configfile  # no JAX: --help and a bad config file stay fast
 
 
 def build_parser():
@@ -78,6 +82,7 @@ def build_parser():
                    help="replace what --out holds (another run's results and checkpoints) "
                    "instead of refusing")  # fmt: skip
     add_wandb(p)
+    configfile.add_flags(p)
     return p
 
 
@@ -166,8 +171,6 @@ WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": 
 
 def parse_json_object(flag: str, text: str | None) -> dict:
     """A JSON object flag ({} when not given); lists become tuples (hashable configs)."""
-    import json
-
     if not text:
         return {}
     try:
@@ -269,7 +272,6 @@ def open_outputs(args, out):
 
 
 def main(argv=None) -> int:
-    import pathlib
 
     from reslstm_jax import (
         artifacts,
@@ -286,12 +288,17 @@ def main(argv=None) -> int:
     from reslstm_jax.errors import cli_message
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = configfile.parse_args(parser, argv)
     try:
         settings, feature_params = checked_flags(args)
     except ValueError as exc:
         parser.error(str(exc))
     recipe = families.get(args.model).recipe
+    if args.print_config:
+        print(configfile.dumps(configfile.resolved(parser, args, **filled_values(args, settings))),
+              end="")  # fmt: skip
+        return 0
     out = pathlib.Path(args.out)
     tracker, problem = open_outputs(args, out)
     if problem:
@@ -311,12 +318,16 @@ def main(argv=None) -> int:
                                            workers=args.workers, progress=not args.no_progress)
                    for corpus, where in cross_tests(args)]  # fmt: skip
         print(protocols.format_card(dataset.card))
+        if problem := data_problem(parser, argv, args, dataset.card):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
         # device per core (or --devices), never more than there are models to share them.
         n_models = len(dataset.folds.names) * args.seeds
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
         if args.overwrite:  # the data is ready: now the old run's state may go
             artifacts.remove_run_state(out)
+        write_config(parser, argv, args, settings, dataset, out)
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
             outcome = crosscorpus.fit_and_test(
                 dataset, settings, out, targets, args.cross_norm, latency=not args.no_latency,
@@ -336,6 +347,70 @@ def main(argv=None) -> int:
         return 2
     print_outcome(outcome, dataset, out, args.wandb)
     return 0
+
+
+def filled_values(args, settings, card: dict | None = None) -> dict:
+    """What the model family's recipe (and the data's card, once read) gave to the flags left
+    unset, so the resolved config names every value: {dest: value}."""
+    from reslstm_jax import data, families, models
+
+    model = models.get(settings.model, **dict(settings.model_config))
+    recipe = families.get(settings.model).recipe
+    filled = {
+        **{name: getattr(model, name, None) for name in ("hidden_size", "num_att", "res_blocks")},
+        "epochs": settings.epochs, "lr": settings.learning_rate,
+        "weight_decay": settings.weight_decay, "dropout": settings.dropout, "t0": settings.t0,
+        "batch_size": settings.batch_size, "schedule": settings.schedule, "loss": settings.loss,
+        "class_weights": settings.class_weights, "patience": settings.patience,
+        "time_mask": settings.time_mask, "time_masks": settings.time_masks,
+        "feature_mask": settings.feature_mask, "feature_masks": settings.feature_masks,
+        "noise_std": settings.noise_std, "mixup_alpha": settings.mixup_alpha,
+        "features": recipe.features, "normalisation": recipe.normalisation,
+        "protocol": data.DEFAULT_PROTOCOL.get(args.corpus or "synthetic"),
+    }  # fmt: skip
+    if card is not None:
+        filled.update(protocol=card["protocol"], features=card["features"].get("name"),
+                      feature_params=json.dumps(card["features"].get("params", {})),
+                      normalisation=card["normalisation"])  # fmt: skip
+    return filled
+
+
+# The data's identity in a run's config.yaml: a rerun from it checks that it finds the same.
+DATA_IDENTITY = ("corpus", "utterance_ids_sha256", "n_utterances", "n_speakers", "classes")
+
+
+def write_config(parser, argv, args, settings, dataset, out) -> None:
+    """OUT/config.yaml: every setting of this run, resolved (`python -m reslstm_jax.train
+    --config OUT/config.yaml --out NEW` trains it again), and the data's identity."""
+    card = dataset.card
+    identity = {key: card[key] for key in DATA_IDENTITY if key in card}
+    identity["data_dir"] = str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None
+    rerun = f"python -m reslstm_jax.train --config {out / configfile.CONFIG_NAME} --out NEW"
+    configfile.write(
+        out / configfile.CONFIG_NAME,
+        configfile.resolved(parser, args, **filled_values(args, settings, card)),
+        command=["python", "-m", "reslstm_jax.train", *argv], data=identity,
+        notes=[f"rerun: {rerun}"],
+    )  # fmt: skip
+
+
+def data_problem(parser, argv, args, card: dict) -> str | None:
+    """Why the data found is not the data a --config file's run was trained on (another
+    utterance hash), or None. Data named anew on the command line (--corpus, --data-dir) is
+    the user's choice and not checked."""
+    recorded = args.config_data
+    if not recorded or not recorded.get("utterance_ids_sha256"):
+        return None
+    if any(configfile.given_on_command_line(parser, argv, d) for d in ("corpus", "data_dir")):
+        return None
+    if recorded["utterance_ids_sha256"] == card["utterance_ids_sha256"]:
+        return None
+    return (
+        f"--config {args.config}: the data found ({card['corpus']}, {card['n_utterances']} "
+        f"utterances) is not the data this config was trained on (utterance hash "
+        f"{recorded['utterance_ids_sha256'][:12]}, {recorded.get('n_utterances')} utterances); "
+        "name the data on the command line (--data-dir) to train on it anyway"
+    )
 
 
 def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
