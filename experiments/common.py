@@ -16,6 +16,8 @@ import dataclasses
 import pathlib
 import sys
 
+from reslstm_jax import configfile
+
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
@@ -66,11 +68,13 @@ class Experiment:
 def parser(exp: Experiment) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m experiments.{exp.name}",
                                 description=exp.doc.split("\n")[0])  # fmt: skip
-    p.add_argument("--corpus", choices=sorted(exp.setups), default=exp.default_corpus,
-                   help=f"default {exp.default_corpus}; without --data-dir: the synthetic "
-                   "corpus (RAVDESS layout)")  # fmt: skip
+    p.add_argument("--corpus", choices=sorted(exp.setups),
+                   help=f"the corpus in --data-dir (default {exp.default_corpus}); without "
+                   "either: the RAVDESS setups on the embedded synthetic corpus")  # fmt: skip
     p.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus)")
-    p.add_argument("--budget", choices=sorted(exp.budgets), default="full")
+    p.add_argument("--budget", choices=sorted(exp.budgets),
+                   help="default: full with --data-dir; quick on the synthetic corpus, whose "
+                   "numbers are no emotion-recognition results")  # fmt: skip
     p.add_argument("--seeds", type=int, help="override the budget's seeds")
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
     p.add_argument("--configs", default=",".join(exp.configs),
@@ -89,7 +93,14 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
                    help="skip the classical reference row of each setup (eGeMAPS functionals + "
                    "linear SVM; needs the opensmile extra)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
+    configfile.add_flags(p)
     return p
+
+
+def default_budget(exp: Experiment, data_dir) -> str:
+    """full on real data; quick (where the experiment has it) on the synthetic corpus, whose
+    numbers mean nothing for emotion recognition and are not worth hours of CPU."""
+    return "full" if data_dir or "quick" not in exp.budgets else "quick"
 
 
 def parse_list(p, flag: str, value: str, known) -> list[str]:
@@ -118,7 +129,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
     from reslstm_jax import artifacts, data, families, train
 
     told: set[str] = set()  # skipped-file lines printed
-    budget = {**exp.budgets[args.budget]}
+    budget = {**exp.budgets[args.budget or default_budget(exp, args.data_dir)]}
     budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
     out = pathlib.Path(args.out)
     cache = data.DatasetCache(corpus if args.data_dir else None, args.data_dir,
@@ -203,15 +214,25 @@ def write_report(exp: Experiment, out: pathlib.Path, setups: list[str]) -> None:
 
 def main(exp: Experiment, argv=None) -> int:
     p = parser(exp)
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = configfile.parse_args(p, argv)
     configs = parse_list(p, "--configs", args.configs, exp.configs)
-    corpus = args.corpus
-    if not args.data_dir and corpus != "ravdess":
-        if "ravdess" not in exp.setups:
-            p.error(f"--corpus {corpus} needs --data-dir")
-        print(f"no --data-dir: running the RAVDESS setups on the synthetic corpus instead of "
-              f"{corpus}")  # fmt: skip
+    corpus = args.corpus or exp.default_corpus
+    if not args.data_dir:
+        if args.corpus is not None or "ravdess" not in exp.setups:
+            # a named corpus is never swapped for another one
+            print(f"error: --corpus {corpus} needs --data-dir (where the corpus is); without "
+                  "--corpus, the RAVDESS setups run on the embedded synthetic corpus",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         corpus = "ravdess"
+    args.budget = args.budget or default_budget(exp, args.data_dir)
+    if configfile.print_if_asked(p, args, corpus=corpus):
+        return 0
+    if not args.data_dir:
+        print(f"no --data-dir: the RAVDESS setups on the embedded synthetic corpus, "
+              f"{args.budget} budget (synthetic speech: its numbers are no emotion-recognition "
+              "results)")  # fmt: skip
     known_setups = exp.setups[corpus]
     setups = parse_list(p, "--setups", args.setups or ",".join(known_setups), known_setups)
     for flag in ("seeds", "epochs", "devices"):
@@ -231,6 +252,9 @@ def main(exp: Experiment, argv=None) -> int:
 
     # Before JAX's first computation: a CPU gets one device per core (or --devices).
     hardware.use_cpu_cores(args.devices)
+    configfile.write(pathlib.Path(args.out) / configfile.CONFIG_NAME,
+                     configfile.resolved(p, args, corpus=corpus),
+                     command=["python", "-m", f"experiments.{exp.name}", *argv])  # fmt: skip
     try:
         run(exp, args, corpus, configs, setups)
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,

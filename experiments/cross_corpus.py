@@ -32,6 +32,8 @@ import argparse
 import pathlib
 import sys
 
+from reslstm_jax import configfile
+
 BUDGETS = {"full": {"seeds": 5, "epochs": None}, "quick": {"seeds": 1, "epochs": 10}}
 DEFAULT_CORPORA = ("ravdess", "cremad", "tess", "savee", "emodb", "iemocap")
 
@@ -64,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true",
                    help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
+    configfile.add_flags(p)
     return p
 
 
@@ -118,7 +121,10 @@ def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
 
 def main(argv=None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = configfile.parse_args(p, argv)
+    if configfile.print_if_asked(p, args):
+        return 0
     if len(set(args.corpora) | set(args.test_only)) < 2:
         p.error("--corpora: give at least two corpora (with --test-only)")
     if set(args.corpora) & set(args.test_only):
@@ -138,6 +144,8 @@ def main(argv=None) -> int:
     except artifacts.OutputError as exc:
         p.error(f"--out {exc}")
     hardware.use_cpu_cores(None)
+    configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(p, args),
+                     command=["python", "-m", "experiments.cross_corpus", *argv])  # fmt: skip
     try:
         rows = [train_row(args, corpus, dirs, out) for corpus in dict.fromkeys(args.corpora)]
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,

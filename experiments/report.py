@@ -17,7 +17,7 @@ import argparse
 import pathlib
 import sys
 
-from reslstm_jax import report
+from reslstm_jax import configfile, report
 from reslstm_jax.plots import PARETO_X, PLOT_FORMATS
 
 
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ci-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
     )
+    configfile.add_flags(p)
     return p
 
 
@@ -78,7 +79,9 @@ def formatted(fmt: str, tables, comparison, cross) -> str:
 
 def main(argv=None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = configfile.parse_args(p, argv)
+    if configfile.print_if_asked(p, args):
+        return 0
     if bool(args.study) == bool(args.paths):
         p.error("give either --study (with optional --storage) or results paths, not both")
     if args.storage and not args.study:

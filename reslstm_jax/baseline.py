@@ -30,6 +30,8 @@ import sys
 
 import numpy as np
 
+from reslstm_jax import configfile
+
 CLASSIFIERS = {"svm": "linear SVM", "logreg": "logistic regression"}
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FEATURE_SETS = ("egemaps", "compare")
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="feature extraction processes (default: cores)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory (results.json, card.json)")
+    configfile.add_flags(p)
     return p
 
 
@@ -173,7 +176,11 @@ def main(argv=None) -> int:
     from reslstm_jax.errors import cli_message
     from reslstm_jax.protocols import ProtocolError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = configfile.parse_args(parser, argv)
+    if configfile.print_if_asked(parser, args):
+        return 0
     out = pathlib.Path(args.out)
     try:
         artifacts.check_output_dir(out)
@@ -186,6 +193,9 @@ def main(argv=None) -> int:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     artifacts.write_run(out, dataset, results)
+    configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(parser, args),
+                     command=["python", "-m", "reslstm_jax.baseline", *argv],
+                     data=configfile.data_identity(dataset.card, args.data_dir))  # fmt: skip
     print(summary_line(results))
     print(f"wrote {out / artifacts.RESULTS_FILE}")
     return 0

@@ -128,6 +128,26 @@ def resolved(parser: argparse.ArgumentParser, args, **filled) -> dict:
     return config
 
 
+# The data's identity in an output's config.yaml: a rerun from it checks that it finds the same.
+DATA_IDENTITY = ("corpus", "utterance_ids_sha256", "n_utterances", "n_speakers", "classes")
+
+
+def data_identity(card: dict, data_dir) -> dict:
+    """The `data:` of a config.yaml: which data a protocol card was made from, and where."""
+    identity = {key: card[key] for key in DATA_IDENTITY if key in card}
+    identity["data_dir"] = str(pathlib.Path(data_dir).expanduser().resolve()) if data_dir else None
+    return identity
+
+
+def print_if_asked(parser: argparse.ArgumentParser, args, **filled) -> bool:
+    """`--print-config`: the resolved settings printed as a config file; True when printed (the
+    command then exits 0 having done nothing else)."""
+    if not getattr(args, "print_config", False):
+        return False
+    print(dumps(resolved(parser, args, **filled)), end="")
+    return True
+
+
 def dumps(config: dict, *, command: Sequence[str] | None = None, data: dict | None = None,
           notes: Iterable[str] = ()) -> str:  # fmt: skip
     """YAML text of `config` (and `data:`, the data's identity), headed by comments: the

@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import artifacts, hardware
+from reslstm_jax import artifacts, configfile, hardware
 from reslstm_jax.artifacts import INFERENCE_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -316,12 +316,15 @@ def build_parser():
     )
     p.add_argument("--plot-format", choices=("png", "pdf", "svg"), default="png",
                    help="figure format of --plot-attention (pdf, svg: vector)")  # fmt: skip
+    configfile.add_flags(p)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = configfile.parse_args(parser, argv)
+    if configfile.print_if_asked(parser, args):
+        return 0
     hardware.single_threaded_xla()  # the same bits as the run's own test predictions
     if args.plot_attention:
         try:  # before the model is loaded or a file read

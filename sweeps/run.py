@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from reslstm_jax import configfile  # no JAX: --help and a bad config file stay fast
+
 BUDGETS = {
     # epochs, seeds; quick: sized for a laptop CPU (about 5 minutes for hidden_sizes on 2 cores)
     "quick": {"epochs": 10, "seeds": 1, "trials": 8},
@@ -103,7 +105,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
                    help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    # a spawned worker's SweepConfig as JSON ("-": on its standard input): internal
+    p.add_argument("--worker-config", help=argparse.SUPPRESS)
+    configfile.add_flags(p)
     return p
 
 
@@ -268,13 +272,30 @@ def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
     for rank, env in enumerate(environments):
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweeps.run", "--space", config.space, "--worker", str(rank),
-             "--config", "-"],
+             "--worker-config", "-"],
             env=env, stdin=subprocess.PIPE, text=True,
         )  # fmt: skip
         proc.stdin.write(payload)
         proc.stdin.close()
         processes.append(proc)
     return processes
+
+
+def budget_values(args, config) -> dict:
+    """What the budget and the space gave to the flags left unset (for the resolved config)."""
+    return {"trials": config.trials, "epochs": config.epochs, "seeds": config.seeds,
+            "study": config.study, "group_size": config.group_size}  # fmt: skip
+
+
+def write_config(p, argv, args, config, card: dict) -> None:
+    """<study>/config.yaml: the sweep's resolved settings, its command line, and the data's
+    identity (`python -m sweeps.run --config <study>/config.yaml` runs the study again)."""
+    identity = configfile.data_identity(card, args.data_dir)
+    resolved = configfile.resolved(p, args, **budget_values(args, config))
+    for internal in ("worker", "worker_config"):
+        resolved.pop(internal)
+    configfile.write(config.study_dir / configfile.CONFIG_NAME, resolved, data=identity,
+                     command=["python", "-m", "sweeps.run", *argv])  # fmt: skip
 
 
 def report_skipped(config, prepared) -> None:
@@ -335,15 +356,18 @@ def main(argv=None) -> int:
     from sweeps import study as study_view
 
     p = parser()
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = configfile.parse_args(p, argv)
     hardware.single_threaded_xla()  # an in-process worker trains as a spawned one does
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.worker is not None:  # a spawned worker process: its configuration on stdin
-        text = sys.stdin.read() if args.config == "-" else args.config
+        text = sys.stdin.read() if args.worker_config == "-" else args.worker_config
         config = engine.SweepConfig(**json.loads(text))
         engine.run_worker(config, args.worker)
         return 0
     space, config = build_config(args, p)
+    if configfile.print_if_asked(p, args, **budget_values(args, config)):
+        return 0
     if config.corpus is None:  # refuse before the study is created when nothing can be trained
         try:
             synthetic.require_available(synthetic.default_dir())
@@ -382,6 +406,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(protocols.format_card(prepared[0].card))
+    write_config(p, argv, args, config, prepared[0].card)
     report_skipped(config, prepared)
     environments = worker_environments(args, config.trials)
     workers = len(environments)

@@ -80,3 +80,26 @@ def test_a_setup_chooses_its_label_set_and_audio_variants(tmp_path, monkeypatch,
         common.run(exp, args, "ravdess", ["lstm_sa_h32"], ["fair"])
     assert asked[0]["label_set"] == "shared4"
     assert asked[0]["audio_variants"] == [{"speed": 0.9}, {"snr_db": 20.0}]
+
+
+def test_a_named_corpus_without_its_data_is_refused_never_swapped(tmp_path, capsys):
+    from experiments import emodb_light_sernet
+
+    for exp, argv in ((ravdess_reslstm_sa.EXPERIMENT, ["--corpus", "ravdess"]),
+                      (emodb_light_sernet.EXPERIMENT, ["--corpus", "emodb"])):  # fmt: skip
+        assert common.main(exp, [*argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "needs --data-dir" in err, err
+        assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("argv", "budget"), [([], "quick"), (["--budget", "full"], "full"),
+                                              (["--data-dir", "."], "full")])  # fmt: skip
+def test_the_synthetic_fallback_runs_the_quick_budget(argv, budget, capsys):
+    """Without data the RAVDESS setups run on the synthetic corpus, whose numbers mean nothing
+    for emotion recognition: the quick budget unless asked, not hours of CPU."""
+    import yaml
+
+    assert common.main(ravdess_reslstm_sa.EXPERIMENT, [*argv, "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["budget"] == budget and printed["corpus"] == "ravdess"

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import artifacts
+from reslstm_jax import artifacts, configfile
 from reslstm_jax.export.runtime import EXPORT_FILE, MODEL_FILE
 
 INT8_FILE = "model.int8.onnx"
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"],
                    help="also write model.int8.onnx: int8 weights, activations quantised "
                    "at run time (onnxruntime's dynamic quantisation)")  # fmt: skip
+    configfile.add_flags(p)
     return p
 
 
@@ -226,7 +227,9 @@ def main(argv=None) -> int:
     from reslstm_jax.export import graphs
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = configfile.parse_args(parser, argv)
+    if configfile.print_if_asked(parser, args):
+        return 0
     hardware.single_threaded_xla()
     try:
         written = export(args)

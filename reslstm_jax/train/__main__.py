@@ -295,9 +295,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     recipe = families.get(args.model).recipe
-    if args.print_config:
-        print(configfile.dumps(configfile.resolved(parser, args, **filled_values(args, settings))),
-              end="")  # fmt: skip
+    if configfile.print_if_asked(parser, args, **filled_values(args, settings)):
         return 0
     out = pathlib.Path(args.out)
     tracker, problem = open_outputs(args, out)
@@ -375,16 +373,11 @@ def filled_values(args, settings, card: dict | None = None) -> dict:
     return filled
 
 
-# The data's identity in a run's config.yaml: a rerun from it checks that it finds the same.
-DATA_IDENTITY = ("corpus", "utterance_ids_sha256", "n_utterances", "n_speakers", "classes")
-
-
 def write_config(parser, argv, args, settings, dataset, out) -> None:
     """OUT/config.yaml: every setting of this run, resolved (`python -m reslstm_jax.train
     --config OUT/config.yaml --out NEW` trains it again), and the data's identity."""
     card = dataset.card
-    identity = {key: card[key] for key in DATA_IDENTITY if key in card}
-    identity["data_dir"] = str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None
+    identity = configfile.data_identity(card, args.data_dir)
     rerun = f"python -m reslstm_jax.train --config {out / configfile.CONFIG_NAME} --out NEW"
     configfile.write(
         out / configfile.CONFIG_NAME,
