@@ -430,7 +430,13 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> int:
+    """The console script's entry point (pyproject.toml): `main` with Ctrl-C and SIGTERM
+    turned into one line and a resumable state (`reslstm_jax.interrupts`)."""
     from reslstm_jax import interrupts
 
-    sys.exit(interrupts.run(main))
+    return interrupts.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -176,3 +176,29 @@ def test_a_runs_config_yaml_trains_the_same_folds_again(trained_run, tmp_path, r
         return [(r["fold"], r["seed"], r["test"]["uar"]) for r in results["runs"]]
 
     assert fold_uars(out) == fold_uars(run)  # exact: the same program on the same inputs
+
+
+def test_console_scripts_are_the_python_m_commands(run_command):
+    import pathlib
+    import sys
+    from importlib import metadata
+
+    scripts = {e.name: e for e in metadata.entry_points(group="console_scripts")
+               if e.name.startswith("reslstm-")}  # fmt: skip
+    expected = {"reslstm-train": "reslstm_jax.train.__main__", "reslstm-sweep": "sweeps.run",
+                "reslstm-report": "experiments.report", "reslstm-predict": "reslstm_jax.predict",
+                "reslstm-export": "reslstm_jax.export.__main__"}  # fmt: skip
+    assert {name: e.module for name, e in scripts.items()} == expected
+    assert all(callable(e.load()) for e in scripts.values())
+    # installed beside the interpreter (pip's scripts folder); JAX-free, so quick to start
+    done = run_command([str(pathlib.Path(sys.executable).parent / "reslstm-predict"), "--help"])
+    assert done.returncode == 0 and "--print-config" in done.stdout
+
+
+@pytest.mark.parametrize(("seeds", "warned"), [("1", True), ("2", False)])
+def test_one_seed_is_warned_about_once(tmp_path, run_main, seeds, warned):
+    """The warning comes before any data is read (here, a missing corpus stops the run)."""
+    done = run_main(train_main, ["--corpus", "ravdess", "--data-dir", tmp_path / "none",
+                                 "--seeds", seeds, "--out", tmp_path / "o"])  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("no spread over seeds") == int(warned), done.stderr

@@ -297,6 +297,9 @@ def main(argv=None) -> int:
     recipe = families.get(args.model).recipe
     if configfile.print_if_asked(parser, args, **filled_values(args, settings)):
         return 0
+    if args.seeds == 1:
+        print("warning: --seeds 1 trains one model per fold: the results have no spread over "
+              "seeds (a paper's mean +- std needs --seeds 3 or more)", file=sys.stderr)  # fmt: skip
     out = pathlib.Path(args.out)
     tracker, problem = open_outputs(args, out)
     if problem:
@@ -426,7 +429,13 @@ def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
         )
 
 
-if __name__ == "__main__":
+def console() -> int:
+    """The console script's entry point (pyproject.toml): `main` with Ctrl-C and SIGTERM
+    turned into one line and a resumable state (`reslstm_jax.interrupts`)."""
     from reslstm_jax import interrupts
 
-    sys.exit(interrupts.run(main))
+    return interrupts.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())
