@@ -24,12 +24,16 @@ from reslstm_jax.models.base import ModelBase
 )
 def test_multistep_is_ds_lstms_schedule(epoch, factor):
     lr = train.learning_rate_at("multistep", 1e-3, 10, jnp.int32(epoch))
+    # float32 against the float64 value: 1e-3 rounds to float32 within eps32 / 2 = 6e-8 of it
+    # (the factors are powers of 2); approx's default rel 1e-6 is 17x that
     assert float(lr) == pytest.approx(1e-3 * factor)
 
 
 @pytest.mark.parametrize(("epoch", "k"), [(0, 0), (59, 0), (60, 1), (79, 1), (80, 2), (299, 12)])
 def test_exp_decay_is_light_sernets_schedule(epoch, k):
     lr = train.learning_rate_at("exp_decay", 1e-4, 10, jnp.int32(epoch))
+    # float32 exp and product against float64: a few float32 ulps (1.2e-7; measured <= 5.3e-8);
+    # 1e-6 is 8 of them, and one step of the decay is a factor 0.86
     assert float(lr) == pytest.approx(1e-4 * math.exp(-0.15 * k), rel=1e-6)
 
 
@@ -39,10 +43,17 @@ def test_focal_and_cross_entropy_per_row():
     p = math.exp(2) / (math.exp(2) + 1)
     ce = train.per_row_loss("ce", logits, labels)
     focal = train.per_row_loss("focal", logits, labels)
+    # float32 against float64. Cross-entropy is log(1 + e^-2) = 0.127 (the logits shifted by
+    # their max): a few float32 ulps of it (1.2e-7; measured 2.8e-7), and 1e-5 is 84 ulps.
     assert float(ce[0]) == pytest.approx(-math.log(p), rel=1e-5)
-    assert float(focal[0]) == pytest.approx((1 - p) ** 2 * -math.log(p), rel=1e-5)
-    # a certain prediction: probabilities are clipped at 1 - 1e-7 as Keras does
-    assert float(focal[1]) == pytest.approx(1e-14 * -math.log(1 - 1e-7), rel=1e-2)
+    # In focal, 1 - p = 0.12 cancels from p = 0.88 and log(p) from 1: p's rounding grows 7x in
+    # 1 - p, 15x in its square, 7x in log(p): up to ~5e-6 (measured 1.4e-6); 3e-5 bounds it.
+    assert float(focal[0]) == pytest.approx((1 - p) ** 2 * -math.log(p), rel=3e-5)
+    # A certain prediction: probabilities are clipped at 1 - 1e-7 as Keras does, in float32:
+    # 1 - 2^-23. abs=0, for approx's default abs of 1e-12 passes any value this small (0, the
+    # unclipped loss, too); rel 1e-5 allows float32's log of the clip a few ulps.
+    clip = float(np.float32(1 - 1e-7))
+    assert float(focal[1]) == pytest.approx((1 - clip) ** 2 * -math.log(clip), rel=1e-5, abs=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +106,8 @@ def test_trainer_sums_weighted_heads_and_adds_the_models_penalty(loss):
     expected = sum(w * train.per_row_loss(loss, heads[k], jnp.asarray(labels)).mean()
                    for w, k in ((0.3, "a"), (0.7, "b")))  # fmt: skip
     expected += model.penalty(params)
+    # a float32 loss of ~3 from the training program and from here, in other orders: sums of
+    # 6 rows, 2 heads and a penalty, a few float32 ulps (measured <= 7.7e-8); 1e-5 is 84 ulps
     assert float(history["train_loss"][0, 0]) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -158,7 +171,7 @@ def test_multi_array_features_are_stacked_and_padded():
     x, lengths, frames, truncated = data.stack_multi(feats, multiple=8, max_frames=None)
     assert x["a"].shape == (2, 3, 2) and x["mfcc"].shape == (2, 16, 4)
     assert lengths.tolist() == [5, 9] and frames == 16 and truncated == 0
-    assert x["mfcc"][0, 5:].sum() == 0
+    assert x["mfcc"][0, 5:].sum() == 0  # padded frames: zeros
     with pytest.raises(ValueError, match="differs in shape"):
         data.stack_multi([{"a": np.ones((3, 2))}, {"a": np.ones((4, 2))}], 8, None)
 
@@ -172,7 +185,8 @@ def test_ds_lstm_features(tmp_path):
     out = features.get("ds_lstm_inputs")(tmp_path / "a.wav")
     assert {k: v.shape for k, v in out.items()} == {"a": (230, 128), "b": (120, 256),
                                                     "mfcc": mfcc.shape}  # fmt: skip
-    np.testing.assert_allclose(out["mfcc"], mfcc, rtol=1e-5, atol=1e-5)
+    # the same Mfcc39.from_signal on the same samples (16 kHz audio: no resampling): equal
+    np.testing.assert_array_equal(out["mfcc"], mfcc)
 
 
 def _manifest(corpus: str, speakers: list[str], per: int = 6) -> Manifest:

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+from numerics import assert_rounding_close
 
 from reslstm_jax import extractors, features
 
@@ -61,7 +62,9 @@ def test_mfcc_chroma_is_the_reference_recipe(audio_dir):
     assert sr == 48000 and x.shape == (1 + y.size // 2048, 46) and x.dtype == np.float32
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=34, n_fft=4096, hop_length=2048).T
     chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=4096, hop_length=2048, n_chroma=12).T
-    np.testing.assert_allclose(x, np.concatenate([mfcc, chroma], 1), rtol=1e-6, atol=1e-5)
+    # The extractor is these librosa calls on the same float32 samples (load_audio reads as
+    # librosa.load): the same program on the same machine, so equal
+    np.testing.assert_array_equal(x, np.concatenate([mfcc, chroma], 1))
 
 
 def test_bad_audio_is_reported_per_file_and_the_run_goes_on(audio_dir, tmp_path):
@@ -89,7 +92,7 @@ def test_cache_is_keyed_by_content_and_parameters(audio_dir, tmp_path):
     again = features.extract_all(good, extractor, cache_dir=tmp_path, workers=1, progress=False)
     assert (again.report.cached, again.report.computed) == (3, 0)
     for a, b in zip(first.features, again.features, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # the saved arrays, read back: exact
     # the same content under another name and place is a cache hit
     moved = tmp_path / "elsewhere" / "renamed.wav"
     moved.parent.mkdir()
@@ -128,7 +131,7 @@ def test_parallel_equals_serial_and_a_warm_cache_starts_no_worker(audio_dir, tmp
     parallel = features.extract_all(paths, extractor, cache_dir=tmp_path, workers=2, progress=False)
     assert parallel.report.failed == serial.report.failed
     for a, b in zip(serial.features[:3], parallel.features[:3], strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # the same extractor, in workers: exact
 
     # a warm cache is read in this process: no worker starts, no librosa warm-up
     def no_workers(*args, **kwargs):
@@ -138,7 +141,7 @@ def test_parallel_equals_serial_and_a_warm_cache_starts_no_worker(audio_dir, tmp
     warm = features.extract_all(good, extractor, cache_dir=tmp_path, workers=2, progress=False)
     assert (warm.report.cached, warm.report.computed) == (3, 0)
     for a, b in zip(serial.features[:3], warm.features, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # computed, saved and read back: exact
 
 
 def test_unknown_extractor_and_parameters():
@@ -198,6 +201,10 @@ def mel_matrix_by_loops(n_mels, n_bins, sr, fmin, fmax):
 
 def test_tf_mel_matrix_matches_the_tensorflow_formula():
     ours = extractors.tf_mel_matrix(128, 513, 16000, 80.0, 7600.0)
+    # float64 in two orders (log1p against log(1 + x), broadcasting against loops): mels of size
+    # up to 2900 carry ~2900 * eps = 6e-13 of rounding, divided by the triangles' ~22-mel width:
+    # ~3e-14 on weights <= 1 (measured 2.2e-14). 1e-12 is 45x that; fmax 1 Hz off moves a weight
+    # by 7e-3.
     np.testing.assert_allclose(ours, mel_matrix_by_loops(128, 513, 16000, 80.0, 7600.0), atol=1e-12)
     assert np.all(ours[0] == 0)  # DC bin
 
@@ -230,7 +237,12 @@ def test_tf_mfcc_values_computed_independently(tmp_path):
     power = np.abs(np.fft.rfft(frames, axis=1))
     mel = power @ mel_matrix_by_loops(128, 513, 16000, 80.0, 7600.0)
     expected = dct(np.log(mel + 1e-6), type=2, axis=1)[:, :40] / math.sqrt(256)
-    np.testing.assert_allclose(extractor(path), np.clip(expected, -10, 10), atol=2e-5)
+    # The extractor computes this in float64 too, in another order (~1e-14 apart), and rounds it
+    # to float32: equal to the float32 rounding of `expected` or one ulp of an element from it
+    # (measured: equal). 4 ulps of the values' scale (10: 4.8e-6) leaves room for that; one
+    # int16 sample off by one in the PCM round trip moves them by >= 70 ulps (8e-5).
+    expected = np.clip(expected, -10, 10).astype(np.float32)
+    assert_rounding_close(extractor(path), expected, ulps=4)
 
 
 # ----------------------------------------------------------------------------- logmel_dual

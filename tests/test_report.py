@@ -73,16 +73,18 @@ def results_dir(tmp_path):
 def test_row_numbers_are_the_hand_computed_ones():
     config = report.Config(make_results(MIXED), "x/results.json")
     row = report.row(report.label_configs([config])[0], ci_resamples=200)
-    # fold0: seed UARs 1.0 and 0.75 -> 0.875; fold1: 1.0 and (1 + 2/3)/2 = 0.8333 -> 0.9167
+    # fold0: seed UARs 1.0 and 0.75 -> 0.875; fold1: 1.0 and (1 + 2/3)/2 = 0.8333 -> 0.9167.
+    # approx (rel 1e-6): the same fractions in float64, summed in the report's order.
     assert row["folds"]["fold0"] == pytest.approx(0.875)
     assert row["folds"]["fold1"] == pytest.approx((1 + 5 / 6) / 2)
     # pooled seed 1: labels 0,0,1,1,0,1,1,1 predictions 0,0,1,0,0,1,1,0: recalls 1 and 3/5
     pooled = [1.0, (1 + 3 / 5) / 2]
     assert row["pooled_uar_mean"] == pytest.approx(np.mean(pooled))
     assert row["pooled_uar_std"] == pytest.approx(np.std(pooled))
-    assert row["pooled_uar_max"] == 1.0
+    assert row["pooled_uar_max"] == 1.0  # seed 0's recalls are all n / n: exactly 1
     assert row["wa"] == pytest.approx((1 + 6 / 8) / 2)
     assert row["ci95"][0] <= row["pooled_uar_mean"] <= row["ci95"][1] <= 1.0
+    # KiB: 1000 * bytes / 1024, binary fractions, exact whatever the order; approx as above
     assert row["params"] == 1000 and row["fp32_kib"] == pytest.approx(1000 * 4 / 1024)
     assert row["fp16_kib"] == pytest.approx(1000 * 2 / 1024)
 
@@ -92,11 +94,13 @@ def test_compare_gives_the_paired_p_values():
     b = report.Config(make_results(MIXED), "b", label="B")
     result = report.compare(a, b)
     # fold x seed UARs: A = 1,1,1,1; B = 1,1,0.75,0.8333: two non-zero differences, both
-    # positive -> exact p = 2 / 2^2 = 0.5 (zero differences dropped, scipy's default)
+    # positive -> exact p = 2 / 2^2 = 0.5 (zero differences dropped, scipy's default). The
+    # p-values are binary fractions; approx's rel 1e-6 leaves scipy its own float64 arithmetic.
     assert result["wilcoxon"]["p_value"] == pytest.approx(0.5)
     # McNemar over both seeds: only A right on 2 utterances, never only B -> p = 2/4
     assert result["mcnemar"]["only_a_correct"] == 2 and result["mcnemar"]["only_b_correct"] == 0
     assert result["mcnemar"]["p_value"] == pytest.approx(0.5)
+    # seed 0: the models never disagree, p set to 1.0
     assert result["mcnemar"]["per_seed_p_values"] == [1.0, pytest.approx(0.5)]
     other = make_results(PERFECT)
     other["card"]["utterance_ids_sha256"] = "cd" * 32
@@ -244,7 +248,7 @@ def test_cli_markdown_csv_compare_and_plots(results_dir, capsys, tmp_path):
                             "--ci-resamples", "200"]) == 0  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert [r["configuration"] for r in rows] == ["lstm_sa h8", "lstm_sa h16", "lstm_sa h32"]
-    assert float(rows[0]["fold0"]) == pytest.approx(0.875)
+    assert float(rows[0]["fold0"]) == pytest.approx(0.875)  # a float64 mean, written as repr
     assert [r["pareto"] for r in rows] == ["True", "True", "False"]
 
     plots = tmp_path / "plots"

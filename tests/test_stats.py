@@ -22,12 +22,14 @@ from reslstm_jax import stats
 )
 def test_wilcoxon_exact_p_values(a, b, p):
     result = stats.wilcoxon_paired(a, b)
+    # an exact p: a count over 2^n, a binary fraction; approx's rel 1e-6 leaves scipy its own
+    # float64 arithmetic (measured: equal)
     assert result["p_value"] == pytest.approx(p)
     assert result["n"] == len(a)
 
 
 def test_wilcoxon_identical_runs_have_p_one():
-    assert stats.wilcoxon_paired([0.3, 0.4], [0.3, 0.4])["p_value"] == 1.0
+    assert stats.wilcoxon_paired([0.3, 0.4], [0.3, 0.4])["p_value"] == 1.0  # set, not computed
     with pytest.raises(ValueError, match="paired values"):
         stats.wilcoxon_paired([0.1, 0.2], [0.1])
 
@@ -47,6 +49,8 @@ def test_mcnemar_exact_p_values(only_a, only_b, p):
     correct_b = [False] * only_a + [True] * both + [True] * only_b + [False] * 4
     result = stats.mcnemar_exact(correct_a, correct_b)
     assert (result["only_a_correct"], result["only_b_correct"]) == (only_a, only_b)
+    # an exact binomial p: a count over 2^n, a binary fraction; rel 1e-6 leaves scipy its own
+    # float64 arithmetic (measured: equal)
     assert result["p_value"] == pytest.approx(p)
 
 
@@ -56,6 +60,7 @@ def test_mcnemar_paired_pools_seeds_and_reports_each():
     b = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
     result = stats.mcnemar_paired(y, a, b)
     assert (result["only_a_correct"], result["only_b_correct"]) == (2, 0)
+    # 2 / 2^2 from scipy (as above); 1.0 set for a seed where the models never disagree
     assert result["per_seed_p_values"] == [pytest.approx(0.5), 1.0]
 
 
@@ -66,14 +71,17 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_deterministic():
     point = np.mean([stats.uar(y, p, 4) for p in preds])
     low, high = stats.bootstrap_uar_ci(y, preds, 4, resamples=1000)
     assert low < point < high
-    # the standard error of a proportion near 0.7 with 400 samples is about 0.023
+    # the standard error of a proportion near 0.7 with 400 samples is about 0.023: a 95%
+    # interval about 4 se = 0.09 wide
     assert 0.05 < high - low < 0.15
-    assert (low, high) == stats.bootstrap_uar_ci(y, preds, 4, resamples=1000)
+    assert (low, high) == stats.bootstrap_uar_ci(y, preds, 4, resamples=1000)  # seeded: exact
+    # every resample's UAR of perfect predictions is a mean of recalls n / n = 1: exactly 1
     assert stats.bootstrap_uar_ci(y, y[None], 4, resamples=200) == (1.0, 1.0)
 
 
 def test_uar_matches_the_definition():
     y = np.array([0, 0, 0, 1, 2, 2])
     p = np.array([0, 1, 0, 1, 0, 2])
+    # float64 arithmetic in another order (2/3 is no binary fraction): approx's rel 1e-6
     assert stats.uar(y, p, 3) == pytest.approx((2 / 3 + 1 + 0.5) / 3)
     assert not math.isnan(stats.uar(y, p, 5))  # absent classes are excluded
