@@ -30,6 +30,7 @@ import argparse
 import difflib
 import json
 import pathlib
+import re
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -39,6 +40,23 @@ CONFIG_NAME = "config.yaml"
 DATA_KEY = "data"  # the data's identity: recorded and checked, never a flag
 # Not settings: the config file itself, and where the outputs go (a rerun names its own).
 NOT_SETTINGS = ("help", "config", "print_config", "out", "overwrite")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` as a float as YAML 1.2 and JSON do (YAML 1.1, which
+    PyYAML follows, wants `1.0e-3`): learning rates are written that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str):
+    """The YAML document `text` (safe: plain data only; `1e-3` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
 
 
 class ConfigError(ValueError):
@@ -88,7 +106,7 @@ def load(parser: argparse.ArgumentParser, path) -> tuple[dict, dict | None]:
     its flag checks it; ConfigError naming the file and the key."""
     path = pathlib.Path(path)
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

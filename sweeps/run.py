@@ -40,7 +40,9 @@ def parser() -> argparse.ArgumentParser:
         "2-core CPU); paper = 100 epochs, all folds. Without --corpus: the embedded synthetic "
         "corpus (synthetic speech; its numbers are not emotion-recognition results).",
     )
-    p.add_argument("--space", required=True, help=f"one of: {', '.join(spaces.names())}")
+    p.add_argument("--space", required=True,
+                   help=f"a shipped space ({', '.join(spaces.names())}) or a space file "
+                   "(PATH.yaml; docs/sweeps.md)")  # fmt: skip
     p.add_argument("--corpus", help="the corpus in --data-dir (default: the embedded synthetic "
                    "corpus, `synthetic`)")  # fmt: skip
     p.add_argument("--data-dir")
@@ -177,7 +179,7 @@ def build_config(args, p) -> tuple:
     protocol = args.protocol or data.DEFAULT_PROTOCOL[corpus]
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
-        space=space.name, study=study, trials=trials, epochs=epochs, seeds=seeds,
+        space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,
         objective=args.objective, corpus=args.corpus, data_dir=args.data_dir,
         protocol=args.protocol, storage=url, workdir=args.workdir, wandb=args.wandb,
         sampler_seed=args.seed,
