@@ -3,7 +3,7 @@
 ```bash
 python -m experiments.bench [--models 1 5 10 50] [--executors map vmap] [--epochs 2]
                             [--layouts 1x1 1x2 2x1] [--torch-python /tmp/torchvenv/bin/python]
-                            [--json FILE]
+                            [--out FILE]
 ```
 
 Data: RAVDESS-shaped random features (1440 utterances, 46 features, lengths 60-125 frames
@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 
-from reslstm_jax import hardware
+from reslstm_jax import flags, hardware
 
 N_UTTERANCES, N_TRAIN, N_VAL, N_FEATURES, FRAMES, CLASSES = 1440, 1020, 120, 46, 128, 8
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ TRAIN_COPIES = [("audio variants: speed 0.9 and 1.1 (3x training rows)", 3)]
 
 def print_options_table(args, rounds: int = 5) -> None:
     """`--options`: training throughput with each of `OPTION_SETS`, relative to none. One
-    program (M = the first --models, the first --executors, ResLSTM-SA --hidden); each option
+    program (M = the first --models, the first --executors, ResLSTM-SA --hidden-size); each option
     set is compiled and warmed up, then timed `rounds` times over --epochs epochs, the sets
     taking turns in every round (the machine's drift hits them alike), and the medians
     compared."""
@@ -168,9 +168,9 @@ def print_options_table(args, rounds: int = 5) -> None:
     from reslstm_jax import train
 
     models, executor = args.models[0], args.executors[0]
-    model = rj.models.get("reslstm_sa", hidden_size=args.hidden, input_size=N_FEATURES,
+    model = rj.models.get("reslstm_sa", hidden_size=args.hidden_size, input_size=N_FEATURES,
                           row_block=args.row_block)  # fmt: skip
-    program = train.make_train(train.TrainConfig(model=model, batch_size=args.batch,
+    program = train.make_train(train.TrainConfig(model=model, batch_size=args.batch_size,
                                                  executor=executor))  # fmt: skip
     runs = {}
     problems = [(name, options, 1) for name, options in OPTION_SETS]
@@ -187,7 +187,8 @@ def print_options_table(args, rounds: int = 5) -> None:
             start = time.perf_counter()
             jax.block_until_ready(program.run(state, hparams, data, shared, epochs=args.epochs))
             seconds[name].append(time.perf_counter() - start)
-    print(f"| option (M = {models}, {executor}, ResLSTM-SA h{args.hidden}, median of {rounds}) "
+    hidden = args.hidden_size
+    print(f"| option (M = {models}, {executor}, ResLSTM-SA h{hidden}, median of {rounds}) "
           "| utt/s | relative | spread |")  # fmt: skip
     print("|---|---|---|---|")
     base = np.median(seconds["none"])
@@ -260,8 +261,9 @@ def in_layout(models: int, executor: str, epochs: int, layout: str, args) -> dic
     children = []
     for rank, m in enumerate(split):
         command = [sys.executable, "-m", "experiments.bench", "--one", str(m), executor,
-                   str(epochs), "--hidden", str(args.hidden), "--batch", str(args.batch),
-                   "--devices", str(devices), "--row-block", str(args.row_block),
+                   str(epochs), "--hidden-size", str(args.hidden_size),
+                   "--batch-size", str(args.batch_size), "--devices", str(devices),
+                   "--row-block", str(args.row_block),
                    "--device-split", args.device_split]  # fmt: skip
         if len(split) > 1 and cores:
             own = cores[rank * per_process : (rank + 1) * per_process] or cores[-1:]
@@ -366,8 +368,10 @@ def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: in
 def compare_cli(args) -> None:
     """`--cli`: the train CLI's path (`measure_cli`) next to the engine alone, printed."""
     devices = hardware.use_cpu_cores(min(5, hardware.usable_cores()))
-    cli = measure_cli(args.hidden, args.batch, devices)
-    engine = measure(5, "map", args.epochs, args.hidden, args.batch, devices, args.row_block)
+    cli = measure_cli(args.hidden_size, args.batch_size, devices)
+    engine = measure(
+        5, "map", args.epochs, args.hidden_size, args.batch_size, devices, args.row_block
+    )
     engine_epoch = engine["seconds"] / args.epochs
     print(json.dumps({"cli": cli, "engine": engine}), flush=True)
     print(f"M=5 map, {devices} devices: train CLI path {cli['seconds_per_epoch']:.2f} s per "
@@ -389,7 +393,8 @@ def row_block_arg(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
+                                formatter_class=flags.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
     p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"])
     p.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"],
@@ -397,14 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the models are split over all of them)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
     p.add_argument("--trial-epochs", type=int, default=3, help="measured epochs of the trial")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--hidden-size", type=int, default=64, help="ResLSTM-SA's hidden size")
+    flags.deprecated(p, "--hidden", "--hidden-size", type=int)
+    p.add_argument("--batch-size", type=int, default=32, help="utterances per batch")
+    flags.deprecated(p, "--batch", "--batch-size", type=int)
     p.add_argument("--row-block", type=row_block_arg, default=8,
                    help="the model's packing: rows dropped in blocks of this many once their "
                    "sequences end; 'none' runs every row for all T steps (default 8)")  # fmt: skip
     p.add_argument("--torch-python", help="interpreter of a venv with torch, for the reference")
     p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT))
-    p.add_argument("--json", help="also write all measurements to this file")
+    p.add_argument("--out", metavar="FILE", help="also write all measurements to this JSON file")
+    flags.deprecated(p, "--json", "--out", metavar="FILE")
     p.add_argument("--families", nargs="+", choices=["light_sernet", "ds_lstm"],
                    help="instead: training throughput of these seed models")  # fmt: skip
     p.add_argument("--one", nargs=3, metavar=("MODELS", "EXECUTOR", "EPOCHS"),
@@ -441,8 +449,8 @@ def main(argv=None) -> int:
             os.sched_setaffinity(0, {int(c) for c in args.pin.split(",")})
             hardware.single_threaded_xla()
         hardware.use_cpu_cores(args.devices)
-        print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden,
-                                 args.batch, args.devices, args.row_block,
+        print(json.dumps(measure(int(args.one[0]), args.one[1], int(args.one[2]), args.hidden_size,
+                                 args.batch_size, args.devices, args.row_block,
                                  args.device_split)))  # fmt: skip
         return 0
     if args.cli:
@@ -469,8 +477,8 @@ def main(argv=None) -> int:
     report = {"machine": machine(), "throughput": [], "paper_trial": [], "torch": None}
     print(json.dumps(report["machine"]))
     if args.torch_python:
-        report["torch"] = torch_reference(args.torch_python, args.torch_script, args.hidden,
-                                          args.batch)  # fmt: skip
+        report["torch"] = torch_reference(args.torch_python, args.torch_script, args.hidden_size,
+                                          args.batch_size)  # fmt: skip
         print(f"torch reference: {report['torch']['utt_per_s']:.0f} utt/s "
               f"({report['torch']['threads']} threads)", flush=True)  # fmt: skip
     for models in args.models:
@@ -499,10 +507,10 @@ def main(argv=None) -> int:
             f"100 x {per_epoch:.2f} s (measured over {args.trial_epochs} epochs)",
             flush=True,
         )
-    if args.json:
+    if args.out:
         from reslstm_jax import artifacts
 
-        pathlib.Path(args.json).write_text(artifacts.dumps(report))
+        pathlib.Path(args.out).write_text(artifacts.dumps(report))
     return 0
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import pathlib
 import sys
 
-from reslstm_jax import configfile
+from reslstm_jax import configfile, flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Experiment:
 
 def parser(exp: Experiment) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m experiments.{exp.name}",
-                                description=exp.doc.split("\n")[0])  # fmt: skip
+                                description=exp.doc.split("\n")[0],
+                                formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("--corpus", choices=sorted(exp.setups),
                    help=f"the corpus in --data-dir (default {exp.default_corpus}); without "
                    "either: the RAVDESS setups on the embedded synthetic corpus")  # fmt: skip
@@ -77,12 +78,15 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
                    "numbers are no emotion-recognition results")  # fmt: skip
     p.add_argument("--seeds", type=int, help="override the budget's seeds")
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
-    p.add_argument("--configs", default=",".join(exp.configs),
-                   help=f"comma-separated subset of: {', '.join(exp.configs)}")  # fmt: skip
-    p.add_argument("--setups", help="comma-separated subset of the corpus's setups (default all)")
-    p.add_argument("--out", default=f"runs/experiments/{exp.name}")
+    p.add_argument("--configs", nargs="+", metavar="NAME", default=list(exp.configs),
+                   help=f"a subset of: {', '.join(exp.configs)}")  # fmt: skip
+    p.add_argument("--setups", nargs="+", metavar="NAME",
+                   help="a subset of the corpus's setups (default: all)")  # fmt: skip
+    p.add_argument("--out", default=f"runs/experiments/{exp.name}", help="output directory")
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, help="feature extraction processes")
+    p.add_argument("--feature-workers", type=int,
+                   help="feature extraction processes (default: one per core)")  # fmt: skip
+    flags.deprecated(p, "--workers", "--feature-workers", type=int)
     p.add_argument("--devices", type=int, help="devices sharing each configuration's models "
                    "(default: all; on a CPU one per core); results do not depend on "
                    "it")  # fmt: skip
@@ -92,7 +96,7 @@ def parser(exp: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the classical reference row of each setup (eGeMAPS functionals + "
                    "linear SVM; needs the opensmile extra)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     configfile.add_flags(p)
     return p
 
@@ -103,8 +107,12 @@ def default_budget(exp: Experiment, data_dir) -> str:
     return "full" if data_dir or "quick" not in exp.budgets else "quick"
 
 
-def parse_list(p, flag: str, value: str, known) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+def parse_list(p, flag: str, values: list[str], known) -> list[str]:
+    """The names of a list flag, checked; the older comma-separated form (`a,b`) still works,
+    with its deprecation line."""
+    if any("," in v for v in values):
+        print(f"warning: {flag} a,b is deprecated; use {flag} a b", file=sys.stderr)
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
     unknown = [v for v in items if v not in known]
     if unknown or not items:
         p.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; known: {', '.join(known)}")
@@ -133,7 +141,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
     budget.update({k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k)})
     out = pathlib.Path(args.out)
     cache = data.DatasetCache(corpus if args.data_dir else None, args.data_dir,
-                              cache_dir=args.cache_dir, workers=args.workers,
+                              cache_dir=args.cache_dir, workers=args.feature_workers,
                               progress=not args.no_progress)  # fmt: skip
     for setup_name in setups:
         setup = exp.setups[corpus][setup_name]
@@ -234,7 +242,7 @@ def main(exp: Experiment, argv=None) -> int:
               f"{args.budget} budget (synthetic speech: its numbers are no emotion-recognition "
               "results)")  # fmt: skip
     known_setups = exp.setups[corpus]
-    setups = parse_list(p, "--setups", args.setups or ",".join(known_setups), known_setups)
+    setups = parse_list(p, "--setups", args.setups or list(known_setups), known_setups)
     for flag in ("seeds", "epochs", "devices"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")

@@ -32,7 +32,7 @@ import argparse
 import pathlib
 import sys
 
-from reslstm_jax import configfile
+from reslstm_jax import configfile, flags
 
 BUDGETS = {"full": {"seeds": 5, "epochs": None}, "quick": {"seeds": 1, "epochs": 10}}
 DEFAULT_CORPORA = ("ravdess", "cremad", "tess", "savee", "emodb", "iemocap")
@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     from reslstm_jax import corpora, models
 
     p = argparse.ArgumentParser(prog="python -m experiments.cross_corpus",
-                                description=__doc__.split("\n")[0])  # fmt: skip
+                                description=__doc__.split("\n")[0],
+                                formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("--corpora", nargs="+", choices=corpora.CORPORA, default=DEFAULT_CORPORA)
     p.add_argument("--test-only", nargs="+", choices=corpora.CORPORA, default=[],
                    metavar="CORPUS", help="corpora only tested on (columns without a row): "
@@ -56,13 +57,17 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="the model's hidden size (default: the family's, 64 for ResLSTM-SA)",
     )
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="full",
+                   help="full: 5 seeds at the recipe's epochs; quick: 1 seed, 10 "
+                   "epochs")  # fmt: skip
     p.add_argument("--seeds", type=int, help="override the budget's seeds")
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
     p.add_argument("--cross-norm", choices=("train", "target"), default="train")
     p.add_argument("--out", default="runs/experiments/cross_corpus")
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, help="feature extraction processes")
+    p.add_argument("--feature-workers", type=int,
+                   help="feature extraction processes (default: one per core)")  # fmt: skip
+    flags.deprecated(p, "--workers", "--feature-workers", type=int)
     p.add_argument("--no-latency", action="store_true",
                    help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
@@ -104,7 +109,7 @@ def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
     settings = families.settings_from(args.model, {
         "seeds": tuple(range(args.seeds or budget["seeds"])),
         "epochs": args.epochs or budget["epochs"], **fields})  # fmt: skip
-    options = {"cache_dir": args.cache_dir, "workers": args.workers,
+    options = {"cache_dir": args.cache_dir, "workers": args.feature_workers,
                "progress": not args.no_progress}  # fmt: skip
     dataset = data.prepare(None if corpus == "synthetic" else corpus, dirs[corpus],
                            extractor=recipe.features, normalisation=recipe.normalisation,

@@ -17,21 +17,23 @@ import argparse
 import pathlib
 import sys
 
-from reslstm_jax import configfile, report
+from reslstm_jax import configfile, flags, report
 from reslstm_jax.plots import PARETO_X, PLOT_FORMATS
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.report", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m experiments.report",
+                                description=__doc__.split("\n")[0],
+                                formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("paths", nargs="*", help="results.json files, training output directories, or "
                    "directories to search for results.json and sweep trials/*.json")  # fmt: skip
     p.add_argument("--study", help="an Optuna study (its completed trials are the rows)")
     p.add_argument("--storage", help="storage URL of --study (default: the journal file in "
-                   "--workdir, as sweeps.run writes it; also $RESLSTM_STORAGE)")  # fmt: skip
-    p.add_argument("--workdir", default="runs", help="sweeps.run's --workdir (default runs)")
-    p.add_argument("--format", choices=("md", "latex", "csv", "json"), default="md")
+                   "--sweep-out, as sweeps.run writes it; also $RESLSTM_STORAGE)")  # fmt: skip
+    p.add_argument("--sweep-out", default="runs", help="the --out of sweeps.run")
+    flags.deprecated(p, "--workdir", "--sweep-out")
+    p.add_argument("--format", choices=("md", "latex", "csv", "json"), default="md",
+                   help="table format")  # fmt: skip
     p.add_argument("--out", help="write the table here instead of standard output")
     p.add_argument(
         "--compare",
@@ -44,13 +46,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
                    help="format of --plots: png, or pdf / svg (vector, for papers)")  # fmt: skip
-    p.add_argument("--x", choices=PARETO_X, default="params",
-                   help="x axis of the Pareto plot and its front: params (default), onnx_kib "
+    p.add_argument("--pareto-x", choices=PARETO_X, default="params",
+                   help="x axis of the Pareto plot and its front: params, onnx_kib "
                    "(the ONNX file) or ort_ms_per_s (onnxruntime latency); the ONNX figures "
                    "exist for runs trained with the export extra installed")  # fmt: skip
-    p.add_argument(
-        "--ci-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)"
-    )
+    flags.deprecated(p, "--x", "--pareto-x", choices=PARETO_X)
+    p.add_argument("--ci-resamples", type=int, default=2000,
+                   help="bootstrap resamples of the pooled UAR's interval")  # fmt: skip
     configfile.add_flags(p)
     return p
 
@@ -86,8 +88,8 @@ def main(argv=None) -> int:
         p.error("give either --study (with optional --storage) or results paths, not both")
     if args.storage and not args.study:
         p.error("--storage needs --study")
-    if args.x != "params" and not args.plots:
-        p.error("--x sets the axis of the Pareto plot: give --plots DIR too")
+    if args.pareto_x != "params" and not args.plots:
+        p.error("--pareto-x sets the axis of the Pareto plot: give --plots DIR too")
     if args.ci_resamples < 100:
         p.error(f"--ci-resamples must be >= 100, got {args.ci_resamples}")
     from reslstm_jax import artifacts
@@ -107,17 +109,17 @@ def main(argv=None) -> int:
 
             url = sweep_storage.storage_url_from(args.storage)
             configs = report.load_selected(
-                sweep_storage.completed_results(url, args.study, args.workdir)
+                sweep_storage.completed_results(url, args.study, args.sweep_out)
             )
         else:
             configs = report.load_paths(args.paths)
         if not configs:
             raise report.ReportError("no finished configuration to report")
         tables = report.build_tables(configs, ci_resamples=args.ci_resamples)
-        if args.x != "params" and not any(r.get(args.x) is not None
-                                          for t in tables for r in t.rows):  # fmt: skip
+        x = args.pareto_x
+        if x != "params" and not any(r.get(x) is not None for t in tables for r in t.rows):
             raise report.ReportError(
-                f"--x {args.x}: no configuration has it (its runs were trained without the "
+                f"--pareto-x {x}: no configuration has it (its runs were trained without the "
                 "export extra, or with --no-latency)")  # fmt: skip
         comparison = None
         if args.compare:
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
         from reslstm_jax import plots
 
         for path in plots.for_configs(args.plots, tables, configs, fmt=args.plot_format,
-                                      x=args.x):  # fmt: skip
+                                      x=args.pareto_x):  # fmt: skip
             print(f"wrote {path}")
         if cross is not None:
             heatmap = pathlib.Path(args.plots) / f"cross_corpus.{args.plot_format}"

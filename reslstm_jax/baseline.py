@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import configfile
+from reslstm_jax import configfile, flags
 
 CLASSIFIERS = {"svm": "linear SVM", "logreg": "logistic regression"}
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m reslstm_jax.baseline",
         description="openSMILE functionals + a linear SVM or logistic regression on the "
         "protocol's folds: the classical reference row of experiments.report",
+        formatter_class=flags.HelpFormatter,
     )
     p.add_argument("--corpus", help="corpus name (default: the synthetic corpus)")
     p.add_argument("--data-dir", help="where the corpus is")
@@ -163,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=tuple(CLASSIFIERS), default="svm")
     p.add_argument("--label-set", choices=("native", "shared4"), default="native")
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, help="feature extraction processes (default: cores)")
+    p.add_argument("--feature-workers", type=int,
+                   help="feature extraction processes (default: one per core)")  # fmt: skip
+    flags.deprecated(p, "--workers", "--feature-workers", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory (results.json, card.json)")
     configfile.add_flags(p)
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
         artifacts.check_output_dir(out)
         dataset = prepare(args.corpus, args.data_dir, feature_set=args.features,
                           protocol=args.protocol, label_set=args.label_set,
-                          cache_dir=args.cache_dir, workers=args.workers,
+                          cache_dir=args.cache_dir, workers=args.feature_workers,
                           progress=not args.no_progress)  # fmt: skip
         results = fit(dataset, args.classifier)
     except (CorpusError, ProtocolError, artifacts.OutputError, ValueError) as exc:

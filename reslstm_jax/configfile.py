@@ -205,8 +205,12 @@ def given_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str], 
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """{dest: action} of the parser's long flags (hidden aliases share their flag's dest)."""
+    from reslstm_jax import flags
+
     actions = {}
     for action in parser._actions:
+        if isinstance(action, flags.Deprecated):
+            continue
         if action.option_strings and action.dest not in actions:
             actions[action.dest] = action
     return actions

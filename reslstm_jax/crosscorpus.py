@@ -33,16 +33,19 @@ class CrossCorpusError(ValueError):
 
 
 def parse_target(text: str) -> tuple[str, str | None]:
-    """(corpus, data dir or None) of a `--cross-test CORPUS[:DIR]` value; CrossCorpusError
-    naming the flag (the synthetic corpus alone needs no directory)."""
+    """(corpus, data dir or None) of a `--cross-test CORPUS[=DIR]` value (the older
+    `CORPUS:DIR` too); CrossCorpusError naming the flag (the synthetic corpus alone needs no
+    directory)."""
     from reslstm_jax import corpora
 
-    corpus, _, where = text.partition(":")
+    corpus, sep, where = text.partition("=")
+    if not sep:
+        corpus, _, where = text.partition(":")
     if corpus not in corpora.CORPORA:
         raise CrossCorpusError(f"--cross-test {text}: unknown corpus {corpus!r}; known corpora: "
                                f"{', '.join(corpora.CORPORA)}")  # fmt: skip
     if not where and corpus != "synthetic":
-        raise CrossCorpusError(f"--cross-test {text}: give the corpus's directory, {corpus}:DIR")
+        raise CrossCorpusError(f"--cross-test {text}: give the corpus's directory, {corpus}=DIR")
     return corpus, where or None
 
 

@@ -1,8 +1,8 @@
-"""Inference with a trained run: `python -m reslstm_jax.predict --checkpoint DIR FILE_OR_DIR...`
+"""Inference with a trained run: `python -m reslstm_jax.predict --run DIR FILE_OR_DIR...`
 
 ```bash
-python -m reslstm_jax.predict --checkpoint runs/train/h64 clip.wav more_clips/
-python -m reslstm_jax.predict --checkpoint runs/train/h64 --fold fold2 --seed 0 --json clip.wav
+python -m reslstm_jax.predict --run runs/train/h64 clip.wav more_clips/
+python -m reslstm_jax.predict --run runs/train/h64 --fold fold2 --seed 0 --format json clip.wav
 ```
 
 `DIR` is the output directory of `python -m reslstm_jax.train` (or a sweep group directory):
@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import artifacts, configfile, hardware
+from reslstm_jax import artifacts, configfile, flags, hardware
 from reslstm_jax.artifacts import INFERENCE_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -101,10 +101,10 @@ def run_dir(path) -> pathlib.Path:
     if path.name == "best" and (path.parent / INFERENCE_FILE).is_file():
         path = path.parent
     if not path.is_dir():
-        raise PredictError(f"--checkpoint {path}: no such directory")
+        raise PredictError(f"--run {path}: no such directory")
     for name in artifacts.missing_run_files(path)[:1]:
         raise PredictError(
-            f"--checkpoint {path}: not a finished training run (no {name}; "
+            f"--run {path}: not a finished training run (no {name}; "
             "`python -m reslstm_jax.train --out DIR` writes it at the end)"
         )
     return path
@@ -160,7 +160,7 @@ def _load_export(path, fold: str | None, seed: int | None):
     from reslstm_jax.export import runtime
 
     if importlib.util.find_spec("onnxruntime") is None:
-        raise PredictError(f"--checkpoint {path} is an ONNX export: predicting from it needs "
+        raise PredictError(f"--run {path} is an ONNX export: predicting from it needs "
                            "onnxruntime (pip install 'reslstm-jax[edge]')")  # fmt: skip
     predictor = runtime.load(path)
     keep = [i for i, (s, f) in enumerate(predictor.members)
@@ -300,15 +300,21 @@ def build_parser():
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m reslstm_jax.predict",
-                                description="Label audio files with a trained run.")  # fmt: skip
+                                description="Label audio files with a trained run.",
+                                formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="audio files or directories")
-    p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="output directory of `python -m reslstm_jax.train`")  # fmt: skip
+    p.add_argument("--run", metavar="DIR",  # required: flags.require (--checkpoint counts)
+                   help="a finished run (the --out of `python -m reslstm_jax.train`, an "
+                   "experiment's run folder) or an export (`python -m "
+                   "reslstm_jax.export`)")  # fmt: skip
+    flags.deprecated(p, "--checkpoint", "--run", metavar="DIR")
     p.add_argument("--fold", help="only the models of this fold (default: every fold)")
     p.add_argument("--seed", type=int, help="only the models of this seed (default: every seed)")
     p.add_argument("--configuration", type=int, default=0,
                    help="configuration index in a sweep group directory (default 0)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="a table, or one JSON document")  # fmt: skip
+    flags.deprecated_switch(p, "--json", "--format json", "format", "json")
     p.add_argument(
         "--plot-attention",
         metavar="DIR",
@@ -323,6 +329,7 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = configfile.parse_args(parser, argv)
+    flags.require(parser, args, "--run")
     if configfile.print_if_asked(parser, args):
         return 0
     hardware.single_threaded_xla()  # the same bits as the run's own test predictions
@@ -333,7 +340,7 @@ def main(argv=None) -> int:
             print(f"error: --plot-attention {exc}", file=sys.stderr)
             return 2
     try:
-        predictor = load(args.checkpoint, configuration=args.configuration, fold=args.fold,
+        predictor = load(args.run, configuration=args.configuration, fold=args.fold,
                          seed=args.seed)  # fmt: skip
     except PredictError as exc:
         parser.error(str(exc))
@@ -343,14 +350,14 @@ def main(argv=None) -> int:
     files, errors = expand(args.paths)
     width = max([len(str(f)) for f in files] + [4])
     classes = predictor.classes
-    if not args.json and files:
+    if args.format != "json" and files:
         print(f"{len(predictor.members)} model(s): {predictor.info['model']} trained on "
               f"{predictor.info['corpus']} / {predictor.info['protocol']}")  # fmt: skip
         header = " ".join(f"{c:>{max(6, len(c))}}" for c in classes)
         print(f"{'file':<{width}}  {'label':<10} {header}")
 
     def show(result):
-        if not args.json:
+        if args.format != "json":
             print(format_row(result, classes, width), flush=True)
 
     results, failed = predict_files(predictor, files, on_result=show)
@@ -373,9 +380,9 @@ def main(argv=None) -> int:
                                   f"{len(predictor.members)} model(s))",
                             feature_label=axis, seconds_per_frame=step)  # fmt: skip
             print(f"wrote {png}", file=sys.stderr)
-    if args.json:
+    if args.format == "json":
         doc = {
-            "checkpoint": str(checkpoint_dir(args.checkpoint)),
+            "checkpoint": str(checkpoint_dir(args.run)),
             "members": [{"seed": s, "fold": f} for s, f in predictor.members],
             "classes": classes,
             "results": [{k: v for k, v in r.items() if k in ("file", "label", "probabilities",

@@ -17,12 +17,12 @@ import subprocess
 import sys
 import time
 
-from reslstm_jax import configfile  # no JAX: --help and a bad config file stay fast
+from reslstm_jax import configfile, flags  # no JAX: --help and a bad config stay fast
 
 BUDGETS = {
     # epochs, seeds; quick: sized for a laptop CPU (about 5 minutes for hidden_sizes on 2 cores)
     "quick": {"epochs": 10, "seeds": 1, "trials": 8},
-    "paper": {"epochs": 100, "seeds": 1, "trials": 100},
+    "full": {"epochs": 100, "seeds": 1, "trials": 100},  # the paper's epochs
 }
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_FLAGS = {"project": "--wandb-project", "entity": "--wandb-entity", "tag": "--tags"}
@@ -37,80 +37,106 @@ def parser() -> argparse.ArgumentParser:
         description="Optuna sweep over a search space; every trial trains all folds x seeds "
         "of the protocol in one compiled program (trials of one static shape share it). "
         "Budgets: quick = 10 epochs, 1 seed, all folds (about 5 minutes for hidden_sizes on a "
-        "2-core CPU); paper = 100 epochs, all folds. Without --corpus: the embedded synthetic "
+        "2-core CPU); full = 100 epochs, all folds. Without --corpus: the embedded synthetic "
         "corpus (synthetic speech; its numbers are not emotion-recognition results).",
+        formatter_class=flags.HelpFormatter,
     )
-    p.add_argument("--space", required=True,
+    d = p.add_argument_group("data")
+    d.add_argument("--corpus", help="the corpus in --data-dir (default: the embedded synthetic "
+                   "corpus, `synthetic`)")  # fmt: skip
+    d.add_argument("--data-dir", help="where the corpus is")
+    d.add_argument("--protocol", help="fold protocol (default: the corpus's)")
+    d.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[=DIR]",
+                   type=flags.corpus_dir,
+                   help="after training, every trial's models also label the whole of this "
+                   "corpus (repeatable; docs/protocols.md): cross_<corpus>_uar in its results, "
+                   "Optuna attributes and W&B summary; the objective stays in-corpus")  # fmt: skip
+    d.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    s = p.add_argument_group("search")
+    s.add_argument("--space", required=True,
                    help=f"a shipped space ({', '.join(spaces.names())}) or a space file "
                    "(PATH.yaml; docs/sweeps.md)")  # fmt: skip
-    p.add_argument("--corpus", help="the corpus in --data-dir (default: the embedded synthetic "
-                   "corpus, `synthetic`)")  # fmt: skip
-    p.add_argument("--data-dir")
-    p.add_argument("--protocol")
-    p.add_argument("--budget", choices=list(BUDGETS), default="quick")
-    p.add_argument("--trials", type=int, help="trials to finish (grid spaces: at most the grid)")
-    p.add_argument("--epochs", type=int, help="override the budget's epochs")
-    p.add_argument("--seeds", type=int, help="override the budget's seeds per trial")
-    p.add_argument("--objective", choices=["val", "test"], default="val",
-                   help="val (default) or test (reproduces the paper's tuning; leaky)")  # fmt: skip
-    p.add_argument("--storage", help="sqlite:///PATH or postgresql+psycopg://... (default: a "
-                   "journal file in the workdir; or $RESLSTM_STORAGE)")  # fmt: skip
-    p.add_argument("--study", help="study name (default: <space>-<corpus>-<protocol>-<budget>)")
-    p.add_argument("--workers", default="auto",
-                   help="worker processes on this machine: a number, or auto (default): one per "
+    s.add_argument("--budget", choices=list(BUDGETS), default="quick", type=budget_name,
+                   help="quick: 10 epochs, 1 seed, 8 trials of a sampled space; full: 100 "
+                   "epochs, 1 seed, 100 trials")  # fmt: skip
+    s.add_argument("--trials", type=int, help="trials to finish (grid spaces: at most the grid)")
+    s.add_argument("--epochs", type=int, help="override the budget's epochs")
+    s.add_argument("--seeds", type=int, help="override the budget's seeds per trial")
+    s.add_argument("--objective", choices=["val", "test"], default="val",
+                   help="val or test (reproduces the paper's tuning; leaky)")  # fmt: skip
+    s.add_argument("--sampler-seed", type=int, default=0,
+                   help="Optuna sampler seed (worker r uses seed + r)")  # fmt: skip
+    flags.deprecated(s, "--seed", "--sampler-seed", type=int)
+    s.add_argument("--study", help="study name (default: <space>-<corpus>-<protocol>-<budget>)")
+    s.add_argument("--storage", help="sqlite:///PATH or postgresql+psycopg://... (default: a "
+                   "journal file in --out; or $RESLSTM_STORAGE)")  # fmt: skip
+    e = p.add_argument_group("execution (no effect on results)")
+    e.add_argument("--workers", default="auto",
+                   help="worker processes on this machine: a number, or auto: one per "
                    "visible NVIDIA GPU, each seeing only its own (CUDA_VISIBLE_DEVICES), else "
                    "one per core")  # fmt: skip
-    p.add_argument("--wandb", choices=WANDB_MODES, default="offline")
-    p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project (default "
-                   "reslstm-jax)")  # fmt: skip
-    p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
-    p.add_argument("--tags", nargs="+", default=[], metavar="TAG",
-                   help="W&B tags of every run of the study")  # fmt: skip
-    p.add_argument("--workdir", default="runs")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (worker r uses seed + r)")
-    p.add_argument(
+    e.add_argument(
         "--group-size",
         type=int,
         help="trials asked per worker turn and trained "
         "together when they share a static shape (default 1 for grids, 4 otherwise)",
     )
-    p.add_argument("--heartbeat-seconds", type=float, default=10.0,
-                   help="how often a worker stamps its running trials")  # fmt: skip
-    p.add_argument("--grace-seconds", type=float, default=60.0,
-                   help="a running trial whose stamp is older is failed and retried")  # fmt: skip
-    p.add_argument("--max-retries", type=int, default=2, help="retries of a dead trial")
-    p.add_argument("--max-models-per-wave", type=int,
+    e.add_argument("--max-models-per-wave", type=int,
                    help="train at most this many of a group's models (trials x folds x seeds) "
                    "at a time; on a GPU the waves are also sized to its memory")  # fmt: skip
-    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
-                   help="after training, every trial's models also label the whole of this "
-                   "corpus (repeatable; docs/protocols.md): cross_<corpus>_uar in its results, "
-                   "Optuna attributes and W&B summary; the objective stays in-corpus")  # fmt: skip
-    p.add_argument("--cache-dir", help="feature cache")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--no-latency", action="store_true",
-                   help="skip the latency measurements and the ONNX figures (edge "
-                   "metrics)")  # fmt: skip
-    p.add_argument("--pareto-x", choices=PARETO_X, default="params",
-                   help="x axis of pareto.png: params (default), onnx_kib or ort_ms_per_s "
-                   "(the ONNX figures need the export extra)")  # fmt: skip
-    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
-                   help="local (default): worker processes on this machine; slurm: --workers "
+    e.add_argument("--heartbeat-seconds", type=float, default=10.0,
+                   help="how often a worker stamps its running trials, in seconds")  # fmt: skip
+    e.add_argument("--grace-seconds", type=float, default=60.0,
+                   help="a running trial whose stamp is older is failed and retried, in "
+                   "seconds")  # fmt: skip
+    e.add_argument("--max-retries", type=int, default=2, help="retries of a dead trial")
+    e.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local: worker processes on this machine; slurm: --workers "
                    "SLURM jobs through submitit (needs the cluster extra and a PostgreSQL "
                    "--storage), the launcher returns their job ids")  # fmt: skip
-    p.add_argument("--slurm-partition", help="SLURM partition of the worker jobs")
-    p.add_argument("--slurm-gpus-per-worker", type=int, default=1, help="default 1")
-    p.add_argument("--slurm-cpus-per-worker", type=int, default=4, help="default 4")
-    p.add_argument("--slurm-time", default="4:00:00",
-                   help="time limit of a worker job (SLURM format, default 4:00:00)")  # fmt: skip
+    e.add_argument("--slurm-partition", help="SLURM partition of the worker jobs")
+    e.add_argument("--slurm-gpus-per-worker", type=int, default=1, help="GPUs per worker job")
+    e.add_argument("--slurm-cpus-per-worker", type=int, default=4, help="CPUs per worker job")
+    e.add_argument("--slurm-time", default="4:00:00",
+                   help="time limit of a worker job (SLURM format)")  # fmt: skip
     # submitit's local executor instead of sbatch: tests, one machine
-    p.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
+    e.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
                    help=argparse.SUPPRESS)  # fmt: skip
-    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    e.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     # a spawned worker's SweepConfig as JSON ("-": on its standard input): internal
-    p.add_argument("--worker-config", help=argparse.SUPPRESS)
+    e.add_argument("--worker-config", help=argparse.SUPPRESS)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", default="runs", help="where studies are kept: <out>/<study>/ and "
+                   "the journal storage")  # fmt: skip
+    flags.deprecated(o, "--workdir", "--out")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements and the ONNX figures (edge "
+                   "metrics)")  # fmt: skip
+    o.add_argument("--pareto-x", choices=PARETO_X, default="params",
+                   help="x axis of pareto.png: params, onnx_kib or ort_ms_per_s "
+                   "(the ONNX figures need the export extra)")  # fmt: skip
+    t = p.add_argument_group("tracking (Weights & Biases)")
+    t.add_argument(
+        "--wandb",
+        choices=WANDB_MODES,
+        default="offline",
+        help="W&B runs of the study (offline: files under <out>/<study>/wandb)",
+    )
+    t.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
+    t.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
+    t.add_argument("--tags", nargs="+", default=[], metavar="TAG",
+                   help="W&B tags of every run of the study")  # fmt: skip
     configfile.add_flags(p)
     return p
+
+
+def budget_name(value: str) -> str:
+    """A --budget value; `paper`, its older name for `full`, with a deprecation line."""
+    if value == "paper":
+        print("warning: --budget paper is deprecated; use --budget full", file=sys.stderr)
+        return "full"
+    return value
 
 
 def build_config(args, p) -> tuple:
@@ -169,10 +195,10 @@ def build_config(args, p) -> tuple:
     from reslstm_jax import artifacts, crosscorpus
 
     try:
-        artifacts.check_output_dir(args.workdir)
+        artifacts.check_output_dir(args.out)
         cross_test = tuple(crosscorpus.parse_target(text) for text in args.cross_test)
     except artifacts.OutputError as exc:
-        p.error(f"--workdir {exc}")
+        p.error(f"--out {exc}")
     except crosscorpus.CrossCorpusError as exc:
         p.error(str(exc))
     corpus = args.corpus or "synthetic"
@@ -181,8 +207,8 @@ def build_config(args, p) -> tuple:
     config = SweepConfig(
         space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,
         objective=args.objective, corpus=args.corpus, data_dir=args.data_dir,
-        protocol=args.protocol, storage=url, workdir=args.workdir, wandb=args.wandb,
-        sampler_seed=args.seed,
+        protocol=args.protocol, storage=url, workdir=args.out, wandb=args.wandb,
+        sampler_seed=args.sampler_seed,
         group_size=args.group_size or (1 if space.grid is not None else 4),
         heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds,
         max_retries=args.max_retries, cache_dir=args.cache_dir, progress=not args.no_progress,

@@ -141,8 +141,8 @@ def open_storage(url: str | None, workdir: pathlib.Path, study: str, *, create: 
 
         path = journal_path(workdir, study)
         if not create and not path.exists():
-            raise StorageError(f"no study {study!r}: no journal file {path} (check --study and "
-                               "--workdir)")  # fmt: skip
+            raise StorageError(f"no study {study!r}: no journal file {path} (check --study, and "
+                               "--sweep-out: the --out of its sweep)")  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     try:

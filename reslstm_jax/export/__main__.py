@@ -1,4 +1,4 @@
-"""`python -m reslstm_jax.export --checkpoint RUN_DIR --out DIR`: a trained run as ONNX.
+"""`python -m reslstm_jax.export --run RUN_DIR --out DIR`: a trained run as ONNX.
 
 Default: the member (fold x seed) with the best validation UAR; `--fold F --seed S` picks one,
 `--all` exports every member (one folder each). Each export folder holds `model.onnx`
@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from reslstm_jax import artifacts, configfile
+from reslstm_jax import artifacts, configfile, flags
 from reslstm_jax.export.runtime import EXPORT_FILE, MODEL_FILE
 
 INT8_FILE = "model.int8.onnx"
@@ -33,8 +33,10 @@ class ExportError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reslstm_jax.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--checkpoint", required=True, help="a finished run's directory")
+                                formatter_class=flags.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--run", metavar="DIR",  # required: flags.require (--checkpoint counts)
+                   help="a finished run (the --out of `python -m reslstm_jax.train`)")  # fmt: skip
+    flags.deprecated(p, "--checkpoint", "--run", metavar="DIR")
     p.add_argument("--out", required=True, help="the export folder (must not exist)")
     p.add_argument("--configuration", type=int, default=0,
                    help="which configuration of a multi-configuration run (default 0)")  # fmt: skip
@@ -120,8 +122,8 @@ def export(args) -> list[pathlib.Path]:
     from reslstm_jax.export import graphs, measure, runtime
 
     out = pathlib.Path(args.out).expanduser()
-    if runtime.is_export(args.checkpoint):
-        raise ExportError(f"--checkpoint {args.checkpoint} is an export already, not a "
+    if runtime.is_export(args.run):
+        raise ExportError(f"--run {args.run} is an export already, not a "
                           "training run")  # fmt: skip
     if out.exists():
         raise ExportError(f"--out {out} exists; choose a new folder (nothing is overwritten)")
@@ -131,7 +133,7 @@ def export(args) -> list[pathlib.Path]:
         raise ExportError("--all exports every member: leave out --fold and --seed")
     try:
         artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
-        predictor = predict.load(args.checkpoint, configuration=args.configuration,
+        predictor = predict.load(args.run, configuration=args.configuration,
                                  fold=args.fold, seed=args.seed)  # fmt: skip
     except (predict.PredictError, artifacts.OutputError) as exc:
         raise ExportError(str(exc)) from None
@@ -141,7 +143,7 @@ def export(args) -> list[pathlib.Path]:
                           f"{', '.join(sorted(graphs.BUILDERS))} only so far")  # fmt: skip
     if args.quantize == "int8" and measure.int8_refusal(family):
         raise ExportError(f"--quantize int8: {measure.int8_refusal(family)}")
-    run = predict.run_dir(args.checkpoint)
+    run = predict.run_dir(args.run)
     members = [tuple(m) for m in predictor.members]
     scores = val_uars(run, predictor.info)
     chosen = members  # --all, or the one member --fold/--seed selected
@@ -228,6 +230,7 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = configfile.parse_args(parser, argv)
+    flags.require(parser, args, "--run")
     if configfile.print_if_asked(parser, args):
         return 0
     hardware.single_threaded_xla()

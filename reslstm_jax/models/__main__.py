@@ -16,7 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from reslstm_jax import models
+from reslstm_jax import flags, models
 from reslstm_jax.params import param_count
 
 # Paper features: 48 kHz audio, hop 2048 -> T = 1 + floor(N / 2048) frames.
@@ -50,17 +50,24 @@ def forward_latency_ms(model, seconds: float, repeats: int) -> float:
     return 1e3 * sorted(times)[len(times) // 2]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m reslstm_jax.models", description=__doc__.splitlines()[0]
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reslstm_jax.models",
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=flags.HelpFormatter)  # fmt: skip
     parser.add_argument("--models", nargs="+", default=models.names())
     parser.add_argument("--hidden-sizes", nargs="+", type=int, default=[32, 64, 128])
     parser.add_argument(
         "--seconds", type=float, default=3.7, help="utterance length (RAVDESS mean)"
     )
     parser.add_argument("--repeats", type=int, default=50, help="timed forward passes per model")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="a table, or one JSON object per line")  # fmt: skip
+    flags.deprecated_switch(parser, "--json", "--format json", "format", "json")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     unknown = [name for name in args.models if name not in models.names()]
     if unknown:
@@ -93,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                     "latency_ms": round(forward_latency_ms(model, args.seconds, args.repeats), 3),
                 }
             )
-            if args.json:
+            if args.format == "json":
                 print(json.dumps(rows[-1]), flush=True)
-    if not args.json:
+    if args.format != "json":
         device = jax.devices()[0]
         print(
             f"Model zoo: eval forward, batch 1, a {args.seconds} s utterance in each model's "

@@ -17,71 +17,84 @@ from reslstm_jax import configfile  # no JAX: --help and a bad config file stay 
 def build_parser():
     import argparse
 
-    from reslstm_jax import data, families, features, models, protocols
+    from reslstm_jax import data, families, features, flags, models, protocols
     from reslstm_jax.train.fit import RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
         prog="python -m reslstm_jax.train",
         description="Train one configuration on every fold x seed of a protocol, in one "
-        "compiled program, and write results, protocol card and best checkpoints.",
+        "compiled program, and write results, protocol card and best checkpoints. A flag left "
+        "out takes the model family's recipe (docs/models.md); --print-config shows them all.",
+        formatter_class=flags.HelpFormatter,
     )
-    p.add_argument("--model", default=defaults.model, choices=models.names())
-    p.add_argument("--hidden-size", type=int, help="hidden size (model default: 64 for the "
-                   "attention LSTMs, 200 for ds_lstm; light_sernet has none)")  # fmt: skip
-    p.add_argument("--num-att", type=int, help="attention vectors (lstm_sa, reslstm_sa; default 1)")
-    p.add_argument("--res-blocks", type=int, default=None, help="residual blocks (reslstm_sa)")
-    p.add_argument("--paper-compat", action="store_true",
-                   help="reproduce the reference's unmasked attention/BatchNorm")  # fmt: skip
-    p.add_argument("--model-config", metavar="JSON",
-                   help='more model fields as JSON, e.g. \'{"branches": "ds"}\'')  # fmt: skip
-    p.add_argument(
+    d = p.add_argument_group("data")
+    d.add_argument(
         "--corpus",
         choices=list(data.DEFAULT_PROTOCOL),
         help="the corpus in --data-dir (`synthetic`: one generated with "
         "`python -m reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
-    p.add_argument("--data-dir", help="where the corpus is")
-    p.add_argument(
+    d.add_argument("--data-dir", help="where the corpus is")
+    d.add_argument(
         "--protocol",
         choices=protocols.names(),
         help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS and synthetic)",
     )
-    p.add_argument("--features", choices=features.names(),
+    d.add_argument("--features", choices=features.names(),
                    help="feature extractor (default: the model's recipe)")  # fmt: skip
-    p.add_argument("--feature-params", metavar="JSON",
+    d.add_argument("--feature-params", metavar="JSON",
                    help='extractor parameters, e.g. \'{"seconds": 7}\' (tf_mfcc, 7 s)')  # fmt: skip
-    p.add_argument(
+    d.add_argument(
         "--normalisation",
         choices=data.NORMALISATIONS,
         help="fold (training speakers only), global (the paper's; leaky) or none (raw); "
         "default: the model's recipe",
     )
-    p.add_argument("--seeds", type=int, default=1, help="independent runs (seeds 0..N-1)")
+    add_options(d)
+    d.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    d.add_argument("--feature-workers", type=int, default=None,
+                   help="feature extraction processes (default: one per core)")  # fmt: skip
+    flags.deprecated(d, "--workers", "--feature-workers", type=int)
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=defaults.model, choices=models.names(),
+                   help="model family (docs/models.md)")  # fmt: skip
+    m.add_argument("--hidden-size", type=int, help="hidden size (model default: 64 for the "
+                   "attention LSTMs, 200 for ds_lstm; light_sernet has none)")  # fmt: skip
+    m.add_argument("--num-att", type=int, help="attention vectors (lstm_sa, reslstm_sa; default 1)")
+    m.add_argument("--res-blocks", type=int, default=None,
+                   help="residual blocks (reslstm_sa; default 1)")  # fmt: skip
+    m.add_argument("--paper-compat", action="store_true",
+                   help="reproduce the reference's unmasked attention/BatchNorm")  # fmt: skip
+    m.add_argument("--model-config", metavar="JSON",
+                   help='more model fields as JSON, e.g. \'{"branches": "ds"}\'')  # fmt: skip
+    t = p.add_argument_group("training (default: the model family's recipe)")
+    t.add_argument("--seeds", type=int, default=1, help="independent runs (seeds 0..N-1)")
     # None = the model family's recipe (reslstm_jax.families); shown in --help per family there
-    p.add_argument("--epochs", type=int, help="default: the recipe's (100 for the LSTMs)")
-    p.add_argument("--lr", type=float, help="default: the recipe's (1e-3 for the LSTMs)")
-    p.add_argument("--weight-decay", type=float, help="coupled L2 (default: the recipe's)")
-    p.add_argument("--dropout", type=float, help="default: the recipe's")
-    p.add_argument("--t0", type=int, help="cosine restart period in epochs (default 10)")
-    p.add_argument("--batch-size", type=int, help="default: the recipe's (32 for the LSTMs)")
-    p.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
-    p.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
-    add_options(p)
-    add_execution(p)
-    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
-    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--workers", type=int, default=None, help="feature extraction processes")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--no-latency", action="store_true",
-                   help="skip the latency measurements (JAX; onnxruntime with the export "
-                   "extra) of the edge metrics")  # fmt: skip
-    p.add_argument("--out", required=True, help="output directory (rerun the same command on "
+    t.add_argument("--epochs", type=int, help="default: the recipe's (100 for the LSTMs)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the recipe's, 1e-3 for "
+                   "the LSTMs)")  # fmt: skip
+    t.add_argument("--weight-decay", type=float, help="coupled L2 (default: the recipe's)")
+    t.add_argument("--dropout", type=float, help="dropout rate (default: the recipe's)")
+    t.add_argument("--t0", type=int, help="cosine restart period in epochs (default 10)")
+    t.add_argument("--batch-size", type=int, help="utterances per batch (default: the recipe's, "
+                   "32 for the LSTMs)")  # fmt: skip
+    t.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
+    t.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
+    add_training_options(t)
+    add_execution(p.add_argument_group("execution (no effect on results unless said)"))
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", required=True, help="output directory (rerun the same command on "
                    "it to resume)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true",
+    o.add_argument("--overwrite", action="store_true",
                    help="replace what --out holds (another run's results and checkpoints) "
                    "instead of refusing")  # fmt: skip
-    add_wandb(p)
+    o.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements (JAX; onnxruntime with the export "
+                   "extra) of the edge metrics")  # fmt: skip
+    add_wandb(p.add_argument_group("tracking (Weights & Biases)"))
     configfile.add_flags(p)
     return p
 
@@ -92,53 +105,54 @@ def add_execution(p) -> None:
     (docs/performance.md); precision and shared initialisations change results."""
     from reslstm_jax.train.fit import MATMUL_PRECISIONS
 
-    p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"])
+    p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"],
+                   help="how the folds x seeds models share the program: vmap (batched), "
+                   "map (one after another) or auto (per backend); float rounding "
+                   "only")  # fmt: skip
     p.add_argument("--matmul-precision", default="default", choices=MATMUL_PRECISIONS,
                    help="float32 matmul precision: default (the backend's: TF32 on recent "
                    "NVIDIA GPUs, float32 on the CPU), high or highest; --paper-compat always "
-                   "runs highest; recorded in results.json")  # fmt: skip
+                   "runs highest; recorded in results.json; changes results")  # fmt: skip
     p.add_argument("--devices", type=int, default=None,
                    help="devices sharing the models (default: all; on a CPU one per core, "
-                   "each single-threaded, at most one per model); results do not depend on "
-                   "it")  # fmt: skip
+                   "each single-threaded, at most one per model)")  # fmt: skip
     p.add_argument("--max-models-per-wave", type=int, default=None,
                    help="train at most this many of the folds x seeds models at a time (on a "
-                   "GPU the waves are also sized to its memory); results do not depend on "
-                   "it")  # fmt: skip
+                   "GPU the waves are also sized to its memory)")  # fmt: skip
     p.add_argument(
         "--share-init-across-seeds",
         action="store_true",
-        help="the reference's per-fold reseeding: seeds share initialisations",
+        help="the reference's per-fold reseeding: seeds share initialisations (changes results)",
     )
 
 
 def add_wandb(p) -> None:
     """The W&B flags (checked before any work: `checked_flags`, `open_outputs`)."""
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
-                   help="W&B run of this training (default offline: files under "
-                   "OUT/wandb, uploaded with `wandb sync`)")  # fmt: skip
+                   help="W&B run of this training (offline: files under OUT/wandb, uploaded "
+                   "with `wandb sync`)")  # fmt: skip
     p.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
     p.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
     p.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="W&B tags of the run")
 
 
 def add_options(p) -> None:
-    """The label set, the cross-corpus tests, class weights, early stopping and augmentation
-    (docs/protocols.md, docs/training.md)."""
+    """The label set, the cross-corpus tests and audio augmentation (docs/protocols.md,
+    docs/training.md)."""
+    from reslstm_jax import flags
     from reslstm_jax.corpora.labelsets import LABEL_SETS
-    from reslstm_jax.train.fit import CLASS_WEIGHTS
 
     p.add_argument("--label-set", choices=LABEL_SETS, default="native",
-                   help="native (default): the corpus's classes; shared4: neutral, happy, "
-                   "angry, sad, which every corpus has (docs/protocols.md)")  # fmt: skip
-    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[:DIR]",
+                   help="native: the corpus's classes; shared4: neutral, happy, angry, sad, "
+                   "which every corpus has (docs/protocols.md)")  # fmt: skip
+    p.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[=DIR]",
+                   type=flags.corpus_dir,
                    help="after training, every fold x seed model also labels the whole of "
                    "this corpus (repeatable; synthetic needs no DIR); with --label-set shared4 "
                    "for corpora with other classes")  # fmt: skip
     p.add_argument("--cross-norm", choices=("train", "target"), default="train",
                    help="normalise a --cross-test corpus with each training fold's statistics "
-                   "(default) or with the target corpus's own (uses unlabelled target "
-                   "audio)")  # fmt: skip
+                   "or with the target corpus's own (uses unlabelled target audio)")  # fmt: skip
     p.add_argument("--speed-perturb", type=float, nargs="+", default=[], metavar="FACTOR",
                    help="audio augmentation: a copy of every training utterance played at "
                    "each speed (e.g. 0.9 1.1: tempo and pitch, as Kaldi's), as extra training "
@@ -146,6 +160,12 @@ def add_options(p) -> None:
     p.add_argument("--noise-snr", type=float, nargs="+", default=[], metavar="DB",
                    help="audio augmentation: a copy of every training utterance with white "
                    "noise at each signal-to-noise ratio in dB (e.g. 20 10)")  # fmt: skip
+
+
+def add_training_options(p) -> None:
+    """Class weights, early stopping and in-program augmentation (docs/training.md)."""
+    from reslstm_jax.train.fit import CLASS_WEIGHTS
+
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
                    help="loss weights: none (default) or balanced (from each fold's training "
                    "labels)")  # fmt: skip
@@ -155,11 +175,12 @@ def add_options(p) -> None:
                    "off)")  # fmt: skip
     p.add_argument("--time-mask", type=int, metavar="FRAMES",
                    help="SpecAugment time masks up to FRAMES wide (default 0: off)")  # fmt: skip
-    p.add_argument("--time-masks", type=int, metavar="N", help="time masks per utterance (2)")
+    p.add_argument("--time-masks", type=int, metavar="N",
+                   help="time masks per utterance (default 2)")  # fmt: skip
     p.add_argument("--feature-mask", type=int, metavar="WIDTH",
                    help="feature masks up to WIDTH features wide (default 0: off)")  # fmt: skip
     p.add_argument("--feature-masks", type=int, metavar="N",
-                   help="feature masks per utterance (2)")  # fmt: skip
+                   help="feature masks per utterance (default 2)")  # fmt: skip
     p.add_argument("--noise-std", type=float,
                    help="Gaussian noise on the normalised features (default 0: off)")  # fmt: skip
     p.add_argument("--mixup-alpha", type=float,
@@ -310,13 +331,14 @@ def main(argv=None) -> int:
             args.corpus, args.data_dir, protocol=args.protocol,
             extractor=args.features or recipe.features, extractor_params=feature_params,
             normalisation=args.normalisation or recipe.normalisation,
-            cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress,
+            cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
             label_set=args.label_set, audio_variants=audio_variants(args),
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
         targets = [crosscorpus.load_target(corpus, where, dataset.card, cache_dir=args.cache_dir,
-                                           workers=args.workers, progress=not args.no_progress)
+                                           workers=args.feature_workers,
+                                           progress=not args.no_progress)
                    for corpus, where in cross_tests(args)]  # fmt: skip
         print(protocols.format_card(dataset.card))
         if problem := data_problem(parser, argv, args, dataset.card):

@@ -1,0 +1,95 @@
+"""The command lines' one vocabulary: old spellings kept as hidden aliases, and `--help` in
+groups with every default said.
+
+```python
+p = argparse.ArgumentParser(..., formatter_class=flags.HelpFormatter)
+data = p.add_argument_group("data")
+data.add_argument("--feature-workers", type=int, help="feature extraction processes")
+flags.deprecated(data, "--workers", "--feature-workers", type=int)
+```
+An old spelling still works; it prints one line on stderr naming the new one. The names, once
+for every tool, are in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, with `(default: X)` after every flag's help that has a default worth
+    saying (not None, not off, not an empty list) and does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.help == argparse.SUPPRESS or not action.option_strings:
+            return text
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or (isinstance(default, (list, tuple)) and not default)
+        ):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {default})".lstrip()
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """`HelpFormatter` with the description as written (a module docstring)."""
+
+
+class Deprecated(argparse.Action):
+    """An old spelling of a flag: warns once, then stores (or appends) as the new flag does."""
+
+    def __init__(self, option_strings, dest, *, new: str, convert=None, append=False, **kwargs):
+        self.new, self.convert, self.append = new, convert, append
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        if self.convert is not None:
+            values = self.convert(values)
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
+def deprecated(group, old: str, new: str, *, dest: str | None = None, convert=None,
+               append: bool = False, **kwargs) -> None:  # fmt: skip
+    """`old` as a hidden alias of `new` (same `dest`; `kwargs` as `new`'s: type, nargs, ...;
+    `convert` maps the old value to the new flag's; `append` for a repeatable flag)."""
+    dest = dest or new.lstrip("-").replace("-", "_")
+    group.add_argument(old, dest=dest, action=Deprecated, new=new, convert=convert,
+                       append=append, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                       **kwargs)  # fmt: skip
+
+
+def require(parser: argparse.ArgumentParser, args, *names: str) -> None:
+    """argparse's own error for a required flag that was not given, for flags that have an
+    older spelling (argparse's `required=True` would not count the alias as given)."""
+    missing = [n for n in names if getattr(args, n.lstrip("-").replace("-", "_"), None) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+
+
+def deprecated_switch(group, old: str, new: str, dest: str, value) -> None:
+    """A switch `old` that meant `new` (e.g. `--json` for `--format json`): sets `dest` to
+    `value`, after its one deprecation line."""
+    group.add_argument(old, dest=dest, action=Deprecated, new=new, nargs=0,
+                       convert=lambda _: value, help=argparse.SUPPRESS,
+                       default=argparse.SUPPRESS)  # fmt: skip
+
+
+def corpus_dir(text: str) -> str:
+    """A `CORPUS=DIR` value (`CORPUS` alone for the synthetic corpus); the older `CORPUS:DIR`
+    still works, with its deprecation line. Checked later, where the corpora are known."""
+    corpus, sep, where = text.partition("=")
+    if not sep and ":" in text:
+        corpus, _, where = text.partition(":")
+        print(f"warning: {text} is deprecated; use {corpus}={where}", file=sys.stderr)
+        return f"{corpus}={where}"
+    return text

@@ -1,0 +1,94 @@
+"""The command lines' one vocabulary: docs/cli.md matches the parsers, old spellings still work
+with one deprecation line, and --help says every default."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from experiments import cli_reference
+
+DOCS = pathlib.Path(__file__).parent.parent / "docs" / "cli.md"
+
+
+def test_the_cli_reference_is_generated_from_the_parsers():
+    assert DOCS.read_text(encoding="utf-8") == cli_reference.reference(), (
+        "docs/cli.md is stale: python -m experiments.cli_reference --write docs/cli.md"
+    )
+
+
+def parser_of(spec: str):
+    return cli_reference._factory(spec)()
+
+
+TRAIN = "reslstm_jax.train.__main__:build_parser"
+SWEEP = "sweeps.run:parser"
+
+
+@pytest.mark.parametrize(
+    "spec, old, new, dest, value",
+    [
+        (TRAIN, ["--workers", "3"], "--feature-workers", "feature_workers", 3),
+        ("experiments.cli_reference:experiment_parser", ["--workers", "3"], "--feature-workers",
+         "feature_workers", 3),
+        ("experiments.cross_corpus:parser", ["--workers", "3"], "--feature-workers",
+         "feature_workers", 3),
+        ("reslstm_jax.baseline:build_parser", ["--workers", "3"], "--feature-workers",
+         "feature_workers", 3),
+        (SWEEP, ["--workdir", "w"], "--out", "out", "w"),
+        (SWEEP, ["--seed", "4"], "--sampler-seed", "sampler_seed", 4),
+        (SWEEP, ["--budget", "paper"], "--budget full", "budget", "full"),
+        (SWEEP, ["--cross-test", "emodb:/d"], "emodb=/d", "cross_test", ["emodb=/d"]),
+        (TRAIN, ["--cross-test", "emodb:/d"], "emodb=/d", "cross_test", ["emodb=/d"]),
+        ("experiments.report:parser", ["--x", "onnx_kib"], "--pareto-x", "pareto_x", "onnx_kib"),
+        ("experiments.report:parser", ["--workdir", "w"], "--sweep-out", "sweep_out", "w"),
+        ("reslstm_jax.predict:build_parser", ["--checkpoint", "r", "f.wav"], "--run", "run", "r"),
+        ("reslstm_jax.predict:build_parser", ["--json", "--run", "r", "f.wav"], "--format json",
+         "format", "json"),
+        ("reslstm_jax.export.__main__:build_parser", ["--checkpoint", "r"], "--run", "run", "r"),
+        ("reslstm_jax.models.__main__:build_parser", ["--json"], "--format json", "format",
+         "json"),
+        ("experiments.bench:build_parser", ["--hidden", "32"], "--hidden-size", "hidden_size", 32),
+        ("experiments.bench:build_parser", ["--batch", "8"], "--batch-size", "batch_size", 8),
+        ("experiments.bench:build_parser", ["--json", "m.json"], "--out", "out", "m.json"),
+    ],
+)  # fmt: skip
+def test_an_old_spelling_works_and_says_the_new_one_once(capsys, spec, old, new, dest, value):
+    required = {TRAIN: ["--out", "o"], SWEEP: ["--space", "hidden_sizes"],
+                "reslstm_jax.export.__main__:build_parser": ["--out", "o"],
+                "reslstm_jax.baseline:build_parser": ["--out", "o"]}  # fmt: skip
+    args = parser_of(spec).parse_args([*old, *required.get(spec, [])])
+    assert getattr(args, dest) == value
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "deprecated" in err and new in err, err
+
+
+def test_comma_lists_still_work_with_their_deprecation_line(capsys):
+    import argparse
+
+    from experiments import common
+
+    p = argparse.ArgumentParser()
+    assert common.parse_list(p, "--configs", ["a,b", "c"], ["a", "b", "c"]) == ["a", "b", "c"]
+    assert "--configs a,b is deprecated; use --configs a b" in capsys.readouterr().err
+    assert common.parse_list(p, "--configs", ["a", "b"], ["a", "b"]) == ["a", "b"]
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "spec, shown",
+    [
+        (TRAIN, ["data:", "model:", "training (default: the model family's recipe):",
+                 "execution (no effect on results unless said):", "outputs:",
+                 "tracking (Weights & Biases):", "(default: offline)", "(default: reslstm_sa)",
+                 "(default: auto)", "(default: 10)"]),
+        (SWEEP, ["data:", "search:", "execution (no effect on results):", "outputs:",
+                 "tracking (Weights & Biases):", "(default: quick)", "(default: offline)",
+                 "(default: runs)", "(default: val)", "(default: 0)"]),
+    ],
+)  # fmt: skip
+def test_help_is_grouped_and_says_the_defaults(spec, shown):
+    text = " ".join(parser_of(spec).format_help().split())
+    for words in shown:
+        assert " ".join(words.split()) in text, words
