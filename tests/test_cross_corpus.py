@@ -91,6 +91,8 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
         assert [(r["seed"], r["fold"]) for r in cross["per_model"]] == [
             (r["seed"], r["fold"]) for r in results["runs"]]  # fmt: skip
         uars = [r["uar"] for r in cross["per_model"]]
+        # the same float64 mean of the same numbers (`crosscorpus.evaluate`): equal (approx's
+        # default rel 1e-6 only)
         assert cross["uar_mean"] == pytest.approx(np.mean(uars))
         assert len(cross["ensemble"]) == 2 and not cross["uses_target_audio"]
     # the training corpus as a "cross" test: its own utterances, seen in training but for the
@@ -106,7 +108,7 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
 
     (run_dir,) = tracking.offline_runs(out)
     summary = read_run(run_dir)["summary"]
-    for cross in results["cross_test"]:
+    for cross in results["cross_test"]:  # copies of the same floats: equal (approx's default)
         corpus = cross["target"]["corpus"]
         assert summary[f"cross_{corpus}_uar"] == pytest.approx(cross["uar_mean"])
         assert summary[f"cross_{corpus}_ensemble_uar"] == pytest.approx(cross["ensemble_uar_mean"])
@@ -166,6 +168,7 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
         ("emodb / reslstm_sa", "synthetic", "False"),
     ]
     ravdess = json.loads((out / "ravdess" / "results.json").read_text())
+    # the CSV writes repr(float), which reads back exactly
     assert float(rows[0]["uar_mean"]) == ravdess["aggregate"]["pooled_oof_uar"]["mean"]
     assert float(rows[1]["uar_mean"]) == ravdess["cross_test"][0]["uar_mean"]
     assert "| train \\ test | ravdess | emodb | synthetic |" in (out / "matrix.md").read_text()

@@ -57,10 +57,13 @@ def test_frame_statistics_are_frame_weighted_over_valid_frames():
     x[0, 3:] = 1e6  # garbage on padding must not count
     mean, std = data.frame_statistics(x, lengths, np.array([0, 1]))
     frames = np.concatenate(seqs)
+    # float64 on both sides: sums of small integers are exact, and the std comes by another
+    # formula (E[x^2] - mean^2): a few roundings of 1e-16 against numpy's default rtol 1e-7
     np.testing.assert_allclose(mean, frames.mean(0))
     np.testing.assert_allclose(std, frames.std(0))
     normed = data.normalise(x, lengths, mean, std)
     assert np.all(normed[0, 3:] == 0)
+    # the float32 result of the same float64 arithmetic: one rounding (<= 6e-8)
     np.testing.assert_allclose(normed[1, :5], (seqs[1] - mean) / std, rtol=1e-6)
 
 
@@ -96,6 +99,8 @@ def test_fold_normalisation_uses_training_speakers_only():
     folds = protocols.make_folds("ravdess_paper", manifest)
     for k, fold in enumerate(folds):
         frames = np.concatenate([feats[i] for i in fold.train]).astype(np.float64)
+        # float32 statistics of float64 sums against numpy's float64: one float32 rounding
+        # (6e-8; the std's E[x^2] - mean^2 loses < 1 digit of float64's 16): measured 4e-8
         np.testing.assert_allclose(dataset.folds.mean[k], frames.mean(0), rtol=1e-5)
         np.testing.assert_allclose(dataset.folds.std[k], frames.std(0), rtol=1e-5)
     # test speakers' features cannot move the statistics of their fold
@@ -104,7 +109,9 @@ def test_fold_normalisation_uses_training_speakers_only():
     again = data.build(
         manifest, "ravdess_paper", changed, extractor_info={}, extraction=dataset.extraction
     )
-    np.testing.assert_allclose(again.folds.mean[0], dataset.folds.mean[0])
+    # fold 0: the same arithmetic on the same training frames, exact; fold 1 trains on fold 0's
+    # test speakers, whose features x 100 move its mean by far more than any tolerance
+    np.testing.assert_array_equal(again.folds.mean[0], dataset.folds.mean[0])
     assert not np.allclose(again.folds.mean[1], dataset.folds.mean[1])
     assert dataset.card["normalisation"] == "fold" and not dataset.card["normalisation_leaky"]
 
@@ -112,7 +119,7 @@ def test_fold_normalisation_uses_training_speakers_only():
 def test_global_normalisation_reproduces_the_paper_and_is_marked_leaky():
     manifest, feats, dataset = build("global")
     frames = np.concatenate(feats).astype(np.float64)
-    for k in range(5):
+    for k in range(5):  # float32 of a float64 mean: one rounding (6e-8)
         np.testing.assert_allclose(dataset.folds.mean[k], frames.mean(0), rtol=1e-5)
     assert dataset.card["normalisation_leaky"] is True
 
@@ -211,7 +218,7 @@ def test_prepare_end_to_end_on_a_ravdess_tree(tmp_path):
     with pytest.warns(CorpusCountWarning):
         again = data.prepare("ravdess", root, **kwargs)
     assert again.extraction.cached == 47 and again.extraction.computed == 0
-    np.testing.assert_array_equal(again.x, dataset.x)
+    np.testing.assert_array_equal(again.x, dataset.x)  # the cached features, read back: exact
     assert again.card["utterance_ids_sha256"] == dataset.card["utterance_ids_sha256"]
 
 

@@ -78,7 +78,8 @@ def test_gradients_do_not_depend_on_the_cpu_device_count():
     # One device per core (an entry point's `use_cpu_cores(2)`, in a fresh process) must give
     # the gradients of this test process (one device, XLA single-threaded as every entry
     # point runs it: conftest) bit for bit (docs/training.md). XLA's threaded contractions sum
-    # in another order on some CPUs (this VM's AMD EPYC: every gradient differed).
+    # in another order on some CPUs (this VM's AMD EPYC: every gradient differed). Exact: the
+    # same jitted function on the same shapes, single-threaded, compiled on the same machine.
     import contextlib
     import io
     import subprocess

@@ -326,6 +326,8 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
         result = json.loads((study_dir / "trials" / f"{t.number}.json").read_text())
         assert result["trial"]["values"] == t.values
         assert t.values[1] == result["model"]["trainable_params"]
+        # the same float64 mean of the same numbers (`results.headline`), and below copies of
+        # the same floats through Optuna, W&B and JSON: equal (approx's default rel 1e-6 only)
         assert t.user_attrs["val_uar"] == pytest.approx(
             np.mean([r["best_val_uar"] for r in result["runs"]])
         )
@@ -534,6 +536,7 @@ def test_objective_reads_test_only_when_asked(objective, expected, leaky):
     config = engine.SweepConfig(space="hidden_sizes", study="s", trials=1, epochs=1, seeds=1,
                                 objective=objective)  # fmt: skip
     values, summary = engine.objective_values(results, config, spaces.load("hidden_sizes"), 123)
+    # float64: the mean of 0.4 and 0.6, or 0.7 passed through (approx's default rel 1e-6)
     assert values == [pytest.approx(expected), 123]
     assert summary["leaky"] is leaky and summary["val_uar"] == pytest.approx(0.5)
     assert summary["objective"] == f"{objective}_uar" and summary["test_uar"] == 0.7

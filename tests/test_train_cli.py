@@ -40,6 +40,7 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
     assert len(results["runs"]) == 10  # 2 seeds x 5 folds
     for r in results["runs"]:
         assert len(r["train_loss"]) == len(r["val_uar"]) == 6
+        # the best epoch's own float32 value (kept with `where`), both through JSON: equal
         assert 0 <= r["best_epoch"] < 6 and r["best_val_uar"] == max(r["val_uar"])
         test = r["test"]
         assert {"uar", "wa", "macro_f1", "confusion", "recall_per_class"} <= set(test)
@@ -98,14 +99,20 @@ def test_the_run_is_recorded_with_its_provenance_in_results_and_wandb(trained):
     runs = results["runs"]
     for h in curves:
         val = [r["val_uar"][h["epoch"] - 1] for r in runs]
+        # W&B's curves are float32 means over the 10 models (`results.epoch_rows`), the test's
+        # float64: 9 float32 additions of values <= 1 and a division, <= 6e-7 (relative 6e-7
+        # for the positive losses; rel 1e-5 is 17 times that). Min and max are elements: equal
+        # (approx's default rel 1e-6 only)
         assert h["val_uar_mean"] == pytest.approx(np.mean(val), abs=1e-6)
         assert (h["val_uar_min"], h["val_uar_max"]) == pytest.approx((min(val), max(val)))
         assert h["train_loss"] == pytest.approx(
             np.mean([r["train_loss"][h["epoch"] - 1] for r in runs]), rel=1e-5)  # fmt: skip
+    # epoch 0's cosine rate is lr, in float32: its rounding and <= 2 more (<= 2e-7 relative)
     assert curves[0]["learning_rate"] == pytest.approx(results["settings"]["learning_rate"])
     summary = logged["summary"]
     agg = results["aggregate"]
     assert summary["objective"] == "val_uar"
+    # the same float64 mean of the same numbers (`results.headline`), and stored copies below
     assert summary["val_uar"] == pytest.approx(np.mean([r["best_val_uar"] for r in runs]))
     assert summary["test_uar"] == agg["pooled_oof_uar"]["mean"]
     assert summary["test_wa"] == agg["pooled_oof_wa"]["mean"]
@@ -122,6 +129,8 @@ def test_results_hold_the_edge_metrics(trained):
     n = results["model"]["trainable_params"]
     assert edge["trainable_params"] == n
     assert edge["fp32_kib"] == n * 4 / 1024 and edge["fp16_kib"] == n * 2 / 1024
+    # the same float64 sums as `edge.latency` and the ONNX measurement write: equal (approx's
+    # default rel 1e-6 only)
     assert edge["latency_ms_per_s"] == pytest.approx(
         edge["features_ms_per_s"] + edge["model_ms_per_s"]
     )
@@ -177,6 +186,8 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     doc = json.loads(one.stdout)
     assert doc["members"] == [{"seed": 1, "fold": "fold0"}]
     for r in doc["results"]:
+        # float32 probabilities (softmax, then the mean over the members): 8 of them, each a
+        # few roundings of 6e-8, sum to 1 within ~1e-6
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
         assert r["voiced"] is (pathlib.Path(r["file"]).name != "silence.wav")
@@ -234,6 +245,10 @@ def test_a_killed_run_resumes_to_identical_results(
     whole = json.loads((trained[0] / "results.json").read_text())
     assert again["epochs_resumed_from"] >= 2
     assert again["devices"] == 1 and whole["devices"] == min(2, len(os.sched_getaffinity(0)))
+    # Exact: the map executor runs each model through one compiled loop body whatever the
+    # number of models a device loops over (tests/test_train.py's group test), XLA compiles it
+    # single-threaded whatever the device count (tests/test_hardware.py), and the resumed run
+    # replays the same program from the saved state
     assert again["runs"] == whole["runs"]
     assert again["aggregate"] == whole["aggregate"]
 
@@ -257,6 +272,7 @@ def test_ctrl_c_stops_training_in_seconds_with_one_line_and_the_rerun_resumes(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     again = json.loads((out / "results.json").read_text())
     assert again["epochs_resumed_from"] >= 2
+    # exact, as in the test above
     assert again["runs"] == json.loads((trained[0] / "results.json").read_text())["runs"]
 
 
@@ -320,6 +336,7 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
     assert f"checkpoint {run / 'checkpoints' / '6'} is damaged" in proc.stderr
     assert "moved to 6.damaged; resuming from epoch 4" in proc.stderr
     again = json.loads((run / "results.json").read_text())
+    # exact: the same program from the saved state (`test_a_killed_run_resumes_...`)
     assert again["epochs_resumed_from"] == 4 and again["runs"] == whole["runs"]
     # every checkpoint damaged: it starts over, and ends the same
     (run / "results.json").unlink()
@@ -464,7 +481,10 @@ def test_every_file_not_used_is_listed_with_its_reason(
 
 def export_predicts_as_the_run(run, folder, files, int8: bool = True) -> None:
     """The run's ONNX export (with int8 unless not `int8`; the export extra) labels `files` as
-    the run's same member does: labels equal, probabilities within 1e-5."""
+    the run's same member does: labels equal, probabilities within 1e-5. Both are float32
+    (predict reads model.onnx, never the int8 graph): onnxruntime and XLA round the forward
+    pass otherwise, measured <= 3e-8 for DS-LSTM and Light-SERNet (Intel Xeon); a label flips
+    only where two probabilities lie within that."""
     pytest.importorskip("onnxruntime")
     from reslstm_jax.export.__main__ import main as export_main
     from reslstm_jax.predict import main as predict_main
@@ -593,7 +613,11 @@ def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tiny_dat
     assert protocols.get("emodb_random10").leaky
     settings = train_mod.RunSettings(model_config=(("hidden_size", 4),), epochs=2, batch_size=8)
     results = train_mod.fit(dataset, settings, progress=False)
-    for r in results["runs"]:  # validation is the test fold: best val UAR = UAR of best epoch
+    # validation is the test fold: best val UAR = UAR of best epoch, the same fraction in
+    # float32 (training) and float64 (metrics of the predict program's predictions from the
+    # same parameters): abs 1e-6 covers float32's 6e-8. The two programs' logits differ by
+    # rounding (~1e-6), so a prediction flips only on a tie within that
+    for r in results["runs"]:
         assert r["best_val_uar"] == pytest.approx(r["test"]["uar"], abs=1e-6)
     summary = "\n".join(train_mod.summary_lines(results))
     assert "best TEST UAR" in summary
