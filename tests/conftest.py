@@ -127,7 +127,8 @@ def _train_command(corpus, out, cache, *extra, latency: bool = False, one_device
     return [
         sys.executable, "-m", "reslstm_jax.train", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--hidden-size", "8", "--batch-size", "8", "--seeds", "2",
-        "--epochs", "6", "--checkpoint-every", "2", "--workers", "1", "--cache-dir", str(cache),
+        "--epochs", "6", "--checkpoint-every", "2", "--feature-workers", "1",
+        "--cache-dir", str(cache),
         "--no-progress", "--out", str(out), *([] if latency else ["--no-latency"]),
         "--wandb", wandb,
         *(["--devices", "1"] if one_device else []), *extra,

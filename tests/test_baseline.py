@@ -50,7 +50,7 @@ def test_baseline_on_the_folds_of_a_run_joins_its_table(
     the Pareto front."""
     out = tmp_path / "svm"
     argv = ["--corpus", "ravdess", "--data-dir", str(tone_corpus), "--cache-dir",
-            str(feature_cache), "--workers", "1", "--no-progress"]  # fmt: skip
+            str(feature_cache), "--feature-workers", "1", "--no-progress"]  # fmt: skip
     assert baseline.main([*argv, "--out", str(out)]) == 0
     assert "egemaps functionals + linear SVM (baseline): pooled test UAR" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

@@ -22,7 +22,8 @@ def test_zoo_card_json(capsys):
                 "32",
                 "--repeats",
                 "2",
-                "--json",
+                "--format",
+                "json",
             ]
         )
         == 0
@@ -37,7 +38,7 @@ def test_zoo_card_json(capsys):
 
 
 def test_zoo_card_seed_models_at_their_published_size(capsys):
-    assert main(["--models", "light_sernet", "ds_lstm", "--repeats", "1", "--json"]) == 0
+    assert main(["--models", "light_sernet", "ds_lstm", "--repeats", "1", "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["model"], r["hidden_size"], r["params"], r["frames"]) for r in rows] == [
         ("light_sernet", None, 461_703, 184),  # EMO-DB's 7 classes, 3 s

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reslstm_jax import configfile
-from reslstm_jax.train.__main__ import build_parser, data_problem
+from reslstm_jax.train.__main__ import build_parser, data_problem, spread_warning
 from reslstm_jax.train.__main__ import main as train_main
 
 
@@ -195,10 +195,7 @@ def test_console_scripts_are_the_python_m_commands(run_command):
     assert done.returncode == 0 and "--print-config" in done.stdout
 
 
-@pytest.mark.parametrize(("seeds", "warned"), [("1", True), ("2", False)])
-def test_one_seed_is_warned_about_once(tmp_path, run_main, seeds, warned):
-    """The warning comes before any data is read (here, a missing corpus stops the run)."""
-    done = run_main(train_main, ["--corpus", "ravdess", "--data-dir", tmp_path / "none",
-                                 "--seeds", seeds, "--out", tmp_path / "o"])  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.count("no spread over seeds") == int(warned), done.stderr
+def test_one_seed_is_warned_about_once():
+    """The line comes once the data is ready (a misuse before it stays one line: the synthetic
+    corpus's test of a missing extra checks that)."""
+    assert "no spread over seeds" in spread_warning(1) and spread_warning(2) is None

@@ -68,8 +68,8 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     emodb = write_emodb_tones(tmp_path / "emodb")
     out = tmp_path / "run"
     proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
-                                     "--cross-test", f"emodb:{emodb}", "--speed-perturb", "1.1",
-                                     "--cross-test", f"ravdess:{tone_corpus}",
+                                     "--cross-test", f"emodb={emodb}", "--speed-perturb", "1.1",
+                                     "--cross-test", f"ravdess={tone_corpus}",
                                      wandb="offline"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -126,8 +126,8 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
 
 @pytest.mark.parametrize(
     "flags,message",
-    [(["--cross-test", "emodb"], "--cross-test emodb: give the corpus's directory, emodb:DIR"),
-     (["--cross-test", "nope:/x"], "--cross-test nope:/x: unknown corpus 'nope'"),
+    [(["--cross-test", "emodb"], "--cross-test emodb: give the corpus's directory, emodb=DIR"),
+     (["--cross-test", "nope=/x"], "--cross-test nope=/x: unknown corpus 'nope'"),
      (["--speed-perturb", "1"], r"--speed-perturb must be in \[0.5, 2.0\] and not 1, got 1"),
      (["--noise-snr", "20", "20"], "--noise-snr 20 is given twice")],
 )  # fmt: skip
@@ -155,7 +155,7 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
             "--data-dir", f"emodb={emodb}", "--test-only", "synthetic",
             "--data-dir", f"synthetic={synthetic_actor}", "--budget", "quick", "--epochs", "2",
-            "--hidden-size", "8", "--no-latency", "--no-progress", "--workers", "1",
+            "--hidden-size", "8", "--no-latency", "--no-progress", "--feature-workers", "1",
             "--cache-dir", str(feature_cache), "--out", str(out)]  # fmt: skip
     assert cross_corpus.main(argv) == 0
     rows = list(csv.DictReader(io.StringIO((out / "matrix.csv").read_text())))

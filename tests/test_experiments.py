@@ -13,7 +13,7 @@ def test_ravdess_experiment_trains_reports_and_resumes(
     out = tmp_path / "exp"
     argv = ["--data-dir", str(tone_corpus), "--configs", "reslstm_sa_h32,lstm_sa_h32",
             "--setups", "fair", "--seeds", "2", "--epochs", "2", "--out", str(out),
-            "--cache-dir", str(feature_cache), "--workers", "1", "--no-progress",
+            "--cache-dir", str(feature_cache), "--feature-workers", "1", "--no-progress",
             "--no-latency"]  # fmt: skip
     assert common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
     report = (out / "report.md").read_text()

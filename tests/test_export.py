@@ -93,7 +93,7 @@ def test_export_cli_writes_the_best_member_equal_to_the_run_on_real_features(
     from reslstm_jax.export.__main__ import main
 
     run, _ = trained_run
-    assert main(["--checkpoint", str(run), "--out", str(tmp_path / "onnx")]) == 0
+    assert main(["--run", str(run), "--out", str(tmp_path / "onnx")]) == 0
     record = json.loads((tmp_path / "onnx" / "export.json").read_text())
     runs = json.loads((run / "results.json").read_text())["runs"]
     best = max(runs, key=lambda r: r["best_val_uar"])
@@ -126,7 +126,7 @@ def test_export_cli_all_members(trained_run, tmp_path):
     from reslstm_jax.export.__main__ import main
 
     run, _ = trained_run
-    assert main(["--checkpoint", str(run), "--out", str(tmp_path / "all"), "--all"]) == 0
+    assert main(["--run", str(run), "--out", str(tmp_path / "all"), "--all"]) == 0
     info = json.loads((run / "inference.json").read_text())
     folders = sorted(p.name for p in (tmp_path / "all").iterdir())
     assert folders == sorted(f"seed{s}-{f}" for s in info["seeds"] for f in info["folds"])
@@ -155,10 +155,10 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     elif extra == "not a run":
         run, extra = tmp_path, []
     elif extra == "an export":
-        assert main(["--checkpoint", str(run), "--out", str(tmp_path / "e")]) == 0
+        assert main(["--run", str(run), "--out", str(tmp_path / "e")]) == 0
         run, extra = tmp_path / "e", []
     with pytest.raises(SystemExit) as exited:
-        main(["--checkpoint", str(run), "--out", str(out), *extra])
+        main(["--run", str(run), "--out", str(out), *extra])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and message in err and "Traceback" not in err
     assert not list(tmp_path.glob("onnx*/*"))
@@ -194,19 +194,19 @@ def test_predicting_from_an_export_runs_without_jax_and_prints_what_the_run_prin
 
     run, _ = trained_run
     export = tmp_path / "onnx"
-    assert export_main(["--checkpoint", str(run), "--out", str(export)]) == 0
+    assert export_main(["--run", str(run), "--out", str(export)]) == 0
     member = json.loads((export / "export.json").read_text())["member"]
     files = [str(f) for f in sorted(tone_corpus.rglob("*.wav"))[:3]]
-    proc = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_JAX, "--checkpoint",
-                           str(export), "--json", *files], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_JAX, "--run",
+                           str(export), "--format", "json", *files], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["code"] == 0 and got["jax"] is False
     from_export = json.loads(got["out"])
     capsys.readouterr()
-    assert predict_main(["--checkpoint", str(run), "--fold", member["fold"], "--seed",
-                         str(member["seed"]), "--json", *files]) == 0  # fmt: skip
+    assert predict_main(["--run", str(run), "--fold", member["fold"], "--seed",
+                         str(member["seed"]), "--format", "json", *files]) == 0  # fmt: skip
     from_run = json.loads(capsys.readouterr().out)
     assert from_export["members"] == from_run["members"] == [member]
     assert from_export["classes"] == from_run["classes"]
@@ -231,7 +231,7 @@ def test_int8_export_runs_its_lstms_in_int8(trained_run, tmp_path):
 
     run, _ = trained_run
     out = tmp_path / "q"
-    assert main(["--checkpoint", str(run), "--out", str(out), "--quantize", "int8"]) == 0
+    assert main(["--run", str(run), "--out", str(out), "--quantize", "int8"]) == 0
     record = json.loads((out / "export.json").read_text())
     int8 = out / "model.int8.onnx"
     assert record["int8"]["bytes"] == int8.stat().st_size
@@ -293,7 +293,7 @@ def test_evaluate_reports_test_uar_of_jax_fp32_and_int8(trained_run, tone_corpus
 
     run, _ = trained_run
     out = tmp_path / "ev"
-    assert main(["--checkpoint", str(run), "--out", str(out), "--quantize", "int8",
+    assert main(["--run", str(run), "--out", str(out), "--quantize", "int8",
                  "--evaluate", "--data-dir", str(tone_corpus), "--cache-dir",
                  str(feature_cache)]) == 0  # fmt: skip
     report = json.loads((out / "export_report.json").read_text())
@@ -314,7 +314,7 @@ def test_evaluate_reports_test_uar_of_jax_fp32_and_int8(trained_run, tone_corpus
     assert member["onnxruntime_latency"]["int8_ms_per_s"] > 0
     assert "test UAR, seed" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a real corpus needs its copy: one line, nothing written
-        main(["--checkpoint", str(run), "--out", str(tmp_path / "no"), "--evaluate"])
+        main(["--run", str(run), "--out", str(tmp_path / "no"), "--evaluate"])
     assert "--evaluate needs --data-dir" in capsys.readouterr().err
     assert not list(tmp_path.glob("no*"))
 

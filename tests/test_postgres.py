@@ -79,7 +79,7 @@ def test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried(
         sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
         "--data-dir", str(corpus), "--epochs", "2", "--storage", url, "--study", STUDY,
         "--workers", "2", "--trials", str(TRIALS), "--wandb", "disabled", "--no-latency",
-        "--workdir", str(workdir), "--cache-dir", str(feature_cache), "--no-progress",
+        "--out", str(workdir), "--cache-dir", str(feature_cache), "--no-progress",
         # A dead worker's trial is reaped `grace` seconds after its last beat (default 60 s):
         # well over the beat period (no false reaps). The survivor, its own trial done, waits
         # for the dead one to go stale (finished + running trials reach --trials), reaps it

@@ -166,10 +166,11 @@ def test_front_mask(costs, scores, front):
 
 def test_onnx_figures_get_their_columns_and_can_be_the_pareto_axis(results_dir, tmp_path, capsys):
     """Runs trained with the export extra have the ONNX figures in `edge`: the tables show
-    them (md, LaTeX, CSV) and `--x` puts them on the Pareto plot; without them, `--x` says so."""
-    assert report_cli.main([str(results_dir), "--x", "onnx_kib", "--plots", str(tmp_path / "p"),
-                            "--ci-resamples", "200"]) == 2  # fmt: skip
-    assert "--x onnx_kib: no configuration has it" in capsys.readouterr().err
+    them (md, LaTeX, CSV) and `--pareto-x` puts them on the Pareto plot; without them, it says
+    so."""
+    assert report_cli.main([str(results_dir), "--pareto-x", "onnx_kib", "--plots",
+                            str(tmp_path / "p"), "--ci-resamples", "200"]) == 2  # fmt: skip
+    assert "--pareto-x onnx_kib: no configuration has it" in capsys.readouterr().err
     for name, kib in (("small", 5.0), ("big", 9.5)):
         path = results_dir / name / "results.json"
         results = json.loads(path.read_text())
@@ -185,13 +186,13 @@ def test_onnx_figures_get_their_columns_and_can_be_the_pareto_axis(results_dir, 
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["onnx_kib"] for r in rows] == ["5.0", "9.5", ""]
     plots = tmp_path / "plots"
-    assert report_cli.main([str(results_dir), "--x", "onnx_kib", "--plots", str(plots),
+    assert report_cli.main([str(results_dir), "--pareto-x", "onnx_kib", "--plots", str(plots),
                             "--ci-resamples", "200"]) == 0  # fmt: skip
     assert (plots / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit) as exited:  # an axis for a plot that is not asked for
-        report_cli.main([str(results_dir), "--x", "ort_ms_per_s"])
+        report_cli.main([str(results_dir), "--pareto-x", "ort_ms_per_s"])
     assert exited.value.code == 2
-    assert "--x sets the axis of the Pareto plot" in capsys.readouterr().err
+    assert "--pareto-x sets the axis of the Pareto plot" in capsys.readouterr().err
 
 
 def _balanced(tex: str) -> None:
@@ -339,10 +340,11 @@ def test_labels_name_what_changes_the_model():
 
 def test_a_study_that_does_not_exist_is_one_line_and_nothing_is_created(tmp_path, capsys):
     """A reader never creates storage (a typo in --study used to leave an empty journal)."""
-    assert report_cli.main(["--study", "typo", "--workdir", str(tmp_path / "runs")]) == 2
+    assert report_cli.main(["--study", "typo", "--sweep-out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"error: no study 'typo': no journal file {tmp_path / 'runs' / 'typo'}"
-                   "/optuna.journal (check --study and --workdir)")  # fmt: skip
+                   "/optuna.journal (check --study, and --sweep-out: the --out of its "
+                   "sweep)")  # fmt: skip
     assert not (tmp_path / "runs").exists()
 
 

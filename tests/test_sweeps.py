@@ -32,7 +32,7 @@ def sweep_args(corpus, workdir, cache, *extra) -> list[str]:
     """The arguments of `python -m sweeps.run` for the hidden_sizes space on `corpus`."""
     return [
         "--space", "hidden_sizes", "--corpus", "ravdess", "--data-dir", str(corpus), "--epochs",
-        "2", "--workdir", str(workdir), "--cache-dir", str(cache or workdir.parent / "cache"),
+        "2", "--out", str(workdir), "--cache-dir", str(cache or workdir.parent / "cache"),
         "--no-progress", *extra,
     ]  # fmt: skip
 
@@ -301,7 +301,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     from reslstm_jax import tracking
 
     workdir = tmp_path / "runs"
-    cross = ("--cross-test", f"ravdess:{corpus}")  # the corpus itself as a cross-corpus target
+    cross = ("--cross-test", f"ravdess={corpus}")  # the corpus itself as a cross-corpus target
     first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--tags", "suite", *cross,
                   cache=feature_cache)  # fmt: skip
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
@@ -409,7 +409,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
-    assert report_cli.main(["--study", study.study_name, "--workdir", str(workdir)]) == 0
+    assert report_cli.main(["--study", study.study_name, "--sweep-out", str(workdir)]) == 0
     assert "lstm_sa h16" in capsys.readouterr().out
 
 
@@ -420,7 +420,7 @@ def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
     print a traceback and then segfault): one line, exit 130, the trial queued again."""
     workdir = tmp_path / "runs"
     args = [sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
-            "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
+            "--data-dir", str(corpus), "--epochs", "2", "--out", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "1",
             "--workers", "1", "--no-latency", "--wandb", "disabled"]  # fmt: skip
     journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
@@ -450,7 +450,7 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
 
     workdir = tmp_path / "runs"
     args = [sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
-            "--data-dir", str(corpus), "--epochs", "2", "--workdir", str(workdir),
+            "--data-dir", str(corpus), "--epochs", "2", "--out", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "4",
             "--workers", "2", "--no-latency"]  # fmt: skip
     journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
@@ -504,7 +504,7 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
         (["--workers", "two"], "--workers must be a number >= 1 or auto, got two"),
         (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
-        (["--workdir", "/dev/null/runs"], "--workdir /dev/null/runs is under /dev/null, which"),
+        (["--out", "/dev/null/runs"], "--out /dev/null/runs is under /dev/null, which"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(
@@ -695,7 +695,7 @@ def test_slurm_flags_are_checked_before_anything_is_submitted(tmp_path, capsys, 
 
     workdir = tmp_path / "runs"
     with pytest.raises(SystemExit) as exited:
-        run.main(["--space", "hidden_sizes", "--launcher", "slurm", "--workdir", str(workdir),
+        run.main(["--space", "hidden_sizes", "--launcher", "slurm", "--out", str(workdir),
                   *extra])  # fmt: skip
     err = capsys.readouterr().err
     assert exited.value.code == 2 and message in err and "secret" not in err

@@ -345,7 +345,7 @@ def test_a_tree_without_the_marker_is_not_a_synthetic_corpus(corpus, tmp_path):
     [
         (
             "sweeps.run",
-            ["--space", "hidden_sizes", "--workdir", "{tmp}/runs", "--wandb", "disabled"],
+            ["--space", "hidden_sizes", "--out", "{tmp}/runs", "--wandb", "disabled"],
         ),  # fmt: skip
         ("reslstm_jax.train", ["--out", "{tmp}/run"]),
     ],

@@ -160,7 +160,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
         (clips / name).write_bytes((corpus / "Actor_01" / name).read_bytes())
     soundfile.write(clips / "noise.flac", 0.1 * rng.standard_normal(8000), 16000)
     soundfile.write(clips / "silence.wav", np.zeros(16000 * 3), 16000)  # 3 s of nothing
-    base = ["--checkpoint", out]  # in this process: the CLI's own process is tested elsewhere
+    base = ["--run", out]  # in this process: the CLI's own process is tested elsewhere
     proc = run_main(main, [*base, tmp_path / "low.wav", tmp_path / "broken.wav", clips,
                            "--plot-attention", tmp_path / "att"])  # fmt: skip
     assert proc.returncode == 1  # a file failed; the others were still labelled
@@ -181,7 +181,7 @@ def test_predict_labels_files_and_folders_and_reports_bad_files(
     assert (tmp_path / "att" / "low_attention.png").read_bytes()[:4] == b"\x89PNG"
     assert not [w for w in recwarn if "librosa" in w.filename]  # only the line above
 
-    one = run_main(main, [*base, "--fold", "fold0", "--seed", "1", "--json", clips])
+    one = run_main(main, [*base, "--fold", "fold0", "--seed", "1", "--format", "json", clips])
     assert one.returncode == 0, one.stderr[-2000:]
     doc = json.loads(one.stdout)
     assert doc["members"] == [{"seed": 1, "fold": "fold0"}]
@@ -205,9 +205,9 @@ def test_predict_misuse_is_one_line_exit_2(trained, tmp_path, extra, message, ru
     from reslstm_jax.predict import main
 
     out, _ = trained
-    proc = run_main(main, ["--checkpoint", out, *extra, tmp_path])
+    proc = run_main(main, ["--run", out, *extra, tmp_path])
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_main(main, ["--checkpoint", tmp_path, tmp_path])
+    proc = run_main(main, ["--run", tmp_path, tmp_path])
     assert proc.returncode == 2 and "not a finished training run" in proc.stderr
 
 
@@ -350,7 +350,7 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
 
     # predict: a file of best/ cut short is named, in one line
     clip = corpus / "Actor_01" / "03-01-01-01-01-01-01.wav"
-    predict = [sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(run), str(clip)]
+    predict = [sys.executable, "-m", "reslstm_jax.predict", "--run", str(run), str(clip)]
     victim, size, was = truncate_largest_file(run / "best")
     proc = run_command(predict)
     expected = f"error: run {run}: best parameters damaged: {victim} is damaged ({size} of {was}"
@@ -490,7 +490,7 @@ def export_predicts_as_the_run(run, folder, files, int8: bool = True) -> None:
     from reslstm_jax.predict import main as predict_main
 
     quantize = ["--quantize", "int8"] if int8 else []
-    assert export_main(["--checkpoint", str(run), "--out", str(folder), *quantize]) == 0
+    assert export_main(["--run", str(run), "--out", str(folder), *quantize]) == 0
     assert (folder / "model.int8.onnx").is_file() == int8
     member = json.loads((folder / "export.json").read_text())["member"]
     docs = []
@@ -500,7 +500,7 @@ def export_predicts_as_the_run(run, folder, files, int8: bool = True) -> None:
     ):
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            assert predict_main(["--checkpoint", str(source), "--json", *extra,
+            assert predict_main(["--run", str(source), "--format", "json", *extra,
                                  *map(str, files)]) == 0  # fmt: skip
         docs.append(json.loads(buffer.getvalue()))
     for a, b in zip(docs[0]["results"], docs[1]["results"], strict=True):
@@ -519,7 +519,8 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
     proc = run_command([sys.executable, "-m", "reslstm_jax.train", "--model", "ds_lstm", "--corpus",
                 "ravdess", "--data-dir", str(corpus), "--model-config", tiny, "--epochs", "2",
                 "--feature-params", small,
-                "--batch-size", "16", "--workers", "1", "--cache-dir", str(tmp_path / "cache"),
+                "--batch-size", "16", "--feature-workers", "1",
+                "--cache-dir", str(tmp_path / "cache"),
                 "--no-progress", "--no-latency", "--devices", "1", "--wandb", "disabled",
                 "--out", str(out)])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -534,8 +535,8 @@ def test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts(corpus, tmp
     assert (s["schedule"], s["learning_rate"], s["weight_decay"]) == ("multistep", 1e-3, 0.0)
     assert all(np.isfinite(r["train_loss"]).all() for r in results["runs"])
     clip = corpus / "Actor_02" / "03-01-05-01-01-01-02.wav"
-    pred = run_command([sys.executable, "-m", "reslstm_jax.predict", "--checkpoint", str(out),
-                        "--json", str(clip)])  # fmt: skip
+    pred = run_command([sys.executable, "-m", "reslstm_jax.predict", "--run", str(out),
+                        "--format", "json", str(clip)])  # fmt: skip
     assert pred.returncode == 0, pred.stderr[-2000:]
     doc = json.loads(pred.stdout)
     assert len(doc["members"]) == 5 and doc["results"][0]["label"] in {"neutral", "angry",
@@ -571,7 +572,7 @@ def test_light_sernet_trains_through_the_cli_with_its_recipe(
     # no int8 graph: its weights are in convolutions, which dynamic quantisation leaves fp32
     from reslstm_jax.export.__main__ import main as export_main
 
-    refused = run_main(export_main, ["--checkpoint", out, "--out", tmp_path / "q",
+    refused = run_main(export_main, ["--run", out, "--out", tmp_path / "q",
                                      "--quantize", "int8"])  # fmt: skip
     assert refused.returncode == 2 and "light_sernet: no int8 graph" in refused.stderr
     assert not list(tmp_path.glob("q*"))

@@ -5,7 +5,7 @@ from reslstm_jax.export import runtime
 predictor = runtime.load("exports/h64")       # one member, or a folder of --all members
 probs, attention = predictor.forward(x [1, T, D], lengths [1])   # [M, 1, C], [M, 1, T]
 ```
-`reslstm_jax.predict` uses it when `--checkpoint` is an export folder; its output is the same
+`reslstm_jax.predict` uses it when `--run` is an export folder; its output is the same
 as for a run (the mean of the members' class probabilities).
 """
 

@@ -318,9 +318,6 @@ def main(argv=None) -> int:
     recipe = families.get(args.model).recipe
     if configfile.print_if_asked(parser, args, **filled_values(args, settings)):
         return 0
-    if args.seeds == 1:
-        print("warning: --seeds 1 trains one model per fold: the results have no spread over "
-              "seeds (a paper's mean +- std needs --seeds 3 or more)", file=sys.stderr)  # fmt: skip
     out = pathlib.Path(args.out)
     tracker, problem = open_outputs(args, out)
     if problem:
@@ -344,6 +341,8 @@ def main(argv=None) -> int:
         if problem := data_problem(parser, argv, args, dataset.card):
             print(f"error: {problem}", file=sys.stderr)
             return 2
+        if warning := spread_warning(args.seeds):  # once the run will train, not before an error
+            print(warning, file=sys.stderr)
         # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
         # device per core (or --devices), never more than there are models to share them.
         n_models = len(dataset.folds.names) * args.seeds
@@ -370,6 +369,14 @@ def main(argv=None) -> int:
         return 2
     print_outcome(outcome, dataset, out, args.wandb)
     return 0
+
+
+def spread_warning(seeds: int) -> str | None:
+    """The one line that says a single seed leaves the results without spread, or None."""
+    if seeds != 1:
+        return None
+    return ("warning: --seeds 1 trains one model per fold: the results have no spread over seeds "
+            "(a paper's mean +- std needs --seeds 3 or more)")  # fmt: skip
 
 
 def filled_values(args, settings, card: dict | None = None) -> dict:
