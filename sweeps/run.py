@@ -148,6 +148,7 @@ def build_config(args, p) -> tuple:
         space = spaces.load(args.space)
     except spaces.SpaceError as exc:
         p.error(str(exc))
+    args.space = space.source  # a file by its absolute path: config.yaml and workers find it
     budget = BUDGETS[args.budget]
     trials = args.trials if args.trials is not None else (
         len(space.grid) if space.grid is not None else budget["trials"])  # fmt: skip

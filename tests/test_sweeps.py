@@ -301,23 +301,41 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
     from reslstm_jax import tracking
 
     workdir = tmp_path / "runs"
+    # a space of the user's, from a folder of theirs: a two-point grid
+    space = tmp_path / "my spaces" / "two_points.yaml"
+    space.parent.mkdir()
+    space.write_text("description: LSTM-SA at two sizes\n"
+                     "objectives: [[uar, maximize], [n_params, minimize]]\n"
+                     "grid: {model: [lstm_sa], hidden_size: [16, 32]}\n")  # fmt: skip
+    name = "two_points-ravdess-ravdess_paper-quick"
     cross = ("--cross-test", f"ravdess={corpus}")  # the corpus itself as a cross-corpus target
-    first = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--tags", "suite", *cross,
-                  cache=feature_cache)  # fmt: skip
+    first = sweep(corpus, workdir, "--space", str(space), "--trials", "1", "--workers", "1",
+                  "--tags", "suite", *cross, cache=feature_cache)  # fmt: skip
     assert "Pareto front" in first.stdout and "lstm_sa" in first.stdout
-    study = load(workdir)
+    study = load(workdir, name)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16]
     # resume: the same command with more trials trains only the new ones (and plots the
     # front against the ONNX file size)
-    second = sweep(corpus, workdir, "--trials", "2", "--workers", "1", "--tags", "suite",
-                   "--pareto-x", "onnx_kib", *cross, cache=feature_cache)  # fmt: skip
+    second = sweep(corpus, workdir, "--space", str(space), "--trials", "2", "--workers", "1",
+                   "--tags", "suite", "--pareto-x", "onnx_kib", *cross,
+                   cache=feature_cache)  # fmt: skip
     assert "note: no trial has" not in second.stdout
-    study = load(workdir)
+    study = load(workdir, name)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 2 and len(study.trials) == 2  # only the points asked for are queued
     assert [t.number for t in done] == [0, 1]
-    study_dir = workdir / "hidden_sizes-ravdess-ravdess_paper-quick"
+    assert [t.user_attrs["params_full"]["hidden_size"] for t in done] == [16, 32]
+    study_dir = workdir / name
+    # the study's resolved config: the space file by its absolute path, the budget's values,
+    # the command line, and the data's identity
+    import yaml
+
+    config_text = (study_dir / "config.yaml").read_text()
+    resolved = yaml.safe_load(config_text)
+    assert resolved["space"] == str(space) and resolved["trials"] == 2
+    assert (resolved["epochs"], resolved["seeds"], resolved["study"]) == (2, 1, name)
+    assert "out" not in resolved and "# command: python -m sweeps.run --space" in config_text
     assert (study_dir / "pareto.png").stat().st_size > 0
     assert (study_dir / "skipped.csv").read_text() == "path,reason\n"  # every file was used
     csv = (study_dir / "pareto.csv").read_text().splitlines()
@@ -355,8 +373,10 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
         assert summary["cross_ravdess_ensemble_uar"] == tested["ensemble_uar_mean"]
         assert logged["config"]["hidden_size"] == t.user_attrs["params_full"]["hidden_size"]
         assert logged["run"]["tags"] == ["suite"]
-        # the data is named in W&B and Optuna alike: corpus, protocol, protocol hash
+        # the data is named in W&B and Optuna alike (and in config.yaml): corpus, protocol,
+        # protocol hash
         card = result["card"]
+        assert resolved["data"]["utterance_ids_sha256"] == card["utterance_ids_sha256"]
         for record in (logged["config"], t.user_attrs):
             assert (record["corpus"], record["protocol"], record["protocol_hash"]) == (
                 "ravdess", "ravdess_paper", card["utterance_ids_sha256"])  # fmt: skip
