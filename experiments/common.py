@@ -63,10 +63,11 @@ class Experiment:
     budgets: dict
     pairs: tuple = ()  # (config A, config B) compared with paired tests in each setup
     default_corpus: str = "ravdess"
+    source: str = ""  # the experiment file it was read from (experiments.setup_files)
 
 
-def parser(exp: Experiment) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{exp.name}",
+def parser(exp: Experiment, prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or f"python -m experiments.{exp.name}",
                                 description=exp.doc.split("\n")[0],
                                 formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("--corpus", choices=sorted(exp.setups),
@@ -220,9 +221,12 @@ def write_report(exp: Experiment, out: pathlib.Path, setups: list[str]) -> None:
     print(f"wrote {out / 'report.md'}, {out / 'report.tex'} and {out / 'plots'}")
 
 
-def main(exp: Experiment, argv=None) -> int:
-    p = parser(exp)
+def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int:
+    """Run `exp` with the experiments' flags `argv`. `command`: the command line that ran it
+    (for config.yaml and --help; default `python -m experiments.<name> ARGV`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = command or ["python", "-m", f"experiments.{exp.name}", *argv]
+    p = parser(exp, prog=" ".join(command[:4]) if command[2:3] == ["experiments.run"] else None)
     args = configfile.parse_args(p, argv)
     configs = parse_list(p, "--configs", args.configs, exp.configs)
     corpus = args.corpus or exp.default_corpus
@@ -262,7 +266,8 @@ def main(exp: Experiment, argv=None) -> int:
     hardware.use_cpu_cores(args.devices)
     configfile.write(pathlib.Path(args.out) / configfile.CONFIG_NAME,
                      configfile.resolved(p, args, corpus=corpus),
-                     command=["python", "-m", f"experiments.{exp.name}", *argv])  # fmt: skip
+                     command=command,
+                     notes=[f"experiment file: {exp.source}"] if exp.source else [])  # fmt: skip
     try:
         run(exp, args, corpus, configs, setups)
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,

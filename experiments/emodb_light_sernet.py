@@ -44,34 +44,12 @@ from __future__ import annotations
 
 import sys
 
-from experiments.common import Config, Experiment, Setup, main
+from experiments import setup_files
+from experiments.common import main
 
-EXPERIMENT = Experiment(
-    name="emodb_light_sernet",
-    doc=__doc__,
-    configs={
-        "light_sernet_ce": Config("light_sernet"),
-        "light_sernet_focal": Config("light_sernet", overrides=(("loss", "focal"),)),
-        # EMO-DB's classes range from 46 (disgust) to 127 (anger) utterances
-        "light_sernet_balanced": Config(
-            "light_sernet", overrides=(("class_weights", "balanced"),)
-        ),  # fmt: skip
-    },
-    setups={
-        "emodb": {
-            "paper": Setup("emodb_random10", note="the paper's protocol (LEAKY)"),
-            "loso": Setup("emodb_loso", note="leave one speaker out"),
-        },
-        "ravdess": {"speaker_independent": Setup("ravdess_paper", note="actor folds")},
-    },
-    budgets={
-        "full": {"seeds": 5, "epochs": 300},
-        # a smoke run of the whole pipeline: 0.5 s crops (32 frames) instead of 3 s
-        "quick": {"seeds": 1, "epochs": 1, "feature_params": {"tf_mfcc": {"seconds": 0.5}}},
-    },
-    pairs=(("light_sernet_ce", "light_sernet_focal"), ("light_sernet_ce", "light_sernet_balanced")),
-    default_corpus="emodb",
-)
+# The configurations, setups, budgets and pairs are in experiments/setups/emodb_light_sernet.yaml,
+# a file of the same form as a user's own (`python -m experiments.run FILE.yaml`).
+EXPERIMENT = setup_files.load("emodb_light_sernet", doc=__doc__)
 
 if __name__ == "__main__":
     from reslstm_jax import interrupts

@@ -41,34 +41,12 @@ from __future__ import annotations
 
 import sys
 
-from experiments.common import Config, Experiment, Setup, main
+from experiments import setup_files
+from experiments.common import main
 
-EXPERIMENT = Experiment(
-    name="iemocap_ds_lstm",
-    doc=__doc__,
-    configs={
-        "ds_lstm_full": Config("ds_lstm", (("branches", "full"),)),
-        "ds_lstm_ds": Config("ds_lstm", (("branches", "ds"),)),
-    },
-    setups={
-        "iemocap": {
-            "paper": Setup("iemocap_random5", note="the paper's protocol (LEAKY)"),
-            "session": Setup("iemocap_session", note="leave one session out"),
-        },
-        "ravdess": {"speaker_independent": Setup("ravdess_paper", note="actor folds")},
-    },
-    budgets={
-        "full": {"seeds": 3, "epochs": 50},
-        # a smoke run of the whole pipeline: a small DS-LSTM (H 16, CNN channels 4 and 2)
-        "quick": {
-            "seeds": 1,
-            "epochs": 1,
-            "model_config": (("hidden_size", 16), ("cnn_channels", (4, 2))),
-        },
-    },  # fmt: skip
-    pairs=(("ds_lstm_full", "ds_lstm_ds"),),
-    default_corpus="iemocap",
-)
+# The configurations, setups, budgets and pairs are in experiments/setups/iemocap_ds_lstm.yaml,
+# a file of the same form as a user's own (`python -m experiments.run FILE.yaml`).
+EXPERIMENT = setup_files.load("iemocap_ds_lstm", doc=__doc__)
 
 if __name__ == "__main__":
     from reslstm_jax import interrupts

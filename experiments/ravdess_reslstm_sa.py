@@ -43,44 +43,12 @@ from __future__ import annotations
 
 import sys
 
-from experiments.common import Config, Experiment, Setup, main
+from experiments import setup_files
+from experiments.common import main
 
-# The weight decay the paper publishes for each configuration; the rest is the recipe.
-CONFIGS = {
-    "reslstm_sa_h32": Config("reslstm_sa", (("hidden_size", 32),), (("weight_decay", 1.6e-3),)),
-    "reslstm_sa_h64": Config("reslstm_sa", (("hidden_size", 64),), (("weight_decay", 1.6e-3),)),
-    "reslstm_sa_h128": Config("reslstm_sa", (("hidden_size", 128),), (("weight_decay", 1.1e-3),)),
-    "lstm_sa_h32": Config("lstm_sa", (("hidden_size", 32),), (("weight_decay", 7.0e-5),)),
-    "lstm_sa_h64": Config("lstm_sa", (("hidden_size", 64),), (("weight_decay", 4.9e-2),)),
-    "lstm_sa_h128": Config(
-        "lstm_sa", (("hidden_size", 128), ("num_att", 2)), (("weight_decay", 2.1e-4),)
-    ),
-}
-SETUPS = {
-    "paper": Setup(
-        "ravdess_paper",
-        normalisation="global",
-        model_config=(("paper_compat", True),),
-        share_init_across_seeds=True,
-        note="the reference as published: unmasked attention, global normalisation (LEAKY), "
-        "seeds sharing each fold's initialisation",
-    ),  # fmt: skip
-    "fair": Setup(
-        "ravdess_paper", note="our defaults: masked, per-fold normalisation, independent seeds"
-    ),  # fmt: skip
-}
-EXPERIMENT = Experiment(
-    name="ravdess_reslstm_sa",
-    doc=__doc__,
-    configs=CONFIGS,
-    setups={"ravdess": SETUPS},
-    budgets={"full": {"seeds": 10, "epochs": 100}, "quick": {"seeds": 2, "epochs": 4}},
-    pairs=(
-        ("reslstm_sa_h32", "lstm_sa_h32"),
-        ("reslstm_sa_h64", "lstm_sa_h64"),
-        ("reslstm_sa_h128", "lstm_sa_h128"),
-    ),  # fmt: skip
-)
+# The configurations, setups, budgets and pairs are in experiments/setups/ravdess_reslstm_sa.yaml,
+# a file of the same form as a user's own (`python -m experiments.run FILE.yaml`).
+EXPERIMENT = setup_files.load("ravdess_reslstm_sa", doc=__doc__)
 
 if __name__ == "__main__":
     from reslstm_jax import interrupts

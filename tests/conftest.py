@@ -301,7 +301,7 @@ SLOW_FIRST = (
     "test_train.py::test_executors_give_identical_results",
     "test_cross_corpus.py::test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it",
     "test_sweeps.py::test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once",
-    "test_experiments.py::test_ravdess_experiment_trains_reports_and_resumes",
+    "test_experiments.py::test_a_users_experiment_file_trains_reports_and_resumes",
     "test_sweeps.py::test_sweep_end_to_end_resume_and_wandb",
     "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",
     "test_configfile.py::test_a_runs_config_yaml_trains_the_same_folds_again",

@@ -4,18 +4,38 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import common, ravdess_reslstm_sa
+from experiments import common, ravdess_reslstm_sa, setup_files
+from experiments import run as run_cli
+
+# A user's experiment file, from a folder of theirs: two of the shipped RAVDESS experiment's
+# configurations (one with the CLI's name of a setting, `lr`), one setup, a pair.
+USER_EXPERIMENT = """\
+description: two attention LSTMs on actor folds
+configs:
+  reslstm_sa_h32: {model: reslstm_sa, hidden_size: 32, weight_decay: 1.6e-3}
+  lstm_sa_h32: {model: lstm_sa, hidden_size: 32, weight_decay: 7.0e-5, lr: 1e-3}
+setups:
+  ravdess:
+    fair: {protocol: ravdess_paper, note: per-fold normalisation}
+budgets:
+  full: {seeds: 2, epochs: 2}
+pairs: [[reslstm_sa_h32, lstm_sa_h32]]
+"""
 
 
-def test_ravdess_experiment_trains_reports_and_resumes(
+def test_a_users_experiment_file_trains_reports_and_resumes(
     tone_corpus, feature_cache, tmp_path, capsys
 ):
+    import yaml
+
+    path = tmp_path / "lab" / "mine.yaml"
+    path.parent.mkdir()
+    path.write_text(USER_EXPERIMENT)
     out = tmp_path / "exp"
-    argv = ["--data-dir", str(tone_corpus), "--configs", "reslstm_sa_h32,lstm_sa_h32",
-            "--setups", "fair", "--seeds", "2", "--epochs", "2", "--out", str(out),
+    argv = [str(path), "--data-dir", str(tone_corpus), "--out", str(out),
             "--cache-dir", str(feature_cache), "--feature-workers", "1", "--no-progress",
             "--no-latency"]  # fmt: skip
-    assert common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
+    assert run_cli.main(argv) == 0
     report = (out / "report.md").read_text()
     assert "| lstm_sa h32 " in report and "| reslstm_sa h32 " in report
     assert "protocol ravdess_paper" in report and "per-fold (training speakers)" in report
@@ -30,10 +50,11 @@ def test_ravdess_experiment_trains_reports_and_resumes(
         assert (run / "skipped.csv").read_text() == "path,reason\n"  # every file was used
     pngs = sorted(p.name for p in (out / "plots").iterdir())
     assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
+    config_text = (out / "config.yaml").read_text()
+    assert f"# experiment file: {path}" in config_text
+    assert yaml.safe_load(config_text)["budget"] == "full"  # real data: the file's full budget
     capsys.readouterr()
-    assert (
-        common.main(ravdess_reslstm_sa.EXPERIMENT, argv) == 0
-    )  # a rerun keeps finished configurations
+    assert run_cli.main(argv) == 0  # a rerun keeps finished configurations
     assert capsys.readouterr().out.count("done earlier, kept") == 3  # and the baseline
 
 
@@ -103,3 +124,51 @@ def test_the_synthetic_fallback_runs_the_quick_budget(argv, budget, capsys):
     assert common.main(ravdess_reslstm_sa.EXPERIMENT, [*argv, "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["budget"] == budget and printed["corpus"] == "ravdess"
+
+
+def test_the_shipped_experiments_are_files_of_the_same_form():
+    from experiments import emodb_light_sernet, iemocap_ds_lstm
+
+    assert setup_files.names() == ["emodb_light_sernet", "iemocap_ds_lstm", "ravdess_reslstm_sa"]
+    for module in (ravdess_reslstm_sa, emodb_light_sernet, iemocap_ds_lstm):
+        exp = module.EXPERIMENT
+        assert exp.source == str(setup_files.HERE / f"{exp.name}.yaml")
+        assert exp.doc == module.__doc__ and {"full", "quick"} <= set(exp.budgets)
+    h128 = ravdess_reslstm_sa.EXPERIMENT.configs["lstm_sa_h128"]
+    settings = common.settings(h128, ravdess_reslstm_sa.EXPERIMENT.setups["ravdess"]["paper"],
+                               ravdess_reslstm_sa.EXPERIMENT.budgets["full"])  # fmt: skip
+    assert dict(settings.model_config) == {"hidden_size": 128, "num_att": 2, "paper_compat": True}
+    assert (settings.weight_decay, settings.epochs, len(settings.seeds)) == (2.1e-4, 100, 10)
+    assert settings.share_init_across_seeds
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("setups:", "setup:"), "setup is not a key here (did you mean setups?)"),
+        (("protocol: ravdess_paper", "protocol: emodb_loso"),
+         "protocol emodb_loso does not split ravdess"),
+        (("protocol: ravdess_paper", "protocol: ravdess_papr"),
+         "unknown protocol 'ravdess_papr' (did you mean ravdess_paper?)"),
+        (("note: per-fold", "nte: per-fold"), "setups.ravdess.fair.nte is not a key here"),
+        (("hidden_size: 32, weight_decay: 1.6e-3", "hiden_size: 32"), "hiden_size"),
+        (("lr: 1e-3", "lr: -1"), "learning rate must be > 0"),
+        (("full: {seeds: 2", "quick: {seeds: 2"), "budgets needs `full`"),
+        (("epochs: 2}", "epochs: 0}"), "budgets.full.epochs must be a whole number >= 1"),
+        (("[[reslstm_sa_h32, lstm_sa_h32]]", "[[reslstm_sa_h32, gru]]"),
+         "pairs: gru is not a configuration"),
+        (("  ravdess:", "  ravdes:"), "setups.ravdes: unknown corpus (did you mean ravdess?)"),
+    ],
+)  # fmt: skip
+def test_a_bad_experiment_file_is_one_line_before_any_data(tmp_path, capsys, edit, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(USER_EXPERIMENT.replace(*edit))
+    assert run_cli.main([str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(path) in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_experiment_name_lists_the_shipped_ones(capsys):
+    assert run_cli.main(["ravdess"]) == 2
+    assert "unknown experiment 'ravdess'; shipped: emodb_light_sernet" in capsys.readouterr().err
