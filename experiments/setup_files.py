@@ -35,14 +35,13 @@ import pathlib
 
 from experiments.common import Config, Experiment, Setup, settings
 from reslstm_jax import configfile
+from reslstm_jax.settings import canonical
 
 HERE = pathlib.Path(__file__).parent / "setups"
 KEYS = ("name", "description", "default_corpus", "configs", "setups", "budgets", "pairs")
 SETUP_KEYS = ("protocol", "normalisation", "model_config", "share_init_across_seeds", "note",
               "label_set", "audio_variants")  # fmt: skip
 BUDGET_KEYS = ("seeds", "epochs", "model_config", "feature_params")
-# the train CLI's names of run settings that RunSettings spells out
-RUN_NAMES = {"lr": "learning_rate"}
 
 
 class SetupError(ValueError):
@@ -144,7 +143,7 @@ def _config(path, name, tree) -> Config:
     tree = _mapping(path, f"configs.{name}", tree)
     if "model" not in tree:
         raise SetupError(f"{path}: configs.{name} needs model (a family)")
-    overrides = {RUN_NAMES.get(k, k): v for k, v in tree.items() if k != "model"}
+    overrides = {canonical(k): v for k, v in tree.items() if k != "model"}  # `lr` too
     return Config(str(tree["model"]), overrides=_pairs(overrides))
 
 

@@ -124,7 +124,7 @@ def load(parser: argparse.ArgumentParser, path) -> tuple[dict, dict | None]:
         raise ConfigError(f"{path}: {DATA_KEY} must be a mapping (the data's identity)")
     actions = _actions(parser)
     values = {}
-    for key, value in _flat(tree, actions, path):
+    for key, value in _flat(tree, actions, path, aliases=_aliases(parser)):
         if key in values:
             raise ConfigError(f"{path}: {key} is given twice")
         values[key] = _checked(actions[key], key, value, path)
@@ -223,14 +223,30 @@ def _given(action: argparse.Action, argv: list[str]) -> bool:
                for word in argv for flag in action.option_strings)  # fmt: skip
 
 
-def _flat(tree: dict, actions: dict, path, heading: str = ""):
+def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{older key: its setting} of the flags' older spellings that take the same value
+    (`lr` -> `learning_rate`, `workers` -> `feature_workers`)."""
+    from reslstm_jax import flags
+
+    return {option.lstrip("-").replace("-", "_"): action.dest
+            for action in parser._actions
+            if isinstance(action, flags.Deprecated) and action.convert is None
+            and action.nargs != 0 for option in action.option_strings}  # fmt: skip
+
+
+def _flat(tree: dict, actions: dict, path, heading: str = "", aliases=None):
     """(dest, value) pairs of a config mapping; a mapping is a group of settings under a
-    heading, except as the value of a flag that takes JSON."""
+    heading, except as the value of a flag that takes JSON. An older key of a setting is read
+    as it, with one deprecation line."""
+    aliases = aliases or {}
     for key, value in tree.items():
         name = str(key).replace("-", "_")
+        if name not in actions and name in aliases:
+            print(f"warning: {path}: {key} is deprecated; use {aliases[name]}", file=sys.stderr)
+            name = aliases[name]
         takes_mapping = name in actions and actions[name].metavar == "JSON"
         if isinstance(value, dict) and not takes_mapping:  # a heading (`model:` too)
-            yield from _flat(value, actions, path, f"{heading}{name}.")
+            yield from _flat(value, actions, path, f"{heading}{name}.", aliases)
         elif name in actions and name not in NOT_SETTINGS[:3]:
             yield name, value
         else:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-SCHEDULES = ("cosine", "multistep", "exp_decay")
-LOSSES = ("ce", "focal")
+from reslstm_jax.settings import DEFAULTS, LOSSES, SCHEDULES, RunSettings, canonical  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +48,18 @@ class Recipe:
     source: str
 
     def run_fields(self) -> dict:
-        """The RunSettings fields this recipe sets."""
+        """The RunSettings fields this recipe sets (`RECIPE_FIELDS`)."""
         return {
             "epochs": self.epochs, "batch_size": self.batch_size,
             "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
             "dropout": self.dropout, "t0": self.t0, "schedule": self.schedule,
             "adam_eps": self.adam_eps, "loss": self.loss,
         }  # fmt: skip
+
+
+# The run settings a recipe gives (the rest keep the settings' defaults for every family).
+RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "weight_decay", "dropout", "t0",
+                 "schedule", "adam_eps", "loss")  # fmt: skip
 
 
 def sequence_input(family: str, shapes: Mapping[str, tuple]) -> dict:
@@ -134,10 +138,10 @@ class Family:
                 )
 
 
-_ATTENTION = Recipe(features="mfcc_chroma", normalisation="fold", epochs=100, batch_size=32,
-                    learning_rate=1e-3, weight_decay=1.6e-3, dropout=0.2, t0=10,
-                    schedule="cosine", adam_eps=1e-8, loss="ce",
-                    source="ResLSTM-SA notebook (reslstm_sa.md)")  # fmt: skip
+# The run defaults of `reslstm_jax.settings` are the ResLSTM-SA notebook's: written there once
+_ATTENTION = Recipe(features="mfcc_chroma", normalisation="fold",
+                    source="ResLSTM-SA notebook (reslstm_sa.md)",
+                    **{name: DEFAULTS[name] for name in RECIPE_FIELDS})  # fmt: skip
 _ATTENTION_DATA = ("input_size",)
 _DS_LSTM_DATA = ("frames_a", "n_mels_a", "frames_b", "n_mels_b", "mfcc_size")
 
@@ -231,13 +235,13 @@ def settings_from(family: str, overrides: Mapping | None = None, *,
         family declares (the message names both), or an invalid value.
     """
     from reslstm_jax import models
-    from reslstm_jax.train.fit import RunSettings
 
     fam = get(family)
     run_names = {f.name for f in dataclasses.fields(RunSettings)} - {"model", "model_config"}
     run = fam.recipe.run_fields()
     config = {k: _hashable(v) for k, v in (model_config or {}).items()}
     for key, value in (overrides or {}).items():
+        key = canonical(key)  # `lr`, the CLI's and the spaces' name, is `learning_rate`
         if key in run_names:
             if value is not None:  # a flag not given
                 run[key] = value

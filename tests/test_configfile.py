@@ -115,7 +115,9 @@ def test_the_train_cli_refuses_a_bad_config_with_nothing_created(tmp_path, run_m
 
 
 def test_print_config_resolves_the_recipe_and_creates_nothing(tmp_path, run_main):
-    path = write(tmp_path, "model: lstm_sa\ntraining: {epochs: 3, lr: 0.002}\nhidden_size: 16\n")
+    path = write(
+        tmp_path, "model: lstm_sa\ntraining: {epochs: 3, learning_rate: 0.002}\nhidden_size: 16\n"
+    )
     done = run_main(train_main, ["--config", path, "--epochs", "5", "--print-config",
                                  "--out", tmp_path / "o"])  # fmt: skip
     assert done.returncode == 0 and not (tmp_path / "o").exists()
@@ -123,7 +125,7 @@ def test_print_config_resolves_the_recipe_and_creates_nothing(tmp_path, run_main
     printed = yaml.safe_load(done.stdout)
     # the file's, the command line's over it, and the recipe's for what neither gives
     assert printed["model"] == "lstm_sa" and printed["hidden_size"] == 16
-    assert printed["epochs"] == 5 and printed["lr"] == 0.002
+    assert printed["epochs"] == 5 and printed["learning_rate"] == 0.002
     assert printed["batch_size"] == 32 and printed["features"] == "mfcc_chroma"
     assert "out" not in printed and "overwrite" not in printed and "config" not in printed
     # what it prints is a config file the parser takes back, to the same settings
@@ -152,7 +154,7 @@ def test_a_runs_config_yaml_trains_the_same_folds_again(trained_run, tmp_path, r
     config = yaml.safe_load(config_text)
     assert "# command: python -m reslstm_jax.train --corpus ravdess" in config_text
     assert config["hidden_size"] == 8 and config["epochs"] == 6 and config["seeds"] == 2
-    assert config["lr"] == 1e-3 and config["protocol"] == "ravdess_paper"  # the recipe's
+    assert config["learning_rate"] == 1e-3 and config["protocol"] == "ravdess_paper"  # recipe's
     assert "out" not in config and config["tags"] == ["suite", "first"]
     card = json.loads((run / "card.json").read_text())
     assert config["data"]["utterance_ids_sha256"] == card["utterance_ids_sha256"]
@@ -199,3 +201,13 @@ def test_one_seed_is_warned_about_once():
     """The line comes once the data is ready (a misuse before it stays one line: the synthetic
     corpus's test of a missing extra checks that)."""
     assert "no spread over seeds" in spread_warning(1) and spread_warning(2) is None
+
+
+def test_an_older_key_is_read_as_its_setting_with_one_line(tmp_path, capsys):
+    """`lr:` (the flag `--lr` before it was `--learning-rate`) is the one setting
+    `learning_rate` everywhere: in a config file, a space and an experiment file."""
+    path = write(tmp_path, "lr: 0.02\nworkers: 3\n")
+    args = configfile.parse_args(build_parser(), ["--config", str(path), "--out", "o"])
+    assert (args.learning_rate, args.feature_workers) == (0.02, 3)
+    err = capsys.readouterr().err
+    assert "lr is deprecated; use learning_rate" in err and err.count("\n") == 2

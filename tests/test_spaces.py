@@ -61,7 +61,8 @@ def test_the_shipped_spaces_are_files_of_the_same_form():
         assert (spaces.HERE / f"{name}.yaml").is_file()
     paper = spaces.load("paper")  # the notebook's Optuna names, kept
     trial = optuna.create_study().ask()
-    assert set(paper.suggest(trial)) == {"lr", "batch_size", "dropout", "weight_decay", "t0"}
+    point = paper.suggest(trial)
+    assert set(point) == {"learning_rate", "batch_size", "dropout", "weight_decay", "t0"}
     assert set(trial.params) == {"lr", "batch_size", "dropout_rate", "wd", "t_0_loop"}
 
 

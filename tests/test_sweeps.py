@@ -71,9 +71,9 @@ def test_spaces_load_with_their_objectives():
     assert zoo.families == ["ds_lstm", "light_sernet", "lstm_sa", "reslstm_sa"]
     # each family gets its own recipe for what the point leaves out
     lsn = zoo.complete({"model": "light_sernet"})
-    assert (lsn["lr"], lsn["batch_size"], lsn.get("hidden_size")) == (1e-4, 32, None)
+    assert (lsn["learning_rate"], lsn["batch_size"], lsn.get("hidden_size")) == (1e-4, 32, None)
     ds = zoo.complete({"model": "ds_lstm", "branches": "ds"})
-    assert (ds["lr"], ds["batch_size"], ds["hidden_size"], ds["weight_decay"]) == (
+    assert (ds["learning_rate"], ds["batch_size"], ds["hidden_size"], ds["weight_decay"]) == (
         1e-3, 128, 200, 0.0)  # fmt: skip
     with pytest.raises(
         spaces.SpaceError, match="unknown space 'nope'; spaces: architectures, hidden_sizes"

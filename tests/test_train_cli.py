@@ -372,7 +372,7 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
         (["--devices", "0"], "--devices must be >= 1, got 0"),
         (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
         (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
-        (["--lr", "inf"], "learning rate must be a finite number, got inf"),
+        (["--learning-rate", "inf"], "learning rate must be a finite number, got inf"),
         (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
         (["--wandb-project", " "], "--wandb-project ' ' must not be empty"),
     ],
@@ -404,7 +404,9 @@ def test_missing_corpus_and_mismatched_out_dir(
     # an output directory holding checkpoints of another configuration is refused, untouched
     out = trained[0]
     before = (out / "results.json").read_bytes()
-    other = train_main(run_main, train_command(corpus, out, feature_cache, "--lr", "0.1"))
+    other = train_main(
+        run_main, train_command(corpus, out, feature_cache, "--learning-rate", "0.1")
+    )
     assert other.returncode == 2 and "another configuration" in other.stderr
     assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
 
@@ -427,7 +429,9 @@ def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(
         (finished, f"--out {finished} holds a finished run (results.json) without its checkpoints"),
     ]:
         started = time.monotonic()
-        proc = train_main(run_main, train_command(corpus, out, feature_cache, "--lr", "0.1"))
+        proc = train_main(
+            run_main, train_command(corpus, out, feature_cache, "--learning-rate", "0.1")
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"error: {message}") and line.endswith("(or --overwrite)")

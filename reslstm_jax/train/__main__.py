@@ -17,8 +17,8 @@ from reslstm_jax import configfile  # no JAX: --help and a bad config file stay 
 def build_parser():
     import argparse
 
-    from reslstm_jax import data, families, features, flags, models, protocols
-    from reslstm_jax.train.fit import RunSettings
+    from reslstm_jax import data, features, flags, models, protocols
+    from reslstm_jax.settings import LOSSES, SCHEDULES, RunSettings
 
     defaults = RunSettings()
     p = argparse.ArgumentParser(
@@ -72,15 +72,16 @@ def build_parser():
     t.add_argument("--seeds", type=int, default=1, help="independent runs (seeds 0..N-1)")
     # None = the model family's recipe (reslstm_jax.families); shown in --help per family there
     t.add_argument("--epochs", type=int, help="default: the recipe's (100 for the LSTMs)")
-    t.add_argument("--lr", type=float, help="learning rate (default: the recipe's, 1e-3 for "
-                   "the LSTMs)")  # fmt: skip
+    t.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: the "
+                   "recipe's, 1e-3 for the LSTMs)")  # fmt: skip
+    flags.deprecated(t, "--lr", "--learning-rate", type=float)
     t.add_argument("--weight-decay", type=float, help="coupled L2 (default: the recipe's)")
     t.add_argument("--dropout", type=float, help="dropout rate (default: the recipe's)")
     t.add_argument("--t0", type=int, help="cosine restart period in epochs (default 10)")
     t.add_argument("--batch-size", type=int, help="utterances per batch (default: the recipe's, "
                    "32 for the LSTMs)")  # fmt: skip
-    t.add_argument("--schedule", choices=families.SCHEDULES, help="default: the recipe's")
-    t.add_argument("--loss", choices=families.LOSSES, help="default: the recipe's (ce)")
+    t.add_argument("--schedule", choices=SCHEDULES, help="default: the recipe's")
+    t.add_argument("--loss", choices=LOSSES, help="default: the recipe's (ce)")
     add_training_options(t)
     add_execution(p.add_argument_group("execution (no effect on results unless said)"))
     o = p.add_argument_group("outputs")
@@ -103,7 +104,7 @@ def add_execution(p) -> None:
     """How the models run: executor, matmul precision, devices, waves and shared
     initialisations. Devices and waves change no result, the executor only its float rounding
     (docs/performance.md); precision and shared initialisations change results."""
-    from reslstm_jax.train.fit import MATMUL_PRECISIONS
+    from reslstm_jax.settings import MATMUL_PRECISIONS
 
     p.add_argument("--executor", default="auto", choices=["auto", "vmap", "map"],
                    help="how the folds x seeds models share the program: vmap (batched), "
@@ -164,7 +165,7 @@ def add_options(p) -> None:
 
 def add_training_options(p) -> None:
     """Class weights, early stopping and in-program augmentation (docs/training.md)."""
-    from reslstm_jax.train.fit import CLASS_WEIGHTS
+    from reslstm_jax.settings import CLASS_WEIGHTS
 
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS,
                    help="loss weights: none (default) or balanced (from each fold's training "
@@ -221,7 +222,8 @@ def settings_from_args(args):
 
     run_fields = {
         "seeds": tuple(range(args.seeds)), "epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate": args.lr, "weight_decay": args.weight_decay, "dropout": args.dropout,
+        "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
+        "dropout": args.dropout,
         "t0": args.t0, "executor": args.executor, "schedule": args.schedule, "loss": args.loss,
         "share_init_across_seeds": args.share_init_across_seeds,
         "matmul_precision": args.matmul_precision, "class_weights": args.class_weights,
@@ -388,7 +390,7 @@ def filled_values(args, settings, card: dict | None = None) -> dict:
     recipe = families.get(settings.model).recipe
     filled = {
         **{name: getattr(model, name, None) for name in ("hidden_size", "num_att", "res_blocks")},
-        "epochs": settings.epochs, "lr": settings.learning_rate,
+        "epochs": settings.epochs, "learning_rate": settings.learning_rate,
         "weight_decay": settings.weight_decay, "dropout": settings.dropout, "t0": settings.t0,
         "batch_size": settings.batch_size, "schedule": settings.schedule, "loss": settings.loss,
         "class_weights": settings.class_weights, "patience": settings.patience,

@@ -14,9 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from reslstm_jax import nn
+from reslstm_jax.settings import MAX_MASKS  # per utterance at most (`HParams.time_masks`, ...)
 
-# SpecAugment-style masks per utterance at most (`HParams.time_masks`, `feature_masks`)
-MAX_MASKS = 4
 # the fields of HParams that augment the training batches (None when unused)
 AUGMENTATION_FIELDS = ("time_mask", "feature_mask", "noise_std", "mixup_alpha")
 

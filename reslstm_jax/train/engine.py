@@ -41,7 +41,6 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import flax.struct
 import jax
@@ -49,10 +48,9 @@ import jax.numpy as jnp
 import optax
 
 from reslstm_jax import nn
-from reslstm_jax.families import LOSSES, SCHEDULES
+from reslstm_jax.settings import EXECUTORS, LOSSES, SCHEDULES, Executor, choice_problem
 from reslstm_jax.train.augment import AUGMENTATION_FIELDS, augment
 
-Executor = Literal["vmap", "map", "auto"]
 ETA_MIN_FRACTION = 0.01
 
 
@@ -99,16 +97,14 @@ class TrainConfig:
     device_split: str = "auto"
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        # the settings' own checks (`reslstm_jax.settings`), for a TrainConfig made directly
+        for problem in (choice_problem("schedule", self.schedule, SCHEDULES),
+                        choice_problem("loss", self.loss, LOSSES),
+                        choice_problem("executor", self.executor, EXECUTORS)):  # fmt: skip
+            if problem:
+                raise ValueError(problem)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.executor not in ("vmap", "map", "auto"):
-            raise ValueError(f"executor must be vmap, map or auto, got {self.executor!r}")
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.device_split not in ("mesh", "threads", "auto"):
             raise ValueError(
                 f"device_split must be mesh, threads or auto, got {self.device_split!r}"

@@ -6,14 +6,14 @@ results = fit(dataset, settings, out_dir="runs/h64")          # one configuratio
 results = run(dataset, settings, "runs/h64")                  # ... + edge metrics, files
 results = fit_group(dataset, [a, b, c], out_dir=...)          # several, one program
 ```
-`RunSettings` is everything that defines a run of one configuration (stored with its results);
-`families.settings_from` builds it from a family's recipe and overrides.
+`RunSettings` (`reslstm_jax.settings`, the one schema of run settings) is everything that
+defines a run of one configuration (stored with its results); `families.settings_from` builds
+it from a family's recipe and overrides.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import time
 
@@ -22,106 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from reslstm_jax import artifacts, provenance
-from reslstm_jax.families import LOSSES, SCHEDULES
+from reslstm_jax.settings import (  # noqa: F401  (re-exported: train.RunSettings, ...)
+    ADDED_SETTINGS,
+    CLASS_WEIGHTS,
+    MATMUL_PRECISIONS,
+    RunSettings,
+    checkpoint_settings,
+)
 from reslstm_jax.train import augment, engine, stacking
 from reslstm_jax.train import results as results_mod
-from reslstm_jax.train.augment import MAX_MASKS
-from reslstm_jax.train.engine import Executor, Shared, TrainConfig
+from reslstm_jax.train.engine import Shared, TrainConfig
 from reslstm_jax.train.layout import ModelLayout
 from reslstm_jax.train.stacking import make_train
-
-MATMUL_PRECISIONS = ("default", "high", "highest")
-CLASS_WEIGHTS = ("none", "balanced")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """Everything that defines a run of one configuration (JSON-able, stored with results)."""
-
-    model: str = "reslstm_sa"
-    model_config: tuple = ()  # (name, value) pairs passed to models.get
-    seeds: tuple[int, ...] = (0,)
-    epochs: int = 100
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1.6e-3
-    dropout: float = 0.2
-    t0: int = 10
-    executor: Executor = "auto"
-    share_init_across_seeds: bool = False
-    schedule: str = "cosine"
-    adam_eps: float = 1e-8
-    loss: str = "ce"
-    # float32 matmul precision (JAX's `default_matmul_precision`): "default" is the backend's
-    # (TF32 on recent NVIDIA GPUs, full float32 on the CPU); parity mode always runs "highest"
-    matmul_precision: str = "default"
-    # Dynamic per model (`engine.HParams`; one program can train different values): class
-    # weights of the loss ("none" or "balanced": from each fold's training labels), early
-    # stopping (0: off), and the in-program augmentation of the training batches, each off at
-    # 0 (docs/training.md). Added after the first checkpoints: `checkpoint_settings` leaves
-    # them out while they hold these defaults.
-    class_weights: str = "none"
-    patience: int = 0
-    time_mask: int = 0
-    time_masks: int = 2
-    feature_mask: int = 0
-    feature_masks: int = 2
-    noise_std: float = 0.0
-    mixup_alpha: float = 0.0
-
-    def precision(self) -> str:
-        """The precision this run trains at: "highest" in parity mode (`paper_compat`), which
-        must match the float32 reference on every backend, else `matmul_precision`."""
-        return "highest" if dict(self.model_config).get("paper_compat") else self.matmul_precision
-
-    def __post_init__(self):
-        for name in ("learning_rate", "weight_decay", "dropout", "adam_eps"):
-            value = getattr(self, name)
-            if not math.isfinite(value):  # inf trains to NaN, and NaN passes no check
-                raise ValueError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
-        checks = [
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.t0 >= 1, f"T_0 must be >= 1 epoch, got {self.t0}"),
-            (len(self.seeds) >= 1, "at least one seed is needed"),
-            (len(set(self.seeds)) == len(self.seeds), f"seeds repeat: {list(self.seeds)}"),
-            (self.matmul_precision in MATMUL_PRECISIONS,
-             f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got "
-             f"{self.matmul_precision!r}"),
-            (self.class_weights in CLASS_WEIGHTS, f"class weights must be one of "
-             f"{', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}"),
-            (self.patience >= 0, f"patience must be >= 0 epochs (0: off), got {self.patience}"),
-            (self.time_mask >= 0 and self.feature_mask >= 0,
-             f"mask widths must be >= 0 (0: off), got time {self.time_mask}, feature "
-             f"{self.feature_mask}"),
-            (1 <= self.time_masks <= MAX_MASKS and 1 <= self.feature_masks <= MAX_MASKS,
-             f"masks per utterance must be in 1..{MAX_MASKS}, got time {self.time_masks}, "
-             f"feature {self.feature_masks}"),
-            (math.isfinite(self.noise_std) and self.noise_std >= 0,
-             f"noise std must be >= 0 (0: off), got {self.noise_std}"),
-            (math.isfinite(self.mixup_alpha) and self.mixup_alpha >= 0,
-             f"mixup alpha must be >= 0 (0: off), got {self.mixup_alpha}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def to_json(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["model_config"] = dict(self.model_config)
-        out["seeds"] = list(self.seeds)
-        return out
-
-    def static_signature(self) -> tuple:
-        """What must be equal for runs to share one compiled program (and one epoch count)."""
-        return (self.model, self.model_config, self.batch_size, self.executor, self.epochs,
-                self.seeds, self.share_init_across_seeds, self.schedule, self.adam_eps,
-                self.loss, self.precision())  # fmt: skip
 
 
 def static_signature(settings: RunSettings) -> tuple:
@@ -255,24 +167,6 @@ def _all_frozen(g: _Setup, state, epochs_done: int) -> bool:
         return False
     best = np.asarray(g.program.models(state, g.layout.size).best_epoch)
     return bool(engine.frozen_at(np.asarray(g.hparams.patience), epochs_done, best).all())
-
-
-def checkpoint_settings(settings: RunSettings) -> dict:
-    """The settings as a checkpoint directory's fingerprint records them: `to_json` without
-    fields added since checkpoints were first written when they hold their default, so that
-    a run checkpointed by an earlier version still resumes (`matmul_precision`)."""
-    out = settings.to_json()
-    for name, default in ADDED_SETTINGS.items():
-        if out[name] == default:
-            del out[name]
-    return out
-
-
-# RunSettings fields added after checkpoints were first written, with their defaults: a
-# checkpoint of an earlier version has none of them and still resumes
-ADDED_SETTINGS = {"matmul_precision": "default", "class_weights": "none", "patience": 0,
-                  "time_mask": 0, "time_masks": 2, "feature_mask": 0, "feature_masks": 2,
-                  "noise_std": 0.0, "mixup_alpha": 0.0}  # fmt: skip
 
 
 def _checkpointer(out_dir, dataset, group: list[RunSettings]):

@@ -13,7 +13,7 @@ grid:                                                  # a list of points, or ..
 # grid: {model: [lstm_sa, reslstm_sa], hidden_size: [16, 32]}   # ... their product
 # or, sampled by Optuna:
 # search:
-#   lr: {type: float, low: 1e-5, high: 3e-2, log: true}
+#   learning_rate: {type: float, low: 1e-5, high: 3e-2, log: true}
 #   batch_size: {type: categorical, choices: [8, 16, 32]}
 #   dropout: {type: float, low: 0.02, high: 0.5, name: dropout_rate}  # Optuna's name for it
 #   res_blocks: {type: int, low: 1, high: 3}
@@ -25,13 +25,14 @@ A `.py` file of the older form is read too: `DESCRIPTION`, `OBJECTIVES`, `GRID` 
 
 Parameters a trial may set (everything else comes from the model family in
 `reslstm_jax.families`: its recipe and its key model fields' defaults, then `fixed`): model;
-the run parameters batch_size, lr, weight_decay, dropout, t0, loss ("ce" or "focal") and any
-other `RunSettings` field by its name (class_weights, patience, time_mask, feature_mask,
-noise_std, mixup_alpha, ...: one program trains trials that differ in these); and any model
-field the family declares (`families.get(model).fields`: hidden_size, num_att, res_blocks,
-paper_compat, ... for the attention LSTMs; hidden_size, branches, ... for ds_lstm). A field
-neither declares, an unknown key of the file or of a distribution, or a bad value fails when
-the space is loaded (`check`: every grid point, or one sampled point), with one line.
+the run settings batch_size, learning_rate (`lr` is read as it), weight_decay, dropout, t0,
+loss ("ce" or "focal") and any other `RunSettings` field by its name (class_weights,
+patience, time_mask, feature_mask, noise_std, mixup_alpha, ...: one program trains trials
+that differ in these); and any model field the family declares
+(`families.get(model).fields`: hidden_size, num_att, res_blocks, paper_compat, ... for the
+attention LSTMs; hidden_size, branches, ... for ds_lstm). A field neither declares, an
+unknown key of the file or of a distribution, or a bad value fails when the space is loaded
+(`check`: every grid point, or one sampled point), with one line.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import pathlib
 from collections.abc import Callable
 
 from reslstm_jax import configfile
+from reslstm_jax.settings import canonical
 
 HERE = pathlib.Path(__file__).parent
 SUFFIXES = (".yaml", ".yml", ".py")
@@ -54,8 +56,6 @@ DISTRIBUTION_KEYS = {"float": ("low", "high", "log", "step"), "int": ("low", "hi
 SAMPLERS = ("tpe", "nsga2")
 
 DEFAULT_MODEL = "reslstm_sa"
-# A trial's name of a RunSettings field, where the spaces use a shorter one.
-RUN_PARAMS = {"lr": "learning_rate"}
 
 
 def family_defaults(model: str) -> dict:
@@ -65,7 +65,7 @@ def family_defaults(model: str) -> dict:
 
     family = families.get(model)
     recipe = family.recipe
-    return {"batch_size": recipe.batch_size, "lr": recipe.learning_rate,
+    return {"batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate,
             "weight_decay": recipe.weight_decay, "dropout": recipe.dropout, "t0": recipe.t0,
             "loss": recipe.loss, **family.key_defaults()}  # fmt: skip
 
@@ -108,7 +108,8 @@ class Space:
         """A trial's full parameter set: the family's defaults, then the space's fixed values,
         then its own."""
         model = params.get("model", self.fixed.get("model", DEFAULT_MODEL))
-        return {"model": model, **family_defaults(model), **self.fixed, **params}
+        named = {canonical(k): v for k, v in {**self.fixed, **params}.items()}  # `lr` too
+        return {"model": model, **family_defaults(model), **named}
 
 
 def settings_of(full: dict, **run):
@@ -120,7 +121,7 @@ def settings_of(full: dict, **run):
     overrides = dict(run)
     for key, value in full.items():
         if key != "model" and key not in families.DATA_FIELDS:  # `families.data_choices`
-            overrides[RUN_PARAMS.get(key, key)] = value
+            overrides[canonical(key)] = value
     return families.settings_from(full["model"], overrides)
 
 
