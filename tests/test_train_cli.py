@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 from reslstm_jax import checkpoint
 from reslstm_jax import train as train_mod
@@ -93,6 +94,11 @@ def test_the_run_is_recorded_with_its_provenance_in_results_and_wandb(trained):
     assert config["objective"] == "val" and config["epochs"] == 6 and config["seeds"] == 2
     assert config["versions"]["jax"] == env["packages"]["jax"]
     assert config["git_commit"] == env["git"]["commit"]
+    # and every setting under its config.yaml key, the one name of results and the CLI
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    same = {"hidden_size", "learning_rate", "weight_decay", "batch_size", "t0", "dropout"}
+    assert {k: config[k] for k in same} == {k: written[k] for k in same}
+    assert config["learning_rate"] == results["settings"]["learning_rate"] == 1e-3
     # the curves of every epoch (logged per chunk while training), learning rate included
     curves = [h for h in logged["history"] if "val_uar_mean" in h]
     assert [h["epoch"] for h in curves] == [1, 2, 3, 4, 5, 6]

@@ -351,11 +351,11 @@ def main(argv=None) -> int:
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
         if args.overwrite:  # the data is ready: now the old run's state may go
             artifacts.remove_run_state(out)
-        write_config(parser, argv, args, settings, dataset, out)
+        resolved = write_config(parser, argv, args, settings, dataset, out)
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
             outcome = crosscorpus.fit_and_test(
                 dataset, settings, out, targets, args.cross_norm, latency=not args.no_latency,
-                checkpoint_every=args.checkpoint_every, tracker=tracker,
+                checkpoint_every=args.checkpoint_every, tracker=tracker, config=resolved,
                 progress=not args.no_progress, devices=args.devices,
                 max_models_per_wave=args.max_models_per_wave,
             )  # fmt: skip
@@ -407,18 +407,18 @@ def filled_values(args, settings, card: dict | None = None) -> dict:
     return filled
 
 
-def write_config(parser, argv, args, settings, dataset, out) -> None:
+def write_config(parser, argv, args, settings, dataset, out) -> dict:
     """OUT/config.yaml: every setting of this run, resolved (`python -m reslstm_jax.train
-    --config OUT/config.yaml --out NEW` trains it again), and the data's identity."""
+    --config OUT/config.yaml --out NEW` trains it again), and the data's identity. Returns
+    the settings as written (the W&B run's config carries the same keys)."""
     card = dataset.card
     identity = configfile.data_identity(card, args.data_dir)
     rerun = f"python -m reslstm_jax.train --config {out / configfile.CONFIG_NAME} --out NEW"
-    configfile.write(
-        out / configfile.CONFIG_NAME,
-        configfile.resolved(parser, args, **filled_values(args, settings, card)),
-        command=["python", "-m", "reslstm_jax.train", *argv], data=identity,
-        notes=[f"rerun: {rerun}"],
-    )  # fmt: skip
+    resolved = configfile.resolved(parser, args, **filled_values(args, settings, card))
+    configfile.write(out / configfile.CONFIG_NAME, resolved,
+                     command=["python", "-m", "reslstm_jax.train", *argv], data=identity,
+                     notes=[f"rerun: {rerun}"])  # fmt: skip
+    return resolved
 
 
 def data_problem(parser, argv, args, card: dict) -> str | None:

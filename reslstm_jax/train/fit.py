@@ -60,7 +60,7 @@ def fit(dataset, settings: RunSettings, **kwargs) -> dict:
 
 
 def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=None,
-        tracker=None, **kwargs) -> dict:  # fmt: skip
+        tracker=None, config: dict | None = None, **kwargs) -> dict:  # fmt: skip
     """The one path from settings to a finished run directory: `fit`, the edge metrics, the
     `extra` results fields (e.g. an experiment's name), then card, extraction report and
     results.json written atomically (`artifacts.write_run`). Returns the results.
@@ -72,10 +72,14 @@ def run(dataset, settings: RunSettings, out_dir, *, latency: bool = True, extra=
     `tracker` (a `reslstm_jax.tracking.Tracker`): the run is also a W&B run (job_type
     "train", named after `out_dir`): the run record (`provenance.run_config`) as its config,
     the curves after every epoch chunk, then the headline numbers, edge metrics and an
-    interactive confusion matrix."""
+    interactive confusion matrix. `config`: the run's settings as its config.yaml names them
+    (`reslstm_jax.configfile`), also in the W&B config under the same keys (the run record's
+    own keys, e.g. the corpus as found, win)."""
     if tracker is None:
         return _run(dataset, settings, out_dir, latency=latency, extra=extra, **kwargs)
-    record = provenance.run_config(dataset.card, settings.to_json(), kwargs.get("objective", "val"))
+    record = {**(config or {}),
+              **provenance.run_config(dataset.card, settings.to_json(),
+                                      kwargs.get("objective", "val"))}  # fmt: skip
     handle = tracker.start_run(pathlib.Path(out_dir).name or "run", record, job_type="train")
     models = range(len(dataset.folds.names) * len(settings.seeds))  # one configuration: all M
     on_chunk = kwargs.pop("on_chunk", None)
