@@ -157,6 +157,27 @@ def data_identity(card: dict, data_dir) -> dict:
     return identity
 
 
+def data_problem(parser: argparse.ArgumentParser, argv: Sequence[str], args,
+                 card: dict) -> str | None:  # fmt: skip
+    """Why the data found is not the data a --config file's output was made from (another
+    utterance hash than its `data:`), or None. Data named anew on the command line
+    (--corpus, --data-dir) is the user's choice and not checked."""
+    recorded = getattr(args, "config_data", None)
+    if not recorded or not recorded.get("utterance_ids_sha256"):
+        return None
+    if any(given_on_command_line(parser, argv, d) for d in ("corpus", "data_dir")
+           if d in _actions(parser)):  # fmt: skip
+        return None
+    if recorded["utterance_ids_sha256"] == card["utterance_ids_sha256"]:
+        return None
+    return (
+        f"--config {args.config}: the data found ({card['corpus']}, {card['n_utterances']} "
+        f"utterances) is not the data this config was made from (utterance hash "
+        f"{recorded['utterance_ids_sha256'][:12]}, {recorded.get('n_utterances')} utterances); "
+        "name the data on the command line (--data-dir) to use it anyway"
+    )
+
+
 def print_if_asked(parser: argparse.ArgumentParser, args, **filled) -> bool:
     """`--print-config`: the resolved settings printed as a config file; True when printed (the
     command then exits 0 having done nothing else)."""

@@ -435,6 +435,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(protocols.format_card(prepared[0].card))
+    if problem := configfile.data_problem(p, argv, args, prepared[0].card):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     write_config(p, argv, args, config, prepared[0].card)
     report_skipped(config, prepared)
     environments = worker_environments(args, config.trials)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from reslstm_jax import configfile
-from reslstm_jax.train.__main__ import build_parser, data_problem, spread_warning
+from reslstm_jax.configfile import data_problem
+from reslstm_jax.train.__main__ import build_parser, spread_warning
 from reslstm_jax.train.__main__ import main as train_main
 
 
@@ -139,7 +140,7 @@ def test_a_rerun_from_another_corpus_is_refused_unless_the_data_is_named(tmp_pat
     path = write(tmp_path, "data:\n  utterance_ids_sha256: abc\n  n_utterances: 10\n")
     card = {"corpus": "ravdess", "n_utterances": 48, "utterance_ids_sha256": "def"}
     args = configfile.parse_args(parser, argv := ["--config", str(path), "--out", "o"])
-    assert "is not the data this config was trained on" in data_problem(parser, argv, args, card)
+    assert "is not the data this config was made from" in data_problem(parser, argv, args, card)
     assert data_problem(parser, argv, args, {**card, "utterance_ids_sha256": "abc"}) is None
     named = [*argv, "--data-dir", "elsewhere"]
     assert data_problem(parser, named, configfile.parse_args(parser, named), card) is None

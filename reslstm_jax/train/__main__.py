@@ -340,7 +340,7 @@ def main(argv=None) -> int:
                                            progress=not args.no_progress)
                    for corpus, where in cross_tests(args)]  # fmt: skip
         print(protocols.format_card(dataset.card))
-        if problem := data_problem(parser, argv, args, dataset.card):
+        if problem := configfile.data_problem(parser, argv, args, dataset.card):
             print(f"error: {problem}", file=sys.stderr)
             return 2
         if warning := spread_warning(args.seeds):  # once the run will train, not before an error
@@ -419,25 +419,6 @@ def write_config(parser, argv, args, settings, dataset, out) -> dict:
                      command=["python", "-m", "reslstm_jax.train", *argv], data=identity,
                      notes=[f"rerun: {rerun}"])  # fmt: skip
     return resolved
-
-
-def data_problem(parser, argv, args, card: dict) -> str | None:
-    """Why the data found is not the data a --config file's run was trained on (another
-    utterance hash), or None. Data named anew on the command line (--corpus, --data-dir) is
-    the user's choice and not checked."""
-    recorded = args.config_data
-    if not recorded or not recorded.get("utterance_ids_sha256"):
-        return None
-    if any(configfile.given_on_command_line(parser, argv, d) for d in ("corpus", "data_dir")):
-        return None
-    if recorded["utterance_ids_sha256"] == card["utterance_ids_sha256"]:
-        return None
-    return (
-        f"--config {args.config}: the data found ({card['corpus']}, {card['n_utterances']} "
-        f"utterances) is not the data this config was trained on (utterance hash "
-        f"{recorded['utterance_ids_sha256'][:12]}, {recorded.get('n_utterances')} utterances); "
-        "name the data on the command line (--data-dir) to train on it anyway"
-    )
 
 
 def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
