@@ -160,9 +160,13 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             )  # fmt: skip
             experiment = {"name": exp.name, "setup": setup_name, "config": name,
                           "budget": args.budget, "note": setup.note}  # fmt: skip
-            results = train.run(dataset, settings(cfg, setup, budget), run_dir,
+            run_settings = settings(cfg, setup, budget)
+            results = train.run(dataset, run_settings, run_dir,
                                 latency=not args.no_latency, extra={"experiment": experiment},
                                 progress=not args.no_progress, devices=args.devices)  # fmt: skip
+            write_run_config(run_dir, run_settings, dataset.card, args.data_dir, setup,
+                             f"{exp.source or exp.name}, setup {setup_name}, configuration "
+                             f"{name}")  # fmt: skip
             print(f"{setup_name}/{name}: " + train.summary_lines(results)[0])
             line = dataset.manifest.skipped_line(run_dir / artifacts.SKIPPED_FILE)
             if line and line.split("; ")[0] not in told:  # once per set of skipped files
@@ -172,6 +176,18 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             run_baseline(cache, setup_name, setup, out / setup_name / BASELINE_DIR)
     write_report(exp, out, setups)
     return out
+
+
+def write_run_config(run_dir, run_settings, card, data_dir, setup: Setup, origin: str) -> None:
+    """RUN/config.yaml of an experiment's run: the train CLI's settings that train it alone."""
+    from reslstm_jax.train.__main__ import run_config  # the train CLI's flags (its parser)
+
+    resolved = run_config(run_settings, card, data_dir=data_dir, label_set=setup.label_set,
+                          audio_variants=setup.audio_variants)  # fmt: skip
+    rerun = f"python -m reslstm_jax.train --config {run_dir / configfile.CONFIG_NAME} --out NEW"
+    configfile.write(run_dir / configfile.CONFIG_NAME, resolved,
+                     data=configfile.data_identity(card, data_dir),
+                     notes=[f"from the experiment {origin}", f"rerun alone: {rerun}"])  # fmt: skip
 
 
 BASELINE_DIR = "baseline_egemaps_svm"

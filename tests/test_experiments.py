@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from experiments import common, ravdess_reslstm_sa, setup_files
@@ -52,6 +54,21 @@ def test_a_users_experiment_file_trains_reports_and_resumes(
     assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
     config_text = (out / "config.yaml").read_text()
     assert f"# experiment file: {path}" in config_text
+    # each run's own config.yaml trains it alone with the train CLI: the same settings
+    from reslstm_jax import configfile, models
+    from reslstm_jax.train.__main__ import build_parser, checked_flags
+
+    for config in ("reslstm_sa_h32", "lstm_sa_h32"):
+        run = out / "fair" / config
+        alone_argv = ["--config", str(run / "config.yaml"), "--out", str(tmp_path / "alone")]
+        args = configfile.parse_args(build_parser(), alone_argv)
+        alone = checked_flags(args)[0].to_json()
+        recorded = json.loads((run / "results.json").read_text())["settings"]
+        # the same model (config.yaml names its defaults too: num_att, res_blocks) and the
+        # same settings otherwise
+        model_of = [models.get(s["model"], **s.pop("model_config")) for s in (alone, recorded)]
+        assert model_of[0] == model_of[1] and alone == recorded
+        assert args.data_dir == str(tone_corpus) and args.protocol == "ravdess_paper"
     assert yaml.safe_load(config_text)["budget"] == "full"  # real data: the file's full budget
     capsys.readouterr()
     assert run_cli.main(argv) == 0  # a rerun keeps finished configurations

@@ -373,6 +373,43 @@ def main(argv=None) -> int:
     return 0
 
 
+# Model fields that have a flag of their own (the others go to --model-config).
+MODEL_FLAGS = ("hidden_size", "num_att", "res_blocks", "paper_compat")
+
+
+def run_config(settings, card: dict, *, data_dir, label_set: str = "native",
+               audio_variants=()) -> dict:  # fmt: skip
+    """The train CLI's resolved config (config.yaml) of a run made elsewhere (an experiment's
+    configuration): `python -m reslstm_jax.train --config RUN/config.yaml --out NEW` trains it
+    alone. Every RunSettings field is a flag of the same name; the seeds must be 0..N-1.
+
+    Args:
+      settings: the run's RunSettings. card: its dataset's card. data_dir: the corpus folder
+        (None: the embedded synthetic corpus). label_set, audio_variants: its data choices
+        (`(("speed", 0.9), ...)`).
+    """
+    parser = build_parser()
+    args = parser.parse_args(["--out", "unused", "--model", settings.model])
+    if tuple(settings.seeds) != tuple(range(len(settings.seeds))):
+        raise ValueError(f"seeds {list(settings.seeds)} are not 0..N-1: no --seeds gives them")
+    fields = settings.to_json()
+    for dest in vars(args):
+        if dest in fields and dest not in ("model", "model_config", "seeds"):
+            setattr(args, dest, fields[dest])
+    model = dict(settings.model_config)
+    for name in MODEL_FLAGS:
+        if name in model:
+            setattr(args, name, model.pop(name))
+    args.model_config = json.dumps(model) if model else None
+    args.seeds = len(settings.seeds)
+    args.corpus = card["corpus"] if data_dir else None
+    args.data_dir = str(pathlib.Path(data_dir).expanduser().resolve()) if data_dir else None
+    args.label_set = label_set
+    for key, attr in (("speed", "speed_perturb"), ("snr_db", "noise_snr")):
+        setattr(args, attr, [value for name, value in audio_variants if name == key])
+    return configfile.resolved(parser, args, **filled_values(args, settings, card))
+
+
 def spread_warning(seeds: int) -> str | None:
     """The one line that says a single seed leaves the results without spread, or None."""
     if seeds != 1:
