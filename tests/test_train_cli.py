@@ -516,6 +516,8 @@ def export_predicts_as_the_run(run, folder, files, int8: bool = True) -> None:
     for a, b in zip(docs[0]["results"], docs[1]["results"], strict=True):
         assert a["label"] == b["label"]
         for c, prob in b["probabilities"].items():
+            # onnxruntime against XLA: the same model's float32 rounding in another order, on
+            # probabilities in [0, 1]; 1e-5 is 84 eps (measured <= 3e-8)
             assert a["probabilities"][c] == pytest.approx(prob, abs=1e-5)
 
 
