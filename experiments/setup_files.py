@@ -71,13 +71,10 @@ def load(name_or_path: str, doc: str | None = None) -> Experiment:
     `doc`: the long description (a shipped experiment's module docstring)."""
     path = find(name_or_path)
     try:
-        tree = configfile.read_yaml(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SetupError(f"{path}: cannot be read ({exc.strerror})") from None
-    except configfile.yaml.YAMLError:
-        raise SetupError(f"{path}: not YAML") from None
-    if not isinstance(tree, dict):
-        raise SetupError(f"{path}: an experiment file is a mapping (configs, setups, budgets)")
+        tree = configfile.read_mapping(path, "an experiment file is a mapping (configs, setups, "
+                                       "budgets)")  # fmt: skip
+    except configfile.ConfigError as exc:
+        raise SetupError(str(exc)) from None
     _known(path, "", tree, KEYS)
     for key in ("configs", "setups", "budgets"):
         if not isinstance(tree.get(key), dict) or not tree[key]:

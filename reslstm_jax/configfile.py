@@ -63,6 +63,20 @@ class ConfigError(ValueError):
     """A config file that cannot be used: the message names the file and the key."""
 
 
+def read_mapping(path, what: str) -> dict:
+    """The YAML mapping in the file `path` (a space, an experiment); ConfigError naming the file
+    when it cannot be read, is not YAML, or holds no mapping (`what`: what it should hold)."""
+    try:
+        tree = read_yaml(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({getattr(exc, 'strerror', exc)})") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not YAML") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: {what}")
+    return tree
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """`--config FILE` and `--print-config`, in a group of their own."""
     group = parser.add_argument_group("config file")

@@ -187,13 +187,10 @@ def load(name: str) -> Space:
 
 def _from_yaml(path: pathlib.Path) -> Space:
     try:
-        tree = configfile.read_yaml(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot be read ({exc.strerror})") from None
-    except configfile.yaml.YAMLError:
-        raise SpaceError(f"{path}: not YAML") from None
-    if not isinstance(tree, dict):
-        raise SpaceError(f"{path}: a space file is a mapping (description, objectives, ...)")
+        tree = configfile.read_mapping(path, "a space file is a mapping (description, "
+                                       "objectives, ...)")  # fmt: skip
+    except configfile.ConfigError as exc:
+        raise SpaceError(str(exc)) from None
     for key in tree:
         if key not in SPACE_KEYS:
             raise SpaceError(f"{path}: {key} is not a field of a space{_nearest(key, SPACE_KEYS)}")
