@@ -70,34 +70,36 @@ def parser(exp: Experiment, prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog or f"python -m experiments.{exp.name}",
                                 description=exp.doc.split("\n")[0],
                                 formatter_class=flags.HelpFormatter)  # fmt: skip
-    p.add_argument("--corpus", choices=sorted(exp.setups),
+    d = p.add_argument_group("data")
+    d.add_argument("--corpus", choices=sorted(exp.setups),
                    help=f"the corpus in --data-dir (default {exp.default_corpus}); without "
                    "either: the RAVDESS setups on the embedded synthetic corpus")  # fmt: skip
-    p.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus)")
-    p.add_argument("--budget", choices=sorted(exp.budgets),
+    d.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus)")
+    d.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
+    d.add_argument("--feature-workers", type=int,
+                   help="feature extraction processes (default: one per core)")  # fmt: skip
+    flags.deprecated(d, "--workers", "--feature-workers", type=int)
+    t = p.add_argument_group("what to train")
+    t.add_argument("--budget", choices=sorted(exp.budgets),
                    help="default: full with --data-dir; quick on the synthetic corpus, whose "
                    "numbers are no emotion-recognition results")  # fmt: skip
-    p.add_argument("--seeds", type=int, help="override the budget's seeds")
-    p.add_argument("--epochs", type=int, help="override the budget's epochs")
-    p.add_argument("--configs", nargs="+", metavar="NAME", default=list(exp.configs),
+    t.add_argument("--seeds", type=int, help="override the budget's seeds")
+    t.add_argument("--epochs", type=int, help="override the budget's epochs")
+    t.add_argument("--configs", nargs="+", metavar="NAME", default=list(exp.configs),
                    help=f"a subset of: {', '.join(exp.configs)}")  # fmt: skip
-    p.add_argument("--setups", nargs="+", metavar="NAME",
+    t.add_argument("--setups", nargs="+", metavar="NAME",
                    help="a subset of the corpus's setups (default: all)")  # fmt: skip
-    p.add_argument("--out", default=f"runs/experiments/{exp.name}", help="output directory")
-    p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
-    p.add_argument("--feature-workers", type=int,
-                   help="feature extraction processes (default: one per core)")  # fmt: skip
-    flags.deprecated(p, "--workers", "--feature-workers", type=int)
-    p.add_argument("--devices", type=int, help="devices sharing each configuration's models "
-                   "(default: all; on a CPU one per core); results do not depend on "
-                   "it")  # fmt: skip
-    p.add_argument(
-        "--no-latency", action="store_true", help="skip the latency measurements (JAX, onnxruntime)"
-    )
-    p.add_argument("--no-baseline", action="store_true",
+    t.add_argument("--no-baseline", action="store_true",
                    help="skip the classical reference row of each setup (eGeMAPS functionals + "
                    "linear SVM; needs the opensmile extra)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e = p.add_argument_group("execution (no effect on results)")
+    e.add_argument("--devices", type=int, help="devices sharing each configuration's models "
+                   "(default: all; on a CPU one per core)")  # fmt: skip
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", default=f"runs/experiments/{exp.name}", help="output directory")
+    o.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
     configfile.add_flags(p)
     return p
 
