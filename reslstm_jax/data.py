@@ -37,16 +37,6 @@ NORMALISATIONS = ("fold", "global", "none")
 SEQUENCE_KEY = "mfcc"
 VAR_FLOOR = 1e-8
 
-DEFAULT_PROTOCOL = {
-    "ravdess": "ravdess_paper",
-    "emodb": "emodb_loso",
-    "iemocap": "iemocap_session",
-    "cremad": "cremad_actor5",
-    "tess": "tess_cross_speaker",
-    "savee": "savee_loso",
-    "synthetic": "ravdess_paper",  # RAVDESS's layout and actors
-}
-
 
 def choose_frames(lengths: Sequence[int], multiple: int = 8, max_frames: int | None = None) -> int:
     """Static padded length: the longest sequence rounded up to `multiple`, capped at
@@ -397,7 +387,7 @@ def prepare(
             raise ParameterError(
                 "{corpus} {value} needs {data_dir} (where the corpus is)", value=corpus
             )
-    protocol = protocol or DEFAULT_PROTOCOL[corpus]
+    protocol = protocol or corpora.default_protocol(corpus)
     if not protocols.applies_to(protocol, corpus):
         raise ParameterError(
             "{protocol} {name} is for {its}, not {value}; protocols for {value}: {known}",

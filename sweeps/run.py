@@ -140,7 +140,7 @@ def budget_name(value: str) -> str:
 
 
 def build_config(args, p) -> tuple:
-    from reslstm_jax import data, tracking
+    from reslstm_jax import corpora, tracking
     from sweeps import spaces, storage
     from sweeps.engine import SweepConfig
 
@@ -185,8 +185,8 @@ def build_config(args, p) -> tuple:
             args.slurm = slurm_settings(args, url)
         except ValueError as exc:  # cluster.ClusterError
             p.error(str(exc))
-    if args.corpus is not None and args.corpus not in data.DEFAULT_PROTOCOL:
-        p.error(f"--corpus: unknown {args.corpus!r}; corpora: {', '.join(data.DEFAULT_PROTOCOL)}")
+    if args.corpus is not None and args.corpus not in corpora.CORPORA:
+        p.error(f"--corpus: unknown {args.corpus!r}; corpora: {', '.join(corpora.CORPORA)}")
     if args.corpus and not args.data_dir:
         p.error(f"--corpus {args.corpus} needs --data-dir")
     if args.data_dir and not args.corpus:
@@ -203,7 +203,7 @@ def build_config(args, p) -> tuple:
     except crosscorpus.CrossCorpusError as exc:
         p.error(str(exc))
     corpus = args.corpus or "synthetic"
-    protocol = args.protocol or data.DEFAULT_PROTOCOL[corpus]
+    protocol = args.protocol or corpora.default_protocol(corpus)
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
         space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,

@@ -108,6 +108,22 @@ def test_label_map_and_expected_counts_are_consistent(corpus):
         assert sum(module.EXPECTED.per_speaker.values()) == module.EXPECTED.total
 
 
+@pytest.mark.parametrize("corpus", corpora.CORPORA)
+def test_every_corpus_module_declares_what_it_knows(corpus):
+    """One home per corpus: its classes, its default protocol (registered, and one that splits
+    it) and its shared-4 mapping come from its module, read through `corpora`."""
+    from reslstm_jax import protocols
+    from reslstm_jax.corpora import labelsets
+
+    module = corpora.module(corpus)
+    assert corpus == module.NAME and module.CLASSES
+    assert corpora.default_protocol(corpus) in protocols.names()
+    assert protocols.applies_to(corpora.default_protocol(corpus), corpus)
+    shared = corpora.shared4(corpus)
+    assert set(shared) <= set(module.CLASSES) and set(shared.values()) == set(labelsets.SHARED4)
+    assert labelsets.mapping(corpus, "shared4") == shared
+
+
 def test_expected_speaker_tables():
     assert ravdess.EXPECTED.per_speaker == {f"{a:02d}": 60 for a in range(1, 25)}
     assert emodb.EXPECTED.per_speaker["14"] == 69 and len(emodb.EXPECTED.per_speaker) == 10

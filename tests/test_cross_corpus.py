@@ -52,7 +52,7 @@ def test_shared4_keeps_the_four_emotions_of_every_corpus(corpus, classes):
     assert sorted(u.emotion for u in shared.utterances) == sorted(labelsets.SHARED4)
     assert all(shared.classes[u.label] == u.emotion for u in shared.utterances)
     left_out = {s.reason.split(": ")[1] for s in shared.skipped}
-    assert left_out == set(classes) - set(labelsets.TO_SHARED4[corpus])
+    assert left_out == set(classes) - set(labelsets.mapping(corpus, "shared4"))
     assert labelsets.relabel(manifest, "native") is manifest
     with pytest.raises(CorpusError, match="unknown label set 'shared5'"):
         labelsets.relabel(manifest, "shared5")
@@ -80,7 +80,8 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     assert "audio variants: speed1.1 (48 training rows)" in proc.stdout
     for run in results["runs"]:
         assert not any("~" in i for i in run["test_predictions"]["ids"])
-    assert card["label_set"] == {"name": "shared4", "mapping": labelsets.TO_SHARED4["ravdess"]}
+    shared4 = labelsets.mapping("ravdess", "shared4")
+    assert card["label_set"] == {"name": "shared4", "mapping": shared4}
     # the card names both target corpora with their utterance hashes, before training
     assert [(t["corpus"], t["n_utterances"], t["normalisation"]) for t in card["cross_test"]] == [
         ("emodb", 40, "train"), ("ravdess", 48, "train")]  # fmt: skip

@@ -3,9 +3,12 @@
 ```python
 manifest = reslstm_jax.corpora.load("ravdess", "~/data/RAVDESS")
 ```
-One module per corpus; each defines `CLASSES` (the fixed label map), `EXPECTED` (the published
-counts) and `load(root) -> Manifest`, and a generated corpus its `LAYOUT` (`synthetic`, in
-`synthetic_speech.py`: RAVDESS's). Conventions and counts: docs/data.md.
+One module per corpus, declaring all it knows: `CLASSES` (the fixed label map), `EXPECTED` (the
+published counts), `DEFAULT_PROTOCOL` (the name of the protocol a run uses unless told),
+`SHARED4` (its classes in the four-emotion set every corpus shares) and `load(root) ->
+Manifest`, and a generated corpus its `LAYOUT` (`synthetic`, in `synthetic_speech.py`:
+RAVDESS's). `CORPORA` is the only list of them the command lines read: adding a corpus is a
+module and a line there (docs/architecture.md). Conventions and counts: docs/data.md.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ def layout(name: str) -> str:
     """The corpus whose file names, classes and protocols corpus `name` follows (itself for a
     recorded corpus; `ravdess` for the synthetic one)."""
     return getattr(module(name), "LAYOUT", name)
+
+
+def default_protocol(name: str) -> str:
+    """The name of the protocol a run on corpus `name` uses unless told (the module's)."""
+    return module(name).DEFAULT_PROTOCOL
+
+
+def shared4(name: str) -> dict[str, str]:
+    """{class of corpus `name`: its class in the shared four-emotion set} (the module's)."""
+    return dict(module(name).SHARED4)
 
 
 def load(name: str, root: str | os.PathLike) -> Manifest:

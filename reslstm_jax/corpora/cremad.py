@@ -66,6 +66,12 @@ LEVELS = ("LO", "MD", "HI", "XX")
 
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "cremad_actor5"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out.
+SHARED4 = {"neutral": "neutral", "happy": "happy", "anger": "angry", "sad": "sad"}
+
 EXPECTED = ExpectedCounts(
     total=7442,
     per_class={name: 1087 if name == "neutral" else 1271 for name in CLASSES},

@@ -66,6 +66,12 @@ SPEAKERS: dict[str, tuple[str, int]] = {
 
 TEXTS = ("a01", "a02", "a04", "a05", "a07", "b01", "b02", "b03", "b09", "b10")
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "emodb_loso"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out.
+SHARED4 = {"neutral": "neutral", "happiness": "happy", "anger": "angry", "sadness": "sad"}
+
 EXPECTED = ExpectedCounts(
     total=535,
     per_class={

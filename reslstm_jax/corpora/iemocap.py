@@ -44,6 +44,12 @@ CLASSES: tuple[str, ...] = ("neutral", "happy", "angry", "sad")
 # Original label -> class; exc is merged into happy (the 4-class protocol).
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "iemocap_session"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out: excited is already merged into happy by `load`.
+SHARED4 = {c: c for c in CLASSES}
+
 EXPECTED = ExpectedCounts(
     total=5531,
     per_class={"neutral": 1708, "happy": 1636, "angry": 1103, "sad": 1084},

@@ -6,12 +6,12 @@ from reslstm_jax.corpora import labelsets
 manifest = labelsets.relabel(manifest, "shared4")   # neutral, happy, angry, sad; others left out
 ```
 
-The mapping (docs/protocols.md, "Label sets"): the corpora name the four emotions differently
-(EMO-DB's "anger", "happiness", "sadness"; SAVEE's alike; CREMA-D's "anger"); IEMOCAP's
-loader has already merged "excited" into "happy" (the 4-class practice); RAVDESS's "calm" is
-left out, not merged into neutral (it is acted as its own emotion); TESS's "pleasant
-surprise" is left out, not merged into happy. Every other class is left out: its utterances
-are listed as skipped with the reason.
+The mapping (each corpus module's `SHARED4`; docs/protocols.md, "Label sets"): the corpora
+name the four emotions differently (EMO-DB's "anger", "happiness", "sadness"; SAVEE's alike;
+CREMA-D's "anger"); IEMOCAP's loader has already merged "excited" into "happy" (the 4-class
+practice); RAVDESS's "calm" is left out, not merged into neutral (it is acted as its own
+emotion); TESS's "pleasant surprise" is left out, not merged into happy. Every other class
+is left out: its utterances are listed as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -23,19 +23,6 @@ from reslstm_jax.corpora.base import CorpusError, Manifest, Skipped
 LABEL_SETS = ("native", "shared4")
 SHARED4 = ("neutral", "happy", "angry", "sad")
 
-_RAVDESS = {"neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad"}
-_GERMAN_STYLE = {"neutral": "neutral", "happiness": "happy", "anger": "angry", "sadness": "sad"}
-# corpus -> {its class: the shared4 class}; its classes not listed are left out
-TO_SHARED4 = {
-    "ravdess": _RAVDESS,
-    "synthetic": _RAVDESS,
-    "emodb": _GERMAN_STYLE,
-    "savee": _GERMAN_STYLE,
-    "iemocap": {c: c for c in SHARED4},
-    "cremad": {"neutral": "neutral", "happy": "happy", "anger": "angry", "sad": "sad"},
-    "tess": {c: c for c in SHARED4},
-}
-
 
 def mapping(corpus: str, label_set: str) -> dict[str, str] | None:
     """{corpus class: label-set class}, or None for "native" (the corpus's own classes)."""
@@ -43,9 +30,12 @@ def mapping(corpus: str, label_set: str) -> dict[str, str] | None:
         raise CorpusError(f"unknown label set {label_set!r}; label sets: {', '.join(LABEL_SETS)}")
     if label_set == "native":
         return None
-    if corpus not in TO_SHARED4:
+    from reslstm_jax import corpora  # the package imports this module's neighbours first
+
+    mapped = getattr(corpora.module(corpus), "SHARED4", None) if corpus in corpora.CORPORA else None
+    if mapped is None:
         raise CorpusError(f"label set {label_set}: no mapping for corpus {corpus}")
-    return TO_SHARED4[corpus]
+    return dict(mapped)
 
 
 def relabel(manifest: Manifest, label_set: str) -> Manifest:

@@ -47,6 +47,12 @@ CLASSES: tuple[str, ...] = (
 
 ACTORS = tuple(f"{a:02d}" for a in range(1, 25))
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "ravdess_paper"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out: calm is acted as its own emotion: left out, not merged into neutral.
+SHARED4 = {"neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad"}
+
 EXPECTED = ExpectedCounts(
     total=1440,
     per_class={name: 96 if name == "neutral" else 192 for name in CLASSES},

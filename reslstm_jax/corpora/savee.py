@@ -52,6 +52,12 @@ EMOTION_CODES = {
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "savee_loso"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out.
+SHARED4 = {"neutral": "neutral", "happiness": "happy", "anger": "angry", "sadness": "sad"}
+
 EXPECTED = ExpectedCounts(
     total=480,
     per_class={name: 120 if name == "neutral" else 60 for name in CLASSES},

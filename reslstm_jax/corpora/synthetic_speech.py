@@ -35,6 +35,8 @@ NAME = "synthetic"
 LAYOUT = "ravdess"  # file names, classes, actors and protocols
 DESCRIPTION = "synthetic speech (RAVDESS layout, eSpeak NG)"
 CLASSES = ravdess.CLASSES
+DEFAULT_PROTOCOL = ravdess.DEFAULT_PROTOCOL  # RAVDESS's actors, so its protocols
+SHARED4 = ravdess.SHARED4
 
 
 def expected_counts(speakers: int) -> ExpectedCounts:

@@ -53,6 +53,12 @@ EMOTION_CODES = {
 # Speaker -> age; both speakers are female.
 SPEAKERS = {"OAF": 64, "YAF": 26}
 
+# The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
+DEFAULT_PROTOCOL = "tess_cross_speaker"
+# Its classes in the four-emotion set every corpus shares (`labelsets`, "shared4"); the others
+# are left out: pleasant surprise is left out, not merged into happy.
+SHARED4 = {"neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad"}
+
 EXPECTED = ExpectedCounts(
     total=2800,
     per_class=dict.fromkeys(CLASSES, 400),

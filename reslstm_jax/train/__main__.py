@@ -17,7 +17,7 @@ from reslstm_jax import configfile  # no JAX: --help and a bad config file stay 
 def build_parser():
     import argparse
 
-    from reslstm_jax import data, features, flags, models, protocols
+    from reslstm_jax import corpora, data, features, flags, models, protocols
     from reslstm_jax.settings import LOSSES, SCHEDULES, RunSettings
 
     defaults = RunSettings()
@@ -31,7 +31,7 @@ def build_parser():
     d = p.add_argument_group("data")
     d.add_argument(
         "--corpus",
-        choices=list(data.DEFAULT_PROTOCOL),
+        choices=corpora.CORPORA,
         help="the corpus in --data-dir (`synthetic`: one generated with "
         "`python -m reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
@@ -421,7 +421,7 @@ def spread_warning(seeds: int) -> str | None:
 def filled_values(args, settings, card: dict | None = None) -> dict:
     """What the model family's recipe (and the data's card, once read) gave to the flags left
     unset, so the resolved config names every value: {dest: value}."""
-    from reslstm_jax import data, families, models
+    from reslstm_jax import corpora, families, models
 
     model = models.get(settings.model, **dict(settings.model_config))
     recipe = families.get(settings.model).recipe
@@ -435,7 +435,7 @@ def filled_values(args, settings, card: dict | None = None) -> dict:
         "feature_mask": settings.feature_mask, "feature_masks": settings.feature_masks,
         "noise_std": settings.noise_std, "mixup_alpha": settings.mixup_alpha,
         "features": recipe.features, "normalisation": recipe.normalisation,
-        "protocol": data.DEFAULT_PROTOCOL.get(args.corpus or "synthetic"),
+        "protocol": corpora.default_protocol(args.corpus or "synthetic"),
     }  # fmt: skip
     if card is not None:
         filled.update(protocol=card["protocol"], features=card["features"].get("name"),
