@@ -9,7 +9,7 @@ configfile.write(out / "config.yaml", configfile.resolved(parser, args), command
 ```
 
 A config file is YAML. Its keys are the long flag names with `_` for `-` (`hidden_size: 64`
-for `--hidden-size 64`); keys may be grouped under any heading (`training: {lr: 1e-3}`), and a
+for `--hidden-size 64`); keys may be grouped under any heading (`training: {epochs: 50}`), and a
 flag that takes JSON (`--model-config`) takes a mapping. A flag given on the command line wins
 over the file wherever it stands on the line, a repeatable flag (`--cross-test`) included: the
 command line's list replaces the file's. A key that is no flag, or a value its flag would refuse,
@@ -17,8 +17,8 @@ stops the command with one line naming the file and the key (and the nearest key
 code 2, before anything is read or written.
 
 `data:` in a file is not a flag: it is the identity of the data a run was trained on (corpus,
-folder, utterance hash and counts), written by `write` and read back by `recorded_data` so a
-rerun can check that it finds the same data.
+folder, utterance hash and counts), written by `write` and read back into `args.config_data`
+so that a rerun can check that it finds the same data (`data_problem`).
 
 The parsing stays argparse's (the flags, their types, choices and help are the CLIs' own) and
 the files are read and written with PyYAML's safe loader: docs/architecture.md says why.
@@ -31,6 +31,7 @@ import difflib
 import json
 import pathlib
 import re
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -38,8 +39,10 @@ import yaml
 
 CONFIG_NAME = "config.yaml"
 DATA_KEY = "data"  # the data's identity: recorded and checked, never a flag
-# Not settings: the config file itself, and where the outputs go (a rerun names its own).
-NOT_SETTINGS = ("help", "config", "print_config", "out", "overwrite")
+# The config flags themselves: no key of a config file.
+CONFIG_FLAGS = ("help", "config", "print_config")
+# Not settings: the config flags, and where the outputs go (a rerun names its own).
+NOT_SETTINGS = (*CONFIG_FLAGS, "out", "overwrite")
 
 
 class _Loader(yaml.SafeLoader):
@@ -214,7 +217,7 @@ def dumps(config: dict, *, command: Sequence[str] | None = None, data: dict | No
     head = [f"reslstm-jax {version}" + (f", commit {commit}" if commit else "")
             + (" (with uncommitted changes)" if git.get("dirty") else "")]  # fmt: skip
     if command is not None:
-        head.append("command: " + " ".join(_quoted(word) for word in command))
+        head.append("command: " + " ".join(shlex.quote(str(word)) for word in command))
     head.extend(notes)
     text = "".join(f"# {line}\n" for line in head)
     text += yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=100)
@@ -282,10 +285,10 @@ def _flat(tree: dict, actions: dict, path, heading: str = "", aliases=None):
         takes_mapping = name in actions and actions[name].metavar == "JSON"
         if isinstance(value, dict) and not takes_mapping:  # a heading (`model:` too)
             yield from _flat(value, actions, path, f"{heading}{name}.", aliases)
-        elif name in actions and name not in NOT_SETTINGS[:3]:
+        elif name in actions and name not in CONFIG_FLAGS:
             yield name, value
         else:
-            known = [d for d in actions if d not in NOT_SETTINGS[:3]]
+            known = [d for d in actions if d not in CONFIG_FLAGS]
             near = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ConfigError(f"{path}: {heading}{key} is not a setting{hint}")
@@ -348,9 +351,3 @@ def _plain(value):
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value
-
-
-def _quoted(word: str) -> str:
-    import shlex
-
-    return shlex.quote(str(word))

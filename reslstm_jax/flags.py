@@ -43,29 +43,25 @@ class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpForm
 
 
 class Deprecated(argparse.Action):
-    """An old spelling of a flag: warns once, then stores (or appends) as the new flag does."""
+    """An old spelling of a flag: warns once, then stores as the new flag does."""
 
-    def __init__(self, option_strings, dest, *, new: str, convert=None, append=False, **kwargs):
-        self.new, self.convert, self.append = new, convert, append
+    def __init__(self, option_strings, dest, *, new: str, convert=None, **kwargs):
+        self.new, self.convert = new, convert
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
         if self.convert is not None:
             values = self.convert(values)
-        if self.append:
-            values = [*(getattr(namespace, self.dest, None) or []), values]
         setattr(namespace, self.dest, values)
 
 
-def deprecated(group, old: str, new: str, *, dest: str | None = None, convert=None,
-               append: bool = False, **kwargs) -> None:  # fmt: skip
-    """`old` as a hidden alias of `new` (same `dest`; `kwargs` as `new`'s: type, nargs, ...;
-    `convert` maps the old value to the new flag's; `append` for a repeatable flag)."""
+def deprecated(group, old: str, new: str, *, dest: str | None = None, **kwargs) -> None:
+    """`old` as a hidden alias of `new` (same `dest`; `kwargs` as `new`'s: type, metavar,
+    choices)."""
     dest = dest or new.lstrip("-").replace("-", "_")
-    group.add_argument(old, dest=dest, action=Deprecated, new=new, convert=convert,
-                       append=append, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                       **kwargs)  # fmt: skip
+    group.add_argument(old, dest=dest, action=Deprecated, new=new, help=argparse.SUPPRESS,
+                       default=argparse.SUPPRESS, **kwargs)  # fmt: skip
 
 
 def require(parser: argparse.ArgumentParser, args, *names: str) -> None:
