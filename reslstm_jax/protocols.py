@@ -58,12 +58,18 @@ class Protocol:
     description: str
     build: Callable[[Manifest], list[Fold]]
     leaky: str | None = None  # why its numbers are not speaker-independent test numbers
+    # more fields of its card (`card`): describe(manifest, folds) -> dict
+    describe: Callable[[Manifest, Sequence[Fold]], dict] | None = None
 
 
 _REGISTRY: dict[str, Protocol] = {}
+# The corpus of a protocol that splits any corpus whose utterances name their speakers
+# (`reslstm_jax.speaker_folds`: speaker_kfold, loso).
+ANY_CORPUS = "*"
 
 
-def register(name: str, corpus: str, description: str, leaky: str | None = None):
+def register(name: str, corpus: str, description: str, leaky: str | None = None,
+             describe: Callable[[Manifest, Sequence[Fold]], dict] | None = None):  # fmt: skip
     """Decorator: register `build(manifest) -> list[Fold]` as protocol `name`.
 
     Only a protocol registered with a `leaky` reason may build speaker-dependent folds or
@@ -74,7 +80,7 @@ def register(name: str, corpus: str, description: str, leaky: str | None = None)
     def wrap(build: Callable[[Manifest], list[Fold]]):
         if name in _REGISTRY:
             raise ValueError(f"protocol {name!r} is already registered")
-        _REGISTRY[name] = Protocol(name, corpus, description, build, leaky)
+        _REGISTRY[name] = Protocol(name, corpus, description, build, leaky, describe)
         return build
 
     return wrap
@@ -85,6 +91,10 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Protocol:
+    if name not in _REGISTRY and name.startswith("speaker_kfold"):
+        from reslstm_jax import speaker_folds  # `speaker_kfold<K>`, made on first use
+
+        speaker_folds.register_kfold(name)
     if name not in _REGISTRY:
         raise ProtocolError(f"unknown protocol {name!r}; known protocols: {', '.join(names())}")
     return _REGISTRY[name]
@@ -93,12 +103,12 @@ def get(name: str) -> Protocol:
 def for_corpus(corpus: str) -> list[str]:
     """Protocols that apply to `corpus`: those of its layout (RAVDESS's for `synthetic`)."""
     target = _layout(corpus)
-    return [p.name for p in _REGISTRY.values() if p.corpus == target]
+    return [p.name for p in _REGISTRY.values() if p.corpus in (target, ANY_CORPUS)]
 
 
 def applies_to(name: str, corpus: str) -> bool:
     """Whether protocol `name` can split corpus `corpus` (its own or its layout's protocol)."""
-    return get(name).corpus == _layout(corpus)
+    return get(name).corpus in (_layout(corpus), ANY_CORPUS)
 
 
 def _layout(corpus: str) -> str:
@@ -408,6 +418,7 @@ def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
         "n_speakers": len(manifest.speakers),
         "utterance_ids_sha256": utterance_hash(manifest),
         **({"source": dict(manifest.source)} if manifest.source else {}),
+        **(protocol.describe(manifest, folds) if protocol.describe else {}),
         "count_differences": list(manifest.count_differences),
         "folds": [
             {
@@ -474,3 +485,7 @@ def format_card(card: dict) -> str:
             f"{f['n_train']}/{f['n_val']}/{f['n_test']} utterances"
         )
     return "\n".join(lines)
+
+
+# The protocols for any corpus with speakers register themselves (they build on the above).
+from reslstm_jax import speaker_folds  # noqa: E402, F401

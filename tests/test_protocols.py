@@ -70,8 +70,17 @@ def test_ravdess_paper_folds_are_the_papers():
         ("iemocap_speaker", "iemocap", [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"], 10, 1),
         ("savee_loso", "savee", ["DC", "JE", "JK", "KL"], 4, 1),
         ("cremad_actor5", "cremad", [str(a) for a in range(1001, 1092)], 5, None),
+        # the protocols for any corpus with speakers
+        ("speaker_kfold", "emodb", ["03", "08", "09", "10", "11", "12", "13", "14", "15", "16"],
+         5, 1),
+        ("speaker_kfold", "savee", ["DC", "JE", "JK", "KL", "XX"], 5, 1),
+        ("speaker_kfold3", "iemocap", [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"], 3, 1),
+        ("speaker_kfold10", "cremad", [str(a) for a in range(1001, 1092)], 10, 9),
+        ("speaker_kfold", "ravdess", [f"{a:02d}" for a in range(1, 25)], 5, 2),
+        ("loso", "tess", ["OAF", "YAF", "ZZZ"], 3, 1),
+        ("loso", "emodb", ["03", "08", "09", "10"], 4, 1),
     ],
-)
+)  # fmt: skip
 def test_protocols_are_speaker_independent_and_test_everything_once(
     name, corpus, speakers, n_folds, n_val_speakers
 ):
@@ -91,6 +100,62 @@ def test_protocols_are_speaker_independent_and_test_everything_once(
         assert train | val | test == set(speakers)
         if n_val_speakers is not None:
             assert len(val) == n_val_speakers
+
+
+def test_speaker_kfold_balances_classes_and_genders_by_whole_speakers():
+    """Speakers of unequal sizes and class mixes: each test fold's class shares come close to
+    the corpus's (the card says how close), validation alternates genders, and the folds are
+    the same every time (a recorded seed)."""
+    from reslstm_jax import speaker_folds
+
+    utterances = []
+    rng = np.random.default_rng(5)
+    for s in range(20):
+        speaker, n = f"s{s:02d}", int(rng.integers(8, 40))
+        for i in range(n):
+            label = int(rng.choice(4, p=[0.4, 0.3, 0.2, 0.1] if s % 2 else [0.1, 0.2, 0.3, 0.4]))
+            utterances.append(Utterance(id=f"{speaker}-{i:03d}", path="/x", corpus="mine",
+                                        speaker=speaker, label=label, emotion="abcd"[label],
+                                        gender="mf"[s % 3 == 0]))  # fmt: skip
+    m = Manifest("mine", "/x", ("a", "b", "c", "d"), sorted(utterances, key=lambda u: u.id))
+    folds = protocols.make_folds("speaker_kfold", m)
+    assert [f.test_speakers for f in folds] == [
+        f.test_speakers for f in protocols.make_folds("speaker_kfold", m)
+    ]
+    card = protocols.card("speaker_kfold", m, folds)
+    assert card["balance"]["seed"] == speaker_folds.SEED
+    # whole speakers of 8-40 utterances: within a few points of the corpus's class shares
+    # (4.7 here), closer than folds of every fifth speaker by name (7.3)
+    found = card["balance"]["max_class_share_difference_points"]
+    naive = speaker_folds.balance(m, [m.speakers[i::5] for i in range(5)])
+    assert found < 6 and found < naive["max_class_share_difference_points"] - 2
+    gender = {u.speaker: u.gender for u in utterances}
+    for fold in folds:
+        assert {gender[s] for s in fold.val_speakers} == {"f", "m"}  # 2 validation speakers
+
+
+@pytest.mark.parametrize(
+    "protocol, folds, expected",
+    [(None, None, None), ("emodb_loso", None, "emodb_loso"), (None, 5, "speaker_kfold"),
+     ("speaker_kfold", 7, "speaker_kfold7"), ("speaker_kfold7", 7, "speaker_kfold7"),
+     ("emodb_loso", 3, "--folds applies to --protocol speaker_kfold, not emodb_loso"),
+     (None, 1, "--folds must be in 2..50, got 1")],
+)  # fmt: skip
+def test_the_folds_flag_names_the_protocol(protocol, folds, expected):
+    from reslstm_jax.train.__main__ import with_folds
+
+    if expected is not None and expected.startswith("--"):
+        with pytest.raises(ValueError, match=expected):
+            with_folds(protocol, folds)
+    else:
+        assert with_folds(protocol, folds) == expected
+
+
+def test_a_protocol_for_any_corpus_needs_enough_speakers():
+    m = manifest("emodb", {"03": 5, "08": 5})
+    with pytest.raises(protocols.ProtocolError, match="needs at least 5 speakers"):
+        protocols.make_folds("speaker_kfold", m)
+    assert protocols.applies_to("loso", "savee") and "loso" in protocols.for_corpus("cremad")
 
 
 def test_iemocap_rotations():

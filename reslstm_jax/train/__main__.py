@@ -37,10 +37,12 @@ def build_parser():
     )
     d.add_argument("--data-dir", help="where the corpus is")
     d.add_argument(
-        "--protocol",
-        choices=protocols.names(),
-        help="fold protocol (default: the corpus's, ravdess_paper for RAVDESS and synthetic)",
-    )
+        "--protocol", type=protocol_name, metavar="NAME",
+        help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "
+        "ravdess_paper for RAVDESS and synthetic; speaker_kfold and loso split any corpus)",
+    )  # fmt: skip
+    d.add_argument("--folds", type=int, metavar="K",
+                   help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
     d.add_argument("--features", choices=features.names(),
                    help="feature extractor (default: the model's recipe)")  # fmt: skip
     d.add_argument("--feature-params", metavar="JSON",
@@ -234,6 +236,34 @@ def settings_from_args(args):
     return families.settings_from(args.model, run_fields, model_config=parse_model_config(args))
 
 
+def protocol_name(text: str) -> str:
+    """A --protocol value: a registered protocol (`speaker_kfold<K>` included)."""
+    import argparse
+
+    from reslstm_jax import protocols
+
+    try:
+        protocols.get(text)
+    except protocols.ProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def with_folds(protocol: str | None, folds: int | None) -> str | None:
+    """The protocol with `--folds` applied: `speaker_kfold<K>` (ValueError naming the flag
+    for another protocol, or K out of range)."""
+    from reslstm_jax import protocols, speaker_folds
+
+    if folds is None:
+        return protocol
+    if protocol is not None and not protocol.startswith("speaker_kfold"):
+        raise ValueError(f"--folds applies to --protocol speaker_kfold, not {protocol}")
+    try:
+        return speaker_folds.kfold_name(folds)
+    except protocols.ProtocolError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def checked_flags(args) -> tuple:
     """(RunSettings, feature parameters) of the flags; ValueError naming the flag."""
     from reslstm_jax import tracking
@@ -245,6 +275,7 @@ def checked_flags(args) -> tuple:
     if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
         raise ValueError(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
     settings = settings_from_args(args)
+    args.protocol = with_folds(args.protocol, args.folds)
     cross_tests(args)  # checked now: a typo fails before any work
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")

@@ -1,0 +1,189 @@
+"""Protocols for any corpus whose utterances name their speakers: `speaker_kfold` and `loso`.
+
+```python
+folds = protocols.make_folds("speaker_kfold", manifest)     # 5 folds of speakers
+folds = protocols.make_folds("speaker_kfold10", manifest)   # 10 (`--folds 10`)
+folds = protocols.make_folds("loso", manifest)              # one speaker per test fold
+```
+`speaker_kfold` puts every speaker in exactly one test fold, the speakers assigned so that each
+test fold's classes (and genders, where the corpus gives them) are as close to the corpus's
+own shares as whole speakers allow: a stratified group k-fold, greedy, the largest speakers
+first, ties broken by a fixed seed (`SEED`, so the folds are the same on every machine). The
+card says how close (`balance`). Validation speakers are drawn from the training speakers, as
+the RAVDESS paper protocol does: about a tenth of the speakers (at least one; alternating
+genders where known), taken from the next fold's, so no speaker is in two roles of a fold.
+`loso` leaves one speaker out per fold, the next speaker validating. Both are audited like
+every protocol (`protocols.make_folds`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from reslstm_jax.corpora.base import Manifest
+from reslstm_jax.protocols import (
+    ANY_CORPUS,
+    Fold,
+    ProtocolError,
+    _rotating,
+    register,
+    speaker_fold,
+)
+
+SEED = 0  # the tie-break order of equal speakers: recorded here, the same for every run
+DEFAULT_FOLDS = 5
+MAX_FOLDS = 50
+# `speaker_kfold<K>`: the protocol with K folds (`--folds K`), made on first use
+KFOLD_NAME = re.compile(r"^speaker_kfold(\d+)$")
+
+
+def kfold_name(folds: int) -> str:
+    """The protocol name of `speaker_kfold` with `folds` folds (`speaker_kfold` for 5)."""
+    if not 2 <= folds <= MAX_FOLDS:
+        raise ProtocolError(f"--folds must be in 2..{MAX_FOLDS}, got {folds}")
+    return "speaker_kfold" if folds == DEFAULT_FOLDS else f"speaker_kfold{folds}"
+
+
+def register_kfold(name: str) -> None:
+    """Register `speaker_kfold<K>` (a name `protocols.get` was asked for); nothing for a name
+    of another form (get then says it is unknown)."""
+    match = KFOLD_NAME.match(name)
+    if match is None or not 2 <= int(match.group(1)) <= MAX_FOLDS:
+        return
+    folds = int(match.group(1))
+    register(name, ANY_CORPUS, _kfold_description(folds), describe=_describe)(
+        lambda manifest: kfold(manifest, folds)
+    )
+
+
+def _kfold_description(folds: int) -> str:
+    return (f"{folds} folds of whole speakers, class- (and gender-) balanced (stratified group "
+            "k-fold); validation speakers from the training ones")  # fmt: skip
+
+
+def _describe(manifest: Manifest, folds) -> dict:
+    """The card's `balance`: how close the test folds' class shares are to the corpus's."""
+    return {"balance": balance(manifest, [list(f.test_speakers) for f in folds])}
+
+
+def speaker_groups(manifest: Manifest, folds: int, seed: int = SEED) -> list[list[str]]:
+    """The speakers of `manifest` in `folds` groups, each group's class (and gender) counts as
+    close to an equal share of the corpus's as whole speakers allow."""
+    speakers = list(manifest.speakers)
+    if len(speakers) < folds:
+        raise ProtocolError(f"speaker_kfold with {folds} folds needs at least {folds} speakers, "
+                            f"{manifest.corpus} has {len(speakers)}")  # fmt: skip
+    counts = _profile(manifest, speakers)  # [S, classes (+ genders)]
+    target = counts.sum(0) / folds
+    order = np.random.default_rng(seed).permutation(len(speakers))
+    order = sorted(order, key=lambda s: -counts[s].sum())  # the largest speakers first
+    fold_of = np.zeros(len(speakers), int)
+    totals = np.zeros((folds, counts.shape[1]))
+    for s in order:  # greedy: the fold whose counts end closest to an equal share
+        cost = (((totals + counts[s]) - target) ** 2).sum(1) - ((totals - target) ** 2).sum(1)
+        best = min(range(folds), key=lambda f: (round(cost[f], 9), totals[f].sum(), f))
+        totals[best] += counts[s]
+        fold_of[s] = best
+    fold_of = _improve(counts, fold_of, folds)
+    groups = [[speakers[s] for s in np.flatnonzero(fold_of == f)] for f in range(folds)]
+    return [sorted(g) for g in groups]
+
+
+def _spread(counts: np.ndarray, fold_of: np.ndarray, folds: int) -> float:
+    """How far the folds are from the corpus's shares (classes, genders) and from equal sizes:
+    the sum of squared share differences, plus the squared relative size differences."""
+    totals = np.stack([counts[fold_of == f].sum(0) for f in range(folds)])  # [K, C]
+    sizes = totals[:, : counts.shape[1]].sum(1, keepdims=True)
+    if (sizes == 0).any():
+        return np.inf
+    shares, overall = totals / sizes, counts.sum(0) / counts.sum()
+    return float(((shares - overall) ** 2).sum() + ((sizes / sizes.mean() - 1) ** 2).sum() / 10)
+
+
+def _improve(counts: np.ndarray, fold_of: np.ndarray, folds: int, passes: int = 20) -> np.ndarray:
+    """Swap speakers between folds while a swap brings the folds closer (`_spread`); a fixed
+    order, so the same every time."""
+    fold_of = fold_of.copy()
+    best = _spread(counts, fold_of, folds)
+    for _ in range(passes):
+        improved = False
+        for a in range(len(fold_of)):
+            for b in range(a + 1, len(fold_of)):
+                if fold_of[a] == fold_of[b]:
+                    continue
+                fold_of[a], fold_of[b] = fold_of[b], fold_of[a]
+                spread = _spread(counts, fold_of, folds)
+                if spread < best - 1e-12:
+                    best, improved = spread, True
+                else:
+                    fold_of[a], fold_of[b] = fold_of[b], fold_of[a]
+        if not improved:
+            break
+    return fold_of
+
+
+def balance(manifest: Manifest, groups: list[list[str]]) -> dict:
+    """How close each test fold's class shares are to the corpus's: the largest difference,
+    in percentage points, over folds and classes."""
+    speakers = np.array([u.speaker for u in manifest.utterances])
+    labels = np.array([u.label for u in manifest.utterances])
+    n = len(manifest.classes)
+    overall = np.bincount(labels, minlength=n) / len(labels)
+    worst = 0.0
+    for group in groups:
+        rows = np.isin(speakers, group)
+        shares = np.bincount(labels[rows], minlength=n) / max(1, rows.sum())
+        worst = max(worst, float(np.abs(shares - overall).max()))
+    return {"max_class_share_difference_points": round(100 * worst, 2), "seed": SEED}
+
+
+def kfold(manifest: Manifest, folds: int) -> list[Fold]:
+    """The `speaker_kfold` folds (see the module docstring)."""
+    groups = speaker_groups(manifest, folds)
+    n_val = max(1, len(manifest.speakers) // 10)
+    result = []
+    for i, test in enumerate(groups):
+        pool = [s for j in range(1, folds) for s in groups[(i + j) % folds]]
+        result.append(speaker_fold(manifest, f"fold{i}", test, _validation(manifest, pool, n_val)))
+    if any(not len(f.train) for f in result):
+        raise ProtocolError(f"speaker_kfold with {folds} folds leaves a fold no training speaker")
+    return result
+
+
+def _validation(manifest: Manifest, pool: list[str], n_val: int) -> list[str]:
+    """`n_val` speakers from `pool` (in its order), alternating genders where they are known."""
+    gender = {u.speaker: u.gender for u in manifest.utterances}
+    by_gender = {g: [s for s in pool if gender[s] == g] for g in ("f", "m")}
+    if not all(by_gender.values()) or any(gender[s] is None for s in pool):
+        return pool[:n_val]
+    picked = []
+    for i in range(n_val):
+        side = by_gender["fm"[i % 2]] or by_gender["mf"[i % 2]]
+        picked.append(side.pop(0))
+    return picked
+
+
+def _profile(manifest: Manifest, speakers: list[str]) -> np.ndarray:
+    """[S, C (+2)]: each speaker's utterances per class, and per gender where all are known."""
+    index = {s: i for i, s in enumerate(speakers)}
+    n = len(manifest.classes)
+    genders = [u.gender for u in manifest.utterances]
+    with_gender = all(g in ("f", "m") for g in genders)
+    counts = np.zeros((len(speakers), n + (2 if with_gender else 0)))
+    for u in manifest.utterances:
+        counts[index[u.speaker], u.label] += 1
+        if with_gender:
+            counts[index[u.speaker], n + (u.gender == "m")] += 1
+    return counts
+
+
+@register("speaker_kfold", ANY_CORPUS, _kfold_description(DEFAULT_FOLDS), describe=_describe)
+def _speaker_kfold(manifest: Manifest) -> list[Fold]:
+    return kfold(manifest, DEFAULT_FOLDS)
+
+
+@register("loso", ANY_CORPUS, "leave one speaker out; the next speaker validates")
+def _loso(manifest: Manifest) -> list[Fold]:
+    return _rotating(manifest, "loso", manifest.speakers, n_val=1)
