@@ -312,8 +312,12 @@ def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
 
 def budget_values(args, config) -> dict:
     """What the budget and the space gave to the flags left unset (for the resolved config)."""
+    from reslstm_jax import corpora
+
+    protocol = config.protocol or corpora.default_protocol(config.corpus or "synthetic")
     return {"trials": config.trials, "epochs": config.epochs, "seeds": config.seeds,
-            "study": config.study, "group_size": config.group_size}  # fmt: skip
+            "study": config.study, "group_size": config.group_size,
+            "protocol": protocol}  # fmt: skip
 
 
 def write_config(p, argv, args, config, card: dict) -> None:
