@@ -387,8 +387,7 @@ def prepare(
             raise ParameterError(
                 "{corpus} {value} needs {data_dir} (where the corpus is)", value=corpus
             )
-    protocol = protocol or corpora.default_protocol(corpus)
-    if not protocols.applies_to(protocol, corpus):
+    if protocol is not None and not protocols.applies_to(protocol, corpus):
         raise ParameterError(
             "{protocol} {name} is for {its}, not {value}; protocols for {value}: {known}",
             name=protocol, its=protocols.get(protocol).corpus, value=corpus,
@@ -398,6 +397,8 @@ def prepare(
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
     manifest = labelsets.relabel(corpora.load(corpus, data_dir), label_set)
+    # a manifest's default depends on its rows (`given` when they name their folds)
+    protocol = protocol or corpora.default_protocol(corpus, manifest)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
     protocols.make_folds(protocol, manifest)

@@ -28,7 +28,8 @@ def audit(
     Checks, per fold: non-empty train, val and test; train / val / test utterance sets
     disjoint; no speaker in both test and train or val; no speaker in both val and train
     (except a fold that declares `val_from_train_speakers`); and over all folds: every
-    utterance of the manifest is tested exactly once. A `leaky` (reproduction) protocol's
+    utterance of the manifest is tested exactly once (unless the protocol is one fixed split,
+    `Fold.fixed_split`: its only fold tests its test rows). A `leaky` (reproduction) protocol's
     folds may declare `speaker_dependent` (speaker checks skipped) and `val_is_test` (val must
     then equal test); any other protocol declaring them is refused.
     """
@@ -74,6 +75,10 @@ def audit(
                     f"{where}: speakers {', '.join(sorted(both))} are in both {a} and {b}"
                 )
         tested[fold.test] += 1
+    if any(f.fixed_split for f in folds):
+        if len(folds) != 1:
+            raise LeakageError(f"{protocol}: a fixed split is the protocol's only fold")
+        return  # one partition: its test rows are tested, the others train and validate
     never, twice = np.flatnonzero(tested == 0), np.flatnonzero(tested > 1)
     if len(never):
         raise LeakageError(

@@ -49,6 +49,9 @@ class Fold:
     # Reproduction protocols of other papers only (the protocol is then registered `leaky`):
     speaker_dependent: bool = False  # speakers may be in train, val and test alike
     val_is_test: bool = False  # checkpoint selection on the test fold itself
+    # One fixed train/val/test partition (a manifest's split column): the only fold, and only
+    # its test rows are tested (the audit's every-utterance-once check does not apply)
+    fixed_split: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,6 +435,7 @@ def card(name: str, manifest: Manifest, folds: Sequence[Fold]) -> dict:
                 "val_from_train_speakers": f.val_from_train_speakers,
                 "speaker_dependent": f.speaker_dependent,
                 "val_is_test": f.val_is_test,
+                **({"fixed_split": True} if f.fixed_split else {}),
             }
             for f in folds
         ],

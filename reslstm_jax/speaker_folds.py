@@ -12,17 +12,23 @@ first, ties broken by a fixed seed (`SEED`, so the folds are the same on every m
 card says how close (`balance`). Validation speakers are drawn from the training speakers, as
 the RAVDESS paper protocol does: about a tenth of the speakers (at least one; alternating
 genders where known), taken from the next fold's, so no speaker is in two roles of a fold.
-`loso` leaves one speaker out per fold, the next speaker validating. Both are audited like
-every protocol (`protocols.make_folds`).
+`loso` leaves one speaker out per fold, the next speaker validating. `given` takes the folds a
+manifest names (`corpora.manifest`): its `fold` column (each fold tests its rows and trains on
+the others; validation speakers are drawn from the training part, as above) or its `split`
+column (one fixed train/val/test partition). All are audited like every protocol
+(`protocols.make_folds`): given folds that share a speaker between training and test are
+refused, not trained on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
 
 from reslstm_jax.corpora.base import Manifest
+from reslstm_jax.leakage import LeakageError
 from reslstm_jax.protocols import (
     ANY_CORPUS,
     Fold,
@@ -187,3 +193,55 @@ def _speaker_kfold(manifest: Manifest) -> list[Fold]:
 @register("loso", ANY_CORPUS, "leave one speaker out; the next speaker validates")
 def _loso(manifest: Manifest) -> list[Fold]:
     return _rotating(manifest, "loso", manifest.speakers, n_val=1)
+
+
+@register("given", ANY_CORPUS,
+          "the folds the manifest names: its fold column (each fold tests its rows; validation "
+          "speakers from the training part) or its split column (train/val/test)")  # fmt: skip
+def _given(manifest: Manifest) -> list[Fold]:
+    column = next((c for c in ("fold", "split") if all(c in u.extra for u in manifest.utterances)),
+                  None)  # fmt: skip
+    if column is None:
+        raise ProtocolError(f"protocol given needs a fold or split column on every row of "
+                            f"{manifest.corpus}")  # fmt: skip
+    values = np.array([u.extra[column] for u in manifest.utterances])
+    speakers = np.array([u.speaker for u in manifest.utterances])
+    if column == "split":
+        fold = _given_fold(manifest, "given", speakers, values == "test", values == "val")
+        return [dataclasses.replace(fold, fixed_split=True)]
+    names = sorted(
+        set(values.tolist()), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v)
+    )
+    if len(names) < 2:
+        raise ProtocolError(f"protocol given needs at least 2 folds, {manifest.corpus} names "
+                            f"{len(names)}")  # fmt: skip
+    folds = []
+    for i, name in enumerate(names):
+        test = values == name
+        shared = set(speakers[test].tolist()) & set(speakers[~test].tolist())
+        if shared:  # the audit's finding, said before a validation part is drawn
+            shown = ", ".join(sorted(shared)[:5]) + (" ..." if len(shared) > 5 else "")
+            raise LeakageError(
+                f"given fold{name}: speakers {shown} are in its test rows and "
+                "in other folds' (given folds must be speaker-independent)"
+            )
+        pool = sorted(set(speakers[~test].tolist()))
+        n_val = max(1, len(pool) // 10)
+        chosen = [pool[(i * n_val + j) % len(pool)] for j in range(n_val)] if pool else []
+        folds.append(_given_fold(manifest, f"fold{name}", speakers, test,
+                                 ~test & np.isin(speakers, chosen)))  # fmt: skip
+    return folds
+
+
+def _given_fold(manifest, name, speakers, is_test, is_val) -> Fold:
+    is_train = ~is_test & ~is_val
+    for part, rows in (("train", is_train), ("validation", is_val), ("test", is_test)):
+        if not rows.any():
+            raise ProtocolError(f"protocol given: {manifest.corpus}'s {name} has no {part} rows")
+    return Fold(
+        name=name, train=np.flatnonzero(is_train), val=np.flatnonzero(is_val),
+        test=np.flatnonzero(is_test),
+        train_speakers=tuple(sorted(set(speakers[is_train].tolist()))),
+        val_speakers=tuple(sorted(set(speakers[is_val].tolist()))),
+        test_speakers=tuple(sorted(set(speakers[is_test].tolist()))),
+    )  # fmt: skip

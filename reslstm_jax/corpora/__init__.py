@@ -25,7 +25,9 @@ from reslstm_jax.corpora.base import (
     Utterance,
 )
 
-CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic")
+CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic", "manifest")
+# The corpora whose classes are fixed and published (a manifest's are its own).
+KNOWN = CORPORA[:-1]
 # The loader module of each corpus, where it is not the corpus's name (`corpora.synthetic` is
 # the generator; its corpus loader is `synthetic_speech`).
 _MODULES = {"synthetic": "synthetic_speech"}
@@ -48,9 +50,13 @@ def layout(name: str) -> str:
     return getattr(module(name), "LAYOUT", name)
 
 
-def default_protocol(name: str) -> str:
-    """The name of the protocol a run on corpus `name` uses unless told (the module's)."""
-    return module(name).DEFAULT_PROTOCOL
+def default_protocol(name: str, manifest: Manifest | None = None) -> str:
+    """The name of the protocol a run on corpus `name` uses unless told (the module's; a
+    manifest's depends on its rows: `corpora.manifest.default_for`)."""
+    found = module(name)
+    if manifest is not None and hasattr(found, "default_for"):
+        return found.default_for(manifest)
+    return found.DEFAULT_PROTOCOL
 
 
 def shared4(name: str) -> dict[str, str]:

@@ -24,17 +24,22 @@ LABEL_SETS = ("native", "shared4")
 SHARED4 = ("neutral", "happy", "angry", "sad")
 
 
-def mapping(corpus: str, label_set: str) -> dict[str, str] | None:
-    """{corpus class: label-set class}, or None for "native" (the corpus's own classes)."""
+def mapping(corpus: str, label_set: str, classes=()) -> dict[str, str] | None:
+    """{corpus class: label-set class}, or None for "native" (the corpus's own classes). A
+    corpus the project does not know (a manifest's) maps its `classes` named as the four."""
     if label_set not in LABEL_SETS:
         raise CorpusError(f"unknown label set {label_set!r}; label sets: {', '.join(LABEL_SETS)}")
     if label_set == "native":
         return None
     from reslstm_jax import corpora  # the package imports this module's neighbours first
 
-    mapped = getattr(corpora.module(corpus), "SHARED4", None) if corpus in corpora.CORPORA else None
+    if corpus in corpora.KNOWN:
+        mapped = corpora.module(corpus).SHARED4
+    else:
+        mapped = {c: c for c in classes if c in SHARED4} or None
     if mapped is None:
-        raise CorpusError(f"label set {label_set}: no mapping for corpus {corpus}")
+        raise CorpusError(f"label set {label_set}: no mapping for corpus {corpus} (its classes "
+                          f"name none of {', '.join(SHARED4)})")  # fmt: skip
     return dict(mapped)
 
 
@@ -42,7 +47,7 @@ def relabel(manifest: Manifest, label_set: str) -> Manifest:
     """`manifest` with the classes of `label_set`: utterances of a class the set leaves out
     move to `skipped` ("not in label set shared4: calm"); the others get the set's label.
     "native" returns `manifest` itself."""
-    to = mapping(manifest.corpus, label_set)
+    to = mapping(manifest.corpus, label_set, manifest.classes)
     if to is None:
         return manifest
     kept, skipped = [], list(manifest.skipped)

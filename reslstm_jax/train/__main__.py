@@ -32,10 +32,11 @@ def build_parser():
     d.add_argument(
         "--corpus",
         choices=corpora.CORPORA,
-        help="the corpus in --data-dir (`synthetic`: one generated with "
-        "`python -m reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
+        help="the corpus in --data-dir (`manifest`: a CSV, TSV or JSON Lines file listing "
+        "your own, docs/data.md; `synthetic`: one generated with `python -m "
+        "reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
-    d.add_argument("--data-dir", help="where the corpus is")
+    d.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
     d.add_argument(
         "--protocol", type=protocol_name, metavar="NAME",
         help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "

@@ -1,0 +1,148 @@
+"""A corpus of your own: CSV, TSV and JSON Lines manifests, their bad rows, the `given` folds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from reslstm_jax import corpora, protocols
+from reslstm_jax.corpora import labelsets
+from reslstm_jax.corpora import manifest as manifest_mod
+from reslstm_jax.corpora.base import CorpusError
+
+
+def tone_rows(tone_corpus: pathlib.Path, folder: pathlib.Path) -> list[dict]:
+    """One row per file of the tone corpus, with our own labels and speaker names (paths
+    relative to `folder`, where the manifest goes)."""
+    rows = []
+    for path in sorted(tone_corpus.rglob("*.wav")):
+        parts = path.stem.split("-")
+        actor = int(parts[6])
+        rows.append({"file": str(path.relative_to(folder)) if folder in path.parents
+                     else str(path),
+                     "emotion": {"01": "neutral", "05": "angry"}[parts[2]],
+                     "speaker": f"spk{actor:02d}", "gender": "male" if actor % 2 else "F",
+                     "fold": str(actor % 3)})  # fmt: skip
+    return rows
+
+
+def write(path: pathlib.Path, rows: list[dict], columns=None) -> pathlib.Path:
+    columns = columns or list(rows[0])
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({c: r.get(c) for c in columns}) + "\n" for r in rows))
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, delimiter="\t" if path.suffix ==
+                                    ".tsv" else ",", extrasaction="ignore")  # fmt: skip
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_every_bad_row_is_named_and_the_rest_used(tone_corpus, tmp_path, suffix):
+    rows = tone_rows(tone_corpus, tmp_path)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "noise.wav").write_bytes(b"not a riff file at all")
+    bad = [
+        {**rows[0], "file": ""},                    # row 49: no file
+        {**rows[0], "file": "nowhere/x.wav"},       # row 50: no such file
+        {**rows[0], "file": "empty.wav"},           # row 51: empty
+        {**rows[0], "file": "noise.wav"},           # row 52: not a WAV
+        {**rows[1], "emotion": ""},                 # row 53: a repeat of row 2, no emotion
+        {**rows[2]},                                # row 54: a repeat of row 3
+    ]  # fmt: skip
+    path = write(tmp_path / f"my_lab{suffix}", rows + bad)
+    m = corpora.load("manifest", path)
+    assert m.corpus == "my_lab" and m.classes == ("angry", "neutral") and len(m) == 48
+    reasons = {s.path.split(":")[0].split(" (")[0]: s.reason for s in m.skipped}
+    assert reasons == {"row 49": "no file", "row 50": "no such file", "row 51": "empty file",
+                       "row 52": "not a RIFF/WAVE file",
+                       "row 53": "repeats an earlier row's file",
+                       "row 54": "repeats an earlier row's file"}  # fmt: skip
+    u = m.utterances[0]
+    assert u.speaker.startswith("spk") and u.gender in ("m", "f") and u.emotion in m.classes
+    assert corpora.default_protocol("manifest", m) == "given"  # its rows name their folds
+    assert m.ids == sorted(pathlib.Path(r["file"]).stem for r in rows)
+
+
+@pytest.mark.parametrize(
+    "columns, text, message",
+    [
+        (["path", "label"], None, "no speaker column (speaker, spk, actor)"),
+        (["wav", "emo", "actor", "start", "end"], None, "segments (start/end) are not supported"),
+        (None, "file,emotion,speaker\n", "no rows"),
+        (None, "file,emotion,speaker\nnone.wav,happy,s1\n",
+         "no usable row (1 rows; 1 no such file)"),
+    ],
+)  # fmt: skip
+def test_a_manifest_that_cannot_be_used_is_one_line(tmp_path, columns, text, message):
+    path = tmp_path / "lab.csv"
+    if text is None:
+        row = {"path": "a.wav", "label": "x", "wav": "a.wav", "emo": "x", "actor": "s",
+               "start": "0", "end": "1"}  # fmt: skip
+        write(path, [row], columns)
+    else:
+        path.write_text(text)
+    with pytest.raises(CorpusError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        corpora.load("manifest", path)
+    for where, what in ((tmp_path, "is a folder"), (tmp_path / "lab.xlsx", "must end in")):
+        with pytest.raises(CorpusError, match=what):
+            corpora.load("manifest", where)
+
+
+def test_the_given_folds_and_split_are_the_manifests(tone_corpus, tmp_path):
+    rows = tone_rows(tone_corpus, tmp_path)
+    m = manifest_mod.load(write(tmp_path / "lab.csv", rows))
+    folds = protocols.make_folds("given", m)  # audited
+    assert [f.name for f in folds] == ["fold0", "fold1", "fold2"]
+    fold_of = {u.id: u.extra["fold"] for u in m.utterances}
+    for fold in folds:
+        assert {fold_of[m.ids[i]] for i in fold.test} == {fold.name[4:]}
+        assert fold.val_speakers and not set(fold.val_speakers) & set(fold.train_speakers)
+    tested = np.sort(np.concatenate([f.test for f in folds]))
+    assert tested.tolist() == list(range(len(m)))
+    # one fixed partition: by speaker number, 1-16 train, 17-20 validate, 21-24 test
+    split = [{**r, "split": "train" if int(r["speaker"][3:]) <= 16
+              else "dev" if int(r["speaker"][3:]) <= 20 else "test"} for r in rows]  # fmt: skip
+    m = manifest_mod.load(write(tmp_path / "split.csv", split, ["file", "emotion", "speaker",
+                                                                 "split"]))  # fmt: skip
+    (fold,) = protocols.make_folds("given", m)
+    assert (len(fold.train), len(fold.val), len(fold.test)) == (32, 8, 8)
+    # a given fold that shares a speaker between training and test is refused, not trained on
+    leaky = [{**r, "fold": str(i % 2)} for i, r in enumerate(rows)]
+    m = manifest_mod.load(write(tmp_path / "leaky.csv", leaky))
+    with pytest.raises(protocols.LeakageError):
+        protocols.make_folds("given", m)
+
+
+def test_a_manifest_without_folds_runs_speaker_kfold_and_joins_shared4(tone_corpus, tmp_path):
+    rows = tone_rows(tone_corpus, tmp_path)
+    m = manifest_mod.load(write(tmp_path / "lab.csv", rows, ["file", "emotion", "speaker"]))
+    assert corpora.default_protocol("manifest", m) == "speaker_kfold"
+    assert labelsets.mapping(m.corpus, "shared4", m.classes) == {"neutral": "neutral",
+                                                                 "angry": "angry"}  # fmt: skip
+    with pytest.raises(CorpusError, match="name none of neutral, happy, angry, sad"):
+        labelsets.mapping("other", "shared4", ("joy", "rage"))
+
+
+def test_the_train_cli_trains_on_a_manifest(tone_corpus, feature_cache, tmp_path, train_command,
+                                            run_command):  # fmt: skip
+    """A CSV of files: its name, utterance hash and `given` folds reach the card, and its bad
+    rows skipped.csv."""
+    rows = tone_rows(tone_corpus, tmp_path) + [{"file": "gone.wav", "emotion": "angry",
+                                                "speaker": "spk01", "fold": "0"}]  # fmt: skip
+    manifest = write(tmp_path / "my_lab.csv", rows, ["file", "emotion", "speaker", "fold"])
+    out = tmp_path / "run"
+    done = run_command(train_command(tone_corpus, out, feature_cache, "--corpus", "manifest",
+                                     "--data-dir", str(manifest), "--epochs", "2"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((out / "card.json").read_text())
+    assert (card["corpus"], card["protocol"], card["n_utterances"]) == ("my_lab", "given", 48)
+    assert [f["name"] for f in card["folds"]] == ["fold0", "fold1", "fold2"]
+    assert "row 49: " in (out / "skipped.csv").read_text()
+    assert "1 file(s) under" in done.stdout and "no such file" in done.stdout
