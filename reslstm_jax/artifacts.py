@@ -13,7 +13,10 @@ A training directory (`python -m reslstm_jax.train --out DIR`, an experiment's
 * `card.json` (`CARD_FILE`): the protocol card; `extraction_report.json` (`EXTRACTION_FILE`):
   files the feature extractor skipped; `skipped.csv` (`SKIPPED_FILE`): every file under the
   corpus root that was not used (not audio, another corpus part, a bad header, failed features,
-  ...), one row each: path, reason;
+  ...), one row each: path, reason; `predictions.csv` (`PREDICTIONS_FILE`): every model's
+  out-of-fold predictions, one row per test utterance and seed: id, file, speaker, fold, seed,
+  true and predicted label, and the class probabilities of the selected checkpoint (the same
+  data as results.json, for any tool);
 * `inference.json` (`INFERENCE_FILE`) and `normalisation.npz` (`NORMALISATION_FILE`): what
   `reslstm_jax.predict` needs next to `best/` (`BEST_DIR`, the best-validation parameters of
   every model, orbax); `checkpoints/` (`CHECKPOINTS_DIR`): the resumable training state.
@@ -26,6 +29,7 @@ the old file or none, and perhaps a `.part` file).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -38,6 +42,7 @@ RESULTS_FILE = "results.json"
 CARD_FILE = "card.json"
 EXTRACTION_FILE = "extraction_report.json"
 SKIPPED_FILE = "skipped.csv"
+PREDICTIONS_FILE = "predictions.csv"
 INFERENCE_FILE = "inference.json"
 NORMALISATION_FILE = "normalisation.npz"
 BEST_DIR = "best"
@@ -146,7 +151,30 @@ def write_run(out_dir, dataset, results: dict) -> pathlib.Path:
     manifest = getattr(dataset, "manifest", None)
     if manifest is not None:
         write_skipped(out_dir / SKIPPED_FILE, manifest.skipped)
+        write_predictions(out_dir / PREDICTIONS_FILE, manifest, results)
     return write_json(out_dir / RESULTS_FILE, results)
+
+
+def write_predictions(path, manifest, results: dict) -> pathlib.Path:
+    """`predictions.csv` of a run: one row per test utterance and seed (`results["runs"]`'s
+    test predictions, with the file and speaker from `manifest`); the probabilities columns
+    (`p_<class>`) are empty for a model that gave none (the classical baseline)."""
+    classes = list(results["card"]["classes"])
+    where = {u.id: u for u in manifest.utterances}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "file", "speaker", "fold", "seed", "label", "prediction",
+                     *(f"p_{c}" for c in classes)])  # fmt: skip
+    for run in results["runs"]:
+        test = run["test_predictions"]
+        probabilities = test.get("probabilities") or [[] for _ in test["ids"]]
+        for uid, label, pred, probs in zip(test["ids"], test["labels"], test["predictions"],
+                                           probabilities, strict=True):  # fmt: skip
+            u = where.get(uid)
+            writer.writerow([uid, u.path if u else "", u.speaker if u else "", run["fold"],
+                             run["seed"], classes[label], classes[pred],
+                             *(probs or [""] * len(classes))])  # fmt: skip
+    return write_text_atomic(path, out.getvalue())
 
 
 def write_inference_info(out_dir, dataset, model, layout, dropouts=None) -> None:

@@ -69,6 +69,36 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
         json.loads(path.read_text(), **refuse)
 
 
+def test_predictions_csv_holds_the_out_of_fold_predictions_of_results(trained):
+    """One row per test utterance and seed, with its file, speaker, fold and the selected
+    checkpoint's class probabilities: the pooled UAR recomputed from the file is the one
+    results.json reports."""
+    import csv
+
+    from reslstm_jax import metrics
+
+    out, _ = trained
+    results = json.loads((out / "results.json").read_text())
+    classes = results["card"]["classes"]
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:7] == ["id", "file", "speaker", "fold", "seed", "label", "prediction"]
+    assert len(rows) == sum(len(r["test_predictions"]["ids"]) for r in results["runs"])
+    assert all(pathlib.Path(r["file"]).is_file() and r["speaker"] for r in rows)
+    per_seed = []
+    for seed in sorted({int(r["seed"]) for r in rows}):
+        mine = [r for r in rows if int(r["seed"]) == seed]
+        y = [classes.index(r["label"]) for r in mine]
+        p = [classes.index(r["prediction"]) for r in mine]
+        per_seed.append(metrics.classification(np.array(y), np.array(p), len(classes))["uar"])
+        probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in mine])
+        # softmax rows written with 6 decimals: they sum to 1 within 8 * 5e-7
+        np.testing.assert_allclose(probs.sum(1), 1, atol=4e-6)
+        assert (probs.argmax(1) == np.array(p)).all()  # the prediction is the likeliest class
+    # the same predictions through the same float64 UAR: equal
+    assert np.mean(per_seed) == pytest.approx(results["aggregate"]["pooled_oof_uar"]["mean"])
+
+
 def test_the_run_is_recorded_with_its_provenance_in_results_and_wandb(trained):
     """results.json and the offline W&B run hold what the run was trained on and with; W&B
     has the curves of every epoch, names every number, and an interactive confusion matrix."""

@@ -286,8 +286,10 @@ def model_inputs(shared: Shared, data: ModelData, rows, valid):
     return x, lengths
 
 
-def predict_rows(model, eval_batch: int, params, stats, shared, data, rows, valid):
-    """Eval-mode class predictions [n] int32 of `rows` [n], in batches of `eval_batch`."""
+def predict_rows(model, eval_batch: int, params, stats, shared, data, rows, valid, *,
+                 probabilities: bool = False):  # fmt: skip
+    """Eval-mode class predictions [n] int32 of `rows` [n], in batches of `eval_batch`; with
+    `probabilities`, also the softmax of each row's logits [n, C] float32."""
     n = rows.shape[0]
     steps = math.ceil(n / eval_batch)
     pad = steps * eval_batch - n
@@ -298,9 +300,14 @@ def predict_rows(model, eval_batch: int, params, stats, shared, data, rows, vali
         r, v = args
         x, lengths = model_inputs(shared, data, r, v)
         logits, _ = model.apply({"params": params, "batch_stats": stats}, x, lengths)
-        return jnp.argmax(logits, -1).astype(jnp.int32)
+        pred = jnp.argmax(logits, -1).astype(jnp.int32)
+        return (pred, jax.nn.softmax(logits, -1)) if probabilities else pred
 
-    return jax.lax.map(one, (rows_b, valid_b)).reshape(-1)[:n]
+    out = jax.lax.map(one, (rows_b, valid_b))
+    if not probabilities:
+        return out.reshape(-1)[:n]
+    pred, probs = out
+    return pred.reshape(-1)[:n], probs.reshape(-1, probs.shape[-1])[:n]
 
 
 def batch_loss(model, loss: str, params, stats, x, lengths, labels, valid, key, rate,
@@ -488,8 +495,10 @@ def make_train(config: TrainConfig) -> ModelFunctions:
         return {
             "val": predict_rows(model, config.eval_batch, *best, shared, data, data.val,
                                 data.val_mask),
-            "test": predict_rows(model, config.eval_batch, *best, shared, data, data.test,
-                                 data.test_mask),
+            # the test rows' class probabilities too (predictions.csv), from the same pass
+            **dict(zip(("test", "test_probabilities"),
+                       predict_rows(model, config.eval_batch, *best, shared, data, data.test,
+                                    data.test_mask, probabilities=True), strict=True)),
         }  # fmt: skip
 
     return ModelFunctions(config=config, init=init, run=run, predict=predict)

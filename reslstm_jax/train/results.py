@@ -45,6 +45,7 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
             _, s, k = layout.position(m)
             rows = folds.test[k][folds.test_mask[k]]
             pred = predictions["test"][m][folds.test_mask[k]]
+            probs = predictions["test_probabilities"][m][folds.test_mask[k]]  # [n, C]
             y_true[s][k], y_pred[s][k] = labels[rows], pred
             trained = trained_epochs(settings.patience, int(epochs_done[m]), int(best_epoch[m]))
             epoch = diverged_at(history["train_loss"][m][:trained])
@@ -63,7 +64,9 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
                 "test": metrics.classification(labels[rows], pred, n_classes),
                 "test_predictions": {"ids": [dataset.ids[i] for i in rows],
                                      "labels": labels[rows].tolist(),
-                                     "predictions": pred.tolist()},
+                                     "predictions": pred.tolist(),
+                                     # of the selected checkpoint; 6 decimals
+                                     "probabilities": np.round(probs, 6).tolist()},
             })  # fmt: skip
         results.append({
             "settings": settings.to_json(),
