@@ -34,7 +34,7 @@ import io
 import json
 import os
 import pathlib
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -58,9 +58,12 @@ def write_bytes_atomic(path, data: bytes) -> pathlib.Path:
     """Write `data` to `path` atomically (a temporary file renamed into place)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    # The temporary name is chosen before the file exists, so that an interrupt arriving at
+    # any bytecode (a signal between `mkstemp` returning and its result being stored left a
+    # `.part` behind) still finds it to remove.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
