@@ -268,8 +268,11 @@ def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int
     for flag in ("seeds", "epochs", "devices"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
-        p.error(f"--data-dir {args.data_dir}: no such directory")
+    where = pathlib.Path(args.data_dir).expanduser() if args.data_dir else None
+    if where is not None and not (where.is_file() if corpus == "manifest" else where.is_dir()):
+        p.error(
+            f"--data-dir {args.data_dir}: no such {'file' if corpus == 'manifest' else 'directory'}"
+        )
     from reslstm_jax import artifacts
 
     try:  # before any data is read

@@ -191,8 +191,10 @@ def build_config(args, p) -> tuple:
         p.error(f"--corpus {args.corpus} needs --data-dir")
     if args.data_dir and not args.corpus:
         p.error("--data-dir needs --corpus (which corpus is in that directory?)")
-    if args.data_dir and not pathlib.Path(args.data_dir).expanduser().is_dir():
-        p.error(f"--data-dir {args.data_dir} does not exist or is not a directory")
+    where = pathlib.Path(args.data_dir).expanduser() if args.data_dir else None
+    if where is not None and not (where.is_file() if args.corpus == "manifest" else where.is_dir()):
+        kind = "a manifest file" if args.corpus == "manifest" else "a directory"
+        p.error(f"--data-dir {args.data_dir} does not exist or is not {kind}")
     from reslstm_jax import artifacts, crosscorpus
 
     try:
@@ -204,11 +206,20 @@ def build_config(args, p) -> tuple:
         p.error(str(exc))
     corpus = args.corpus or "synthetic"
     protocol = args.protocol or corpora.default_protocol(corpus)
+    if corpus == "manifest":  # its name and default protocol (`given` with folds) are its own
+        from reslstm_jax.corpora.base import CorpusError
+
+        try:
+            found = corpora.load("manifest", args.data_dir)
+        except CorpusError as exc:
+            p.error(str(exc))
+        corpus = found.corpus
+        protocol = args.protocol or corpora.default_protocol("manifest", found)
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
         space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,
         objective=args.objective, corpus=args.corpus, data_dir=args.data_dir,
-        protocol=args.protocol, storage=url, workdir=args.out, wandb=args.wandb,
+        protocol=protocol, storage=url, workdir=args.out, wandb=args.wandb,
         sampler_seed=args.sampler_seed,
         group_size=args.group_size or (1 if space.grid is not None else 4),
         heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds,
@@ -312,12 +323,9 @@ def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
 
 def budget_values(args, config) -> dict:
     """What the budget and the space gave to the flags left unset (for the resolved config)."""
-    from reslstm_jax import corpora
-
-    protocol = config.protocol or corpora.default_protocol(config.corpus or "synthetic")
     return {"trials": config.trials, "epochs": config.epochs, "seeds": config.seeds,
             "study": config.study, "group_size": config.group_size,
-            "protocol": protocol}  # fmt: skip
+            "protocol": config.protocol}  # fmt: skip
 
 
 def write_config(p, argv, args, config, card: dict) -> None:

@@ -146,3 +146,23 @@ def test_the_train_cli_trains_on_a_manifest(tone_corpus, feature_cache, tmp_path
     assert [f["name"] for f in card["folds"]] == ["fold0", "fold1", "fold2"]
     assert "row 49: " in (out / "skipped.csv").read_text()
     assert "1 file(s) under" in done.stdout and "no such file" in done.stdout
+
+
+def test_a_sweep_names_its_study_after_the_manifest(tone_corpus, tmp_path, run_main):
+    """The study of a manifest is named after it, with the protocol its rows choose."""
+    import yaml
+
+    from sweeps.run import main as sweep_main
+
+    manifest = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
+                     ["file", "emotion", "speaker", "fold"])  # fmt: skip
+    done = run_main(sweep_main, ["--space", "hidden_sizes", "--corpus", "manifest",
+                                 "--data-dir", manifest, "--out", tmp_path / "runs",
+                                 "--print-config"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = yaml.safe_load(done.stdout)
+    assert printed["study"] == "hidden_sizes-my_lab-given-quick"
+    assert printed["protocol"] == "given" and not (tmp_path / "runs").exists()
+    folder = run_main(sweep_main, ["--space", "hidden_sizes", "--corpus", "manifest",
+                                   "--data-dir", tmp_path, "--print-config"])  # fmt: skip
+    assert folder.returncode == 2 and "is not a manifest file" in folder.stderr
