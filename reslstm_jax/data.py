@@ -363,6 +363,7 @@ def prepare(
     progress: bool = True,
     label_set: str = "native",
     audio_variants: Sequence[dict] = (),
+    label_map: dict | None = None,
 ) -> Dataset:
     """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
 
@@ -372,7 +373,9 @@ def prepare(
     `label_set` "shared4" keeps the four emotions every corpus has (`corpora.labelsets`; the
     card records the set and its mapping). `audio_variants` (`{"speed": 0.9}`,
     `{"snr_db": 20}`, ...) add a perturbed copy of every utterance a fold trains on, as
-    training rows of those folds only (`perturb.extract_variants`, `build`).
+    training rows of those folds only (`perturb.extract_variants`, `build`). `label_map`
+    ({old: new, or None to drop}, `labelsets.parse_map`) renames, merges and drops classes
+    before the folds are made; the card records it.
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -396,7 +399,11 @@ def prepare(
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
-    manifest = labelsets.relabel(corpora.load(corpus, data_dir), label_set)
+    loaded = corpora.load(corpus, data_dir)
+    if label_map:  # renames, merges and drops before the folds are made
+        loaded = labelsets.apply_map(loaded, label_map)
+    label_mapping = labelsets.mapping(loaded.corpus, label_set, loaded.classes)
+    manifest = labelsets.relabel(loaded, label_set)
     # a manifest's default depends on its rows (`given` when they name their folds)
     protocol = protocol or corpora.default_protocol(corpus, manifest)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
@@ -420,10 +427,9 @@ def prepare(
         variants=variants,
     )
     if label_set != "native":
-        dataset.card["label_set"] = {
-            "name": label_set,
-            "mapping": labelsets.mapping(manifest.corpus, label_set),
-        }
+        dataset.card["label_set"] = {"name": label_set, "mapping": label_mapping}
+    if label_map:
+        dataset.card["label_map"] = {old: new or "-" for old, new in label_map.items()}
     return dataset
 
 

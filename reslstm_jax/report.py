@@ -234,7 +234,9 @@ def card_key(results: dict) -> tuple:
     card = results["card"]
     return (card["corpus"], card["protocol"], card["utterance_ids_sha256"],
             json.dumps(card.get("features", {}), sort_keys=True), card.get("normalisation"),
-            results.get("objective", "val"))  # fmt: skip
+            results.get("objective", "val"),
+            # a label map changes the classes, not always the utterances: its own table
+            json.dumps(card.get("label_map", {}), sort_keys=True))  # fmt: skip
 
 
 NORMALISATION_WORDS = {

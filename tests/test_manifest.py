@@ -166,3 +166,63 @@ def test_a_sweep_names_its_study_after_the_manifest(tone_corpus, tmp_path, run_m
     folder = run_main(sweep_main, ["--space", "hidden_sizes", "--corpus", "manifest",
                                    "--data-dir", tmp_path, "--print-config"])  # fmt: skip
     assert folder.returncode == 2 and "is not a manifest file" in folder.stderr
+
+
+# ----------------------------------------------------------------------------- label maps
+
+
+@pytest.mark.parametrize(
+    "text, file, expected",
+    [
+        ("excited=happy,calm=neutral,surprised=-", None,
+         {"excited": "happy", "calm": "neutral", "surprised": None}),
+        ("", "excited=happy\n# a comment\nsurprised=-\n", {"excited": "happy", "surprised": None}),
+        ("", "excited: happy\nsurprised: '-'\n", {"excited": "happy", "surprised": None}),
+        ("happy", None, "'happy' is not old=new"),
+        ("a=b,a=c", None, "a is mapped twice"),
+    ],
+)  # fmt: skip
+def test_a_label_map_is_inline_or_a_file(tmp_path, text, file, expected):
+    if file is not None:
+        text = str(tmp_path / "map.txt")
+        (tmp_path / "map.txt").write_text(file)
+    if isinstance(expected, str):
+        with pytest.raises(CorpusError, match=expected):
+            labelsets.parse_map(text)
+    else:
+        assert labelsets.parse_map(text) == expected
+
+
+def test_a_label_map_renames_merges_and_drops_before_the_folds(tone_corpus, tmp_path):
+    rows = tone_rows(tone_corpus, tmp_path)
+    relabel = {"neutral": "calm", "angry": "hot"}  # half of each: angry, calm, hot, neutral
+    rows = [{**r, "emotion": relabel[r["emotion"]]} if i % 4 in (1, 2) else r
+            for i, r in enumerate(rows)]  # fmt: skip
+    m = manifest_mod.load(write(tmp_path / "lab.csv", rows))
+    assert m.classes == ("angry", "calm", "hot", "neutral")
+    mapped = labelsets.apply_map(m, {"calm": "neutral", "hot": "-"})
+    assert mapped.classes == ("angry", "neutral")  # calm merged where it stood, hot dropped
+    assert len(mapped) == len(m) - sum(u.emotion == "hot" for u in m.utterances)
+    assert all(mapped.classes[u.label] == u.emotion for u in mapped.utterances)
+    dropped = [s for s in mapped.skipped if s.reason == "dropped by the label map: hot"]
+    assert len(dropped) == sum(u.emotion == "hot" for u in m.utterances)
+    with pytest.raises(CorpusError, match="has no class joy"):
+        labelsets.apply_map(m, {"joy": "happy"})
+    # a known corpus whose classes a map changed joins shared4 by its classes' names
+    assert labelsets.mapping("emodb", "shared4", ("neutral", "happy", "bored")) == {
+        "neutral": "neutral", "happy": "happy"}  # fmt: skip
+
+
+def test_the_card_records_the_label_map(tone_corpus, feature_cache):
+    """A known corpus through data.prepare: RAVDESS's calm merged into neutral, surprised
+    dropped; the card says so and every table keeps such runs apart."""
+    from reslstm_jax import data, report
+
+    dataset = data.prepare("ravdess", tone_corpus, cache_dir=feature_cache, workers=1,
+                           progress=False,
+                           label_map={"calm": "neutral", "surprised": None})  # fmt: skip
+    card = dataset.card
+    assert card["label_map"] == {"calm": "neutral", "surprised": "-"}
+    assert "calm" not in card["classes"] and "surprised" not in card["classes"]
+    plain = {"card": {**card, "label_map": {}}}
+    assert report.card_key({"card": card}) != report.card_key(plain)

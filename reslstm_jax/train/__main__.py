@@ -146,6 +146,10 @@ def add_options(p) -> None:
     from reslstm_jax import flags
     from reslstm_jax.corpora.labelsets import LABEL_SETS
 
+    p.add_argument("--label-map", metavar="MAP",
+                   help="rename, merge and drop classes before the folds are made: "
+                   "old=new pairs (old=- drops), inline (excited=happy,calm=neutral) or a "
+                   "file of them; applied before --label-set")  # fmt: skip
     p.add_argument("--label-set", choices=LABEL_SETS, default="native",
                    help="native: the corpus's classes; shared4: neutral, happy, angry, sad, "
                    "which every corpus has (docs/protocols.md)")  # fmt: skip
@@ -278,6 +282,7 @@ def checked_flags(args) -> tuple:
     settings = settings_from_args(args)
     args.protocol = with_folds(args.protocol, args.folds)
     cross_tests(args)  # checked now: a typo fails before any work
+    label_map(args)
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     feature_params = parse_json_object("--feature-params", args.feature_params)
@@ -286,6 +291,19 @@ def checked_flags(args) -> tuple:
                                                       args.tags):  # fmt: skip
         raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     return settings, feature_params
+
+
+def label_map(args) -> dict | None:
+    """The --label-map as {old: new or None}, or None; ValueError naming the flag."""
+    from reslstm_jax.corpora import labelsets
+    from reslstm_jax.corpora.base import CorpusError
+
+    if not args.label_map:
+        return None
+    try:
+        return labelsets.parse_map(args.label_map)
+    except CorpusError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def cross_tests(args) -> list[tuple[str, str | None]]:
@@ -364,6 +382,7 @@ def main(argv=None) -> int:
             normalisation=args.normalisation or recipe.normalisation,
             cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
             label_set=args.label_set, audio_variants=audio_variants(args),
+            label_map=label_map(args),
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
