@@ -81,7 +81,7 @@ def load_target(corpus: str, data_dir, run_card: dict, *, cache_dir=None, worker
                                            cache_dir=cache_dir, workers=workers,
                                            progress=progress)  # fmt: skip
     x, lengths, _, _ = data.stack_features(feats)
-    card = {"corpus": corpus, "data_dir": str(data_dir), "label_set": label_set,
+    card = {"corpus": manifest.corpus, "data_dir": str(data_dir), "label_set": label_set,
             "n_utterances": len(manifest), "n_speakers": len(set(manifest.speakers)),
             "utterance_ids_sha256": protocols.utterance_hash(manifest),
             "failed": len(report.failed)}  # fmt: skip

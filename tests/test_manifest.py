@@ -226,3 +226,19 @@ def test_the_card_records_the_label_map(tone_corpus, feature_cache):
     assert "calm" not in card["classes"] and "surprised" not in card["classes"]
     plain = {"card": {**card, "label_map": {}}}
     assert report.card_key({"card": card}) != report.card_key(plain)
+
+
+def test_a_manifest_is_a_cross_corpus_target(tone_corpus, tmp_path, trained_run, feature_cache):
+    """`--cross-test manifest=FILE`: read as the run read its corpus, named after the file."""
+    from reslstm_jax import crosscorpus
+
+    manifest = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
+                     ["file", "emotion", "speaker"])  # fmt: skip
+    assert crosscorpus.parse_target(f"manifest={manifest}") == ("manifest", str(manifest))
+    run_card = json.loads((trained_run[0] / "card.json").read_text())
+    shared = {**run_card, "label_set": {"name": "shared4"}, "classes": list(labelsets.SHARED4)}
+    target = crosscorpus.load_target("manifest", manifest, shared, cache_dir=feature_cache,
+                                     workers=1, progress=False)  # fmt: skip
+    assert target.card["corpus"] == "my_lab" and target.card["n_utterances"] == 48
+    assert sorted(set(target.labels.tolist())) == [labelsets.SHARED4.index(c)
+                                                   for c in ("neutral", "angry")]  # fmt: skip
