@@ -306,6 +306,7 @@ SLOW_FIRST = (
     "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",
     "test_configfile.py::test_a_runs_config_yaml_trains_the_same_folds_again",
     "test_manifest.py::test_the_train_cli_trains_on_a_manifest",
+    "test_corpora.py::test_a_new_corpus_is_a_module_and_a_line_in_the_list",
     "test_families.py::test_ds_lstm_features",
     "test_postgres.py::test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried",
     "test_hardware.py::test_gradients_do_not_depend_on_the_cpu_device_count",
