@@ -199,6 +199,21 @@ def _loso(manifest: Manifest) -> list[Fold]:
           "the folds the manifest names: its fold column (each fold tests its rows; validation "
           "speakers from the training part) or its split column (train/val/test)")  # fmt: skip
 def _given(manifest: Manifest) -> list[Fold]:
+    return given_folds(manifest, leaky=False)
+
+
+@register("given_leaky", ANY_CORPUS,
+          "the folds as published (EmoBox's): each fold tests its rows; validation from the "
+          "training part, by speaker where one is free, else a fixed tenth of its rows",
+          leaky="the published folds put speakers in training and test alike, or name "
+          "none: speaker-dependent")  # fmt: skip
+def _given_leaky(manifest: Manifest) -> list[Fold]:
+    return given_folds(manifest, leaky=True)
+
+
+def given_folds(manifest: Manifest, *, leaky: bool) -> list[Fold]:
+    """The folds a manifest's `fold` or `split` column names (`given`); with `leaky`, folds
+    that share speakers are kept as published and marked speaker-dependent (`given_leaky`)."""
     column = next((c for c in ("fold", "split") if all(c in u.extra for u in manifest.utterances)),
                   None)  # fmt: skip
     if column is None:
@@ -208,7 +223,7 @@ def _given(manifest: Manifest) -> list[Fold]:
     speakers = np.array([u.speaker for u in manifest.utterances])
     if column == "split":
         fold = _given_fold(manifest, "given", speakers, values == "test", values == "val")
-        return [dataclasses.replace(fold, fixed_split=True)]
+        return [dataclasses.replace(fold, fixed_split=True, speaker_dependent=leaky)]
     names = sorted(
         set(values.tolist()), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v)
     )
@@ -219,17 +234,23 @@ def _given(manifest: Manifest) -> list[Fold]:
     for i, name in enumerate(names):
         test = values == name
         shared = set(speakers[test].tolist()) & set(speakers[~test].tolist())
-        if shared:  # the audit's finding, said before a validation part is drawn
+        if shared and not leaky:  # the audit's finding, said before a validation part is drawn
             shown = ", ".join(sorted(shared)[:5]) + (" ..." if len(shared) > 5 else "")
             raise LeakageError(
                 f"given fold{name}: speakers {shown} are in its test rows and "
                 "in other folds' (given folds must be speaker-independent)"
             )
-        pool = sorted(set(speakers[~test].tolist()))
-        n_val = max(1, len(pool) // 10)
-        chosen = [pool[(i * n_val + j) % len(pool)] for j in range(n_val)] if pool else []
-        folds.append(_given_fold(manifest, f"fold{name}", speakers, test,
-                                 ~test & np.isin(speakers, chosen)))  # fmt: skip
+        pool = sorted(set(speakers[~test].tolist()) - set(speakers[test].tolist()))
+        if pool:  # validation speakers from the training part
+            n_val = max(1, len(pool) // 10)
+            chosen = [pool[(i * n_val + j) % len(pool)] for j in range(n_val)]
+            val = ~test & np.isin(speakers, chosen)
+        else:  # every training speaker is tested too (leaky): a fixed tenth of the rows
+            rows = np.flatnonzero(~test)
+            picked = np.random.default_rng(SEED + i).permutation(rows)[: max(1, len(rows) // 10)]
+            val = np.isin(np.arange(len(values)), picked)
+        fold = _given_fold(manifest, f"fold{name}", speakers, test, val)
+        folds.append(dataclasses.replace(fold, speaker_dependent=leaky))
     return folds
 
 

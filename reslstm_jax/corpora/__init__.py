@@ -25,9 +25,11 @@ from reslstm_jax.corpora.base import (
     Utterance,
 )
 
-CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic", "manifest")
-# The corpora whose classes are fixed and published (a manifest's are its own).
-KNOWN = CORPORA[:-1]
+CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic", "manifest",
+           "emobox")
+# The corpora whose classes are fixed and published (a manifest's and an EmoBox dataset's are
+# their own).
+KNOWN = CORPORA[:-2]
 # The loader module of each corpus, where it is not the corpus's name (`corpora.synthetic` is
 # the generator; its corpus loader is `synthetic_speech`).
 _MODULES = {"synthetic": "synthetic_speech"}
