@@ -26,7 +26,7 @@ from reslstm_jax.corpora.base import (
 )
 
 CORPORA = ("ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "synthetic", "manifest",
-           "emobox")
+           "emobox")  # fmt: skip
 # The corpora whose classes are fixed and published (a manifest's and an EmoBox dataset's are
 # their own).
 KNOWN = CORPORA[:-2]
