@@ -66,7 +66,8 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
                                      "labels": labels[rows].tolist(),
                                      "predictions": pred.tolist(),
                                      # of the selected checkpoint; 6 decimals
-                                     "probabilities": np.round(probs, 6).tolist()},
+                                     "probabilities": np.round(probs.astype(np.float64),
+                                                               6).tolist()},
             })  # fmt: skip
         results.append({
             "settings": settings.to_json(),
