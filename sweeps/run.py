@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    "corpus, `synthetic`)")  # fmt: skip
     d.add_argument("--data-dir", help="where the corpus is")
     d.add_argument("--protocol", help="fold protocol (default: the corpus's)")
+    d.add_argument("--folds", type=int, metavar="K",
+                   help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
     d.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[=DIR]",
                    type=flags.corpus_dir,
                    help="after training, every trial's models also label the whole of this "
@@ -203,6 +205,12 @@ def build_config(args, p) -> tuple:
     except artifacts.OutputError as exc:
         p.error(f"--out {exc}")
     except crosscorpus.CrossCorpusError as exc:
+        p.error(str(exc))
+    from reslstm_jax.train.__main__ import with_folds  # the train CLI's rule for --folds
+
+    try:
+        args.protocol = with_folds(args.protocol, args.folds)
+    except ValueError as exc:
         p.error(str(exc))
     corpus = args.corpus or "synthetic"
     protocol = args.protocol or corpora.default_protocol(corpus)

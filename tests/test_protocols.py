@@ -316,3 +316,18 @@ def test_card_names_exactly_what_was_run():
     assert protocols.utterance_hash(fewer) != card["utterance_ids_sha256"]
     text = protocols.format_card(card)
     assert "fold4: test 01,04,09,22 | val 02,05 | train 18 speakers | 1080/120/240" in text
+
+
+def test_a_sweep_takes_folds_as_the_train_cli_does(run_main):
+    import yaml
+
+    from sweeps.run import main as sweep_main
+
+    done = run_main(sweep_main, ["--space", "hidden_sizes", "--folds", "7", "--print-config"])
+    printed = yaml.safe_load(done.stdout)
+    assert done.returncode == 0 and printed["protocol"] == "speaker_kfold7"
+    assert printed["study"] == "hidden_sizes-synthetic-speaker_kfold7-quick"
+    refused = run_main(sweep_main, ["--space", "hidden_sizes", "--protocol", "ravdess_paper",
+                                    "--folds", "3"])  # fmt: skip
+    assert refused.returncode == 2 and "--folds applies to --protocol speaker_kfold" in (
+        refused.stderr)  # fmt: skip
