@@ -1,4 +1,5 @@
-"""Protocols for any corpus whose utterances name their speakers: `speaker_kfold` and `loso`.
+"""Protocols for any corpus whose utterances name their speakers: `speaker_kfold`, `loso`,
+and `given` / `given_leaky` for folds a manifest or EmoBox names.
 
 ```python
 folds = protocols.make_folds("speaker_kfold", manifest)     # 5 folds of speakers
@@ -7,17 +8,19 @@ folds = protocols.make_folds("loso", manifest)              # one speaker per te
 ```
 `speaker_kfold` puts every speaker in exactly one test fold, the speakers assigned so that each
 test fold's classes (and genders, where the corpus gives them) are as close to the corpus's
-own shares as whole speakers allow: a stratified group k-fold, greedy, the largest speakers
-first, ties broken by a fixed seed (`SEED`, so the folds are the same on every machine). The
-card says how close (`balance`). Validation speakers are drawn from the training speakers, as
-the RAVDESS paper protocol does: about a tenth of the speakers (at least one; alternating
-genders where known), taken from the next fold's, so no speaker is in two roles of a fold.
-`loso` leaves one speaker out per fold, the next speaker validating. `given` takes the folds a
+own shares as whole speakers allow: a stratified group k-fold, greedy (the largest speakers
+first, ties in an order fixed by `SEED`) and then improved by swapping speakers between folds,
+so the folds are the same on every machine. The card says how close (`balance`). Validation
+speakers are drawn from the training speakers, as the RAVDESS paper protocol does: about a
+tenth of the speakers (at least one; alternating genders where known), from the other folds'
+speakers starting with the next fold's, so no speaker is in two roles of a fold. `loso`
+leaves one speaker out per fold, the next speaker validating. `given` takes the folds a
 manifest names (`corpora.manifest`): its `fold` column (each fold tests its rows and trains on
-the others; validation speakers are drawn from the training part, as above) or its `split`
-column (one fixed train/val/test partition). All are audited like every protocol
-(`protocols.make_folds`): given folds that share a speaker between training and test are
-refused, not trained on.
+the others; validation speakers drawn from the training part) or its `split` column (one
+fixed train/val/test partition); folds that share a speaker between training and test are
+refused. `given_leaky` (registered leaky) trains such folds as published, for EmoBox's
+(`corpora.emobox`), with validation from the training part by a free speaker or a fixed tenth
+of its rows. All are audited like every protocol (`protocols.make_folds`).
 """
 
 from __future__ import annotations
