@@ -182,7 +182,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
 
 def write_run_config(run_dir, run_settings, card, data_dir, setup: Setup, origin: str) -> None:
     """RUN/config.yaml of an experiment's run: the train CLI's settings that train it alone."""
-    from reslstm_jax.train.__main__ import run_config  # the train CLI's flags (its parser)
+    from reslstm_jax.train.resolved import run_config  # the train CLI's flags (its parser)
 
     resolved = run_config(run_settings, card, data_dir=data_dir, label_set=setup.label_set,
                           audio_variants=setup.audio_variants)  # fmt: skip
