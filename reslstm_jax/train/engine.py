@@ -303,11 +303,8 @@ def predict_rows(model, eval_batch: int, params, stats, shared, data, rows, vali
         pred = jnp.argmax(logits, -1).astype(jnp.int32)
         return (pred, jax.nn.softmax(logits, -1)) if probabilities else pred
 
-    out = jax.lax.map(one, (rows_b, valid_b))
-    if not probabilities:
-        return out.reshape(-1)[:n]
-    pred, probs = out
-    return pred.reshape(-1)[:n], probs.reshape(-1, probs.shape[-1])[:n]
+    out = jax.lax.map(one, (rows_b, valid_b))  # [steps, eval_batch, ...]: rows in order
+    return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
 def batch_loss(model, loss: str, params, stats, x, lengths, labels, valid, key, rate,
@@ -492,13 +489,11 @@ def make_train(config: TrainConfig) -> ModelFunctions:
 
     def predict(state: TrainState, data: ModelData, shared: Shared) -> dict:
         best = (state.best_params, state.best_batch_stats)
-        return {
-            "val": predict_rows(model, config.eval_batch, *best, shared, data, data.val,
-                                data.val_mask),
-            # the test rows' class probabilities too (predictions.csv), from the same pass
-            **dict(zip(("test", "test_probabilities"),
-                       predict_rows(model, config.eval_batch, *best, shared, data, data.test,
-                                    data.test_mask, probabilities=True), strict=True)),
-        }  # fmt: skip
+        # the test rows' class probabilities too (predictions.csv), from the same pass
+        test, probabilities = predict_rows(model, config.eval_batch, *best, shared, data,
+                                           data.test, data.test_mask,
+                                           probabilities=True)  # fmt: skip
+        val = predict_rows(model, config.eval_batch, *best, shared, data, data.val, data.val_mask)
+        return {"val": val, "test": test, "test_probabilities": probabilities}
 
     return ModelFunctions(config=config, init=init, run=run, predict=predict)
