@@ -238,6 +238,23 @@ def drop_failed(manifest: Manifest, failed: Sequence[tuple[str, str]]) -> Manife
     )
 
 
+def check_classes_trained(manifest: Manifest, folds, protocol: str) -> None:
+    """ProtocolError (one line) when a class the corpus has is missing from some fold's
+    training part: that fold's models could never learn it (a manifest whose only speaker of
+    a class is tested there, say)."""
+    labels = np.array(manifest.labels)
+    present = set(labels.tolist())
+    for fold in folds:
+        missing = sorted(present - set(labels[fold.train].tolist()))
+        if missing:
+            names = ", ".join(manifest.classes[c] for c in missing)
+            raise protocols.ProtocolError(
+                f"{protocol} {fold.name}: no training utterance of class {names} (its "
+                "speakers are all tested or validating there); drop or merge it with "
+                "--label-map, or choose other folds"
+            )
+
+
 def native_rates(manifest: Manifest) -> dict[str, int]:
     """{sample rate: files} of the corpus audio (from the headers; unreadable files skipped).
 
@@ -408,7 +425,7 @@ def prepare(
     protocol = protocol or corpora.default_protocol(corpus, manifest)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
-    protocols.make_folds(protocol, manifest)
+    check_classes_trained(manifest, protocols.make_folds(protocol, manifest), protocol)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip
     variants = perturb.extract_variants(

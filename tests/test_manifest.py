@@ -242,3 +242,19 @@ def test_a_manifest_is_a_cross_corpus_target(tone_corpus, tmp_path, trained_run,
     assert target.card["corpus"] == "my_lab" and target.card["n_utterances"] == 48
     assert sorted(set(target.labels.tolist())) == [labelsets.SHARED4.index(c)
                                                    for c in ("neutral", "angry")]  # fmt: skip
+
+
+def test_a_class_no_fold_can_train_on_is_refused_before_extraction(tone_corpus, tmp_path,
+                                                                   feature_cache):  # fmt: skip
+    """One speaker carries a class: the fold that tests that speaker has no training
+    utterance of it, and the run stops in one line before any feature is extracted."""
+    from reslstm_jax import data
+
+    rows = tone_rows(tone_corpus, tmp_path)
+    rows = [{**r, "emotion": "rare"} if r["speaker"] == "spk01" and r["emotion"] == "angry"
+            else r for r in rows]  # fmt: skip
+    manifest = write(tmp_path / "lab.csv", rows, ["file", "emotion", "speaker"])
+    with pytest.raises(protocols.ProtocolError, match="no training utterance of class rare"):
+        data.prepare("manifest", manifest, cache_dir=tmp_path / "empty-cache", workers=1,
+                     progress=False)  # fmt: skip
+    assert not (tmp_path / "empty-cache").exists()  # refused before any extraction
