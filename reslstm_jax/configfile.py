@@ -301,14 +301,14 @@ def _checked(action: argparse.Action, key: str, value, path):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
+    if value is None:  # `key: null`: the flag not given
+        return action.default
     many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
     if many:
         items = value if isinstance(value, list) else [value]  # [] is the flag not given
         return [_one(action, where, item) for item in items]
     if isinstance(value, list):
         raise ConfigError(f"{where} takes one value, got a list")
-    if value is None:
-        return None
     return _one(action, where, value)
 
 

@@ -381,6 +381,7 @@ def prepare(
     label_set: str = "native",
     audio_variants: Sequence[dict] = (),
     label_map: dict | None = None,
+    corpus_options: dict | None = None,
 ) -> Dataset:
     """Load a corpus, extract (cached) features, apply an audited protocol, build the arrays.
 
@@ -392,7 +393,8 @@ def prepare(
     `{"snr_db": 20}`, ...) add a perturbed copy of every utterance a fold trains on, as
     training rows of those folds only (`perturb.extract_variants`, `build`). `label_map`
     ({old: new, or None to drop}, `labelsets.parse_map`) renames, merges and drops classes
-    before the folds are made; the card records it.
+    before the folds are made; the card records it. `corpus_options`: a manifest's `name` and
+    `classes` (`corpora.manifest.load`).
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -416,7 +418,7 @@ def prepare(
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}")
     feature_extractor = features.get(extractor, **(extractor_params or {}))
-    loaded = corpora.load(corpus, data_dir)
+    loaded = corpora.load(corpus, data_dir, **(corpus_options or {}))
     if label_map:  # renames, merges and drops before the folds are made
         loaded = labelsets.apply_map(loaded, label_map)
     label_mapping = labelsets.mapping(loaded.corpus, label_set, loaded.classes)

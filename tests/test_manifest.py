@@ -258,3 +258,21 @@ def test_a_class_no_fold_can_train_on_is_refused_before_extraction(tone_corpus, 
         data.prepare("manifest", manifest, cache_dir=tmp_path / "empty-cache", workers=1,
                      progress=False)  # fmt: skip
     assert not (tmp_path / "empty-cache").exists()  # refused before any extraction
+
+
+def test_a_manifests_name_and_class_order_can_be_given(tone_corpus, tmp_path, run_main):
+    manifest = write(tmp_path / "lab.csv", tone_rows(tone_corpus, tmp_path),
+                     ["file", "emotion", "speaker"])  # fmt: skip
+    m = corpora.load("manifest", manifest, name="lab_2026", classes=("neutral", "angry"))
+    assert (m.corpus, m.classes) == ("lab_2026", ("neutral", "angry"))
+    assert all(m.classes[u.label] == u.emotion for u in m.utterances)
+    only = corpora.load("manifest", manifest, classes=("angry",))  # the others left out
+    assert len(only) == 24 and {s.reason for s in only.skipped} == {"not one of --classes"}
+    with pytest.raises(CorpusError, match="classes and name apply to a manifest, not ravdess"):
+        corpora.load("ravdess", tone_corpus, name="x", classes=("a",))
+    from reslstm_jax.train.__main__ import main as train_main
+
+    done = run_main(train_main, ["--corpus", "manifest", "--data-dir", manifest,
+                                 "--corpus-name", "lab_2026", "--classes", "neutral", "angry",
+                                 "--out", tmp_path / "o", "--print-config"])  # fmt: skip
+    assert "corpus_name: lab_2026" in done.stdout and "- neutral\n- angry" in done.stdout

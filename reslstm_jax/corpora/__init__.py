@@ -66,9 +66,14 @@ def shared4(name: str) -> dict[str, str]:
     return dict(module(name).SHARED4)
 
 
-def load(name: str, root: str | os.PathLike) -> Manifest:
-    """Scan `root` for corpus `name` and return its manifest (warns on count differences)."""
-    return module(name).load(root)
+def load(corpus: str, root: str | os.PathLike, **options) -> Manifest:
+    """Scan `root` for `corpus` and return its manifest (warns on count differences).
+    `options`: a manifest's `name` and `classes` (`corpora.manifest.load`); CorpusError for
+    another corpus, whose name and classes are fixed."""
+    options = {k: v for k, v in options.items() if v}
+    if options and corpus != "manifest":
+        raise CorpusError(f"{' and '.join(sorted(options))} apply to a manifest, not {corpus}")
+    return module(corpus).load(root, **options)
 
 
 __all__ = [

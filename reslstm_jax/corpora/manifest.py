@@ -72,9 +72,12 @@ def default_for(manifest: Manifest) -> str:
     return "given" if given else DEFAULT_PROTOCOL
 
 
-def load(path: str | os.PathLike, *, name: str | None = None) -> Manifest:
-    """The utterances a manifest file lists (see the module docstring). CorpusError (one
-    line, naming the file) for a file that cannot be used at all."""
+def load(path: str | os.PathLike, *, name: str | None = None,
+         classes: tuple[str, ...] | None = None) -> Manifest:  # fmt: skip
+    """The utterances a manifest file lists (see the module docstring): the corpus named
+    `name` (default: the file's stem), the classes in the order `classes` gives (default:
+    the sorted labels found; a row of another label is left out). CorpusError (one line,
+    naming the file) for a file that cannot be used at all."""
     path = pathlib.Path(path).expanduser()
     if path.is_dir():
         raise CorpusError(f"manifest: {path} is a folder; --data-dir names the manifest file "
@@ -98,7 +101,15 @@ def load(path: str | os.PathLike, *, name: str | None = None) -> Manifest:
         reasons = Counter(s.reason for s in skipped)
         raise CorpusError(f"manifest {path}: no usable row ({len(rows)} rows; "
                           f"{', '.join(f'{n} {r}' for r, n in reasons.items())})")  # fmt: skip
-    classes = tuple(sorted({u.emotion for u in utterances}))
+    if classes:
+        skipped += [Skipped(u.path, "not one of --classes") for u in utterances
+                    if u.emotion not in classes]  # fmt: skip
+        utterances = [u for u in utterances if u.emotion in classes]
+        if not utterances:
+            raise CorpusError(
+                f"manifest {path}: no row has one of the classes {', '.join(classes)}"
+            )
+    classes = tuple(classes) if classes else tuple(sorted({u.emotion for u in utterances}))
     utterances = [_labelled(u, classes) for u in _unique_ids(utterances, path.parent)]
     kept, duplicates = drop_duplicates(utterances)
     return Manifest(corpus=corpus, root=str(path), classes=classes, utterances=kept,

@@ -43,6 +43,12 @@ def build_parser():
         "reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
     d.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
+    d.add_argument("--corpus-name", metavar="NAME",
+                   help="a manifest's name in cards, results and reports (default: the "
+                   "file's stem)")  # fmt: skip
+    d.add_argument("--classes", nargs="+", metavar="CLASS",
+                   help="a manifest's classes, in this order (default: the sorted labels "
+                   "found; rows of other labels are left out)")  # fmt: skip
     d.add_argument(
         "--protocol", type=protocol_name, metavar="NAME",
         help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "
@@ -389,6 +395,7 @@ def main(argv=None) -> int:
             cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
             label_set=args.label_set, audio_variants=audio_variants(args),
             label_map=label_map(args),
+            corpus_options={"name": args.corpus_name, "classes": args.classes},
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
