@@ -55,6 +55,16 @@ def kfold_name(folds: int) -> str:
     return "speaker_kfold" if folds == DEFAULT_FOLDS else f"speaker_kfold{folds}"
 
 
+def with_folds(protocol: str | None, folds: int | None) -> str | None:
+    """`protocol` with `--folds` applied: `speaker_kfold<K>`; ProtocolError naming the flag
+    for another protocol, or K out of range. One rule for the train CLI and the sweeps."""
+    if folds is None:
+        return protocol
+    if protocol is not None and not protocol.startswith("speaker_kfold"):
+        raise ProtocolError(f"--folds applies to --protocol speaker_kfold, not {protocol}")
+    return kfold_name(folds)
+
+
 def register_kfold(name: str) -> None:
     """Register `speaker_kfold<K>` (a name `protocols.get` was asked for); nothing for a name
     of another form (get then says it is unknown)."""

@@ -72,7 +72,35 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (default: <space>-<corpus>-<protocol>-<budget>)")
     s.add_argument("--storage", help="sqlite:///PATH or postgresql+psycopg://... (default: a "
                    "journal file in --out; or $RESLSTM_STORAGE)")  # fmt: skip
-    e = p.add_argument_group("execution (no effect on results)")
+    add_execution(p.add_argument_group("execution (no effect on results)"))
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", default="runs", help="where studies are kept: <out>/<study>/ and "
+                   "the journal storage")  # fmt: skip
+    flags.deprecated(o, "--workdir", "--out")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--no-latency", action="store_true",
+                   help="skip the latency measurements and the ONNX figures (edge "
+                   "metrics)")  # fmt: skip
+    o.add_argument("--pareto-x", choices=PARETO_X, default="params",
+                   help="x axis of pareto.png: params, onnx_kib or ort_ms_per_s "
+                   "(the ONNX figures need the export extra)")  # fmt: skip
+    t = p.add_argument_group("tracking (Weights & Biases)")
+    t.add_argument(
+        "--wandb",
+        choices=WANDB_MODES,
+        default="offline",
+        help="W&B runs of the study (offline: files under <out>/<study>/wandb)",
+    )
+    t.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
+    t.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
+    t.add_argument("--tags", nargs="+", default=[], metavar="TAG",
+                   help="W&B tags of every run of the study")  # fmt: skip
+    configfile.add_flags(p)
+    return p
+
+
+def add_execution(e) -> None:
+    """Where and how the trials run: workers, groups, waves, heartbeats, SLURM."""
     e.add_argument("--workers", default="auto",
                    help="worker processes on this machine: a number, or auto: one per "
                    "visible NVIDIA GPU, each seeing only its own (CUDA_VISIBLE_DEVICES), else "
@@ -107,30 +135,6 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     # a spawned worker's SweepConfig as JSON ("-": on its standard input): internal
     e.add_argument("--worker-config", help=argparse.SUPPRESS)
-    o = p.add_argument_group("outputs")
-    o.add_argument("--out", default="runs", help="where studies are kept: <out>/<study>/ and "
-                   "the journal storage")  # fmt: skip
-    flags.deprecated(o, "--workdir", "--out")
-    o.add_argument("--no-progress", action="store_true", help="no progress bars")
-    o.add_argument("--no-latency", action="store_true",
-                   help="skip the latency measurements and the ONNX figures (edge "
-                   "metrics)")  # fmt: skip
-    o.add_argument("--pareto-x", choices=PARETO_X, default="params",
-                   help="x axis of pareto.png: params, onnx_kib or ort_ms_per_s "
-                   "(the ONNX figures need the export extra)")  # fmt: skip
-    t = p.add_argument_group("tracking (Weights & Biases)")
-    t.add_argument(
-        "--wandb",
-        choices=WANDB_MODES,
-        default="offline",
-        help="W&B runs of the study (offline: files under <out>/<study>/wandb)",
-    )
-    t.add_argument("--wandb-project", default="reslstm-jax", help="W&B project")
-    t.add_argument("--wandb-entity", help="W&B entity (user or team; default: yours)")
-    t.add_argument("--tags", nargs="+", default=[], metavar="TAG",
-                   help="W&B tags of every run of the study")  # fmt: skip
-    configfile.add_flags(p)
-    return p
 
 
 def budget_name(value: str) -> str:
@@ -141,8 +145,46 @@ def budget_name(value: str) -> str:
     return value
 
 
+def check_data(args, p) -> None:
+    """The data flags: a known corpus with its data where the corpus reads it (a manifest's
+    file, another corpus's folder); argparse's one-line error otherwise."""
+    from reslstm_jax import corpora
+
+    if args.corpus is not None and args.corpus not in corpora.CORPORA:
+        p.error(f"--corpus: unknown {args.corpus!r}; corpora: {', '.join(corpora.CORPORA)}")
+    if args.corpus and not args.data_dir:
+        p.error(f"--corpus {args.corpus} needs --data-dir")
+    if args.data_dir and not args.corpus:
+        p.error("--data-dir needs --corpus (which corpus is in that directory?)")
+    where = pathlib.Path(args.data_dir).expanduser() if args.data_dir else None
+    if where is not None and not (where.is_file() if args.corpus == "manifest" else where.is_dir()):
+        kind = "a manifest file" if args.corpus == "manifest" else "a directory"
+        p.error(f"--data-dir {args.data_dir} does not exist or is not {kind}")
+
+
+def corpus_and_protocol(args, p) -> tuple[str, str]:
+    """(the corpus's name in the study name, the protocol the sweep runs): `--folds` applied,
+    the corpus's default, a manifest's own name and default (`given` with folds)."""
+    from reslstm_jax import corpora, speaker_folds
+
+    try:
+        args.protocol = speaker_folds.with_folds(args.protocol, args.folds)
+    except ValueError as exc:
+        p.error(str(exc))
+    corpus = args.corpus or "synthetic"
+    protocol = args.protocol or corpora.default_protocol(corpus)
+    if corpus == "manifest":  # its name and default protocol (`given` with folds) are its own
+        try:
+            found = corpora.load("manifest", args.data_dir)
+        except corpora.CorpusError as exc:
+            p.error(str(exc))
+        corpus = found.corpus
+        protocol = args.protocol or corpora.default_protocol("manifest", found)
+    return corpus, protocol
+
+
 def build_config(args, p) -> tuple:
-    from reslstm_jax import corpora, tracking
+    from reslstm_jax import tracking
     from sweeps import spaces, storage
     from sweeps.engine import SweepConfig
 
@@ -187,16 +229,7 @@ def build_config(args, p) -> tuple:
             args.slurm = slurm_settings(args, url)
         except ValueError as exc:  # cluster.ClusterError
             p.error(str(exc))
-    if args.corpus is not None and args.corpus not in corpora.CORPORA:
-        p.error(f"--corpus: unknown {args.corpus!r}; corpora: {', '.join(corpora.CORPORA)}")
-    if args.corpus and not args.data_dir:
-        p.error(f"--corpus {args.corpus} needs --data-dir")
-    if args.data_dir and not args.corpus:
-        p.error("--data-dir needs --corpus (which corpus is in that directory?)")
-    where = pathlib.Path(args.data_dir).expanduser() if args.data_dir else None
-    if where is not None and not (where.is_file() if args.corpus == "manifest" else where.is_dir()):
-        kind = "a manifest file" if args.corpus == "manifest" else "a directory"
-        p.error(f"--data-dir {args.data_dir} does not exist or is not {kind}")
+    check_data(args, p)
     from reslstm_jax import artifacts, crosscorpus
 
     try:
@@ -206,23 +239,7 @@ def build_config(args, p) -> tuple:
         p.error(f"--out {exc}")
     except crosscorpus.CrossCorpusError as exc:
         p.error(str(exc))
-    from reslstm_jax.train.__main__ import with_folds  # the train CLI's rule for --folds
-
-    try:
-        args.protocol = with_folds(args.protocol, args.folds)
-    except ValueError as exc:
-        p.error(str(exc))
-    corpus = args.corpus or "synthetic"
-    protocol = args.protocol or corpora.default_protocol(corpus)
-    if corpus == "manifest":  # its name and default protocol (`given` with folds) are its own
-        from reslstm_jax.corpora.base import CorpusError
-
-        try:
-            found = corpora.load("manifest", args.data_dir)
-        except CorpusError as exc:
-            p.error(str(exc))
-        corpus = found.corpus
-        protocol = args.protocol or corpora.default_protocol("manifest", found)
+    corpus, protocol = corpus_and_protocol(args, p)
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
         space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,

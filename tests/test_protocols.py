@@ -142,7 +142,7 @@ def test_speaker_kfold_balances_classes_and_genders_by_whole_speakers():
      (None, 1, "--folds must be in 2..50, got 1")],
 )  # fmt: skip
 def test_the_folds_flag_names_the_protocol(protocol, folds, expected):
-    from reslstm_jax.train.__main__ import with_folds
+    from reslstm_jax.speaker_folds import with_folds
 
     if expected is not None and expected.startswith("--"):
         with pytest.raises(ValueError, match=expected):

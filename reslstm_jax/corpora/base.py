@@ -201,6 +201,12 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def labelled(u: Utterance, classes: tuple[str, ...]) -> Utterance:
+    """`u` with its label: the index of its emotion in `classes` (corpora whose classes are
+    the labels found: a manifest, an EmoBox dataset)."""
+    return dataclasses.replace(u, label=classes.index(u.emotion))
+
+
 def drop_duplicates(
     utterances: Iterable[Utterance],
 ) -> tuple[list[Utterance], list[Skipped]]:

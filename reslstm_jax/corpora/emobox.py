@@ -18,13 +18,12 @@ Rows whose audio is missing are named in skipped.csv and left out.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
 import re
 
-from reslstm_jax.corpora.base import CorpusError, Manifest, Skipped, Utterance
+from reslstm_jax.corpora.base import CorpusError, Manifest, Skipped, Utterance, labelled
 
 NAME = "emobox"
 CLASSES: tuple[str, ...] = ()  # each dataset's own: the sorted set of its `emo` labels
@@ -80,7 +79,7 @@ def load(root: str | os.PathLike) -> Manifest:
     if not utterances:
         raise CorpusError(f"emobox {root}: no usable utterance ({len(skipped)} rows skipped)")
     classes = tuple(sorted({u.emotion for u in utterances}))
-    kept = sorted((_labelled(u, classes) for u in utterances), key=lambda u: u.id)
+    kept = sorted((labelled(u, classes) for u in utterances), key=lambda u: u.id)
     return Manifest(corpus=dataset, root=str(root), classes=classes, utterances=kept,
                     skipped=sorted(skipped, key=lambda s: s.path))  # fmt: skip
 
@@ -114,7 +113,3 @@ def _speaker_rule(dataset: str):
         return parsed.speaker if isinstance(parsed, Utterance) else UNKNOWN
 
     return speaker
-
-
-def _labelled(u: Utterance, classes: tuple[str, ...]) -> Utterance:
-    return dataclasses.replace(u, label=classes.index(u.emotion))

@@ -17,7 +17,9 @@ is left out: its utterances are listed as skipped with the reason.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
+from reslstm_jax import configfile
 from reslstm_jax.corpora.base import CorpusError, Manifest, Skipped
 
 LABEL_SETS = ("native", "shared4")
@@ -69,10 +71,6 @@ def parse_map(text: str) -> dict[str, str | None]:
     """A label map, `old=new` pairs (None: drop the class, written `old=-`), from inline text
     (`excited=happy,calm=neutral,surprised=-`) or a file of such lines or a YAML mapping.
     CorpusError (one line) for text that is neither."""
-    import pathlib
-
-    from reslstm_jax import configfile
-
     path = pathlib.Path(text).expanduser()
     if "=" not in text and path.is_file():
         raw = path.read_text(encoding="utf-8")

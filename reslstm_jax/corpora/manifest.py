@@ -42,6 +42,7 @@ from reslstm_jax.corpora.base import (
     Utterance,
     check_wav,
     drop_duplicates,
+    labelled,
 )
 
 NAME = "manifest"
@@ -110,7 +111,7 @@ def load(path: str | os.PathLike, *, name: str | None = None,
                 f"manifest {path}: no row has one of the classes {', '.join(classes)}"
             )
     classes = tuple(classes) if classes else tuple(sorted({u.emotion for u in utterances}))
-    utterances = [_labelled(u, classes) for u in _unique_ids(utterances, path.parent)]
+    utterances = [labelled(u, classes) for u in _unique_ids(utterances, path.parent)]
     kept, duplicates = drop_duplicates(utterances)
     return Manifest(corpus=corpus, root=str(path), classes=classes, utterances=kept,
                     skipped=sorted([*skipped, *duplicates], key=lambda s: s.path))  # fmt: skip
@@ -208,7 +209,3 @@ def _unique_ids(utterances: list[Utterance], folder: pathlib.Path) -> list[Utter
                 uid = file.with_suffix("").as_posix()
         out.append(dataclasses.replace(u, id=uid))
     return out
-
-
-def _labelled(u: Utterance, classes: tuple[str, ...]) -> Utterance:
-    return dataclasses.replace(u, label=classes.index(u.emotion))

@@ -23,7 +23,7 @@ from reslstm_jax.train.resolved import (  # noqa: F401  (run_config: for the exp
 def build_parser():
     import argparse
 
-    from reslstm_jax import corpora, data, features, flags, models, protocols
+    from reslstm_jax import data, features, flags, models
     from reslstm_jax.settings import LOSSES, SCHEDULES, RunSettings
 
     defaults = RunSettings()
@@ -35,27 +35,7 @@ def build_parser():
         formatter_class=flags.HelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument(
-        "--corpus",
-        choices=corpora.CORPORA,
-        help="the corpus in --data-dir (`manifest`: a CSV, TSV or JSON Lines file listing "
-        "your own, docs/data.md; `synthetic`: one generated with `python -m "
-        "reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
-    )
-    d.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
-    d.add_argument("--corpus-name", metavar="NAME",
-                   help="a manifest's name in cards, results and reports (default: the "
-                   "file's stem)")  # fmt: skip
-    d.add_argument("--classes", nargs="+", metavar="CLASS",
-                   help="a manifest's classes, in this order (default: the sorted labels "
-                   "found; rows of other labels are left out)")  # fmt: skip
-    d.add_argument(
-        "--protocol", type=protocol_name, metavar="NAME",
-        help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "
-        "ravdess_paper for RAVDESS and synthetic; speaker_kfold and loso split any corpus)",
-    )  # fmt: skip
-    d.add_argument("--folds", type=int, metavar="K",
-                   help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
+    add_corpus(d)
     d.add_argument("--features", choices=features.names(),
                    help="feature extractor (default: the model's recipe)")  # fmt: skip
     d.add_argument("--feature-params", metavar="JSON",
@@ -113,6 +93,33 @@ def build_parser():
     add_wandb(p.add_argument_group("tracking (Weights & Biases)"))
     configfile.add_flags(p)
     return p
+
+
+def add_corpus(d) -> None:
+    """Which corpus, where, and its folds (a manifest's name and classes too)."""
+    from reslstm_jax import corpora, protocols
+
+    d.add_argument(
+        "--corpus",
+        choices=corpora.CORPORA,
+        help="the corpus in --data-dir (`manifest`: a CSV, TSV or JSON Lines file listing "
+        "your own, docs/data.md; `synthetic`: one generated with `python -m "
+        "reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
+    )
+    d.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
+    d.add_argument("--corpus-name", metavar="NAME",
+                   help="a manifest's name in cards, results and reports (default: the "
+                   "file's stem)")  # fmt: skip
+    d.add_argument("--classes", nargs="+", metavar="CLASS",
+                   help="a manifest's classes, in this order (default: the sorted labels "
+                   "found; rows of other labels are left out)")  # fmt: skip
+    d.add_argument(
+        "--protocol", type=protocol_name, metavar="NAME",
+        help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "
+        "ravdess_paper for RAVDESS and synthetic; speaker_kfold and loso split any corpus)",
+    )  # fmt: skip
+    d.add_argument("--folds", type=int, metavar="K",
+                   help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
 
 
 def add_execution(p) -> None:
@@ -266,24 +273,9 @@ def protocol_name(text: str) -> str:
     return text
 
 
-def with_folds(protocol: str | None, folds: int | None) -> str | None:
-    """The protocol with `--folds` applied: `speaker_kfold<K>` (ValueError naming the flag
-    for another protocol, or K out of range)."""
-    from reslstm_jax import protocols, speaker_folds
-
-    if folds is None:
-        return protocol
-    if protocol is not None and not protocol.startswith("speaker_kfold"):
-        raise ValueError(f"--folds applies to --protocol speaker_kfold, not {protocol}")
-    try:
-        return speaker_folds.kfold_name(folds)
-    except protocols.ProtocolError as exc:
-        raise ValueError(str(exc)) from None
-
-
 def checked_flags(args) -> tuple:
     """(RunSettings, feature parameters) of the flags; ValueError naming the flag."""
-    from reslstm_jax import tracking
+    from reslstm_jax import speaker_folds, tracking
 
     if args.devices is not None and args.devices < 1:
         raise ValueError(f"--devices must be >= 1, got {args.devices}")
@@ -292,7 +284,7 @@ def checked_flags(args) -> tuple:
     if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
         raise ValueError(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
     settings = settings_from_args(args)
-    args.protocol = with_folds(args.protocol, args.folds)
+    args.protocol = speaker_folds.with_folds(args.protocol, args.folds)
     cross_tests(args)  # checked now: a typo fails before any work
     label_map(args)
     if args.checkpoint_every < 1:
