@@ -105,8 +105,11 @@ def test_a_bad_space_file_fails_at_load_in_one_line(tmp_path, text, message):
 @pytest.mark.parametrize(
     "value, message",
     [("nope", "unknown space 'nope'"), ("./none.yaml", "--space ./none.yaml: no such file"),
-     ("../../etc/passwd", "a space file ends in .yaml"), ("hidden_sizes.json", "unknown space")],
+     ("{tmp}/space.txt", "a space file ends in .yaml"), ("hidden_sizes.json", "unknown space")],
 )  # fmt: skip
-def test_a_bare_name_is_only_a_shipped_space_and_a_path_only_a_file(value, message):
+def test_a_bare_name_is_only_a_shipped_space_and_a_path_only_a_file(value, message, tmp_path):
+    # A file that exists but is no space file: written here, so that the case holds in any
+    # working directory (a relative path to a system file exists on one machine only).
+    (tmp_path / "space.txt").write_text("search: {}\n")
     with pytest.raises(spaces.SpaceError, match=message):
-        spaces.load(value)
+        spaces.load(value.format(tmp=tmp_path))
