@@ -74,7 +74,15 @@ def parser(exp: Experiment, prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--corpus", choices=sorted(exp.setups),
                    help=f"the corpus in --data-dir (default {exp.default_corpus}); without "
                    "either: the RAVDESS setups on the embedded synthetic corpus")  # fmt: skip
-    d.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus)")
+    d.add_argument("--data-dir", help="the corpus directory (default: the synthetic corpus; "
+                   "for a manifest: the file)")  # fmt: skip
+    d.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="folds of the setups whose protocol is speaker_kfold (default 5)",
+    )
+    flags.add_corpus_options(d)
     d.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     d.add_argument("--feature-workers", type=int,
                    help="feature extraction processes (default: one per core)")  # fmt: skip
@@ -145,7 +153,8 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
     out = pathlib.Path(args.out)
     cache = data.DatasetCache(corpus if args.data_dir else None, args.data_dir,
                               cache_dir=args.cache_dir, workers=args.feature_workers,
-                              progress=not args.no_progress)  # fmt: skip
+                              progress=not args.no_progress, label_map=flags.label_map(args),
+                              corpus_options=flags.corpus_options(args))  # fmt: skip
     for setup_name in setups:
         setup = exp.setups[corpus][setup_name]
         for name in configs:
@@ -166,7 +175,7 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
             results = train.run(dataset, run_settings, run_dir,
                                 latency=not args.no_latency, extra={"experiment": experiment},
                                 progress=not args.no_progress, devices=args.devices)  # fmt: skip
-            write_run_config(run_dir, run_settings, dataset.card, args.data_dir, setup,
+            write_run_config(run_dir, run_settings, dataset.card, args, corpus, setup,
                              f"{exp.source or exp.name}, setup {setup_name}, configuration "
                              f"{name}")  # fmt: skip
             print(f"{setup_name}/{name}: " + train.summary_lines(results)[0])
@@ -180,12 +189,34 @@ def run(exp: Experiment, args, corpus: str, configs: list[str], setups: list[str
     return out
 
 
-def write_run_config(run_dir, run_settings, card, data_dir, setup: Setup, origin: str) -> None:
-    """RUN/config.yaml of an experiment's run: the train CLI's settings that train it alone."""
+def with_folds(exp: Experiment, corpus: str, setups: list[str], folds: int | None) -> Experiment:
+    """`exp` with `--folds K` applied to the chosen setups of `corpus` (`speaker_kfold<K>`);
+    ValueError naming the flag and the setup whose protocol is another."""
+    from reslstm_jax import speaker_folds
+
+    if folds is None:
+        return exp
+    changed = dict(exp.setups[corpus])
+    for name in setups:
+        try:
+            protocol = speaker_folds.with_folds(changed[name].protocol, folds)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (setup {name})") from None
+        changed[name] = dataclasses.replace(changed[name], protocol=protocol)
+    return dataclasses.replace(exp, setups={**exp.setups, corpus: changed})
+
+
+def write_run_config(run_dir, run_settings, card, args, corpus: str, setup: Setup,
+                     origin: str) -> None:  # fmt: skip
+    """RUN/config.yaml of an experiment's run: the train CLI's settings that train it alone
+    (`args`: the experiment's flags, whose data and corpus options it shares)."""
     from reslstm_jax.train.resolved import run_config  # the train CLI's flags (its parser)
 
-    resolved = run_config(run_settings, card, data_dir=data_dir, label_set=setup.label_set,
-                          audio_variants=setup.audio_variants)  # fmt: skip
+    data_dir = args.data_dir
+    resolved = run_config(run_settings, card, data_dir=data_dir, corpus=corpus,
+                          label_set=setup.label_set, audio_variants=setup.audio_variants,
+                          corpus_flags={d: getattr(args, d) for d in flags.CORPUS_OPTIONS},
+                          )  # fmt: skip
     rerun = f"python -m reslstm_jax.train --config {run_dir / configfile.CONFIG_NAME} --out NEW"
     configfile.write(run_dir / configfile.CONFIG_NAME, resolved,
                      data=configfile.data_identity(card, data_dir),
@@ -268,6 +299,11 @@ def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int
     for flag in ("seeds", "epochs", "devices"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    try:  # --folds on the setups' protocols, the label map: checked before any work
+        exp = with_folds(exp, corpus, setups, args.folds)
+        flags.label_map(args)
+    except ValueError as exc:
+        p.error(str(exc))
     where = pathlib.Path(args.data_dir).expanduser() if args.data_dir else None
     if where is not None and not (where.is_file() if corpus == "manifest" else where.is_dir()):
         p.error(

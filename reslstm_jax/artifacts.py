@@ -160,23 +160,36 @@ def write_run(out_dir, dataset, results: dict) -> pathlib.Path:
 
 def write_predictions(path, manifest, results: dict) -> pathlib.Path:
     """`predictions.csv` of a run: one row per test utterance and seed (`results["runs"]`'s
-    test predictions, with the file and speaker from `manifest`); the probabilities columns
-    (`p_<class>`) are empty for a model that gave none (the classical baseline)."""
-    classes = list(results["card"]["classes"])
-    where = {u.id: u for u in manifest.utterances}
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "file", "speaker", "fold", "seed", "label", "prediction",
-                     *(f"p_{c}" for c in classes)])  # fmt: skip
+    test predictions, with the file, its segment's start and end in seconds (empty for a whole
+    file) and the speaker from `manifest`); the probabilities columns (`p_<class>`) are empty
+    for a model that gave none (the classical baseline)."""
+    rows = []
     for run in results["runs"]:
         test = run["test_predictions"]
         probabilities = test.get("probabilities") or [[] for _ in test["ids"]]
-        for uid, label, pred, probs in zip(test["ids"], test["labels"], test["predictions"],
-                                           probabilities, strict=True):  # fmt: skip
-            u = where.get(uid)
-            writer.writerow([uid, u.path if u else "", u.speaker if u else "", run["fold"],
-                             run["seed"], classes[label], classes[pred],
-                             *(probs or [""] * len(classes))])  # fmt: skip
+        rows += [(uid, run["fold"], run["seed"], label, pred, probs)
+                 for uid, label, pred, probs in zip(test["ids"], test["labels"],
+                                                    test["predictions"], probabilities,
+                                                    strict=True)]  # fmt: skip
+    return write_prediction_rows(path, manifest, results["card"]["classes"], rows)
+
+
+def write_prediction_rows(path, manifest, classes, rows) -> pathlib.Path:
+    """A predictions CSV (`predictions.csv`, a cross-corpus target's): a row per (utterance
+    id, fold, seed, label index, predicted index, class probabilities or empty) of `rows`,
+    with the utterance's file, segment and speaker from `manifest`."""
+    classes = list(classes)
+    where = {u.id: u for u in manifest.utterances}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "file", "start", "end", "speaker", "fold", "seed", "label",
+                     "prediction", *(f"p_{c}" for c in classes)])  # fmt: skip
+    for uid, fold, seed, label, pred, probs in rows:
+        u = where.get(uid)
+        segment = u.segment if u and u.segment else ("", "")
+        writer.writerow([uid, u.path if u else "", *segment, u.speaker if u else "", fold, seed,
+                         classes[label], classes[pred],
+                         *(probs if len(probs) else [""] * len(classes))])  # fmt: skip
     return write_text_atomic(path, out.getvalue())
 
 

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from reslstm_jax.corpora.base import check_wav
+from reslstm_jax.corpora.base import check_wav, seconds, split_source
 
 
 @contextlib.contextmanager
@@ -51,18 +51,26 @@ def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tup
     """Mono float32 audio, resampled to `sr` (None = native), or `AudioError` with the reason.
 
     The same samples as `librosa.load(path, sr=sr)` (soundfile decoding, channel mean,
-    soxr_hq resampling), with each failure mode named instead of raised as it comes.
+    soxr_hq resampling), with each failure mode named instead of raised as it comes. `path`
+    may name a segment, `FILE#t=START,END` (seconds; `corpora.base.audio_source`): only those
+    samples are read, and a segment that ends after its file is an `AudioError`.
     """
     import librosa
     import soundfile
 
-    path = pathlib.Path(path)
+    file, segment = split_source(path)
+    path = pathlib.Path(file)
     if path.suffix.lower() == ".wav":
         problem = check_wav(path)
         if problem:
             raise AudioError(problem)
     try:
-        y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        if segment is None:
+            y, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        else:
+            y, rate = _read_segment(path, *segment)
+    except AudioError:
+        raise
     except Exception as exc:  # soundfile raises several types for undecodable files
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"unreadable audio ({message})") from None
@@ -80,3 +88,21 @@ def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tup
             f"({min_samples})"
         )
     return y, int(rate)
+
+
+def _read_segment(path: pathlib.Path, start: float, end: float) -> tuple[np.ndarray, int]:
+    """The samples of [start, end) seconds of the file, [n, channels] float32, and its rate."""
+    import soundfile
+
+    info = soundfile.info(path)
+    first, stop = round(start * info.samplerate), round(end * info.samplerate)
+    if not 0 <= first < stop:
+        raise AudioError(f"segment {seconds(start)}-{seconds(end)} s is empty or negative")
+    # an end written to the millisecond may round past the last sample: that is the file's end
+    if info.frames < stop <= info.frames + info.samplerate // 1000:
+        stop = info.frames
+    if stop > info.frames:
+        raise AudioError(f"segment {seconds(start)}-{seconds(end)} s ends after the file "
+                         f"({seconds(info.frames / info.samplerate)} s)")  # fmt: skip
+    y, rate = soundfile.read(path, start=first, stop=stop, dtype="float32", always_2d=True)
+    return y, rate

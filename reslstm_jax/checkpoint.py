@@ -93,6 +93,22 @@ def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
+STAMP = "run.json"  # the fingerprint of the run whose checkpoints a directory holds
+
+
+def check_stamp(directory: str | os.PathLike, fingerprint: dict) -> None:
+    """CheckpointMismatch when `directory` holds the checkpoints of a run of another
+    fingerprint; nothing is created or changed (a command checks this before it writes)."""
+    stamp = pathlib.Path(directory) / STAMP
+    if stamp.exists() and json.loads(stamp.read_text()) != json.loads(
+        json.dumps(fingerprint, sort_keys=True)
+    ):
+        raise CheckpointMismatch(
+            f"{directory} holds checkpoints of another configuration; "
+            "use another output directory or delete it"
+        )
+
+
 class Checkpointer:
     """Saves and restores the stacked training state of one run.
 
@@ -106,17 +122,11 @@ class Checkpointer:
     def __init__(self, directory: str | os.PathLike, fingerprint: dict, keep: int = 2):
         self.directory = pathlib.Path(directory)
         self.keep = keep
+        check_stamp(self.directory, fingerprint)
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = self.directory / "run.json"
-        text = json.dumps(fingerprint, sort_keys=True, indent=1)
-        if stamp.exists():
-            if json.loads(stamp.read_text()) != json.loads(text):
-                raise CheckpointMismatch(
-                    f"{self.directory} holds checkpoints of another configuration; "
-                    "use another output directory or delete it"
-                )
-        else:
-            artifacts.write_text_atomic(stamp, text)
+        stamp = self.directory / STAMP
+        if not stamp.exists():
+            artifacts.write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True, indent=1))
         self._manager = _manager(self.directory, keep)
 
     def latest_epoch(self) -> int | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 
 import numpy as np
 
@@ -52,12 +53,19 @@ def parse_target(text: str) -> tuple[str, str | None]:
 @dataclasses.dataclass
 class Target:
     """A whole corpus as test data: raw features x [N, T, D] (or {key: array}), lengths [N],
-    labels [N] in the run's classes, and its card (corpus, utterances, speakers, hash)."""
+    labels [N] in the run's classes, its card (corpus, utterances, speakers, hash), and its
+    manifest (the utterances, aligned with the rows: files and speakers of the predictions)."""
 
     x: object
     lengths: np.ndarray
     labels: np.ndarray
     card: dict
+    manifest: object = None
+
+    @property
+    def predictions_file(self) -> str:
+        """The name of its predictions CSV beside a run's results (`evaluate`)."""
+        return f"cross_{self.card['corpus']}_predictions.csv"
 
 
 def load_target(corpus: str, data_dir, run_card: dict, *, cache_dir=None, workers=None,
@@ -85,7 +93,7 @@ def load_target(corpus: str, data_dir, run_card: dict, *, cache_dir=None, worker
             "n_utterances": len(manifest), "n_speakers": len(set(manifest.speakers)),
             "utterance_ids_sha256": protocols.utterance_hash(manifest),
             "failed": len(report.failed)}  # fmt: skip
-    return Target(x, lengths, np.asarray(manifest.labels, np.int32), card)
+    return Target(x, lengths, np.asarray(manifest.labels, np.int32), card, manifest)
 
 
 def _probabilities(predictor, target: Target) -> np.ndarray:
@@ -108,10 +116,13 @@ def target_statistics(target: Target) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(0), np.maximum(values.std(0), 1e-8)
 
 
-def evaluate(run_dir, target: Target, norm: str = "train", configuration: int = 0) -> dict:
+def evaluate(run_dir, target: Target, norm: str = "train", configuration: int = 0,
+             predictions=None) -> dict:  # fmt: skip
     """Test every member of the run at `run_dir` (of its `configuration`: a sweep's group of
-    trials holds several) on the whole `target`."""
-    from reslstm_jax import metrics, predict
+    trials holds several) on the whole `target`. `predictions`: where to write every
+    member's prediction of every target utterance (a CSV as `predictions.csv`; its fold is the
+    fold the model trained for)."""
+    from reslstm_jax import artifacts, metrics, predict
 
     if norm not in NORMS:
         raise CrossCorpusError(f"--cross-norm must be one of {', '.join(NORMS)}, got {norm!r}")
@@ -135,6 +146,12 @@ def evaluate(run_dir, target: Target, norm: str = "train", configuration: int = 
         votes = probs[rows].mean(0).argmax(-1)
         ensemble.append({"seed": seed, **{k: metrics.classification(
             target.labels, votes, classes)[k] for k in ("uar", "wa")}})  # fmt: skip
+    if predictions is not None and target.manifest is not None:
+        ids = target.manifest.ids
+        rows = [(uid, fold, seed, int(label), int(p.argmax()), np.round(p, 6).tolist())
+                for m, (seed, fold) in enumerate(predictor.members)
+                for uid, label, p in zip(ids, target.labels, probs[m], strict=True)]  # fmt: skip
+        artifacts.write_prediction_rows(predictions, target.manifest, predictor.classes, rows)
     uars = [r["uar"] for r in per_model]
     return {"target": target.card, "normalisation": norm,
             "uses_target_audio": norm == "target", "per_model": per_model,
@@ -159,7 +176,10 @@ def fit_and_test(dataset, settings, out_dir, targets: list[Target], norm: str = 
     dataset.card["cross_test"] = [{**t.card, "normalisation": norm} for t in targets]
 
     def cross_tests(_results) -> dict:  # on the written run, before its W&B run closes
-        return {"cross_test": [evaluate(out_dir, t, norm) for t in targets]}
+        return {"cross_test": [
+            evaluate(out_dir, t, norm, predictions=pathlib.Path(out_dir) / t.predictions_file)
+            for t in targets
+        ]}  # fmt: skip
 
     return run(dataset, settings, out_dir, then=cross_tests, **run_kwargs)
 

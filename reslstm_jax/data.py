@@ -29,7 +29,7 @@ import numpy as np
 
 from reslstm_jax import corpora, features, perturb, protocols
 from reslstm_jax.corpora import labelsets
-from reslstm_jax.corpora.base import Manifest, Skipped
+from reslstm_jax.corpora.base import Manifest, Skipped, audio_source
 from reslstm_jax.errors import ParameterError
 
 NORMALISATIONS = ("fold", "global", "none")
@@ -228,8 +228,8 @@ class Dataset:
 
 def drop_failed(manifest: Manifest, failed: Sequence[tuple[str, str]]) -> Manifest:
     """The manifest without the utterances whose features failed (moved to `skipped`)."""
-    reasons = dict(failed)
-    kept = [u for u in manifest.utterances if u.path not in reasons]
+    reasons = dict(failed)  # keyed by what was read: a file, or a segment of one
+    kept = [u for u in manifest.utterances if audio_source(u) not in reasons]
     skipped = [Skipped(p, f"feature extraction failed: {r}") for p, r in failed]
     return dataclasses.replace(
         manifest,
@@ -293,7 +293,7 @@ def extract(manifest: Manifest, extractor, *, cache_dir=None, workers: int | Non
     extraction report): every utterance through the feature cache (`cache_dir` None: the
     default one)."""
     extraction = features.extract_all(
-        [u.path for u in manifest.utterances],
+        [audio_source(u) for u in manifest.utterances],
         extractor,
         cache_dir=cache_dir if cache_dir is not None else features.default_cache_dir(),
         workers=workers,
@@ -393,8 +393,9 @@ def prepare(
     `{"snr_db": 20}`, ...) add a perturbed copy of every utterance a fold trains on, as
     training rows of those folds only (`perturb.extract_variants`, `build`). `label_map`
     ({old: new, or None to drop}, `labelsets.parse_map`) renames, merges and drops classes
-    before the folds are made; the card records it. `corpus_options`: a manifest's `name` and
-    `classes` (`corpora.manifest.load`).
+    before the folds are made; the card records it. `corpus_options`: the loader's own
+    (`corpora.load`: a manifest's `name` and `classes`, EmoBox's `audio_root`, `raw` for
+    every category of a corpus that selects a class set; the card records `raw_labels`).
     """
     if corpus is None:
         from reslstm_jax.corpora import synthetic
@@ -447,6 +448,8 @@ def prepare(
     )
     if label_set != "native":
         dataset.card["label_set"] = {"name": label_set, "mapping": label_mapping}
+    if (corpus_options or {}).get("raw"):
+        dataset.card["raw_labels"] = True
     if label_map:
         dataset.card["label_map"] = {old: new or "-" for old, new in label_map.items()}
     return dataset
@@ -465,9 +468,13 @@ class DatasetCache:
     """
 
     def __init__(self, corpus: str | None = None, data_dir=None, *, cache_dir=None,
-                 workers: int | None = None, progress: bool = True):  # fmt: skip
+                 workers: int | None = None, progress: bool = True,
+                 label_map: dict | None = None, corpus_options: dict | None = None):  # fmt: skip
+        """`label_map`, `corpus_options`: `prepare`'s, the same for every dataset of the
+        corpus."""
         self.corpus, self.data_dir = corpus, data_dir
-        self.options = {"cache_dir": cache_dir, "workers": workers, "progress": progress}
+        self.options = {"cache_dir": cache_dir, "workers": workers, "progress": progress,
+                        "label_map": label_map, "corpus_options": corpus_options}  # fmt: skip
         self._prepared: dict[str, Dataset] = {}
 
     def get(

@@ -45,7 +45,7 @@ import numpy as np
 
 from reslstm_jax import artifacts
 from reslstm_jax.audio import AudioError, librosa_quiet
-from reslstm_jax.corpora.base import file_sha256
+from reslstm_jax.corpora.base import source_sha256
 from reslstm_jax.extractors import DsLstmInputs, LogmelDual, Mfcc39, MfccChroma, TfMfcc
 from reslstm_jax.perturb import Perturbed
 from reslstm_jax.smile import Compare, Egemaps
@@ -181,8 +181,9 @@ def _warm_up(job: dict) -> dict:
 
 
 def _cache_entry(path: str, cache_dir: str | os.PathLike) -> pathlib.Path:
-    """Where the features of the file at `path` live: keyed by the content hash, not the path."""
-    digest = file_sha256(path)
+    """Where the features of the file at `path` (or of a segment of it, `FILE#t=START,END`)
+    live: keyed by the content hash (and the segment), not the path."""
+    digest = source_sha256(path)
     return pathlib.Path(cache_dir) / digest[:2] / f"{digest}.npz"
 
 

@@ -89,3 +89,49 @@ def corpus_dir(text: str) -> str:
         print(f"warning: {text} is deprecated; use {corpus}={where}", file=sys.stderr)
         return f"{corpus}={where}"
     return text
+
+
+# The destinations of `add_corpus_options`' flags.
+CORPUS_OPTIONS = ("corpus_name", "classes", "audio_root", "raw_labels", "label_map")
+
+
+def add_corpus_options(d) -> None:
+    """A corpus's own options and the label map, the same flags in every command that reads a
+    corpus (train, sweeps, experiments): values for `corpus_options` and `label_map`."""
+    d.add_argument("--corpus-name", metavar="NAME",
+                   help="a manifest's name in cards, results and reports (default: the "
+                   "file's stem)")  # fmt: skip
+    d.add_argument("--classes", nargs="+", metavar="CLASS",
+                   help="a manifest's classes, in this order (default: the sorted labels "
+                   "found; rows of other labels are left out)")  # fmt: skip
+    d.add_argument("--audio-root", metavar="DIR",
+                   help="EmoBox: the folder its `wav` paths are relative to (default: the "
+                   "EmoBox root, the folder that holds data/)")  # fmt: skip
+    d.add_argument("--raw-labels", action="store_true",
+                   help="every category of the corpus rather than its class set, for "
+                   "--label-map to build another (IEMOCAP: all ten, excited apart from "
+                   "happy); the other corpora already read all of theirs")  # fmt: skip
+    d.add_argument("--label-map", metavar="MAP",
+                   help="rename, merge and drop classes before the folds are made: "
+                   "old=new pairs (old=- drops), inline (excited=happy,calm=neutral) or a "
+                   "file of them; applied before --label-set")  # fmt: skip
+
+
+def corpus_options(args) -> dict:
+    """`corpora.load`'s options from `add_corpus_options`' flags (those not given left out)."""
+    given = {"name": args.corpus_name, "classes": tuple(args.classes or ()) or None,
+             "audio_root": args.audio_root, "raw": args.raw_labels}  # fmt: skip
+    return {k: v for k, v in given.items() if v}
+
+
+def label_map(args) -> dict | None:
+    """The --label-map as {old: new, or None to drop}, or None; ValueError naming the flag."""
+    from reslstm_jax.corpora import labelsets
+    from reslstm_jax.corpora.base import CorpusError
+
+    if not args.label_map:
+        return None
+    try:
+        return labelsets.parse_map(args.label_map)
+    except CorpusError as exc:
+        raise ValueError(str(exc)) from None

@@ -156,13 +156,14 @@ class Perturbed:
 
         from reslstm_jax import features
         from reslstm_jax.audio import load_audio
-        from reslstm_jax.corpora.base import file_sha256
+        from reslstm_jax.corpora.base import source_sha256
 
         base = features.get(self.base, **json.loads(self.base_params))
-        y, rate = load_audio(path, None, 1)
+        y, rate = load_audio(path, None, 1)  # `path`: a file, or a segment of one
         y = speed_perturb(y, rate, self.speed)
         if self.snr_db is not None:
-            y = add_noise(y, self.snr_db, noise_seed(file_sha256(path), self.speed, self.snr_db))
+            seed = noise_seed(source_sha256(path), self.speed, self.snr_db)
+            y = add_noise(y, self.snr_db, seed)
         with tempfile.TemporaryDirectory() as scratch:
             perturbed = pathlib.Path(scratch) / "perturbed.wav"
             soundfile.write(perturbed, y, rate, subtype="FLOAT")
@@ -196,6 +197,7 @@ def extract_variants(manifest, protocol: str, extractor, variants: list[dict],
     the feature cache (`features.extract_all`'s `options`). Utterances that only ever
     validate or test are never perturbed."""
     from reslstm_jax import features, protocols
+    from reslstm_jax.corpora.base import audio_source
 
     if not variants:  # every preparation comes here: no folds made again for nothing
         return []
@@ -204,8 +206,8 @@ def extract_variants(manifest, protocol: str, extractor, variants: list[dict],
     out = []
     for variant in variants:
         perturbed = Perturbed.of(extractor, **variant)
-        extraction = features.extract_all([manifest.utterances[i].path for i in trained],
-                                          perturbed, **options)  # fmt: skip
+        sources = [audio_source(manifest.utterances[i]) for i in trained]
+        extraction = features.extract_all(sources, perturbed, **options)
         kept = [i for i, f in enumerate(extraction.features) if f is not None]
         feats = [extraction.features[i] for i in kept]
         out.append(AudioVariant(perturbed.variant, trained[kept].astype(np.int32), feats,

@@ -68,6 +68,9 @@ class SweepConfig:
     max_models_per_wave: int | None = None  # `train.fit_group`'s cap (GPUs size waves anyway)
     # cross-corpus tests of every trial: [corpus, data dir or None] pairs (`crosscorpus`)
     cross_test: tuple = ()
+    # the corpus's label map ({old: new, or None to drop}) and loader options (`corpora.load`)
+    label_map: dict | None = None
+    corpus_options: dict | None = None
 
     @property
     def study_dir(self) -> pathlib.Path:
@@ -124,8 +127,9 @@ class Datasets:
         self.only = only
         self._targets: dict[int, list] = {}
         self.cache = data.DatasetCache(
-            config.corpus, config.data_dir, cache_dir=config.cache_dir, progress=config.progress
-        )
+            config.corpus, config.data_dir, cache_dir=config.cache_dir, progress=config.progress,
+            label_map=config.label_map, corpus_options=config.corpus_options,
+        )  # fmt: skip
 
     def targets_for(self, dataset) -> list:
         """The cross-corpus targets (`config.cross_test`) read as `dataset` reads its corpus
@@ -403,18 +407,22 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
             from reslstm_jax import crosscorpus
 
             group_dir = config.study_dir / "groups" / numbers
-            result["cross_test"] = [crosscorpus.evaluate(group_dir, t, configuration=index)
-                                    for t in targets]  # fmt: skip
+            result["cross_test"] = [crosscorpus.evaluate(
+                group_dir, t, configuration=index,
+                predictions=trials_dir / f"{trial.number}_{t.predictions_file}",
+            ) for t in targets]  # fmt: skip
         done += tell_trial(study, space, config, trial, full, count, result, run, tracker,
-                           trials_dir, group=numbers, pruned_at=pruned.get(index))  # fmt: skip
+                           trials_dir, group=numbers, pruned_at=pruned.get(index),
+                           manifest=dataset.manifest)  # fmt: skip
     return done
 
 
 def tell_trial(study, space, config, trial, full, count, result, run, tracker, trials_dir, *,
-               group: str, pruned_at: int | None) -> bool:  # fmt: skip
-    """Write one trained trial's results, record them in Optuna and tell it (complete, pruned
-    at `pruned_at`, or failed when a model diverged), then finish its W&B run. Returns whether
-    it completed."""
+               group: str, pruned_at: int | None, manifest=None) -> bool:  # fmt: skip
+    """Write one trained trial's results (`trials/<number>.json`, and with the data's
+    `manifest` its out-of-fold predictions, `trials/<number>_predictions.csv`), record them in
+    Optuna and tell it (complete, pruned at `pruned_at`, or failed when a model diverged),
+    then finish its W&B run. Returns whether it completed."""
     values, summary = objective_values(result, config, space, count)
     diverged = train.diverged_line(result)
     state = "diverged" if diverged else "pruned" if pruned_at is not None else "complete"
@@ -424,6 +432,9 @@ def tell_trial(study, space, config, trial, full, count, result, run, tracker, t
                        "values": values if state == "complete" else None, "group": group,
                        "summary": summary, "study": config.study, "space": space.name,
                        "budget": config.budget}  # fmt: skip
+    if manifest is not None:  # before the record that says the trial is done
+        artifacts.write_predictions(trials_dir / f"{trial.number}_predictions.csv", manifest,
+                                    result)  # fmt: skip
     path = artifacts.write_json(trials_dir / f"{trial.number}.json", result)
     trial.set_user_attr("results", recorded_path(path, config.study_dir))
     for key, value in data_fields(result["card"]).items():

@@ -48,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--protocol", help="fold protocol (default: the corpus's)")
     d.add_argument("--folds", type=int, metavar="K",
                    help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
+    flags.add_corpus_options(d)
     d.add_argument("--cross-test", action="append", default=[], metavar="CORPUS[=DIR]",
                    type=flags.corpus_dir,
                    help="after training, every trial's models also label the whole of this "
@@ -173,13 +174,13 @@ def corpus_and_protocol(args, p) -> tuple[str, str]:
         p.error(str(exc))
     corpus = args.corpus or "synthetic"
     protocol = args.protocol or corpora.default_protocol(corpus)
-    if corpus == "manifest":  # its name and default protocol (`given` with folds) are its own
+    if corpus in ("manifest", "emobox"):  # their names and default protocols are their own
         try:
-            found = corpora.load("manifest", args.data_dir)
+            found = corpora.load(corpus, args.data_dir, **flags.corpus_options(args))
         except corpora.CorpusError as exc:
             p.error(str(exc))
+        protocol = args.protocol or corpora.default_protocol(corpus, found)
         corpus = found.corpus
-        protocol = args.protocol or corpora.default_protocol("manifest", found)
     return corpus, protocol
 
 
@@ -239,6 +240,10 @@ def build_config(args, p) -> tuple:
         p.error(f"--out {exc}")
     except crosscorpus.CrossCorpusError as exc:
         p.error(str(exc))
+    try:
+        label_map = flags.label_map(args)
+    except ValueError as exc:
+        p.error(str(exc))
     corpus, protocol = corpus_and_protocol(args, p)
     study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
     config = SweepConfig(
@@ -252,6 +257,7 @@ def build_config(args, p) -> tuple:
         latency=not args.no_latency, budget=args.budget, wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity, tags=tuple(args.tags),
         max_models_per_wave=args.max_models_per_wave, cross_test=cross_test,
+        label_map=label_map, corpus_options=flags.corpus_options(args) or None,
     )  # fmt: skip
     return space, config
 

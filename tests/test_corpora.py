@@ -347,6 +347,29 @@ def test_iemocap_other_labels_are_skipped(lab, tmp_path):
     assert manifest.skipped_by_reason() == {f"label {lab} outside the 4 classes": 1}
 
 
+def test_iemocap_raw_labels_keep_every_agreed_category_for_a_label_map(tmp_path):
+    """`raw=True` (--raw-labels): the ten agreed categories, excited apart from happy; xxx (no
+    agreement) is still skipped; a label map then builds another class set from them, and a
+    corpus whose classes are all its labels reads the same either way."""
+    from reslstm_jax.corpora import labelsets
+
+    labs = ["neu", "hap", "exc", "ang", "sad", "fru", "sur", "fea", "dis", "oth", "xxx"]
+    turns = [(f"Ses02F_impro02_M{i:03d}", lab) for i, lab in enumerate(labs)]
+    trees.build_iemocap(tmp_path, {"Ses02F_impro02": turns})
+    raw = corpora.load("iemocap", tmp_path, raw=True)
+    assert raw.classes == iemocap.RAW_CLASSES and len(raw.classes) == 10
+    assert [u.emotion for u in raw.utterances] == [iemocap.RAW_LABELS[lab] for lab in labs[:-1]]
+    assert raw.skipped_by_reason() == {"label xxx: the annotators did not agree": 1}
+    assert raw.count_differences == []  # the published counts are the four classes'
+    five = labelsets.apply_map(raw, labelsets.parse_map(
+        "excited=happy,frustrated=angry,surprised=-,fearful=-,disgusted=-,other=-"))  # fmt: skip
+    assert five.classes == ("neutral", "happy", "angry", "sad")
+    assert [u.emotion for u in five.utterances] == ["neutral", "happy", "happy", "angry", "sad",
+                                                    "angry"]  # fmt: skip
+    assert corpora.raw_classes("iemocap") == iemocap.RAW_CLASSES
+    assert corpora.raw_classes("emodb") == emodb.CLASSES  # all its labels already
+
+
 @pytest.mark.parametrize("tabs", [True, False])
 def test_iemocap_label_lines_tolerate_whitespace(tabs, tmp_path):
     trees.build_iemocap(tmp_path, trees.IEMOCAP_DIALOGS, tabs=tabs)

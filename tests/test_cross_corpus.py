@@ -96,6 +96,24 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
         # default rel 1e-6 only)
         assert cross["uar_mean"] == pytest.approx(np.mean(uars))
         assert len(cross["ensemble"]) == 2 and not cross["uses_target_audio"]
+    # every model's prediction of every target utterance, in a CSV per target: its UAR per
+    # model recomputed from the file is the one reported (the same float64 metric)
+    import csv
+
+    from reslstm_jax import metrics
+
+    for cross in results["cross_test"]:
+        name = cross["target"]["corpus"]
+        with open(out / f"cross_{name}_predictions.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        n = cross["target"]["n_utterances"]
+        assert len(rows) == n * len(cross["per_model"]) and rows[0]["file"]
+        for k, model in enumerate(cross["per_model"]):
+            mine = rows[k * n : (k + 1) * n]
+            assert {(r["seed"], r["fold"]) for r in mine} == {(str(model["seed"]), model["fold"])}
+            y, p = ([card["classes"].index(r[c]) for r in mine] for c in ("label", "prediction"))
+            uar = metrics.classification(np.array(y), np.array(p), len(card["classes"]))["uar"]
+            assert uar == model["uar"]
     # the training corpus as a "cross" test: its own utterances, seen in training but for the
     # test fold, so the models label most of them right
     assert ravdess_result["uar_mean"] > 0.75

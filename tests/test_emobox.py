@@ -85,3 +85,32 @@ def test_missing_audio_is_named_and_a_folder_without_folds_refused(tone_corpus, 
     assert len(m) == 47 and [s.reason for s in m.skipped] == ["no such file"]
     with pytest.raises(CorpusError, match="no fold_<k>/<dataset>_test_fold_<k>.jsonl"):
         corpora.load("emobox", tmp_path)
+
+
+def test_label_map_json_audio_root_and_segments_are_emoboxs(tone_corpus, tmp_path):
+    """The dataset's label_map.json names the classes (a code it lacks is a named row), the
+    audio may lie under --audio-root, and start_time/end_time read a segment of the file."""
+    import soundfile
+
+    root = emobox_tree(tmp_path / "EmoBox", tone_corpus, "cafe", lambda i, p: 1 + actor(p) % 2)
+    (root / "label_map.json").write_text(json.dumps({"neu": "Neutral", "ang": "Angry"}))
+    test_file = root / "fold_1" / "cafe_test_fold_1.jsonl"
+    lines = [json.loads(line) for line in test_file.read_text().splitlines()]
+    duration = soundfile.info(tone_corpus.rglob(lines[0]["key"] + ".wav").__next__()).duration
+    lines[0].update(start_time=0.0, end_time=duration / 2)
+    lines[1]["emo"] = "sur"  # not in label_map.json
+    lines[2].update(start_time=1.0, end_time=0.5)
+    test_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    m = corpora.load("emobox", root)
+    assert m.classes == ("Angry", "Neutral") and len(m) == 46
+    assert {s.reason for s in m.skipped} == {"emo sur is not in label_map.json",
+                                             "segment is not 0 <= start < end"}  # fmt: skip
+    first = next(u for u in m.utterances if u.id == lines[0]["key"])
+    assert first.segment == (0.0, duration / 2)
+    # the audio moved elsewhere: found under --audio-root, not under the EmoBox root
+    (tmp_path / "EmoBox" / "downloads").rename(tmp_path / "downloads")
+    assert len(corpora.load("emobox", root, audio_root=tmp_path)) == 46
+    with pytest.raises(CorpusError, match="--audio-root .*: no such folder"):
+        corpora.load("emobox", root, audio_root=tmp_path / "nowhere")
+    with pytest.raises(CorpusError, match="--audio-root applies to emobox, not ravdess"):
+        corpora.load("ravdess", tone_corpus, audio_root=tmp_path)

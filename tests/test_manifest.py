@@ -74,7 +74,7 @@ def test_every_bad_row_is_named_and_the_rest_used(tone_corpus, tmp_path, suffix)
     "columns, text, message",
     [
         (["path", "label"], None, "no speaker column (speaker, spk, actor)"),
-        (["wav", "emo", "actor", "start", "end"], None, "segments (start/end) are not supported"),
+        (["wav", "emo", "actor", "start"], None, "a segment needs both start and end columns"),
         (None, "file,emotion,speaker\n", "no rows"),
         (None, "file,emotion,speaker\nnone.wav,happy,s1\n",
          "no usable row (1 rows; 1 no such file)"),
@@ -93,6 +93,53 @@ def test_a_manifest_that_cannot_be_used_is_one_line(tmp_path, columns, text, mes
     for where, what in ((tmp_path, "is a folder"), (tmp_path / "lab.xlsx", "must end in")):
         with pytest.raises(CorpusError, match=what):
             corpora.load("manifest", where)
+
+
+def test_segments_of_longer_recordings_are_read_as_their_own_samples(tone_corpus, tmp_path):
+    """`start`/`end` rows: each segment is an utterance of its own (id: stem and times), read
+    as exactly its samples (the features of the segment equal those of the same samples
+    written to a file of their own), and a bad segment is a named row, not a failed run."""
+    import soundfile
+
+    from reslstm_jax import data, features
+
+    rows = tone_rows(tone_corpus, tmp_path)[:2]
+    duration = soundfile.info(tone_corpus / rows[0]["file"] if not
+                              pathlib.Path(rows[0]["file"]).is_absolute()
+                              else rows[0]["file"]).duration  # fmt: skip
+    half = round(duration / 2, 3)
+    table = [
+        {**rows[0], "start": "0", "end": str(half)},                     # row 1
+        {**rows[0], "start": str(half), "end": str(duration)},           # row 2
+        {**rows[1]},                                                      # row 3: whole file
+        {**rows[0], "start": "0", "end": str(half)},                     # row 4: repeat
+        {**rows[0], "start": "0", "end": str(duration + 1)},             # row 5: past its end
+        {**rows[0], "start": "2", "end": "1"},                           # row 6
+        {**rows[0], "start": "a", "end": "1"},                           # row 7
+    ]  # fmt: skip
+    path = write(tmp_path / "dialogs.csv", table, ["file", "emotion", "speaker", "start", "end"])
+    m = corpora.load("manifest", path)
+    reasons = {s.path.split(":")[0]: s.reason for s in m.skipped}
+    assert reasons == {"row 4": "repeats an earlier row's segment",
+                       "row 5": f"segment ends after its file ({duration:g} s)",
+                       "row 6": "segment is not 0 <= start < end",
+                       "row 7": "start and end are not both seconds"}  # fmt: skip
+    stem = pathlib.Path(rows[0]["file"]).stem
+    by_id = {u.id: u for u in m.utterances}
+    assert set(by_id) == {f"{stem}_0-{half:g}", f"{stem}_{half:g}-{duration:g}",
+                          pathlib.Path(rows[1]["file"]).stem}  # fmt: skip
+    first = by_id[f"{stem}_0-{half:g}"]
+    assert first.segment == (0.0, half)
+    extractor = features.get("mfcc_chroma")
+    _, feats, report = data.extract(m, extractor, cache_dir=tmp_path / "cache", workers=1,
+                                    progress=False)  # fmt: skip
+    assert not report.failed and len(feats) == 3
+    y, rate = soundfile.read(first.path, dtype="float32")
+    cut = tmp_path / "cut.wav"
+    soundfile.write(cut, y[: round(half * rate)], rate, subtype="FLOAT")
+    np.testing.assert_array_equal(feats[m.utterances.index(first)], extractor(cut))
+    # a segment is cached apart from its file and from the other segment of it
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3
 
 
 def test_the_given_folds_and_split_are_the_manifests(tone_corpus, tmp_path):
@@ -268,7 +315,9 @@ def test_a_manifests_name_and_class_order_can_be_given(tone_corpus, tmp_path, ru
     assert all(m.classes[u.label] == u.emotion for u in m.utterances)
     only = corpora.load("manifest", manifest, classes=("angry",))  # the others left out
     assert len(only) == 24 and {s.reason for s in only.skipped} == {"not one of --classes"}
-    with pytest.raises(CorpusError, match="classes and name apply to a manifest, not ravdess"):
+    with pytest.raises(
+        CorpusError, match="--classes and --corpus-name apply to manifest, not ravdess"
+    ):
         corpora.load("ravdess", tone_corpus, name="x", classes=("a",))
     from reslstm_jax.train.__main__ import main as train_main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -751,16 +752,34 @@ def test_the_storage_password_never_reaches_submitits_job_files(tmp_path, monkey
 
 def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, feature_cache):
     """`--launcher slurm` with submitit's local executor: the launcher returns the job ids at
-    once, and the job (a sweep worker) trains the study's trials."""
+    once, and the job (a sweep worker) trains the study's trials. The study is a manifest's
+    with a label map: both reach the worker through the job's configuration, and the trial
+    writes its out-of-fold predictions."""
+    from test_manifest import tone_rows, write
+
+    manifest = write(tmp_path / "my_lab.csv", tone_rows(corpus, tmp_path),
+                     ["file", "emotion", "speaker"])  # fmt: skip
     workdir = tmp_path / "runs"
-    proc = sweep(corpus, workdir, "--trials", "1", "--workers", "1", "--no-latency",
-                 "--launcher", "slurm", "--slurm-cluster", "local", "--slurm-time", "10",
-                 cache=feature_cache)  # fmt: skip
+    args = [sys.executable, "-m", "sweeps.run", *sweep_args(manifest, workdir, feature_cache),
+            "--trials", "1", "--workers", "1", "--no-latency", "--launcher", "slurm",
+            "--slurm-cluster", "local", "--slurm-time", "10", "--folds", "3",
+            "--corpus-name", "lab", "--label-map", "angry=anger"]  # fmt: skip
+    args[args.index("ravdess")] = "manifest"
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted 1 worker job(s):" in proc.stdout
     assert f"python -m experiments.report --study {workdir}" in proc.stdout
     deadline = time.time() + 500
     done = []
+    study = "hidden_sizes-lab-speaker_kfold3-quick"
     while time.time() < deadline and not done:
         time.sleep(2)
-        done = load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        done = load(workdir, study).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 1 and done[0].user_attrs["worker"] == 0
+    trials = workdir / study / "trials"
+    result = json.loads((trials / f"{done[0].number}.json").read_text())
+    assert result["card"]["corpus"] == "lab" and result["card"]["classes"] == ["anger", "neutral"]
+    assert result["card"]["label_map"] == {"angry": "anger"}
+    assert len(result["card"]["folds"]) == 3
+    with open(trials / f"{done[0].number}_predictions.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 48  # every utterance tested once, one seed

@@ -82,7 +82,9 @@ def test_predictions_csv_holds_the_out_of_fold_predictions_of_results(trained):
     classes = results["card"]["classes"]
     with open(out / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:7] == ["id", "file", "speaker", "fold", "seed", "label", "prediction"]
+    assert list(rows[0])[:9] == ["id", "file", "start", "end", "speaker", "fold", "seed",
+                                 "label", "prediction"]  # fmt: skip
+    assert all(r["start"] == r["end"] == "" for r in rows)  # whole files
     assert len(rows) == sum(len(r["test_predictions"]["ids"]) for r in results["runs"])
     assert all(pathlib.Path(r["file"]).is_file() and r["speaker"] for r in rows)
     per_seed = []
@@ -439,12 +441,14 @@ def test_missing_corpus_and_mismatched_out_dir(
     assert "Traceback" not in missing.stderr
     # an output directory holding checkpoints of another configuration is refused, untouched
     out = trained[0]
-    before = (out / "results.json").read_bytes()
+    before = [(out / name).read_bytes() for name in ("results.json", "config.yaml")]
     other = train_main(
         run_main, train_command(corpus, out, feature_cache, "--learning-rate", "0.1")
     )
     assert other.returncode == 2 and "another configuration" in other.stderr
-    assert "Traceback" not in other.stderr and (out / "results.json").read_bytes() == before
+    # nothing of the refused run is written there: not even its config.yaml
+    assert "Traceback" not in other.stderr
+    assert [(out / name).read_bytes() for name in ("results.json", "config.yaml")] == before
 
 
 def test_outputs_are_checked_before_any_work_and_no_other_run_is_overwritten(

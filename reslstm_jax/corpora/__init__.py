@@ -7,8 +7,11 @@ One module per corpus, declaring all it knows: `CLASSES` (the fixed label map), 
 published counts), `DEFAULT_PROTOCOL` (the name of the protocol a run uses unless told),
 `SHARED4` (its classes in the four-emotion set every corpus shares) and `load(root) ->
 Manifest`, and a generated corpus its `LAYOUT` (`synthetic`, in `synthetic_speech.py`:
-RAVDESS's). `CORPORA` is the only list of them the command lines read: adding a corpus is a
-module and a line there (docs/architecture.md). Conventions and counts: docs/data.md.
+RAVDESS's). A loader that takes options names them in `OPTIONS` (a manifest's `name` and
+`classes`, EmoBox's `audio_root`); one whose `CLASSES` are a selection of the corpus's labels
+offers all of them as `RAW_CLASSES` (`load(root, raw=True)`: IEMOCAP's ten). `CORPORA` is the
+only list of them the command lines read: adding a corpus is a module and a line there
+(docs/architecture.md). Conventions and counts: docs/data.md.
 """
 
 from __future__ import annotations
@@ -66,14 +69,38 @@ def shared4(name: str) -> dict[str, str]:
     return dict(module(name).SHARED4)
 
 
+# The command-line flag of each loader option, for the one-line errors.
+OPTION_FLAGS = {"name": "--corpus-name", "classes": "--classes", "audio_root": "--audio-root",
+                "raw": "--raw-labels"}  # fmt: skip
+
+
 def load(corpus: str, root: str | os.PathLike, **options) -> Manifest:
     """Scan `root` for `corpus` and return its manifest (warns on count differences).
-    `options`: a manifest's `name` and `classes` (`corpora.manifest.load`); CorpusError for
-    another corpus, whose name and classes are fixed."""
+
+    `options` (None or empty: not given): those the loader names in `OPTIONS` (a manifest's
+    `name` and `classes`, EmoBox's `audio_root`), CorpusError naming the flag for another;
+    `raw=True`: every label of the corpus (`RAW_CLASSES`) rather than its class set, where the
+    loader selects one (IEMOCAP); a corpus whose classes are all its labels is read as is.
+    """
+    found = module(corpus)
     options = {k: v for k, v in options.items() if v}
-    if options and corpus != "manifest":
-        raise CorpusError(f"{' and '.join(sorted(options))} apply to a manifest, not {corpus}")
-    return module(corpus).load(root, **options)
+    raw = options.pop("raw", False)
+    wrong = sorted(set(options) - set(getattr(found, "OPTIONS", ())))
+    if wrong:
+        takers = [n for n in CORPORA if set(wrong) <= set(getattr(module(n), "OPTIONS", ()))]
+        flags = " and ".join(OPTION_FLAGS.get(k, k) for k in wrong)
+        raise CorpusError(f"{flags} appl{'ies' if len(wrong) == 1 else 'y'} to "
+                          f"{' or '.join(takers) or 'no one corpus'}, not {corpus}")  # fmt: skip
+    if raw and hasattr(found, "RAW_CLASSES"):
+        options["raw"] = True
+    return found.load(root, **options)
+
+
+def raw_classes(name: str) -> tuple[str, ...]:
+    """Every label of corpus `name` (`load(..., raw=True)`'s classes): its `RAW_CLASSES`, or its
+    `CLASSES` where those are all of them."""
+    found = module(name)
+    return tuple(getattr(found, "RAW_CLASSES", found.CLASSES))
 
 
 __all__ = [
@@ -88,4 +115,5 @@ __all__ = [
     "load",
     "module",
     "names",
+    "raw_classes",
 ]

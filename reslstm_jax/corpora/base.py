@@ -40,6 +40,9 @@ class Utterance:
       emotion: class name (`Manifest.classes[label]`).
       gender: "m", "f", or None when the corpus does not say.
       extra: corpus fields (intensity, statement, repetition, session, text, ...), as strings.
+      segment: (start, end) in seconds when the utterance is a segment of a longer recording
+        (a manifest's `start`/`end`, EmoBox's `start_time`/`end_time`); None: the whole file.
+        What is read is `audio_source(u)`.
     """
 
     id: str
@@ -50,6 +53,48 @@ class Utterance:
     emotion: str
     gender: str | None = None
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    segment: tuple[float, float] | None = None
+
+
+# A segment of a file is named as Media Fragments URIs name a time range (`#t=start,end`, in
+# seconds): one string travels through the feature workers, the cache and the reports.
+SEGMENT = "#t="
+
+
+def seconds(value: float) -> str:
+    """Seconds as written in a source name: to the microsecond, no trailing zeros."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def audio_source(u: Utterance) -> str:
+    """What is read for `u`: its file's path, or `PATH#t=START,END` for a segment."""
+    if u.segment is None:
+        return u.path
+    start, end = u.segment
+    return f"{u.path}{SEGMENT}{seconds(start)},{seconds(end)}"
+
+
+def split_source(source: str | os.PathLike) -> tuple[str, tuple[float, float] | None]:
+    """(the file's path, its (start, end) segment or None) of an `audio_source` string."""
+    text = str(source)
+    head, sep, tail = text.rpartition(SEGMENT)
+    if sep:
+        start, comma, end = tail.partition(",")
+        try:
+            return head, (float(start), float(end))
+        except ValueError:
+            pass
+    return text, None
+
+
+def source_sha256(source: str | os.PathLike) -> str:
+    """Hex SHA-256 naming what `source` reads: the file's content, and the segment if any."""
+    path, segment = split_source(source)
+    digest = file_sha256(path)
+    if segment is None:
+        return digest
+    return hashlib.sha256(f"{digest}{SEGMENT}{seconds(segment[0])},{seconds(segment[1])}"
+                          .encode()).hexdigest()  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,12 +267,12 @@ def drop_duplicates(
         kept = by_id.get(utt.id)
         if kept is None:
             by_id[utt.id] = utt
-        elif file_sha256(kept.path) == file_sha256(utt.path):
-            skipped.append(Skipped(utt.path, "duplicate copy"))
+        elif source_sha256(audio_source(kept)) == source_sha256(audio_source(utt)):
+            skipped.append(Skipped(audio_source(utt), "duplicate copy"))
         else:
             raise CorpusError(
                 f"{utt.corpus}: two different files for utterance {utt.id}: "
-                f"{kept.path} and {utt.path}; remove one"
+                f"{audio_source(kept)} and {audio_source(utt)}; remove one"
             )
     return list(by_id.values()), skipped
 
@@ -268,15 +313,16 @@ def finish(
     classes: tuple[str, ...],
     utterances: Iterable[Utterance],
     skipped: list[Skipped],
-    expected: ExpectedCounts,
+    expected: ExpectedCounts | None,
 ) -> Manifest:
-    """Deduplicate, sort, compare with the expected counts (warning on any difference)."""
+    """Deduplicate, sort, compare with the expected counts (warning on any difference; None:
+    no published counts for this selection)."""
     kept, duplicates = drop_duplicates(utterances)
     if not kept:
         reasons = Counter(s.reason for s in skipped)
         detail = f" (skipped: {dict(reasons)})" if reasons else ""
         raise CorpusError(f"{corpus}: no usable utterance under {root}{detail}")
-    differences, subset = compare_counts(kept, expected)
+    differences, subset = compare_counts(kept, expected) if expected else ([], True)
     manifest = Manifest(
         corpus=corpus,
         root=str(root),

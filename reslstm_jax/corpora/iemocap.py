@@ -8,7 +8,10 @@ Layout (under any prefix, so `IEMOCAP_full_release/Session1/...` works too):
     `[start - end]<TAB><utt><TAB><lab><TAB>[V, A, D]`.
 
 Classes: neu, hap + exc (merged into happy), ang, sad. The other labels (fru, sur, fea, dis,
-oth, xxx) are skipped with their label in the reason.
+oth, xxx) are skipped with their label in the reason. `load(root, raw=True)` (`--raw-labels`)
+keeps all ten categories the annotators agreed on instead (`RAW_CLASSES`: excited apart from
+happy, frustrated, surprised, fearful, disgusted, other; xxx, no agreement, is still
+skipped), for a label map to build another class set from (docs/data.md, "Label maps").
 
 Speaker: `Ses0N` + the gender letter of the *last* token of the utterance id, so
 `Ses01F_impro01_M000` is spoken by Ses01M. The letter after `Ses0N` names the actor wearing
@@ -43,6 +46,12 @@ CLASSES: tuple[str, ...] = ("neutral", "happy", "angry", "sad")
 
 # Original label -> class; exc is merged into happy (the 4-class protocol).
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
+
+# Every category of the release (`load(root, raw=True)`), in the order of its README.
+RAW_LABELS = {"neu": "neutral", "hap": "happy", "exc": "excited", "ang": "angry", "sad": "sad",
+              "fru": "frustrated", "sur": "surprised", "fea": "fearful", "dis": "disgusted",
+              "oth": "other"}  # fmt: skip
+RAW_CLASSES: tuple[str, ...] = tuple(RAW_LABELS.values())
 
 # The protocol a run on this corpus uses unless told (by name: corpora never import protocols).
 DEFAULT_PROTOCOL = "iemocap_session"
@@ -124,11 +133,13 @@ def read_labels(path: str | os.PathLike) -> dict[str, tuple[str, str, str]]:
     return labels
 
 
-def load(root: str | os.PathLike) -> Manifest:
+def load(root: str | os.PathLike, *, raw: bool = False) -> Manifest:
     """Scan an IEMOCAP release directory (4-class protocol).
 
     Args:
       root: the directory holding the `SessionN` folders, at any depth.
+      raw: every agreed category (`RAW_CLASSES`) instead of the four classes; the published
+        counts are those of the four, so no count is compared.
 
     Returns:
       The manifest; a `CorpusCountWarning` is emitted if it differs from the 5531 utterances.
@@ -140,6 +151,7 @@ def load(root: str | os.PathLike) -> Manifest:
         for the same utterance.
     """
     base = require_root(NAME, root)
+    names, classes = (RAW_LABELS, RAW_CLASSES) if raw else (LABELS, CLASSES)
     label_files: list[pathlib.Path] = []
     wavs: list[tuple[pathlib.Path, pathlib.Path]] = []
     skipped: list[Skipped] = []
@@ -169,23 +181,25 @@ def load(root: str | os.PathLike) -> Manifest:
     for session_dir, path in wavs:
         utt = path.stem
         seen.add((session_dir, utt))
-        result = _utterance(session_dir, path, labels.get((session_dir, utt)))
+        result = _utterance(session_dir, path, labels.get((session_dir, utt)), names, classes)
         if isinstance(result, Utterance):
             utterances.append(result)
         else:
             skipped.append(Skipped(str(path), result))
 
     for (session_dir, utt), (lab, _, _, dialog) in sorted(labels.items()):
-        if lab in LABELS and (session_dir, utt) not in seen:
+        if lab in names and (session_dir, utt) not in seen:
             expected_wav = session_dir / "sentences" / "wav" / dialog / f"{utt}.wav"
             skipped.append(Skipped(str(expected_wav), "labelled but no wav file"))
-    return finish(NAME, base, CLASSES, utterances, skipped, EXPECTED)
+    return finish(NAME, base, classes, utterances, skipped, None if raw else EXPECTED)
 
 
 def _utterance(
     session_dir: pathlib.Path,
     path: pathlib.Path,
     label: tuple[str, str, str, str] | None,
+    names: dict[str, str],
+    classes: tuple[str, ...],
 ) -> Utterance | str:
     """One sentence wav with its label line: its `Utterance`, or the reason it is not used."""
     utt = path.stem
@@ -206,12 +220,13 @@ def _utterance(
     if label is None:
         return "no label in EmoEvaluation"
     lab, start, end, _ = label
-    if lab not in LABELS:
-        return f"label {lab} outside the 4 classes"
+    if lab not in names:
+        return (f"label {lab} outside the 4 classes" if names is LABELS
+                else f"label {lab}: the annotators did not agree")  # fmt: skip
     problem = check_wav(path)
     if problem is not None:
         return problem
-    emotion = LABELS[lab]
+    emotion = names[lab]
     # The speaker is the gender letter of the last token (`utt.rsplit("_", 1)[1][0]`), not the
     # letter after Ses0N (the mocap wearer); see the module docstring.
     speaker_letter = gender_letter
@@ -220,7 +235,7 @@ def _utterance(
         path=str(path),
         corpus=NAME,
         speaker=f"Ses0{session}{speaker_letter}",
-        label=CLASSES.index(emotion),
+        label=classes.index(emotion),
         emotion=emotion,
         gender=speaker_letter.lower(),
         extra={

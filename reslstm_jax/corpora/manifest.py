@@ -11,7 +11,9 @@ clips/s01_a.wav,happy,s01,f
 One row per utterance. Columns (the first name of each, or the others in brackets):
 `file` (path, wav), `emotion` (label, emo) and `speaker` (spk, actor) are required; `fold`
 (the fold in which the row is tested; every fold trains on the others) or `split`
-(train/val/test: one fixed partition), `gender` (m/f, male/female) and `id` are optional.
+(train/val/test: one fixed partition), `gender` (m/f, male/female), `id`, and `start` and
+`end` (start_time, end_time: seconds, for a segment of a longer recording; a row without them
+is its whole file) are optional.
 Paths are relative to the manifest's folder, or absolute; labels are any strings (the classes
 are the sorted set found). The corpus is named after the file's stem (`my_lab.csv` ->
 `my_lab`) wherever a corpus name appears, and its utterance hash tells two manifests of one
@@ -19,11 +21,11 @@ name apart. Without `fold` or `split` the run uses `speaker_kfold` (5 folds of w
 speakers); with one of them, `given`.
 
 A bad row is named and left out, the rest used: a missing file, an empty file, label or
-speaker, a row repeating another's file; each goes to skipped.csv with its row number and
+speaker, a row repeating another's file (or segment), a segment that is not
+0 <= start < end or ends after its file; each goes to skipped.csv with its row number and
 file (`row 7: /data/x.wav,no such file`), and one line sums them up. A missing column, an
-unknown suffix or no usable row stops the command in one line. Segments of longer recordings
-(`start`/`end`) are not supported yet: a manifest that has them is refused in one line rather
-than trained on whole files.
+unknown suffix or no usable row stops the command in one line. A segment's utterance id,
+without an `id` column, is its file's stem with its times (`dialog3_12.5-15.25`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import pathlib
 from collections import Counter
@@ -43,11 +46,16 @@ from reslstm_jax.corpora.base import (
     check_wav,
     drop_duplicates,
     labelled,
+    seconds,
 )
 
 NAME = "manifest"
 CLASSES: tuple[str, ...] = ()  # each manifest's own: the sorted set of its labels
-EXPECTED = None  # no published counts to compare with
+EXPECTED = None
+OPTIONS = (
+    "name",
+    "classes",
+)  # `corpora.load`'s options this loader takes  # no published counts to compare with
 DEFAULT_PROTOCOL = "speaker_kfold"  # `given` when the rows name their folds (`default_for`)
 SHARED4 = None  # the labels named neutral, happy, angry and sad are the shared four
 SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None}
@@ -59,6 +67,8 @@ COLUMNS = {
     "split": ("split",),
     "gender": ("gender",),
     "id": ("id",),
+    "start": ("start", "start_time"),
+    "end": ("end", "end_time"),
 }
 REQUIRED = ("file", "emotion", "speaker")
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -142,15 +152,14 @@ def _rows(path: pathlib.Path) -> list[dict]:
 def _columns(path: pathlib.Path, rows: list[dict]) -> dict[str, str]:
     """{our column: its name in the file}, the required ones checked."""
     present = {str(k).strip().lower(): k for row in rows[:1] for k in row if k is not None}
-    if {"start", "end"} & set(present):
-        raise CorpusError(f"manifest {path}: segments (start/end) are not supported yet; list "
-                          "one file per utterance")  # fmt: skip
     found = {}
     for column, names in COLUMNS.items():
         for alias in names:
             if alias in present:
                 found[column] = present[alias]
                 break
+    if ("start" in found) != ("end" in found):
+        raise CorpusError(f"manifest {path}: a segment needs both start and end columns")
     missing = [c for c in REQUIRED if c not in found]
     if not rows or missing:
         what = (
@@ -171,9 +180,16 @@ def _utterance(path, corpus, number, row, columns, seen) -> Utterance | Skipped:
         return Skipped(f"row {number}", "no file")
     audio = (path.parent / where).resolve() if not os.path.isabs(where) else pathlib.Path(where)
     shown = f"row {number}: {audio}"  # skipped.csv names the row and its file
-    if str(audio) in seen:
-        return Skipped(f"{shown} (as row {seen[str(audio)]})", "repeats an earlier row's file")
-    seen[str(audio)] = number
+    segment = _segment(value("start"), value("end")) if "start" in columns else None
+    if isinstance(segment, str):
+        return Skipped(shown, segment)
+    if segment is not None:
+        shown += f" {seconds(segment[0])}-{seconds(segment[1])} s"
+    key = (str(audio), segment)
+    if key in seen:
+        what = "segment" if segment else "file"
+        return Skipped(f"{shown} (as row {seen[key]})", f"repeats an earlier row's {what}")
+    seen[key] = number
     for column in ("emotion", "speaker"):
         if not value(column):
             return Skipped(shown, f"no {column}")
@@ -181,6 +197,8 @@ def _utterance(path, corpus, number, row, columns, seen) -> Utterance | Skipped:
         return Skipped(shown, "no such file")
     if audio.stat().st_size == 0 or (audio.suffix.lower() == ".wav" and check_wav(audio)):
         return Skipped(shown, check_wav(audio) or "empty file")
+    if segment is not None and (problem := _outside(audio, segment)):
+        return Skipped(shown, problem)
     extra = {c: value(c) for c in ("fold", "split") if value(c)}
     if "split" in extra:
         if extra["split"].lower() not in SPLITS:
@@ -188,13 +206,43 @@ def _utterance(path, corpus, number, row, columns, seen) -> Utterance | Skipped:
         extra["split"] = SPLITS[extra["split"].lower()]
     return Utterance(id=value("id"), path=str(audio), corpus=corpus, speaker=value("speaker"),
                      label=-1, emotion=value("emotion"),
-                     gender=GENDERS.get(value("gender").lower()), extra=extra)  # fmt: skip
+                     gender=GENDERS.get(value("gender").lower()), extra=extra,
+                     segment=segment)  # fmt: skip
+
+
+def _segment(start: str, end: str) -> tuple[float, float] | str | None:
+    """A row's (start, end) in seconds; None when both are empty (the whole file); the reason
+    otherwise."""
+    if not start and not end:
+        return None
+    try:
+        times = float(start), float(end)
+    except ValueError:
+        return "start and end are not both seconds"
+    if not (math.isfinite(times[1]) and 0 <= times[0] < times[1]):
+        return "segment is not 0 <= start < end"
+    return times
+
+
+def _outside(audio: pathlib.Path, segment: tuple[float, float]) -> str | None:
+    """Why a segment cannot be read from its file (it ends after it), or None. The header
+    only: the audio itself is read when features are extracted."""
+    import soundfile
+
+    try:
+        duration = soundfile.info(audio).duration
+    except Exception:  # soundfile raises several types for undecodable files
+        return "unreadable audio"
+    # an end written to the millisecond may round past the last sample (`audio.load_audio`)
+    if segment[1] > duration + 1e-3:
+        return f"segment ends after its file ({seconds(duration)} s)"
+    return None
 
 
 def _unique_ids(utterances: list[Utterance], folder: pathlib.Path) -> list[Utterance]:
-    """Each utterance's id: its `id`, else its file's stem, else (stems that repeat) its path
-    relative to the manifest's folder."""
-    stems = Counter(pathlib.Path(u.path).stem for u in utterances if not u.id)
+    """Each utterance's id: its `id`, else its file's stem, else (stems of different files)
+    its path relative to the manifest's folder; a segment's with its times appended."""
+    stems = Counter(pathlib.Path(path).stem for path in {u.path for u in utterances if not u.id})
     out = []
     for u in utterances:
         if u.id:
@@ -207,5 +255,7 @@ def _unique_ids(utterances: list[Utterance], folder: pathlib.Path) -> list[Utter
                 uid = file.relative_to(folder).with_suffix("").as_posix()
             except ValueError:
                 uid = file.with_suffix("").as_posix()
+        if u.segment is not None:
+            uid += f"_{seconds(u.segment[0])}-{seconds(u.segment[1])}"
         out.append(dataclasses.replace(u, id=uid))
     return out

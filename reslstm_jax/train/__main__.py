@@ -11,7 +11,7 @@ import json
 import pathlib
 import sys
 
-from reslstm_jax import configfile  # no JAX: --help and a bad config file stay fast
+from reslstm_jax import configfile, flags  # no JAX: --help and a bad config file stay fast
 from reslstm_jax.train.resolved import (  # noqa: F401  (run_config: for the experiments)
     filled_values,
     run_config,
@@ -23,7 +23,7 @@ from reslstm_jax.train.resolved import (  # noqa: F401  (run_config: for the exp
 def build_parser():
     import argparse
 
-    from reslstm_jax import data, features, flags, models
+    from reslstm_jax import data, features, models
     from reslstm_jax.settings import LOSSES, SCHEDULES, RunSettings
 
     defaults = RunSettings()
@@ -96,7 +96,8 @@ def build_parser():
 
 
 def add_corpus(d) -> None:
-    """Which corpus, where, and its folds (a manifest's name and classes too)."""
+    """Which corpus, where, its folds, and its own options and label map
+    (`flags.add_corpus_options`)."""
     from reslstm_jax import corpora, protocols
 
     d.add_argument(
@@ -107,12 +108,6 @@ def add_corpus(d) -> None:
         "reslstm_jax.corpora.synthetic`); default: the embedded synthetic corpus",
     )
     d.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
-    d.add_argument("--corpus-name", metavar="NAME",
-                   help="a manifest's name in cards, results and reports (default: the "
-                   "file's stem)")  # fmt: skip
-    d.add_argument("--classes", nargs="+", metavar="CLASS",
-                   help="a manifest's classes, in this order (default: the sorted labels "
-                   "found; rows of other labels are left out)")  # fmt: skip
     d.add_argument(
         "--protocol", type=protocol_name, metavar="NAME",
         help=f"fold protocol: {', '.join(protocols.names())} (default: the corpus's, "
@@ -120,6 +115,7 @@ def add_corpus(d) -> None:
     )  # fmt: skip
     d.add_argument("--folds", type=int, metavar="K",
                    help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
+    flags.add_corpus_options(d)
 
 
 def add_execution(p) -> None:
@@ -162,13 +158,8 @@ def add_wandb(p) -> None:
 def add_options(p) -> None:
     """The label set, the cross-corpus tests and audio augmentation (docs/protocols.md,
     docs/training.md)."""
-    from reslstm_jax import flags
     from reslstm_jax.corpora.labelsets import LABEL_SETS
 
-    p.add_argument("--label-map", metavar="MAP",
-                   help="rename, merge and drop classes before the folds are made: "
-                   "old=new pairs (old=- drops), inline (excited=happy,calm=neutral) or a "
-                   "file of them; applied before --label-set")  # fmt: skip
     p.add_argument("--label-set", choices=LABEL_SETS, default="native",
                    help="native: the corpus's classes; shared4: neutral, happy, angry, sad, "
                    "which every corpus has (docs/protocols.md)")  # fmt: skip
@@ -286,7 +277,7 @@ def checked_flags(args) -> tuple:
     settings = settings_from_args(args)
     args.protocol = speaker_folds.with_folds(args.protocol, args.folds)
     cross_tests(args)  # checked now: a typo fails before any work
-    label_map(args)
+    flags.label_map(args)
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     feature_params = parse_json_object("--feature-params", args.feature_params)
@@ -295,19 +286,6 @@ def checked_flags(args) -> tuple:
                                                       args.tags):  # fmt: skip
         raise ValueError(f"{WANDB_FLAGS[what]} {name!r} {problem}")
     return settings, feature_params
-
-
-def label_map(args) -> dict | None:
-    """The --label-map as {old: new or None}, or None; ValueError naming the flag."""
-    from reslstm_jax.corpora import labelsets
-    from reslstm_jax.corpora.base import CorpusError
-
-    if not args.label_map:
-        return None
-    try:
-        return labelsets.parse_map(args.label_map)
-    except CorpusError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def cross_tests(args) -> list[tuple[str, str | None]]:
@@ -363,6 +341,7 @@ def main(argv=None) -> int:
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.corpora.synthetic import SyntheticUnavailable
     from reslstm_jax.errors import cli_message
+    from reslstm_jax.train.fit import check_resumable
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -386,8 +365,8 @@ def main(argv=None) -> int:
             normalisation=args.normalisation or recipe.normalisation,
             cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
             label_set=args.label_set, audio_variants=audio_variants(args),
-            label_map=label_map(args),
-            corpus_options={"name": args.corpus_name, "classes": args.classes},
+            label_map=flags.label_map(args),
+            corpus_options=flags.corpus_options(args),
         )  # fmt: skip
         if dataset.extraction.failed:
             print(dataset.extraction.summary(), file=sys.stderr)
@@ -407,6 +386,8 @@ def main(argv=None) -> int:
         hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
         if args.overwrite:  # the data is ready: now the old run's state may go
             artifacts.remove_run_state(out)
+        # another run's checkpoints in OUT: refused before its config.yaml is replaced
+        check_resumable(out, dataset, [settings])
         resolved = write_config(parser, argv, args, settings, dataset, out)
         with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
             outcome = crosscorpus.fit_and_test(

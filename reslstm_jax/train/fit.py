@@ -173,16 +173,30 @@ def _all_frozen(g: _Setup, state, epochs_done: int) -> bool:
     return bool(engine.frozen_at(np.asarray(g.hparams.patience), epochs_done, best).all())
 
 
+def _fingerprint(dataset, group: list[RunSettings]) -> dict:
+    """What a run's checkpoints belong to: its settings and its data."""
+    card = dataset.card
+    return {"settings": [checkpoint_settings(s) for s in group],
+            "utterance_ids_sha256": card["utterance_ids_sha256"],
+            "protocol": card["protocol"], "features": card["features"],
+            "normalisation": card["normalisation"]}  # fmt: skip
+
+
+def check_resumable(out_dir, dataset, group: list[RunSettings]) -> None:
+    """CheckpointMismatch when `out_dir` holds the checkpoints of another run; nothing written
+    (the train CLI checks before it writes config.yaml into `out_dir`)."""
+    from reslstm_jax import checkpoint
+
+    directory = pathlib.Path(out_dir) / artifacts.CHECKPOINTS_DIR
+    checkpoint.check_stamp(directory, _fingerprint(dataset, group))
+
+
 def _checkpointer(out_dir, dataset, group: list[RunSettings]):
     """The run's Checkpointer, refusing a directory of another run."""
     from reslstm_jax import checkpoint
 
-    card = dataset.card
-    fingerprint = {"settings": [checkpoint_settings(s) for s in group],
-                   "utterance_ids_sha256": card["utterance_ids_sha256"],
-                   "protocol": card["protocol"], "features": card["features"],
-                   "normalisation": card["normalisation"]}  # fmt: skip
-    return checkpoint.Checkpointer(pathlib.Path(out_dir) / artifacts.CHECKPOINTS_DIR, fingerprint)
+    directory = pathlib.Path(out_dir) / artifacts.CHECKPOINTS_DIR
+    return checkpoint.Checkpointer(directory, _fingerprint(dataset, group))
 
 
 def fit_group(

@@ -16,16 +16,19 @@ from reslstm_jax import configfile
 MODEL_FLAGS = ("hidden_size", "num_att", "res_blocks", "paper_compat")
 
 
-def run_config(settings, card: dict, *, data_dir, label_set: str = "native",
-               audio_variants=()) -> dict:  # fmt: skip
+def run_config(settings, card: dict, *, data_dir, corpus: str | None = None,
+               label_set: str = "native", audio_variants=(),
+               corpus_flags: dict | None = None) -> dict:  # fmt: skip
     """The train CLI's resolved config (config.yaml) of a run made elsewhere (an experiment's
     configuration): `python -m reslstm_jax.train --config RUN/config.yaml --out NEW` trains it
     alone. Every RunSettings field is a flag of the same name; the seeds must be 0..N-1.
 
     Args:
       settings: the run's RunSettings. card: its dataset's card. data_dir: the corpus folder
-        (None: the embedded synthetic corpus). label_set, audio_variants: its data choices
-        (`(("speed", 0.9), ...)`).
+        (None: the embedded synthetic corpus). corpus: the loader's name (`manifest` for a
+        manifest whose card names it `my_lab`; default: the card's). label_set,
+        audio_variants: its data choices (`(("speed", 0.9), ...)`). corpus_flags: the values
+        of `flags.add_corpus_options`' flags ({"label_map": ..., "corpus_name": ...}).
     """
     from reslstm_jax.train.__main__ import build_parser  # the CLI's flags (it imports this)
 
@@ -43,7 +46,9 @@ def run_config(settings, card: dict, *, data_dir, label_set: str = "native",
             setattr(args, name, model.pop(name))
     args.model_config = json.dumps(model) if model else None
     args.seeds = len(settings.seeds)
-    args.corpus = card["corpus"] if data_dir else None
+    args.corpus = (corpus or card["corpus"]) if data_dir else None
+    for dest, value in (corpus_flags or {}).items():
+        setattr(args, dest, value)
     args.data_dir = str(pathlib.Path(data_dir).expanduser().resolve()) if data_dir else None
     args.label_set = label_set
     for key, attr in (("speed", "speed_perturb"), ("snr_db", "noise_snr")):
