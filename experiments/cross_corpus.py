@@ -15,7 +15,10 @@ Targets are normalised with each training fold's statistics, or with their own
 (`--cross-norm target`, using unlabelled target audio).
 
 `--test-only CORPUS ...` adds columns without a row: corpora only tested on (held out, or
-too small for their protocol, as the suite's one-actor synthetic corpus).
+too small for their protocol, as the suite's one-actor synthetic corpus). `--manifest FILE`
+adds a corpus of your own (a CSV, TSV or JSON Lines manifest, docs/data.md) as a row and a
+column, named after the file's stem; `--test-only-manifest FILE` as a column only. Its rows
+join the shared label set by their labels (neutral, happy, angry, sad).
 
 Budgets: `full` (the recipe's epochs, 5 seeds) is GPU work for six corpora; `quick` (10
 epochs, 1 seed) is a smoke run of the whole matrix.
@@ -48,6 +51,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test-only", nargs="+", choices=corpora.CORPORA, default=[],
                    metavar="CORPUS", help="corpora only tested on (columns without a row): "
                    "held out, or too small for their protocol")  # fmt: skip
+    p.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                   help="a corpus of your own, a manifest (docs/data.md): trained on and "
+                   "tested on, named after the file's stem (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--test-only-manifest",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a manifest only tested on (a column without a row; repeatable)",
+    )
     p.add_argument("--data-root", help="a folder holding each corpus in a folder of its name")
     p.add_argument("--data-dir", action="append", default=[], metavar="CORPUS=DIR",
                    help="where one corpus is, instead of DATA_ROOT/CORPUS")  # fmt: skip
@@ -75,6 +88,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def manifest_entries(p, files: list[str]) -> dict:
+    """{a manifest's name (its stem): ("manifest", its path)}; exits 2 on a missing file."""
+    entries = {}
+    for text in files:
+        where = pathlib.Path(text).expanduser()
+        if not where.is_file():
+            p.error(f"--manifest {text}: no such file")
+        if where.stem in entries:
+            p.error(f"--manifest {text}: a second manifest named {where.stem}")
+        entries[where.stem] = ("manifest", where)
+    return entries
+
+
+def corpus_entries(p, args) -> tuple[dict, list[str]]:
+    """({name: (loader, its folder or file; None for the synthetic corpus)}, the names that
+    train a row); exits 2 on a missing one."""
+    dirs = {name: (name, where) for name, where in corpus_dirs(p, args).items()}
+    rows = list(dict.fromkeys(args.corpora))
+    for files, trains in ((args.manifest, True), (args.test_only_manifest, False)):
+        for name, entry in manifest_entries(p, files).items():
+            if name in dirs:
+                p.error(f"--manifest {entry[1]}: its name {name} is already a corpus here")
+            dirs[name] = entry
+            rows += [name] if trains else []
+    return dirs, rows
+
+
 def corpus_dirs(p, args) -> dict:
     """{corpus: its folder, or None for the synthetic corpus}; exits 2 on a missing one."""
     given = {}
@@ -96,7 +136,8 @@ def corpus_dirs(p, args) -> dict:
 
 
 def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
-    """Train on `corpus` and test on the other corpora (or read the finished row)."""
+    """Train on `corpus` and test on the other corpora (or read the finished row); `dirs`:
+    `corpus_entries`'."""
     from reslstm_jax import artifacts, crosscorpus, data, families
 
     run_dir = out / corpus
@@ -111,10 +152,11 @@ def train_row(args, corpus: str, dirs: dict, out: pathlib.Path) -> dict:
         "epochs": args.epochs or budget["epochs"], **fields})  # fmt: skip
     options = {"cache_dir": args.cache_dir, "workers": args.feature_workers,
                "progress": not args.no_progress}  # fmt: skip
-    dataset = data.prepare(None if corpus == "synthetic" else corpus, dirs[corpus],
+    loader, where = dirs[corpus]
+    dataset = data.prepare(None if loader == "synthetic" else loader, where,
                            extractor=recipe.features, normalisation=recipe.normalisation,
                            label_set="shared4", **options)  # fmt: skip
-    targets = [crosscorpus.load_target(name, dirs[name], dataset.card, **options)
+    targets = [crosscorpus.load_target(*dirs[name], dataset.card, **options)
                for name in dirs if name != corpus]  # fmt: skip
     results = crosscorpus.fit_and_test(dataset, settings, run_dir, targets, args.cross_norm,
                                        latency=not args.no_latency,
@@ -130,15 +172,16 @@ def main(argv=None) -> int:
     args = configfile.parse_args(p, argv)
     if configfile.print_if_asked(p, args):
         return 0
-    if len(set(args.corpora) | set(args.test_only)) < 2:
-        p.error("--corpora: give at least two corpora (with --test-only)")
+    wanted = [*args.corpora, *args.test_only, *args.manifest, *args.test_only_manifest]
+    if len(set(wanted)) < 2:
+        p.error("--corpora: give at least two corpora (with --test-only or --manifest)")
     if set(args.corpora) & set(args.test_only):
         p.error(f"--test-only {' '.join(sorted(set(args.corpora) & set(args.test_only)))}: "
                 "already in --corpora")  # fmt: skip
     for flag in ("seeds", "epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    dirs = corpus_dirs(p, args)
+    dirs, row_names = corpus_entries(p, args)
     from reslstm_jax import artifacts, checkpoint, crosscorpus, hardware, plots, protocols
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.errors import cli_message
@@ -152,7 +195,7 @@ def main(argv=None) -> int:
     configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(p, args),
                      command=["python", "-m", "experiments.cross_corpus", *argv])  # fmt: skip
     try:
-        rows = [train_row(args, corpus, dirs, out) for corpus in dict.fromkeys(args.corpora)]
+        rows = [train_row(args, corpus, dirs, out) for corpus in row_names]
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
             ValueError) as exc:  # fmt: skip
         print(f"error: {cli_message(exc)}", file=sys.stderr)

@@ -114,7 +114,7 @@ def check(path, exp: Experiment) -> None:
                              f"{_near(corpus, corpora.CORPORA)}")  # fmt: skip
         for name, setup in named.items():
             where = f"{path}: setups.{corpus}.{name}"
-            if setup.protocol not in protocols.names():
+            if not protocols.exists(setup.protocol):
                 raise SetupError(f"{where}: unknown protocol {setup.protocol!r}"
                                  f"{_near(setup.protocol, protocols.names())}")  # fmt: skip
             if not protocols.applies_to(setup.protocol, corpus):

@@ -157,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         "protocol's folds: the classical reference row of experiments.report",
         formatter_class=flags.HelpFormatter,
     )
-    p.add_argument("--corpus", help="corpus name (default: the synthetic corpus)")
-    p.add_argument("--data-dir", help="where the corpus is")
+    p.add_argument("--corpus", help="corpus name (default: the synthetic corpus; `manifest`: "
+                   "a CSV, TSV or JSON Lines file of your own, docs/data.md)")  # fmt: skip
+    p.add_argument("--data-dir", help="where the corpus is (for a manifest: the file)")
     p.add_argument("--protocol", help="fold protocol (default: the corpus's)")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
+    flags.add_corpus_options(p)
     p.add_argument("--features", choices=FEATURE_SETS, default="egemaps")
     p.add_argument("--classifier", choices=tuple(CLASSIFIERS), default="svm")
     p.add_argument("--label-set", choices=("native", "shared4"), default="native")
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from reslstm_jax import artifacts
+    from reslstm_jax import artifacts, speaker_folds
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.errors import cli_message
     from reslstm_jax.protocols import ProtocolError
@@ -188,9 +192,11 @@ def main(argv=None) -> int:
     try:
         artifacts.check_output_dir(out)
         dataset = prepare(args.corpus, args.data_dir, feature_set=args.features,
-                          protocol=args.protocol, label_set=args.label_set,
-                          cache_dir=args.cache_dir, workers=args.feature_workers,
-                          progress=not args.no_progress)  # fmt: skip
+                          protocol=speaker_folds.with_folds(args.protocol, args.folds),
+                          label_set=args.label_set, cache_dir=args.cache_dir,
+                          workers=args.feature_workers, progress=not args.no_progress,
+                          label_map=flags.label_map(args),
+                          corpus_options=flags.corpus_options(args))  # fmt: skip
         results = fit(dataset, args.classifier)
     except (CorpusError, ProtocolError, artifacts.OutputError, ValueError) as exc:
         print(f"error: {cli_message(exc)}", file=sys.stderr)

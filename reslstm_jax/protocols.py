@@ -90,7 +90,18 @@ def register(name: str, corpus: str, description: str, leaky: str | None = None,
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    """The protocols' names; `speaker_kfold<K>` (made on first use, `get`) not among them, so
+    that a listing does not depend on what the process has used."""
+    return sorted(n for n in _REGISTRY if not (n[13:].isdigit() and n.startswith("speaker_kfold")))
+
+
+def exists(name: str) -> bool:
+    """Whether `name` is a protocol (`speaker_kfold<K>` for K in range included)."""
+    try:
+        get(name)
+    except ProtocolError:
+        return False
+    return True
 
 
 def get(name: str) -> Protocol:

@@ -80,3 +80,14 @@ def test_baseline_on_the_folds_of_a_run_joins_its_table(
     assert baseline.main([*argv, "--protocol", "emodb_loso", "--out", str(tmp_path / "x")]) == 2
     assert "emodb_loso" in capsys.readouterr().err
     assert not pathlib.Path(tmp_path / "x").exists()
+    # a manifest of the same files, with the corpus flags of every command: its own folds
+    from test_manifest import tone_rows, write
+
+    lab = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
+                ["file", "emotion", "speaker"])  # fmt: skip
+    assert baseline.main(["--corpus", "manifest", "--data-dir", str(lab), "--folds", "3",
+                          "--label-map", "angry=anger", *argv[4:],
+                          "--out", str(tmp_path / "lab")]) == 0  # fmt: skip
+    card = json.loads((tmp_path / "lab" / "card.json").read_text())
+    assert (card["corpus"], card["classes"]) == ("my_lab", ["anger", "neutral"])
+    assert card["protocol"] == "speaker_kfold3" and len(card["folds"]) == 3

@@ -160,20 +160,26 @@ def test_data_flags_are_checked_first(flags, message):
 def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     tone_corpus, feature_cache, synthetic_actor, tmp_path, capsys
 ):
-    """Two tone trees, each trained on and tested on the other and on the synthetic corpus
-    (one actor: test only): the matrix (md, LaTeX, CSV, heatmap) with the in-corpus
-    diagonal, and experiments.report showing it again."""
+    """Two tone trees, each trained on and tested on the other, on the synthetic corpus (one
+    actor: test only) and on a manifest of the tone files (test only): the matrix (md,
+    LaTeX, CSV, heatmap) with the in-corpus diagonal, and experiments.report showing it
+    again."""
     import csv
     import io
+
+    from test_manifest import tone_rows, write
 
     from experiments import cross_corpus
     from experiments import report as report_cli
 
     emodb = write_emodb_tones(tmp_path / "emodb")
+    lab = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
+                ["file", "emotion", "speaker"])  # fmt: skip
     out = tmp_path / "x"
     argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
             "--data-dir", f"emodb={emodb}", "--test-only", "synthetic",
-            "--data-dir", f"synthetic={synthetic_actor}", "--budget", "quick", "--epochs", "2",
+            "--data-dir", f"synthetic={synthetic_actor}", "--test-only-manifest", str(lab),
+            "--budget", "quick", "--epochs", "2",
             "--hidden-size", "8", "--no-latency", "--no-progress", "--feature-workers", "1",
             "--cache-dir", str(feature_cache), "--out", str(out)]  # fmt: skip
     assert cross_corpus.main(argv) == 0
@@ -182,16 +188,22 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
         ("ravdess / reslstm_sa", "ravdess", "True"),
         ("ravdess / reslstm_sa", "emodb", "False"),
         ("ravdess / reslstm_sa", "synthetic", "False"),
+        ("ravdess / reslstm_sa", "my_lab", "False"),
         ("emodb / reslstm_sa", "ravdess", "False"),
         ("emodb / reslstm_sa", "emodb", "True"),
         ("emodb / reslstm_sa", "synthetic", "False"),
+        ("emodb / reslstm_sa", "my_lab", "False"),
     ]
+    # the manifest lists the ravdess tone files with the same labels: emodb's models score it
+    # as they score ravdess (the same files, features and labels; UAR ignores their order)
+    assert rows[7]["uar_mean"] == rows[4]["uar_mean"]
     ravdess = json.loads((out / "ravdess" / "results.json").read_text())
     # the CSV writes repr(float), which reads back exactly
     assert float(rows[0]["uar_mean"]) == ravdess["aggregate"]["pooled_oof_uar"]["mean"]
     assert float(rows[1]["uar_mean"]) == ravdess["cross_test"][0]["uar_mean"]
-    assert "| train \\ test | ravdess | emodb | synthetic |" in (out / "matrix.md").read_text()
-    assert r"\begin{tabular}{lrrr}" in (out / "matrix.tex").read_text()
+    assert "| train \\ test | ravdess | emodb | synthetic | my_lab |" in (
+        out / "matrix.md").read_text()  # fmt: skip
+    assert r"\begin{tabular}{lrrrr}" in (out / "matrix.tex").read_text()
     assert (out / "cross_corpus.png").read_bytes()[:4] == b"\x89PNG"
     assert cross_corpus.main(argv) == 0  # a rerun keeps the finished rows
     assert capsys.readouterr().out.count("done earlier, kept") == 2

@@ -83,8 +83,11 @@ def test_a_users_experiment_file_trains_reports_and_resumes(
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--data-dir", "/nonexistent/ravdess"], "no such directory"),
         (["--out", "/dev/null/x"], "--out /dev/null/x is under /dev/null, which is a file"),
+        (["--folds", "3"], "--folds applies to --protocol speaker_kfold, not ravdess_paper "
+         "(setup "),
+        (["--label-map", "calm"], "--label-map: 'calm' is not old=new"),
     ],
-)
+)  # fmt: skip
 def test_ravdess_experiment_misuse_exits_2(extra, message, capsys):
     with pytest.raises(SystemExit) as exc:
         common.main(ravdess_reslstm_sa.EXPERIMENT, extra)

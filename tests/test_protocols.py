@@ -331,3 +331,12 @@ def test_a_sweep_takes_folds_as_the_train_cli_does(run_main):
                                     "--folds", "3"])  # fmt: skip
     assert refused.returncode == 2 and "--folds applies to --protocol speaker_kfold" in (
         refused.stderr)  # fmt: skip
+
+
+def test_derived_kfold_protocols_exist_but_are_not_listed():
+    """`speaker_kfold<K>` is made on first use: it is a protocol (an experiment file may name
+    it), and the listings (--help, docs/cli.md) stay the same whatever the process used."""
+    before = protocols.names()
+    assert protocols.exists("speaker_kfold3") and protocols.get("speaker_kfold3")
+    assert protocols.names() == before and "speaker_kfold" in before
+    assert not protocols.exists("speaker_kfold1") and not protocols.exists("nope")
