@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
 import pathlib
 import secrets
+import tempfile
 
 import numpy as np
 
@@ -239,11 +241,13 @@ class OutputError(ValueError):
 
 def check_output_dir(path) -> pathlib.Path:
     """`path` as an output directory, checked before any work: it is a directory (or can be
-    created) and writable. Creates nothing.
+    created) and writable. Creates nothing that stays: the check creates and removes a folder
+    in the nearest existing one, since permission bits do not say what a read-only mount,
+    /proc or a root-owned place refuses (root passes every `os.access` check).
 
     Raises:
       OutputError: a file is in the way, or the directory (or its nearest existing parent)
-        is not writable.
+        cannot be written.
     """
     path = pathlib.Path(path).expanduser()
     existing = path
@@ -254,9 +258,17 @@ def check_output_dir(path) -> pathlib.Path:
     if not existing.is_dir():
         where = "is a file" if existing == path else f"is under {existing}, which is a file"
         raise OutputError(f"{path} {where}, not a directory")
+    where = "" if existing == path else f" (in {existing})"
     if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == path else f" (in {existing})"
         raise OutputError(f"{path} cannot be written{where}: permission denied")
+    try:
+        probe = tempfile.mkdtemp(prefix=".write-check-", dir=existing)
+    except OSError as exc:
+        # /proc and other pseudo file systems answer "no such file" to a new folder
+        reason = ("no folder can be created there" if exc.errno == errno.ENOENT
+                  else exc.strerror or str(exc))  # fmt: skip
+        raise OutputError(f"{path} cannot be written{where}: {reason[:1].lower()}{reason[1:]}")
+    os.rmdir(probe)
     return path
 
 

@@ -359,7 +359,7 @@ def test_orbax_read_errors_logged_on_the_side_of_a_damaged_checkpoint_are_droppe
 
 
 def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_file(
-    corpus, feature_cache, tmp_path, trained, train_command, run_command
+    corpus, feature_cache, tmp_path, trained, train_command, run_command, run_main
 ):
     import shutil
 
@@ -393,6 +393,12 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
     proc = run_command(predict)
     expected = f"error: run {run}: best parameters damaged: {victim} is damaged ({size} of {was}"
     assert proc.returncode == 2 and proc.stderr.strip() == expected + " bytes)"
+    # export from the damaged run: the same one line, nothing exported
+    from reslstm_jax.export.__main__ import main as export_main
+
+    done = run_main(export_main, ["--run", run, "--out", tmp_path / "exported"])
+    assert done.returncode == 2 and done.stderr.strip().endswith(expected[7:] + " bytes)")
+    assert not (tmp_path / "exported").exists()
     (run / "inference.json").write_text((run / "inference.json").read_text()[:50])
     proc = run_command(predict)
     (line,) = proc.stderr.strip().splitlines()
@@ -674,3 +680,28 @@ def test_reproduction_protocol_selects_on_test_and_every_output_says_so(tiny_dat
     (table,) = report.build_tables(configs, ci_resamples=200)
     assert "best epoch by TEST UAR" in table.caption and "LEAKY" in table.caption
     assert "speaker-dependent" in table.caption
+
+
+@pytest.mark.parametrize("command", ["train", "baseline", "sweep", "report", "cross_corpus"])
+def test_an_output_place_that_cannot_be_created_is_one_line_before_any_work(command, run_main,
+                                                                            tmp_path):  # fmt: skip
+    """`--out` under /proc (where root's permission bits say yes and the kernel says no):
+    one line naming the place, exit 2, before any data is read."""
+    from experiments import cross_corpus
+    from experiments import report as report_cli
+    from reslstm_jax import baseline
+    from reslstm_jax.train.__main__ import main as train_cli
+    from sweeps.run import main as sweep_cli
+
+    place = "/proc/nope/x"
+    main, argv = {
+        "train": (train_cli, ["--out", place]),
+        "baseline": (baseline.main, ["--out", place]),
+        "sweep": (sweep_cli, ["--space", "hidden_sizes", "--out", place]),
+        "report": (report_cli.main, [str(tmp_path), "--out", place + ".md"]),
+        "cross_corpus": (cross_corpus.main, ["--corpora", "ravdess", "synthetic", "--data-dir",
+                                             f"ravdess={tmp_path}", "--out", place]),
+    }[command]  # fmt: skip
+    done = run_main(main, argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{place}" in done.stderr and "cannot be written (in /proc)" in done.stderr

@@ -135,8 +135,8 @@ def export(args) -> list[pathlib.Path]:
         artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
         predictor = predict.load(args.run, configuration=args.configuration,
                                  fold=args.fold, seed=args.seed)  # fmt: skip
-    except (predict.PredictError, artifacts.OutputError) as exc:
-        raise ExportError(str(exc)) from None
+    except (predict.PredictError, predict.RunDamaged, artifacts.OutputError) as exc:
+        raise ExportError(str(exc)) from None  # a damaged run: the one line predict gives
     family = predictor.info["model"]
     if family not in graphs.BUILDERS:
         raise ExportError(f"{family}: ONNX export is implemented for "
