@@ -267,7 +267,8 @@ def check_output_dir(path) -> pathlib.Path:
         # /proc and other pseudo file systems answer "no such file" to a new folder
         reason = ("no folder can be created there" if exc.errno == errno.ENOENT
                   else exc.strerror or str(exc))  # fmt: skip
-        raise OutputError(f"{path} cannot be written{where}: {reason[:1].lower()}{reason[1:]}")
+        message = f"{path} cannot be written{where}: {reason[:1].lower()}{reason[1:]}"
+        raise OutputError(message) from None
     os.rmdir(probe)
     return path
 
