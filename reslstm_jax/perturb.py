@@ -52,10 +52,20 @@ def speed_problem(speed) -> str | None:
     return None
 
 
+# SNRs a float32 signal can carry: float32 audio holds 24 bits (about 144 dB), so noise more
+# than 140 dB below the speech rounds away (the copy is the original), and speech 140 dB below
+# the noise likewise (the copy is noise). Beyond +-3083 dB the power ratio overflows float64.
+SNR_RANGE = (-140.0, 140.0)
+
+
 def snr_problem(snr_db) -> str | None:
     """Why `snr_db` cannot be a noise SNR in dB, or None."""
     if isinstance(snr_db, bool) or not isinstance(snr_db, int | float) or not math.isfinite(snr_db):
         return f"must be a finite number of dB, got {snr_db!r}"
+    low, high = SNR_RANGE
+    if not low <= snr_db <= high:
+        return (f"must be in [{low:g}, {high:g}] dB (float32 audio's range), "
+                f"got {snr_db:g}")  # fmt: skip
     return None
 
 

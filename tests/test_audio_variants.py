@@ -62,7 +62,8 @@ def test_bad_variants_are_refused_with_one_line(params, message):
 @pytest.mark.parametrize(
     "speeds,snrs,key,message",
     [([1.0], [], "speed", "must be in"), ([0.9, 0.9], [], "speed", "0.9 is given twice"),
-     ([], [float("inf")], "snr_db", "finite")],
+     ([], [float("inf")], "snr_db", "finite"),
+     ([], [1e308], "snr_db", r"must be in \[-140, 140\] dB \(float32 audio's range\)")],
 )  # fmt: skip
 def test_variant_lists_name_the_bad_value(speeds, snrs, key, message):
     with pytest.raises(perturb.VariantError, match=message) as caught:

@@ -418,6 +418,7 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
         (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
         (["--learning-rate", "inf"], "learning rate must be a finite number, got inf"),
         (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
+        (["--noise-snr", "1e308"], "--noise-snr must be in [-140, 140] dB"),
         (["--wandb-project", " "], "--wandb-project ' ' must not be empty"),
     ],
 )

@@ -174,10 +174,12 @@ def add_options(p) -> None:
     p.add_argument("--speed-perturb", type=float, nargs="+", default=[], metavar="FACTOR",
                    help="audio augmentation: a copy of every training utterance played at "
                    "each speed (e.g. 0.9 1.1: tempo and pitch, as Kaldi's), as extra training "
-                   "rows; never of validation or test utterances (docs/training.md)")  # fmt: skip
+                   "rows; never of validation or test utterances (docs/training.md); each in "
+                   "[0.5, 2], not 1")  # fmt: skip
     p.add_argument("--noise-snr", type=float, nargs="+", default=[], metavar="DB",
                    help="audio augmentation: a copy of every training utterance with white "
-                   "noise at each signal-to-noise ratio in dB (e.g. 20 10)")  # fmt: skip
+                   "noise at each signal-to-noise ratio in dB (e.g. 20 10); each in "
+                   "[-140, 140], float32 audio's range")  # fmt: skip
 
 
 def add_training_options(p) -> None:
