@@ -162,7 +162,10 @@ def _load_export(path, fold: str | None, seed: int | None):
     if importlib.util.find_spec("onnxruntime") is None:
         raise PredictError(f"--run {path} is an ONNX export: predicting from it needs "
                            "onnxruntime (pip install 'reslstm-jax[edge]')")  # fmt: skip
-    predictor = runtime.load(path)
+    try:
+        predictor = runtime.load(path)
+    except runtime.ExportDamaged as exc:  # predict's one line for a damaged run, too
+        raise RunDamaged(str(exc)) from None
     keep = [i for i, (s, f) in enumerate(predictor.members)
             if (fold is None or f == fold) and (seed is None or s == seed)]  # fmt: skip
     if not keep:

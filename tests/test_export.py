@@ -406,3 +406,47 @@ def test_architecture_metrics_are_empty_where_the_model_does_not_export():
 
     model = rj.models.get("reslstm_sa", hidden_size=8, input_size=6, paper_compat=True)
     assert measure.architecture_metrics(model, lambda path: np.zeros((5, 6))) == {}
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit(key, change):
+    def edit(path):
+        import json
+
+        record = json.loads((path.parent / "export.json").read_text())
+        record[key] = change(record[key])
+        (path.parent / "export.json").write_text(json.dumps(record))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "file, damage, message",
+    [("model.onnx", _cut, "model.onnx is not the graph export.json records (SHA-256 differs"),
+     ("export.json", _cut, "export.json is damaged ("),
+     ("export.json", _edit("classes", lambda c: c[:-1]), "classes for a graph of"),
+     ("export.json", _edit("features", lambda f: {**f, "name": "nope"}),
+      "its features cannot be computed"),
+     ("export.json", _edit("features", lambda f: {**f, "params": {**f["params"], "n_fft": 0}}),
+      "its features cannot be computed"),
+     ("export.json", _edit("member", lambda m: None), "no member (seed and fold)")],
+)  # fmt: skip
+def test_a_damaged_or_edited_export_is_refused_in_one_line(
+    trained_run, tone_corpus, tmp_path, run_main, file, damage, message
+):
+    """predict checks an export before it trusts it: the graph's SHA-256 against export.json,
+    export.json's form, its classes against the graph's outputs, its extractor."""
+    from reslstm_jax.export.__main__ import main as export_main
+    from reslstm_jax.predict import main as predict_main
+
+    export = tmp_path / "onnx"
+    assert export_main(["--run", str(trained_run[0]), "--out", str(export)]) == 0
+    damage(export / file)
+    clip = next(tone_corpus.rglob("*.wav"))
+    done = run_main(predict_main, ["--run", export, clip])
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: export {export}") and message in line, line
