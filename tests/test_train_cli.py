@@ -706,3 +706,39 @@ def test_an_output_place_that_cannot_be_created_is_one_line_before_any_work(comm
     done = run_main(main, argv)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{place}" in done.stderr and "cannot be written (in /proc)" in done.stderr
+
+
+def test_a_second_process_on_one_out_is_refused_and_the_first_goes_on(
+    corpus, feature_cache, tmp_path, train_command, run_command
+):
+    """Two trainings on one --out (real processes): the second gets one line naming the folder
+    and the first's pid, exit 2; the first is untouched and goes on; once it has ended the lock
+    is free again (the kernel released it)."""
+    import signal
+    import subprocess
+
+    from conftest import INTERRUPTED_LINE
+
+    from reslstm_jax import runlock
+
+    out = tmp_path / "run"
+    first = subprocess.Popen(train_command(corpus, out, feature_cache, "--epochs", "400"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    owner = runlock.lock_path(out).with_name(runlock.lock_path(out).name + ".owner")
+    deadline = time.monotonic() + 300
+    while not owner.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        assert owner.exists(), first.communicate()[1][-2000:]
+        second = run_command(train_command(corpus, out, feature_cache, "--epochs", "400"))
+        (line,) = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and line.startswith(
+            f"error: --out {out} is in use by another process (pid {first.pid} "
+        )
+        assert first.poll() is None  # the first goes on
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    assert INTERRUPTED_LINE in err and "Traceback" not in err
+    with runlock.hold(out):  # free again
+        assert not owner.exists() or owner.read_text().startswith(f"pid {os.getpid()} ")

@@ -234,8 +234,16 @@ def main(argv=None) -> int:
     if configfile.print_if_asked(parser, args):
         return 0
     hardware.single_threaded_xla()
+    from reslstm_jax import runlock
+
+    out = pathlib.Path(args.out).expanduser()
     try:
-        written = export(args)
+        artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
+        # one process per export folder: the lock beside it, so that "--out exists" still holds
+        with runlock.hold(out):
+            written = export(args)
+    except (artifacts.OutputError, runlock.FolderBusy) as exc:
+        parser.error(f"--out {exc}")
     except graphs.Unsupported as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

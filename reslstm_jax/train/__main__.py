@@ -7,6 +7,7 @@ results, protocol card and best checkpoints (docs/training.md). The work is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
@@ -338,6 +339,7 @@ def main(argv=None) -> int:
         families,
         hardware,
         protocols,
+        runlock,
         tracking,
     )
     from reslstm_jax.corpora.base import CorpusError
@@ -360,56 +362,68 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    # one process per run folder, from here to the end (`reslstm_jax.runlock`)
+    held = contextlib.ExitStack()
     try:
-        dataset = data.prepare(
-            args.corpus, args.data_dir, protocol=args.protocol,
-            extractor=args.features or recipe.features, extractor_params=feature_params,
-            normalisation=args.normalisation or recipe.normalisation,
-            cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
-            label_set=args.label_set, audio_variants=audio_variants(args),
-            label_map=flags.label_map(args),
-            corpus_options=flags.corpus_options(args),
-        )  # fmt: skip
-        if dataset.extraction.failed:
-            print(dataset.extraction.summary(), file=sys.stderr)
-        targets = [crosscorpus.load_target(corpus, where, dataset.card, cache_dir=args.cache_dir,
-                                           workers=args.feature_workers,
-                                           progress=not args.no_progress)
-                   for corpus, where in cross_tests(args)]  # fmt: skip
-        print(protocols.format_card(dataset.card))
-        if problem := configfile.data_problem(parser, argv, args, dataset.card):
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        if warning := spread_warning(args.seeds):  # once the run will train, not before an error
-            print(warning, file=sys.stderr)
-        # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
-        # device per core (or --devices), never more than there are models to share them.
-        n_models = len(dataset.folds.names) * args.seeds
-        hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
-        if args.overwrite:  # the data is ready: now the old run's state may go
-            artifacts.remove_run_state(out)
-        # another run's checkpoints in OUT: refused before its config.yaml is replaced
-        check_resumable(out, dataset, [settings])
-        resolved = write_config(parser, argv, args, settings, dataset, out)
-        with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
-            outcome = crosscorpus.fit_and_test(
-                dataset, settings, out, targets, args.cross_norm, latency=not args.no_latency,
-                checkpoint_every=args.checkpoint_every, tracker=tracker, config=resolved,
-                progress=not args.no_progress, devices=args.devices,
-                max_models_per_wave=args.max_models_per_wave,
-            )  # fmt: skip
-    except (
-        CorpusError,
-        protocols.ProtocolError,
-        checkpoint.CheckpointMismatch,
-        SyntheticUnavailable,
-        tracking.TrackingError,
-        ValueError,  # (crosscorpus.CrossCorpusError is one)
-    ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
-        print(f"error: {cli_message(exc)}", file=sys.stderr)
+        held.enter_context(runlock.hold(out))
+    except runlock.FolderBusy as exc:
+        print(f"error: --out {exc}", file=sys.stderr)
         return 2
-    print_outcome(outcome, dataset, out, args.wandb)
-    return 0
+    with held:
+        try:
+            dataset = data.prepare(
+                args.corpus, args.data_dir, protocol=args.protocol,
+                extractor=args.features or recipe.features, extractor_params=feature_params,
+                normalisation=args.normalisation or recipe.normalisation,
+                cache_dir=args.cache_dir, workers=args.feature_workers,
+                progress=not args.no_progress,
+                label_set=args.label_set, audio_variants=audio_variants(args),
+                label_map=flags.label_map(args),
+                corpus_options=flags.corpus_options(args),
+            )  # fmt: skip
+            if dataset.extraction.failed:
+                print(dataset.extraction.summary(), file=sys.stderr)
+            targets = [crosscorpus.load_target(corpus, where, dataset.card,
+                                               cache_dir=args.cache_dir,
+                                               workers=args.feature_workers,
+                                               progress=not args.no_progress)
+                       for corpus, where in cross_tests(args)]  # fmt: skip
+            print(protocols.format_card(dataset.card))
+            if problem := configfile.data_problem(parser, argv, args, dataset.card):
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+            if warning := spread_warning(
+                args.seeds
+            ):  # once the run will train, not before an error
+                print(warning, file=sys.stderr)
+            # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
+            # device per core (or --devices), never more than there are models to share them.
+            n_models = len(dataset.folds.names) * args.seeds
+            hardware.use_cpu_cores(min(args.devices or hardware.usable_cores(), n_models))
+            if args.overwrite:  # the data is ready: now the old run's state may go
+                artifacts.remove_run_state(out)
+            # another run's checkpoints in OUT: refused before its config.yaml is replaced
+            check_resumable(out, dataset, [settings])
+            resolved = write_config(parser, argv, args, settings, dataset, out)
+            with tracker:  # a run left open (an error, Ctrl-C) is closed as failed
+                outcome = crosscorpus.fit_and_test(
+                    dataset, settings, out, targets, args.cross_norm, latency=not args.no_latency,
+                    checkpoint_every=args.checkpoint_every, tracker=tracker, config=resolved,
+                    progress=not args.no_progress, devices=args.devices,
+                    max_models_per_wave=args.max_models_per_wave,
+                )  # fmt: skip
+        except (
+            CorpusError,
+            protocols.ProtocolError,
+            checkpoint.CheckpointMismatch,
+            SyntheticUnavailable,
+            tracking.TrackingError,
+            ValueError,  # (crosscorpus.CrossCorpusError is one)
+        ) as exc:  # fmt: skip  (ValueError: flag combinations data.prepare refuses)
+            print(f"error: {cli_message(exc)}", file=sys.stderr)
+            return 2
+        print_outcome(outcome, dataset, out, args.wandb)
+        return 0
 
 
 def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
