@@ -4,19 +4,21 @@
 with runlock.hold(out):        # FolderBusy (one line) when another process holds it
     ...                        # train, export: everything that writes into `out`
 ```
-The lock is an OS file lock (`filelock`, flock on Linux and macOS) on `.<name>.lock` beside the
-folder, so that a command which refuses an existing folder (export) still can, and a folder
-never exists only because a command was refused. The kernel releases the lock when its holder
-exits, however it exits (a kill, a crash): no stale lock to detect or remove. The holder's pid,
-host and command are written to `.<name>.lock.owner`, which the refused process names. Not
-promised: on NFS and other network file systems whether flock locks hold across machines
-depends on the mount; sweeps' shared workdirs and studies are never locked (many launchers
-share them by design).
+The lock is an OS file lock (`filelock`, flock on Linux and macOS) on a file of the folder's
+own in `$RESLSTM_JAX_LOCKS` (default `~/.cache/reslstm_jax/locks`), named after the folder and a
+hash of its resolved path: nothing is written in or beside the folder, so a command that is
+refused writes nothing and export's "--out exists" still holds. The kernel releases the lock
+when its holder exits, however it exits (a kill, a crash): no stale lock to detect or remove.
+The holder's pid, host and command are written beside the lock, and the refused process names
+them. Not promised: another machine sharing the folder (NFS) has its own lock directory, so
+two machines are not kept apart; sweeps' shared workdirs and studies are never locked (many
+launchers share them by design).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import socket
@@ -27,16 +29,23 @@ class FolderBusy(Exception):
     """Another process holds the folder (the message is one line naming it and the holder)."""
 
 
+def lock_dir() -> pathlib.Path:
+    """`$RESLSTM_JAX_LOCKS` or `~/.cache/reslstm_jax/locks`."""
+    env = os.environ.get("RESLSTM_JAX_LOCKS")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "reslstm_jax" / "locks"
+
+
 def lock_path(folder) -> pathlib.Path:
-    """The lock file of run folder `folder`: `.<name>.lock` beside it."""
-    folder = pathlib.Path(folder).expanduser().absolute()
-    return folder.parent / f".{folder.name}.lock"
+    """The lock file of run folder `folder`: `<name>-<hash of its resolved path>.lock`."""
+    folder = pathlib.Path(folder).expanduser().resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    return lock_dir() / f"{folder.name or 'root'}-{digest}.lock"
 
 
 @contextlib.contextmanager
 def hold(folder):
-    """Hold `folder`'s lock for the `with` block (its parent folder is created); FolderBusy
-    at once when another process holds it."""
+    """Hold `folder`'s lock for the `with` block; FolderBusy at once when another process
+    holds it."""
     import filelock
 
     path = lock_path(folder)

@@ -34,6 +34,12 @@ os.environ.setdefault(
 # process otherwise recompiles ~80 small eager operations (key stacking, metrics, init), about
 # 5 s per subprocess and half the time of a short sweep run.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The run-folder locks (`reslstm_jax.runlock`) of the suite's processes and their subprocesses
+# in one temporary directory, not in the user's ~/.cache.
+os.environ.setdefault(
+    "RESLSTM_JAX_LOCKS",
+    str(pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-locks-{os.getuid()}"),
+)
 
 # XLA's intra-op threads off, as in every entry point (`hardware.single_threaded_xla`): the
 # in-process results equal the CLI's bit for bit on every CPU, the two test processes do not

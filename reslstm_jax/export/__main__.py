@@ -239,7 +239,7 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out).expanduser()
     try:
         artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
-        # one process per export folder: the lock beside it, so that "--out exists" still holds
+        # one process per export folder (the lock lives elsewhere: "--out exists" still holds)
         with runlock.hold(out):
             written = export(args)
     except (artifacts.OutputError, runlock.FolderBusy) as exc:
