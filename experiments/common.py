@@ -321,12 +321,18 @@ def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int
 
     # Before JAX's first computation: a CPU gets one device per core (or --devices).
     hardware.use_cpu_cores(args.devices)
-    configfile.write(pathlib.Path(args.out) / configfile.CONFIG_NAME,
-                     configfile.resolved(p, args, corpus=corpus),
-                     command=command,
-                     notes=[f"experiment file: {exp.source}"] if exp.source else [])  # fmt: skip
+    from reslstm_jax import runlock
+
     try:
-        run(exp, args, corpus, configs, setups)
+        with runlock.hold(args.out):  # one process per experiment folder
+            configfile.write(pathlib.Path(args.out) / configfile.CONFIG_NAME,
+                             configfile.resolved(p, args, corpus=corpus), command=command,
+                             notes=[f"experiment file: {exp.source}"] if exp.source
+                             else [])  # fmt: skip
+            run(exp, args, corpus, configs, setups)
+    except runlock.FolderBusy as exc:
+        print(f"error: --out {exc}", file=sys.stderr)
+        return 2
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
             ValueError) as exc:  # fmt: skip
         print(f"error: {cli_message(exc)}", file=sys.stderr)

@@ -192,18 +192,26 @@ def main(argv=None) -> int:
     except artifacts.OutputError as exc:
         p.error(f"--out {exc}")
     hardware.use_cpu_cores(None)
-    configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(p, args),
-                     command=["python", "-m", "experiments.cross_corpus", *argv])  # fmt: skip
+    from reslstm_jax import runlock
+
     try:
-        rows = [train_row(args, corpus, dirs, out) for corpus in row_names]
+        with runlock.hold(out):  # one process per matrix folder, until the matrix is written
+            configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(p, args),
+                             command=["python", "-m", "experiments.cross_corpus",
+                                      *argv])  # fmt: skip
+            rows = [train_row(args, corpus, dirs, out) for corpus in row_names]
+            m = crosscorpus.matrix(rows)
+            for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+                artifacts.write_text_atomic(out / f"matrix.{suffix}",
+                                            crosscorpus.format_matrix(m, fmt))  # fmt: skip
+            plots.cross_matrix(out / "cross_corpus.png", m, title="cross-corpus UAR (shared4)")
+    except runlock.FolderBusy as exc:
+        print(f"error: --out {exc}", file=sys.stderr)
+        return 2
     except (CorpusError, protocols.ProtocolError, checkpoint.CheckpointMismatch,
             ValueError) as exc:  # fmt: skip
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
-    m = crosscorpus.matrix(rows)
-    for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-        artifacts.write_text_atomic(out / f"matrix.{suffix}", crosscorpus.format_matrix(m, fmt))
-    plots.cross_matrix(out / "cross_corpus.png", m, title="cross-corpus UAR (shared4)")
     print(crosscorpus.format_matrix(m, "md"))
     print(f"wrote {out / 'matrix.md'}, matrix.tex, matrix.csv and cross_corpus.png")
     return 0

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from reslstm_jax import artifacts, speaker_folds
+    from reslstm_jax import artifacts, runlock, speaker_folds
     from reslstm_jax.corpora.base import CorpusError
     from reslstm_jax.errors import cli_message
     from reslstm_jax.protocols import ProtocolError
@@ -191,20 +191,25 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     try:
         artifacts.check_output_dir(out)
-        dataset = prepare(args.corpus, args.data_dir, feature_set=args.features,
-                          protocol=speaker_folds.with_folds(args.protocol, args.folds),
-                          label_set=args.label_set, cache_dir=args.cache_dir,
-                          workers=args.feature_workers, progress=not args.no_progress,
-                          label_map=flags.label_map(args),
-                          corpus_options=flags.corpus_options(args))  # fmt: skip
-        results = fit(dataset, args.classifier)
+        with runlock.hold(out):  # one process per run folder, until everything is written
+            dataset = prepare(args.corpus, args.data_dir, feature_set=args.features,
+                              protocol=speaker_folds.with_folds(args.protocol, args.folds),
+                              label_set=args.label_set, cache_dir=args.cache_dir,
+                              workers=args.feature_workers, progress=not args.no_progress,
+                              label_map=flags.label_map(args),
+                              corpus_options=flags.corpus_options(args))  # fmt: skip
+            results = fit(dataset, args.classifier)
+            artifacts.write_run(out, dataset, results)
+            configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(parser, args),
+                             command=["python", "-m", "reslstm_jax.baseline", *argv],
+                             data=configfile.data_identity(dataset.card,
+                                                           args.data_dir))  # fmt: skip
     except (CorpusError, ProtocolError, artifacts.OutputError, ValueError) as exc:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
-    artifacts.write_run(out, dataset, results)
-    configfile.write(out / configfile.CONFIG_NAME, configfile.resolved(parser, args),
-                     command=["python", "-m", "reslstm_jax.baseline", *argv],
-                     data=configfile.data_identity(dataset.card, args.data_dir))  # fmt: skip
+    except runlock.FolderBusy as exc:
+        print(f"error: --out {exc}", file=sys.stderr)
+        return 2
     print(summary_line(results))
     print(f"wrote {out / artifacts.RESULTS_FILE}")
     return 0

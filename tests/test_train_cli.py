@@ -742,3 +742,28 @@ def test_a_second_process_on_one_out_is_refused_and_the_first_goes_on(
     assert INTERRUPTED_LINE in err and "Traceback" not in err
     with runlock.hold(out):  # free again
         assert not owner.exists() or owner.read_text().startswith(f"pid {os.getpid()} ")
+
+
+@pytest.mark.parametrize("command", ["baseline", "experiment", "cross_corpus", "export"])
+def test_every_command_that_writes_a_run_folder_takes_its_lock(command, corpus, trained_run,
+                                                              tmp_path, run_main):  # fmt: skip
+    """The folder held (here by the test, as by another process): one line, exit 2, before
+    any data is read; nothing written."""
+    from experiments import common, cross_corpus, ravdess_reslstm_sa
+    from reslstm_jax import baseline, runlock
+    from reslstm_jax.export.__main__ import main as export_main
+
+    out = tmp_path / "out"
+    main, argv = {
+        "baseline": (baseline.main, ["--corpus", "ravdess", "--data-dir", corpus, "--out", out]),
+        "experiment": (lambda a: common.main(ravdess_reslstm_sa.EXPERIMENT, a),
+                       ["--data-dir", corpus, "--out", out]),
+        "cross_corpus": (cross_corpus.main, ["--corpora", "ravdess", "synthetic", "--data-dir",
+                                             f"ravdess={corpus}", "--out", out]),
+        "export": (export_main, ["--run", trained_run[0], "--out", out]),
+    }[command]  # fmt: skip
+    with runlock.hold(out):
+        done = run_main(main, argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{out} is in use by another process (pid {os.getpid()} " in done.stderr
+    assert not out.exists()
