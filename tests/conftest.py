@@ -243,18 +243,15 @@ def _built_once(tmp_path_factory, name: str):
     """`name`'s directory in the temporary root that every test process of this session
     shares, held under an exclusive lock: the first process to get here builds it, the
     others wait and find it built. (pytest-xdist's `--dist loadgroup` cannot keep the tests of
-    one fixture on one process under pytest 9: it never groups them.)"""
-    import fcntl
+    one fixture on one process under pytest 9: it never groups them.) The lock is the one the
+    project's run folders use (`filelock`, `reslstm_jax.runlock`), waiting here."""
+    import filelock
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the session's root, above each worker's own
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield root / name
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with filelock.FileLock(root / f"{name}.lock"):
+        yield root / name
 
 
 @pytest.fixture(scope="session")
