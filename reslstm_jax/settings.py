@@ -47,6 +47,12 @@ def choice_problem(name: str, value, choices) -> str | None:
     return f"{name.replace('_', ' ')} must be one of {', '.join(choices)}, got {value!r}"
 
 
+# The largest values the compiled training program represents (its floats are float32, its
+# counters int32): a hyperparameter beyond them cannot mean what it says.
+FLOAT32_MAX = 3.4028234663852886e38
+INT32_MAX = 2**31 - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """Everything that defines a run of one configuration (JSON-able, stored with results)."""
@@ -88,10 +94,20 @@ class RunSettings:
         return "highest" if dict(self.model_config).get("paper_compat") else self.matmul_precision
 
     def __post_init__(self):
-        for name in ("learning_rate", "weight_decay", "dropout", "adam_eps"):
+        for name in ("learning_rate", "weight_decay", "dropout", "adam_eps", "noise_std",
+                     "mixup_alpha"):  # fmt: skip
             value = getattr(self, name)
             if not math.isfinite(value):  # inf trains to NaN, and NaN passes no check
                 raise ValueError(f"{name.replace('_', ' ')} must be a finite number, got {value}")
+            # the program computes in float32: a larger value is inf there, and trains to NaN
+            if abs(value) > FLOAT32_MAX:
+                raise ValueError(f"{name.replace('_', ' ')} must be a float32 number "
+                                 f"(|x| <= {FLOAT32_MAX:.4g}), got {value:g}")  # fmt: skip
+        for name in ("epochs", "batch_size", "t0", "patience", "time_mask", "feature_mask"):
+            value = getattr(self, name)
+            if value > INT32_MAX:  # the compiled program counts epochs, steps and rows in int32
+                raise ValueError(f"{name.replace('_', ' ')} must be at most {INT32_MAX} "
+                                 f"(int32), got {value}")  # fmt: skip
         checks = [
             (self.schedule in SCHEDULES, choice_problem("schedule", self.schedule, SCHEDULES)),
             (self.loss in LOSSES, choice_problem("loss", self.loss, LOSSES)),

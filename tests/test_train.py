@@ -290,6 +290,12 @@ def test_chunk_lengths(start, total, every, save_every, expected):
      ({"learning_rate": float("inf")}, "learning rate must be a finite number, got inf"),
      ({"weight_decay": float("nan")}, "weight decay must be a finite number, got nan"),
      ({"dropout": float("-inf")}, "dropout must be a finite number"),
+     # finite, but beyond what the float32 / int32 program represents
+     ({"learning_rate": 1e308}, r"learning rate must be a float32 number \(\|x\| <= 3.403e\+38\)"),
+     ({"mixup_alpha": 1e39}, "mixup alpha must be a float32 number"),
+     ({"noise_std": 1e308}, "noise std must be a float32 number"),
+     ({"epochs": 2**31}, "epochs must be at most 2147483647 \\(int32\\), got 2147483648"),
+     ({"batch_size": 2**40}, "batch size must be at most 2147483647"),
      ({"matmul_precision": "tf32"}, "matmul precision must be one of default, high, highest")],
 )  # fmt: skip
 def test_run_settings_validation(kwargs, message):
