@@ -189,7 +189,7 @@ def test_train_flags_reach_the_settings(flags, field, value):
     "flags,message",
     [(["--patience", "-1"], "patience must be >= 0 epochs"),
      (["--time-masks", "9"], "masks per utterance must be in 1..4"),
-     (["--noise-std", "nan"], "noise std must be >= 0"),
+     (["--noise-std", "nan"], "noise std must be a finite number, got nan"),
      (["--mixup-alpha", "-0.5"], "mixup alpha must be >= 0")],
 )  # fmt: skip
 def test_bad_option_values_are_refused(flags, message):
