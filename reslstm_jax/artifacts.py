@@ -259,8 +259,6 @@ def check_output_dir(path) -> pathlib.Path:
         where = "is a file" if existing == path else f"is under {existing}, which is a file"
         raise OutputError(f"{path} {where}, not a directory")
     where = "" if existing == path else f" (in {existing})"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{path} cannot be written{where}: permission denied")
     try:
         probe = tempfile.mkdtemp(prefix=".write-check-", dir=existing)
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import pathlib
 import struct
@@ -74,12 +75,27 @@ def audio_source(u: Utterance) -> str:
     return f"{u.path}{SEGMENT}{seconds(start)},{seconds(end)}"
 
 
+def parse_segment(start, end, names: str = "start and end") -> tuple[float, float] | str | None:
+    """A listed segment's (start, end) in seconds (strings or numbers, as a manifest or EmoBox
+    lists them); None when both are empty or absent (the whole file); else the reason it is
+    not one (`names`: how the listing calls the two)."""
+    if start in (None, "") and end in (None, ""):
+        return None
+    try:
+        times = float(start), float(end)
+    except (TypeError, ValueError):
+        return f"{names} are not both seconds"
+    if not (math.isfinite(times[1]) and 0 <= times[0] < times[1]):
+        return "segment is not 0 <= start < end"
+    return times
+
+
 def split_source(source: str | os.PathLike) -> tuple[str, tuple[float, float] | None]:
     """(the file's path, its (start, end) segment or None) of an `audio_source` string."""
     text = str(source)
     head, sep, tail = text.rpartition(SEGMENT)
     if sep:
-        start, comma, end = tail.partition(",")
+        start, _, end = tail.partition(",")
         try:
             return head, (float(start), float(end))
         except ValueError:

@@ -27,7 +27,14 @@ import os
 import pathlib
 import re
 
-from reslstm_jax.corpora.base import CorpusError, Manifest, Skipped, Utterance, labelled
+from reslstm_jax.corpora.base import (
+    CorpusError,
+    Manifest,
+    Skipped,
+    Utterance,
+    labelled,
+    parse_segment,
+)
 
 NAME = "emobox"
 CLASSES: tuple[str, ...] = ()  # each dataset's own: the sorted set of its `emo` labels
@@ -74,7 +81,9 @@ def load(root: str | os.PathLike, *, audio_root: str | os.PathLike | None = None
         for number, row in enumerate(_lines(path), start=1):
             wav = pathlib.Path(row.get("wav", ""))
             audio = wav if wav.is_absolute() else audio_root / wav
-            segment = _segment(row)
+            segment = parse_segment(
+                row.get("start_time"), row.get("end_time"), "start_time and end_time"
+            )
             where = f"{path.name} line {number}: {audio}"
             if not row.get("key") or not row.get("emo"):
                 skipped.append(Skipped(where, "no key or emo"))
@@ -113,17 +122,6 @@ def _label_names(path: pathlib.Path) -> dict[str, str] | None:
     if not isinstance(names, dict) or not all(isinstance(v, str) and v for v in names.values()):
         raise CorpusError(f"emobox {path}: not a mapping of emo codes to class names")
     return {str(k): v for k, v in names.items()}
-
-
-def _segment(row: dict) -> tuple[float, float] | str | None:
-    """A line's (start_time, end_time) in seconds, None for a whole file, or why it is bad."""
-    if row.get("start_time") is None and row.get("end_time") is None:
-        return None
-    try:
-        start, end = float(row["start_time"]), float(row["end_time"])
-    except (KeyError, TypeError, ValueError):
-        return "start_time and end_time are not both seconds"
-    return (start, end) if 0 <= start < end else "segment is not 0 <= start < end"
 
 
 def _lines(path: pathlib.Path) -> list[dict]:

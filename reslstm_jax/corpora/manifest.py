@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import os
 import pathlib
 from collections import Counter
@@ -46,6 +45,7 @@ from reslstm_jax.corpora.base import (
     check_wav,
     drop_duplicates,
     labelled,
+    parse_segment,
     seconds,
 )
 
@@ -180,7 +180,7 @@ def _utterance(path, corpus, number, row, columns, seen) -> Utterance | Skipped:
         return Skipped(f"row {number}", "no file")
     audio = (path.parent / where).resolve() if not os.path.isabs(where) else pathlib.Path(where)
     shown = f"row {number}: {audio}"  # skipped.csv names the row and its file
-    segment = _segment(value("start"), value("end")) if "start" in columns else None
+    segment = parse_segment(value("start"), value("end")) if "start" in columns else None
     if isinstance(segment, str):
         return Skipped(shown, segment)
     if segment is not None:
@@ -208,20 +208,6 @@ def _utterance(path, corpus, number, row, columns, seen) -> Utterance | Skipped:
                      label=-1, emotion=value("emotion"),
                      gender=GENDERS.get(value("gender").lower()), extra=extra,
                      segment=segment)  # fmt: skip
-
-
-def _segment(start: str, end: str) -> tuple[float, float] | str | None:
-    """A row's (start, end) in seconds; None when both are empty (the whole file); the reason
-    otherwise."""
-    if not start and not end:
-        return None
-    try:
-        times = float(start), float(end)
-    except ValueError:
-        return "start and end are not both seconds"
-    if not (math.isfinite(times[1]) and 0 <= times[0] < times[1]):
-        return "segment is not 0 <= start < end"
-    return times
 
 
 def _outside(audio: pathlib.Path, segment: tuple[float, float]) -> str | None:

@@ -238,11 +238,11 @@ def main(argv=None) -> int:
 
     out = pathlib.Path(args.out).expanduser()
     try:
-        artifacts.check_output_dir(out.parent if str(out.parent) else pathlib.Path("."))
-        # one process per export folder (the lock lives elsewhere: "--out exists" still holds)
+        # one process per export folder (the lock lives elsewhere: "--out exists" still holds,
+        # and `export` checks the place under the lock)
         with runlock.hold(out):
             written = export(args)
-    except (artifacts.OutputError, runlock.FolderBusy) as exc:
+    except runlock.FolderBusy as exc:
         parser.error(f"--out {exc}")
     except graphs.Unsupported as exc:
         print(f"error: {exc}", file=sys.stderr)

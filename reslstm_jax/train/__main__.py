@@ -330,13 +330,10 @@ def open_outputs(args, out):
 
 
 def main(argv=None) -> int:
-
     from reslstm_jax import (
         artifacts,
         checkpoint,
         crosscorpus,
-        data,
-        families,
         hardware,
         protocols,
         runlock,
@@ -354,7 +351,6 @@ def main(argv=None) -> int:
         settings, feature_params = checked_flags(args)
     except ValueError as exc:
         parser.error(str(exc))
-    recipe = families.get(args.model).recipe
     if configfile.print_if_asked(parser, args, **filled_values(args, settings)):
         return 0
     out = pathlib.Path(args.out)
@@ -371,30 +367,12 @@ def main(argv=None) -> int:
         return 2
     with held:
         try:
-            dataset = data.prepare(
-                args.corpus, args.data_dir, protocol=args.protocol,
-                extractor=args.features or recipe.features, extractor_params=feature_params,
-                normalisation=args.normalisation or recipe.normalisation,
-                cache_dir=args.cache_dir, workers=args.feature_workers,
-                progress=not args.no_progress,
-                label_set=args.label_set, audio_variants=audio_variants(args),
-                label_map=flags.label_map(args),
-                corpus_options=flags.corpus_options(args),
-            )  # fmt: skip
-            if dataset.extraction.failed:
-                print(dataset.extraction.summary(), file=sys.stderr)
-            targets = [crosscorpus.load_target(corpus, where, dataset.card,
-                                               cache_dir=args.cache_dir,
-                                               workers=args.feature_workers,
-                                               progress=not args.no_progress)
-                       for corpus, where in cross_tests(args)]  # fmt: skip
+            dataset, targets = prepare_data(args, feature_params)
             print(protocols.format_card(dataset.card))
             if problem := configfile.data_problem(parser, argv, args, dataset.card):
                 print(f"error: {problem}", file=sys.stderr)
                 return 2
-            if warning := spread_warning(
-                args.seeds
-            ):  # once the run will train, not before an error
+            if warning := spread_warning(args.seeds):  # once it will train, not before an error
                 print(warning, file=sys.stderr)
             # JAX has not computed anything yet (data.prepare is NumPy and librosa): a CPU gets one
             # device per core (or --devices), never more than there are models to share them.
@@ -424,6 +402,29 @@ def main(argv=None) -> int:
             return 2
         print_outcome(outcome, dataset, out, args.wandb)
         return 0
+
+
+def prepare_data(args, feature_params: dict) -> tuple:
+    """(the run's dataset, its cross-corpus targets) from the flags (`data.prepare`, the
+    family's recipe for the features not given); the files whose features failed printed."""
+    from reslstm_jax import crosscorpus, data, families
+
+    recipe = families.get(args.model).recipe
+    dataset = data.prepare(
+        args.corpus, args.data_dir, protocol=args.protocol,
+        extractor=args.features or recipe.features, extractor_params=feature_params,
+        normalisation=args.normalisation or recipe.normalisation,
+        cache_dir=args.cache_dir, workers=args.feature_workers, progress=not args.no_progress,
+        label_set=args.label_set, audio_variants=audio_variants(args),
+        label_map=flags.label_map(args), corpus_options=flags.corpus_options(args),
+    )  # fmt: skip
+    if dataset.extraction.failed:
+        print(dataset.extraction.summary(), file=sys.stderr)
+    targets = [crosscorpus.load_target(corpus, where, dataset.card, cache_dir=args.cache_dir,
+                                       workers=args.feature_workers,
+                                       progress=not args.no_progress)
+               for corpus, where in cross_tests(args)]  # fmt: skip
+    return dataset, targets
 
 
 def print_outcome(outcome: dict, dataset, out, wandb: str) -> None:
