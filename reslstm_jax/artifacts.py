@@ -35,6 +35,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import secrets
 import tempfile
 
@@ -59,20 +60,63 @@ TEMPORARY_SUFFIX = ".part"
 def write_bytes_atomic(path, data: bytes) -> pathlib.Path:
     """Write `data` to `path` atomically (a temporary file renamed into place)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name is chosen before the file exists, so that an interrupt arriving at
     # any bytecode (a signal between `mkstemp` returning and its result being stored left a
     # `.part` behind) still finds it to remove.
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and (reason := write_error_reason(exc)):
+            raise WriteFailed(f"cannot write {path}: {reason}") from None
         raise
     return path
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written, or would overwrite another run (one line)."""
+
+
+class WriteFailed(OutputError, OSError):
+    """A file or checkpoint could not be written (a full disk, a permission, a read-only
+    mount): one line naming it and the system's reason. An OSError too, for callers that
+    treat any failed write as one."""
+
+
+# errno values that mean "this place cannot take the write" (not a bug of the caller)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                          errno.EFBIG, errno.EIO, errno.ENOENT, errno.ENOTDIR})  # fmt: skip
+# tensorstore (orbax's array writer) reports an OS error as a status text raised as ValueError:
+# "RESOURCE_EXHAUSTED: Error writing ...: No space left on device [os_error_code='28']"
+# (its status alone says too little: RESOURCE_EXHAUSTED is memory too)
+_TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='?(\d+)'?\]")
+
+
+def write_error_reason(exc: BaseException) -> str | None:
+    """The system's reason for a failed write ("No space left on device") found in `exc`, its
+    causes or its contexts: an OSError of a `WRITE_ERRNOS` value, or tensorstore's status text
+    naming one (what orbax raises, as ValueError, when a checkpoint cannot be written); None when
+    `exc` is no such error."""
+    chain, seen = [exc], set()
+    while chain:
+        error = chain.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        code = error.errno if isinstance(error, OSError) else None
+        if code is None and isinstance(error, ValueError):
+            text = str(error)
+            found = _TENSORSTORE_ERRNO.search(text)
+            code = int(found[1]) if found else None
+        if code in WRITE_ERRNOS:
+            return os.strerror(code)
+        chain += [error.__cause__, error.__context__]
+    return None
 
 
 def write_text_atomic(path, text: str) -> pathlib.Path:
@@ -233,10 +277,6 @@ def write_inference_info(out_dir, dataset, model, layout, dropouts=None) -> None
     }
     write_npz(out_dir / NORMALISATION_FILE, mean=dataset.folds.mean, std=dataset.folds.std)
     write_json(out_dir / INFERENCE_FILE, info)
-
-
-class OutputError(ValueError):
-    """An output location that cannot be written, or would overwrite another run (one line)."""
 
 
 def check_output_dir(path) -> pathlib.Path:

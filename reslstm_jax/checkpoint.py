@@ -19,6 +19,10 @@ from the one before (two are kept), or starts over when none is readable; `load_
 (`checkpoints/<epoch>.files.json`): damage it shows is found before orbax reads anything,
 because orbax's read tasks of a damaged checkpoint outlive the failed restore and print
 tracebacks ("Event loop is closed") from tensorstore's callbacks.
+
+A checkpoint that cannot be written (a full disk, a permission) is one line
+(`artifacts.WriteFailed`) naming it, the reason and the epoch a rerun resumes from; its
+partial temporary folder is removed, and orbax's side-logged copies of the error are dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -53,12 +58,15 @@ ORBAX_READ_ERROR = "Encountered error while reading array index"
 
 
 def orbax_leftover(record: logging.LogRecord) -> bool:
-    """Whether `record` carries orbax's read error of a damaged checkpoint's array, logged
-    with its traceback on the side: by orbax's signalling thread (absl) or by asyncio for
-    read tasks nobody awaited once the first array failed (possibly long after; seen once in
-    a cold suite run). The damage is reported once, in one line, by `restore` and
-    `load_best`."""
+    """Whether `record` carries an error orbax also raises, logged with its traceback on the
+    side: the read error of a damaged checkpoint's array, or a write error (a full disk, a
+    permission: `artifacts.write_error_reason`), logged by orbax's signalling and commit
+    threads (absl) or by asyncio for tasks nobody awaited once the first array failed (possibly
+    long after; seen once in a cold suite run). Each is reported once, in one line: damage by
+    `restore` and `load_best`, write errors by `Checkpointer.save` and `save_best`."""
     chain = [record.exc_info[1]] if record.exc_info else []
+    if chain and artifacts.write_error_reason(chain[0]):
+        return True
     seen: set[int] = set()
     while chain:  # the exception, its causes and contexts
         exc = chain.pop()
@@ -72,15 +80,43 @@ def orbax_leftover(record: logging.LogRecord) -> bool:
 
 
 def _drop_orbax_leftovers() -> None:
-    """Filter `orbax_leftover` records out of the loggers that print them (once)."""
+    """Filter `orbax_leftover` records out of the loggers that print them, and tensorstore's
+    "Event loop is closed" out of the unraisable exceptions (once)."""
     for name in ("asyncio", "absl"):
         log = logging.getLogger(name)
         if _not_a_leftover not in log.filters:
             log.addFilter(_not_a_leftover)
+    if not getattr(sys.unraisablehook, "_drops_closed_loops", False):
+        sys.unraisablehook = _closed_loop_dropper(sys.unraisablehook)
 
 
 def _not_a_leftover(record: logging.LogRecord) -> bool:
     return not orbax_leftover(record)
+
+
+def _closed_loop_dropper(previous):
+    """An unraisable hook that drops RuntimeError("Event loop is closed") and passes the rest
+    to `previous`. When one array of a checkpoint fails, orbax closes its event loop while
+    tensorstore still completes the other arrays' writes or reads; each completion's callback
+    meets the closed loop and is printed as unraisable (60 tracebacks for one full disk),
+    though the failure itself is raised, and reported in one line."""
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loops = True
+    return hook
+
+
+def _write_failed(what: pathlib.Path, exc: BaseException, then: str):
+    """The one line of a checkpoint that could not be written, or None to let `exc` through."""
+    reason = artifacts.write_error_reason(exc)
+    if reason is None:
+        return None
+    return artifacts.WriteFailed(f"cannot write {what}: {reason}; {then}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -138,13 +174,26 @@ class Checkpointer:
         from reslstm_jax import interrupts
 
         item = {"state": state, "history": {k: np.asarray(v) for k, v in history.items()}}
+        step = self.directory / str(epoch)
+        _drop_orbax_leftovers()  # a write error is raised below, in one line
         with interrupts.deferred():
-            self._manager.save(epoch, args=ocp.args.StandardSave(item))
-            self._manager.wait_until_finished()
-            # its inventory: a damaged step is found before orbax reads it (orbax's read tasks
-            # of a damaged checkpoint outlive the failed restore and print tracebacks)
-            step = self.directory / str(epoch)
-            artifacts.write_json(files_path(step), _inventory(step))
+            try:
+                self._manager.save(epoch, args=ocp.args.StandardSave(item))
+                self._manager.wait_until_finished()
+                # its inventory: a damaged step is found before orbax reads it (orbax's read
+                # tasks of a damaged checkpoint outlive the failed restore and print tracebacks)
+                artifacts.write_json(files_path(step), _inventory(step))
+            except Exception as exc:
+                for partial in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
+                    shutil.rmtree(partial, ignore_errors=True)
+                done = [int(p.name) for p in self.directory.iterdir()
+                        if p.name.isdigit() and int(p.name) < epoch]  # fmt: skip
+                then = (f"rerun the same command when it can be written: it resumes after "
+                        f"epoch {max(done)}" if done else "rerun the same command when it "
+                        "can be written")  # fmt: skip
+                if failed := _write_failed(step, exc, then):
+                    raise failed from None
+                raise
             kept = {str(s) for s in self._manager.all_steps()}
             for listing in self.directory.glob("*.files.json"):
                 if listing.name.split(".")[0] not in kept:
@@ -214,10 +263,19 @@ def save_best(directory: str | os.PathLike, params, batch_stats) -> pathlib.Path
     """Write the best parameters and statistics of every model (stacked) to `directory`, and
     its inventory (`files_path`)."""
     path = pathlib.Path(directory).absolute()
+    _drop_orbax_leftovers()
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, {"params": params, "batch_stats": batch_stats}, force=True)
-    checkpointer.wait_until_finished()
-    artifacts.write_json(files_path(path), _inventory(path))
+    try:
+        checkpointer.save(path, {"params": params, "batch_stats": batch_stats}, force=True)
+        checkpointer.wait_until_finished()
+        artifacts.write_json(files_path(path), _inventory(path))
+    except Exception as exc:
+        for partial in path.parent.glob(f"{path.name}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        then = "rerun the same command when it can be written (it resumes from the last checkpoint)"
+        if failed := _write_failed(path, exc, then):
+            raise failed from None
+        raise
     return path
 
 

@@ -405,6 +405,52 @@ def test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_fi
     assert proc.returncode == 2 and line.startswith(f"error: run {run}: inference.json is damaged")
 
 
+@contextlib.contextmanager
+def small_tmpfs(where: pathlib.Path, size_kib: int):
+    """A tmpfs of `size_kib` mounted at `where` (a real full disk), unmounted afterwards; skips
+    the test where this process may not mount one (not root, or a container without the
+    capability). `docs/reliability.md`: the fault is also injected everywhere
+    (tests/test_write_faults.py)."""
+    where.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_room(
+    corpus, feature_cache, tmp_path, trained, train_command, run_command
+):
+    import shutil
+
+    whole = json.loads((trained[0] / "results.json").read_text())
+    run = tmp_path / "disk" / "run"
+    with small_tmpfs(tmp_path / "disk", 64 * 1024) as disk:  # made full below
+        shutil.copytree(trained[0], run, ignore=shutil.ignore_patterns("6", "6.files.json"))
+        for name in ("results.json", "best", "best.files.json"):
+            shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+        used = shutil.disk_usage(disk).used
+        subprocess.run(["mount", "-o", f"remount,size={used // 1024 + 64}k", str(disk)], check=True)
+        proc = run_command(train_command(corpus, run, feature_cache))
+        then = "rerun the same command when it can be written: it resumes after epoch 4"
+        step = (run / "checkpoints" / "6").absolute()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"error: cannot write {step}: No space left on device; {then}"
+        )
+        assert "Traceback" not in proc.stderr and "ERROR:absl" not in proc.stderr, proc.stderr
+        assert not list((run / "checkpoints").glob("*tmp*"))
+        # with room again, the same command resumes from epoch 4 and ends as the whole run did
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        proc = run_command(train_command(corpus, run, feature_cache))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        again = json.loads((run / "results.json").read_text())
+        assert again["epochs_resumed_from"] == 4 and again["runs"] == whole["runs"]
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

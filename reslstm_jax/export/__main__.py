@@ -163,8 +163,10 @@ def export(args) -> list[pathlib.Path]:
             artifacts.write_json(part / REPORT_FILE,
                                  evaluate(run, folders, args.data_dir, args.cache_dir))  # fmt: skip
         part.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(part, ignore_errors=True)
+        if isinstance(exc, OSError) and (reason := artifacts.write_error_reason(exc)):
+            raise ExportError(f"cannot write {out}: {reason}") from None  # a full disk
         raise
     return written
 
