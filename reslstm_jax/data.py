@@ -255,6 +255,49 @@ def check_classes_trained(manifest: Manifest, folds, protocol: str) -> None:
             )
 
 
+class ClassCoverageWarning(UserWarning):
+    """A class of the class set with no utterance in the corpus, or none in a fold's test
+    part: its UAR is over fewer classes than the model has outputs."""
+
+
+def class_coverage(manifest: Manifest, folds) -> dict:
+    """The classes the data cannot fill, by name: `absent_classes` (no utterance in the
+    corpus: the model keeps an output for each that nothing teaches) and `test_absent_classes`
+    ({fold: classes} with no utterance in that fold's test part); empty entries left out, so
+    a corpus that fills every class adds nothing to its card."""
+    labels = np.array(manifest.labels, np.int64)
+    names = manifest.classes
+    coverage = {}
+    if absent := [names[c] for c in range(len(names)) if c not in set(labels.tolist())]:
+        coverage["absent_classes"] = absent
+    present = set(labels.tolist())
+    by_fold = {f.name: [names[c] for c in sorted(present - set(labels[f.test].tolist()))]
+               for f in folds}  # fmt: skip
+    if by_fold := {name: missing for name, missing in by_fold.items() if missing}:
+        coverage["test_absent_classes"] = by_fold
+    return coverage
+
+
+def coverage_warnings(coverage: dict, corpus: str, n_classes: int,
+                      label_set: str = "native") -> list[str]:  # fmt: skip
+    """The lines that name what `class_coverage` found (none when every class is filled)."""
+    lines = []
+    if absent := coverage.get("absent_classes"):
+        drop = (
+            f"drop them with --label-map {','.join(f'{c}=-' for c in absent)}"
+            if label_set == "native"
+            else f"label set {label_set} needs every one of them"
+        )
+        lines.append(f"{corpus}: no utterance of class {', '.join(absent)}: the model keeps an "
+                     f"output for each that nothing teaches, and every UAR is over the "
+                     f"{n_classes - len(absent)} classes present, not {n_classes}; "
+                     f"{drop}")  # fmt: skip
+    for fold, missing in (coverage.get("test_absent_classes") or {}).items():
+        lines.append(f"{corpus} {fold}: its test part has no utterance of class "
+                     f"{', '.join(missing)}: that fold's UAR is over fewer classes")  # fmt: skip
+    return lines
+
+
 def native_rates(manifest: Manifest) -> dict[str, int]:
     """{sample rate: files} of the corpus audio (from the headers; unreadable files skipped).
 
@@ -334,6 +377,7 @@ def build(
             stacklevel=2,
         )
     card = protocols.card(protocol, manifest, folds)
+    card.update(class_coverage(manifest, folds))
     card.update(
         features=extractor_info,
         normalisation=normalisation,
@@ -428,7 +472,11 @@ def prepare(
     protocol = protocol or corpora.default_protocol(corpus, manifest)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
-    check_classes_trained(manifest, protocols.make_folds(protocol, manifest), protocol)
+    made = protocols.make_folds(protocol, manifest)
+    check_classes_trained(manifest, made, protocol)
+    for line in coverage_warnings(class_coverage(manifest, made), manifest.corpus,
+                                  len(manifest.classes), label_set):  # fmt: skip
+        warnings.warn(ClassCoverageWarning(line), stacklevel=2)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip
     variants = perturb.extract_variants(

@@ -225,6 +225,8 @@ def row(config: Config, *, ci_resamples: int = 2000) -> dict:
         "source": config.source,
         # models whose training loss became non-finite: their numbers are not results
         "diverged": len(results.get("diverged") or []),
+        # models that predict one class, or never beat chance: their UARs measure no learning
+        "collapsed": len(results.get("collapsed") or []),
         "models": len(results["runs"]),
         "baseline": bool(results.get("baseline")),  # `reslstm_jax.baseline`: last, no front
     }

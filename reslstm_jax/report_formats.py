@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 
 
 def shown_label(r: dict) -> str:
-    """The row's label as tables print it: marked when some of its models diverged."""
-    return r["label"] + (f" [DIVERGED {r['diverged']}/{r['models']}]" if r.get("diverged") else "")
+    """The row's label as tables print it: marked when some of its models diverged or
+    collapsed (`reslstm_jax.train.results.collapse`)."""
+    marks = [f" [{name} {r[key]}/{r['models']}]" for name, key in
+             (("DIVERGED", "diverged"), ("COLLAPSED", "collapsed")) if r.get(key)]  # fmt: skip
+    return r["label"] + "".join(marks)
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -90,7 +93,7 @@ def format_pareto_markdown(t: Table) -> str:
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in t.rows:
         if r["label"] in t.front:
-            lines.append(f"| {r['label']} | {r['params']:,} | {r['fp16_kib']:.1f} | "
+            lines.append(f"| {shown_label(r)} | {r['params']:,} | {r['fp16_kib']:.1f} | "
                          f"{r['selection']:.4f} | {r['pooled_uar_mean']:.4f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

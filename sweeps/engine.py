@@ -319,7 +319,7 @@ def data_fields(card: dict) -> dict:
 # dashboard next to the parameters); the rest of the summary is in the trial's results file.
 SUMMARY_ATTRS = ("val_uar", "test_uar", "test_wa", "test_macro_f1", "test_uar_per_fold",
                  "objective", "leaky", "protocol_hash", "fp16_kib", "latency_ms_per_s",
-                 *ONNX_KEYS)  # fmt: skip
+                 "collapsed_models", *ONNX_KEYS)  # fmt: skip
 
 
 def trial_record(config: SweepConfig, space, dataset, settings, full: dict, n: int) -> dict:

@@ -75,6 +75,11 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     results = json.loads((out / "results.json").read_text())
     card = json.loads((out / "card.json").read_text())
     assert card["classes"] == list(labelsets.SHARED4)
+    # the label set asks for classes the tone corpus lacks: named, before and after training
+    assert card["absent_classes"] == ["happy", "sad"]
+    assert "ravdess: no utterance of class happy, sad: " in proc.stderr
+    assert "label set shared4 needs every one of them" in proc.stderr
+    assert "classes: every UAR is over 2 of 4 classes (no utterance of happy, sad)" in proc.stdout
     # the variant: 48 more training rows, none of them validated or tested
     assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 48)]
     assert "audio variants: speed1.1 (48 training rows)" in proc.stdout

@@ -237,3 +237,30 @@ def test_library_errors_name_parameters_and_each_cli_words_them_as_flags(kwargs,
     assert "--" not in str(caught.value)
     assert cli_message(caught.value) == flags
     assert caught.value.phrased(lambda name: f"`{name}`").startswith(("`corpus`", "`data_dir`"))
+
+
+def test_classes_the_data_cannot_fill_are_named_for_the_corpus_and_each_test_fold():
+    """Class 3 spoken by actors 1-8 only (the folds that test other actors lack it); classes
+    4-8 never spoken."""
+    import dataclasses
+
+    manifest = ravdess_manifest(per_actor=3)
+    kept = [u for u in manifest.utterances if u.label != 2 or int(u.speaker) <= 8]
+    manifest = dataclasses.replace(manifest, utterances=kept)
+    folds = protocols.make_folds("ravdess_paper", manifest)
+    coverage = data.class_coverage(manifest, folds)
+    assert coverage["absent_classes"] == [f"class{e}" for e in range(4, 9)]
+    tested = {f.name: {int(manifest.utterances[i].speaker) for i in f.test} for f in folds}
+    lacking = sorted(name for name, actors in tested.items() if not actors & set(range(1, 9)))
+    assert lacking and sorted(coverage["test_absent_classes"]) == lacking
+    assert all(v == ["class3"] for v in coverage["test_absent_classes"].values())
+    lines = data.coverage_warnings(coverage, "ravdess", 8)
+    assert lines[0].startswith("ravdess: no utterance of class class4, class5, class6, class7, "
+                               "class8: the model keeps an output")  # fmt: skip
+    assert lines[0].endswith("over the 3 classes present, not 8; drop them with --label-map "
+                             "class4=-,class5=-,class6=-,class7=-,class8=-")  # fmt: skip
+    assert lines[1] == (f"ravdess {lacking[0]}: its test part has no utterance of class class3: "
+                        "that fold's UAR is over fewer classes")  # fmt: skip
+    # a corpus that fills every class: nothing in its card, nothing said
+    full = ravdess_manifest(per_actor=8)
+    assert data.class_coverage(full, protocols.make_folds("ravdess_paper", full)) == {}

@@ -292,6 +292,23 @@ def test_a_configuration_with_diverged_models_is_marked_and_never_on_the_front()
     assert r"lstm\_sa h16 [DIVERGED 1/4]" in report.format_latex([table])
 
 
+def test_a_configuration_with_collapsed_models_is_marked_in_every_format():
+    """A collapsed model (one class predicted, or chance: `train.results.collapse`) stays a
+    measured configuration, so it stays on the front, marked so its UAR is not read as
+    learning."""
+    bad = make_results(MIXED, hidden=16, val=0.9)
+    bad["collapsed"] = [{"seed": 0, "fold": "fold0", "why": "one class"}]
+    configs = report.label_configs([report.Config(make_results(MIXED), "a/results.json"),
+                                    report.Config(bad, "b/results.json")])  # fmt: skip
+    (table,) = report.build_tables(configs, ci_resamples=200)
+    text = report.format_markdown([table]) + report.format_csv([table])
+    assert table.front == ["lstm_sa h8", "lstm_sa h16"]
+    assert "| lstm_sa h16 [COLLAPSED 1/4] * |" in text  # the table, and the front's table:
+    assert "| lstm_sa h16 [COLLAPSED 1/4] | 3,000 |" in text
+    assert "lstm_sa h16 [COLLAPSED 1/4]," in text and "lstm_sa h8 [" not in text
+    assert r"lstm\_sa h16 [COLLAPSED 1/4]" in report.format_latex([table])
+
+
 def test_one_seed_says_n_1_instead_of_a_zero_spread():
     one_seed = {k: v for k, v in MIXED.items() if k[0] == 0}
     configs = report.label_configs([report.Config(make_results(one_seed), "a/results.json")])

@@ -507,3 +507,22 @@ def test_the_memory_estimate_counts_the_state_per_model_and_the_features_once(ti
                                                    tiny_dataset.labels))  # fmt: skip
     # parameters, best parameters and Adam's two moments, float32, at least
     assert memory.per_model >= 4 * 4 * params
+
+
+@pytest.mark.parametrize(
+    "test_labels,predictions,best_val,val_labels,why",
+    [
+        ([0, 1, 2, 3], [2, 2, 2, 2], 0.9, [0, 1, 2, 3], "one class"),
+        ([0, 1, 2, 3], [0, 1, 2, 2], 0.25, [0, 1, 2, 3], "chance"),  # validation never above 1/4
+        ([0, 1, 2, 3], [0, 1, 2, 2], 0.5, [0, 0, 1, 1], "chance"),  # 2 classes validated: 1/2
+        ([0, 1, 2, 3], [0, 1, 2, 2], 0.2501, [0, 1, 2, 3], None),
+        ([1, 1, 1], [1, 1, 1], 0.9, [0, 1], None),  # one class tested: predicting it is right
+        ([0, 1], [0, 1], 1.0, [1, 1], None),  # one class validated: no chance level to beat
+    ],
+)
+def test_a_model_that_predicts_one_class_or_stays_at_chance_is_collapsed(
+    test_labels, predictions, best_val, val_labels, why
+):
+    from reslstm_jax.train.results import collapse
+
+    assert collapse(test_labels, predictions, best_val, val_labels) == why

@@ -46,6 +46,21 @@ def test_train_writes_results_card_and_best_checkpoints(trained):
         test = r["test"]
         assert {"uar", "wa", "macro_f1", "confusion", "recall_per_class"} <= set(test)
         assert len(r["test_predictions"]["ids"]) == test["n"]
+    # collapsed models (one class for a whole test part, or chance) are named, and only they
+    for r in results["runs"]:
+        one_class = len(set(r["test_predictions"]["predictions"])) == 1 < len(
+            set(r["test_predictions"]["labels"]))  # fmt: skip
+        assert (r["collapsed"] == "one class") == one_class
+    marked = [(c["seed"], c["fold"]) for c in results["collapsed"]]
+    assert marked == [(r["seed"], r["fold"]) for r in results["runs"] if r["collapsed"]]
+    assert ("COLLAPSED: " in proc.stdout) == bool(marked)
+    # the tone corpus has 2 of RAVDESS's 8 classes: named once, and in the summary
+    assert card["absent_classes"] == ["calm", "happy", "sad", "fearful", "disgust", "surprised"]
+    assert "every UAR is over 2 of 8 classes (no utterance of calm, happy" in proc.stdout
+    assert (
+        "ravdess: no utterance of class calm, happy, sad, fearful, disgust, surprised: "
+        "the model keeps an output for each" in proc.stderr
+    )
     agg = results["aggregate"]
     assert set(agg["per_fold"]) == {f"fold{k}" for k in range(5)}
     assert agg["pooled_oof_uar"]["n"] == 2 and len(agg["pooled_oof"]) == 2

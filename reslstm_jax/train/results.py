@@ -40,7 +40,7 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
         y_true = [[None] * len(layout.folds) for _ in layout.seeds]
         y_pred = [[None] * len(layout.folds) for _ in layout.seeds]
         runs = []
-        diverged = []
+        diverged, collapsed = [], []
         for m in layout.config_models(c):
             _, s, k = layout.position(m)
             rows = folds.test[k][folds.test_mask[k]]
@@ -52,6 +52,11 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
             if epoch is not None:
                 diverged.append({"seed": layout.seeds[s], "fold": layout.folds[k],
                                  "epoch": epoch})  # fmt: skip
+            val_rows = folds.val[k][folds.val_mask[k]]
+            why = None if epoch is not None else collapse(
+                labels[rows], pred, float(best_val[m]), labels[val_rows])  # fmt: skip
+            if why is not None:
+                collapsed.append({"seed": layout.seeds[s], "fold": layout.folds[k], "why": why})
             runs.append({
                 "seed": layout.seeds[s], "fold": layout.folds[k],
                 "train_loss": history["train_loss"][m].tolist(),
@@ -59,6 +64,7 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
                 "best_epoch": int(best_epoch[m]),
                 "best_val_uar": float(best_val[m]),
                 "diverged_at_epoch": epoch,
+                "collapsed": why,
                 # early stopping: epochs this model trained (later ones froze it: loss null)
                 **({"trained_epochs": trained} if settings.patience else {}),
                 "test": metrics.classification(labels[rows], pred, n_classes),
@@ -73,6 +79,7 @@ def assemble(layout, group: list, state, history: dict, predictions: dict, datas
             "settings": settings.to_json(),
             **run_info,
             "diverged": diverged,
+            "collapsed": collapsed,
             "runs": runs,
             "aggregate": metrics.aggregate(list(layout.folds), list(layout.seeds), y_true,
                                            y_pred, n_classes),
@@ -104,6 +111,43 @@ def diverged_line(results: dict) -> str | None:
     return (f"DIVERGED: {len(diverged)} of {len(results['runs'])} models (training loss "
             f"non-finite from epoch {first} on); their numbers are not results: lower the "
             f"learning rate or check the features")  # fmt: skip
+
+
+COLLAPSE_REASONS = {
+    "one class": "predicts one class for its whole test part",
+    "chance": "its validation UAR never rose above chance",
+}
+
+
+def collapse(test_labels, test_predictions, best_val_uar: float, val_labels) -> str | None:
+    """Why a model is no classifier, or None: "one class" when it predicts one class for a
+    whole test part that holds several, "chance" when its best validation UAR never rose
+    above chance (1 / the classes its validation part holds; a model predicting one class
+    scores exactly that). Its UAR then says nothing about the architecture or its settings.
+
+    Args:
+      test_labels, test_predictions: [n_test] int class indices of one fold's test part.
+      best_val_uar: the model's best validation UAR (UAR over the classes present).
+      val_labels: [n_val] int class indices of that fold's validation part.
+    """
+    if len(set(np.asarray(test_labels).tolist())) > 1 and len(set(np.asarray(
+            test_predictions).tolist())) == 1:  # fmt: skip
+        return "one class"
+    n_val = len(set(np.asarray(val_labels).tolist()))
+    if n_val > 1 and best_val_uar <= 1.0 / n_val + 1e-6:
+        return "chance"
+    return None
+
+
+def collapsed_line(results: dict) -> str | None:
+    """One line naming the models that collapsed (`collapse`), or None when none did."""
+    collapsed = results.get("collapsed") or []
+    if not collapsed:
+        return None
+    whys = sorted({c["why"] for c in collapsed})
+    return (f"COLLAPSED: {len(collapsed)} of {len(results['runs'])} models "
+            f"({'; '.join(f'{w}: {COLLAPSE_REASONS[w]}' for w in whys)}); their UARs measure "
+            f"no learning: train longer, change the learning rate, or check the data")  # fmt: skip
 
 
 def run_info(model, n_params: int, dataset, **fields) -> dict:
@@ -156,9 +200,12 @@ def summary_lines(results: dict) -> list[str]:
     ]
     if any(f.get("val_is_test") for f in card["folds"]):
         lines[1] = f"  model selection: best TEST UAR (LEAKY: {card.get('leaky')})"
+    fewer = card.get("test_absent_classes") or {}
     for name, fold in agg["per_fold"].items():
         u = fold["uar"]
-        lines.append(f"  {name}: test UAR {u['mean']:.4f} (mean over seeds, max {u['max']:.4f})")
+        over = f"; no {', '.join(fewer[name])} in its test part" if name in fewer else ""
+        lines.append(f"  {name}: test UAR {u['mean']:.4f} (mean over seeds, max "
+                     f"{u['max']:.4f}{over})")  # fmt: skip
     fm = agg["fold_mean"]["uar"]
     if len(results["settings"]["seeds"]) == 1:  # one run: no spread to report
         lines.append(f"  mean of fold UARs: {fm['mean']:.4f} (n = 1 seed)")
@@ -172,6 +219,12 @@ def summary_lines(results: dict) -> list[str]:
                      f"(population std over seeds), max {p['max']:.4f}")  # fmt: skip
     lines.append(f"  pooled out-of-fold WA {agg['pooled_oof_wa']['mean']:.4f}, macro-F1 "
                  f"{agg['pooled_oof_macro_f1']['mean']:.4f} (means over seeds)")  # fmt: skip
+    if absent := card.get("absent_classes"):
+        n = len(card["classes"])
+        lines.insert(2, f"  classes: every UAR is over {n - len(absent)} of {n} classes (no "
+                        f"utterance of {', '.join(absent)})")  # fmt: skip
+    if collapsed := collapsed_line(results):
+        lines.insert(1, "  " + collapsed)
     if diverged:
         lines.insert(1, "  " + diverged)
     return lines
@@ -181,7 +234,8 @@ def headline(results: dict) -> dict:
     """The numbers a reader compares, under names that cannot be misread: `val_uar` (mean
     best-epoch validation UAR over folds x seeds), `test_uar` (pooled out-of-fold test UAR,
     mean over seeds; `test_uar_max_seed` the best seed's), `test_wa`, `test_macro_f1` (pooled,
-    means over seeds), `test_uar_per_fold`, `test_uar_per_seed` and `diverged_models`."""
+    means over seeds), `test_uar_per_fold`, `test_uar_per_seed`, `diverged_models` and
+    `collapsed_models`."""
     agg = results["aggregate"]
     return {
         "val_uar": float(np.mean([r["best_val_uar"] for r in results["runs"]])),
@@ -193,6 +247,8 @@ def headline(results: dict) -> dict:
         "test_uar_per_seed": [p["uar"] for p in agg["pooled_oof"]],
         # models whose training loss became non-finite (`diverged_line`): 0 for a real result
         "diverged_models": len(results.get("diverged") or []),
+        # models that predict one class or stay at chance (`collapsed_line`): 0 for a result
+        "collapsed_models": len(results.get("collapsed") or []),
         # cross-corpus tests (`reslstm_jax.crosscorpus`): per target corpus, the mean UAR of
         # the fold x seed models and of the per-seed fold ensembles
         **{f"cross_{c['target']['corpus']}_{key}": c[f"{key}_mean"]
