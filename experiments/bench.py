@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--models and --executors")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
-    return p
+    return flags.ranged(p)
 
 
 def main(argv=None) -> int:

@@ -109,7 +109,7 @@ def parser(exp: Experiment, prog: str | None = None) -> argparse.ArgumentParser:
                    help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def default_budget(exp: Experiment, data_dir) -> str:
@@ -296,9 +296,6 @@ def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int
               "results)")  # fmt: skip
     known_setups = exp.setups[corpus]
     setups = parse_list(p, "--setups", args.setups or list(known_setups), known_setups)
-    for flag in ("seeds", "epochs", "devices"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     try:  # --folds on the setups' protocols, the label map: checked before any work
         exp = with_folds(exp, corpus, setups, args.folds)
         flags.label_map(args)

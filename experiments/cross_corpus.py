@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def manifest_entries(p, files: list[str]) -> dict:

@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-resamples", type=int, default=2000,
                    help="bootstrap resamples of the pooled UAR's interval")  # fmt: skip
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def formatted(fmt: str, tables, comparison, cross) -> str:

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory (results.json, card.json)")
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,17 @@ flags.deprecated(data, "--workers", "--feature-workers", type=int)
 ```
 An old spelling still works; it prints one line on stderr naming the new one. The names, once
 for every tool, are in docs/cli.md.
+
+Every numeric flag has its valid values (`RANGES`, one table for every tool: what the
+computation can represent and what the flag means, not taste), checked when the command line
+is parsed and said in `--help`: `flags.ranged(parser)` at the end of each parser's builder.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 
 
@@ -135,3 +141,133 @@ def label_map(args) -> dict | None:
         return labelsets.parse_map(args.label_map)
     except CorpusError as exc:
         raise ValueError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- numeric ranges
+
+INT32_MAX = 2**31 - 1  # counts travel through the compiled program as int32
+FLOAT32_MAX = 3.4028234663852886e38  # hyperparameters are computed in float32
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric flag's valid values, and its argparse type: `Range(int, 1)("0")` raises
+    `argparse.ArgumentTypeError("must be an integer in [1, 2147483647], got 0")`, which
+    argparse prints as `argument --epochs: must be ...` with exit code 2."""
+
+    kind: type  # int or float
+    low: float
+    high: float | None = None  # None: INT32_MAX or FLOAT32_MAX
+    low_open: bool = False  # (low, ...: low itself is not valid
+    high_open: bool = False
+
+    @property
+    def top(self) -> float:
+        if self.high is not None:
+            return self.high
+        return INT32_MAX if self.kind is int else FLOAT32_MAX
+
+    def __str__(self) -> str:
+        def show(x):
+            return f"{x:g}" if self.kind is float else str(x)
+
+        return (f"{'(' if self.low_open else '['}{show(self.low)}, {show(self.top)}"
+                f"{')' if self.high_open else ']'}")  # fmt: skip
+
+    def __call__(self, text: str):
+        noun = "an integer" if self.kind is int else "a number"
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun} in {self}, got {text!r}") from None
+        if self.kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {self}, got {text}")
+        low_ok = value > self.low if self.low_open else value >= self.low
+        high_ok = value < self.top if self.high_open else value <= self.top
+        if not (low_ok and high_ok):
+            raise argparse.ArgumentTypeError(f"must be {noun} in {self}, got {text}")
+        return value
+
+
+COUNT = Range(int, 1)
+OPTIONAL_COUNT = Range(int, 0)  # 0: off, none
+POSITIVE = Range(float, 0, low_open=True)
+NON_NEGATIVE = Range(float, 0)
+SECONDS = Range(float, 0, 86400.0, low_open=True)
+
+# Every numeric flag of every command, by destination (one meaning per name across tools).
+RANGES: dict[str, Range] = {
+    **dict.fromkeys(
+        (
+            "epochs",
+            "seeds",
+            "batch_size",
+            "t0",
+            "hidden_size",
+            "hidden_sizes",
+            "num_att",
+            "checkpoint_every",
+            "devices",
+            "max_models_per_wave",
+            "trials",
+            "feature_workers",
+            "group_size",
+            "slurm_cpus_per_worker",
+            "ci_resamples",
+            "models",
+            "trial_epochs",
+            "repeats",
+        ),
+        COUNT,
+    ),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "res_blocks",
+            "patience",
+            "time_mask",
+            "feature_mask",
+            "seed",
+            "sampler_seed",
+            "configuration",
+            "max_retries",
+            "slurm_gpus_per_worker",
+            "worker",
+        ),
+        OPTIONAL_COUNT,
+    ),  # fmt: skip
+    "time_masks": Range(int, 1, 4),  # settings.MAX_MASKS
+    "feature_masks": Range(int, 1, 4),
+    "folds": Range(int, 2),  # one fold would test nothing it did not train on
+    "learning_rate": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "dropout": Range(float, 0, 1, high_open=True),
+    "noise_std": NON_NEGATIVE,
+    "mixup_alpha": NON_NEGATIVE,
+    "speed_perturb": Range(float, 0.5, 2.0),  # perturb.SPEED_RANGE
+    "noise_snr": Range(float, -140.0, 140.0),  # perturb.SNR_RANGE: float32 audio's range
+    "heartbeat_seconds": SECONDS,
+    "grace_seconds": SECONDS,
+    "seconds": Range(float, 0, 3600.0, low_open=True),  # an utterance's length
+}
+
+
+def ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`parser` with every int or float flag checked against `RANGES` when parsed, and its
+    range said in its help. A numeric flag `RANGES` does not know is a programming error
+    (ValueError when the parser is built), so no flag goes unchecked."""
+    for action in parser._actions:
+        if action.type not in (int, float) and not isinstance(action.type, Range):
+            continue
+        if action.dest not in RANGES:
+            raise ValueError(f"{'/'.join(action.option_strings)}: no range in flags.RANGES")
+        valid = RANGES[action.dest]
+        if valid.kind is not (action.type.kind if isinstance(action.type, Range) else
+                              action.type):  # fmt: skip
+            raise ValueError(f"{'/'.join(action.option_strings)}: {action.type} flag, "
+                             f"{valid.kind.__name__} range")  # fmt: skip
+        action.type = valid
+        if action.help not in (None, argparse.SUPPRESS) and f"range {valid}" not in action.help:
+            action.help = f"{action.help}; range {valid}"
+        elif action.help is None:
+            action.help = f"range {valid}"
+    return parser

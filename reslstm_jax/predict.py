@@ -326,7 +326,7 @@ def build_parser():
     p.add_argument("--plot-format", choices=("png", "pdf", "svg"), default="png",
                    help="figure format of --plot-attention (pdf, svg: vector)")  # fmt: skip
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def main(argv=None) -> int:

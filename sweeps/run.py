@@ -97,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--tags", nargs="+", default=[], metavar="TAG",
                    help="W&B tags of every run of the study")  # fmt: skip
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def add_execution(e) -> None:
@@ -201,22 +201,13 @@ def build_config(args, p) -> tuple:
         trials = min(trials, len(space.grid))
     epochs = args.epochs if args.epochs is not None else budget["epochs"]
     seeds = args.seeds if args.seeds is not None else budget["seeds"]
-    for flag, value in (("--trials", trials), ("--epochs", epochs), ("--seeds", seeds)):
-        if value < 1:
-            p.error(f"{flag} must be >= 1, got {value}")
     if args.workers != "auto":
         given = args.workers
         args.workers = int(given) if given.isdigit() else 0
         if args.workers < 1:
             p.error(f"--workers must be a number >= 1 or auto, got {given}")
-    if args.heartbeat_seconds <= 0 or args.grace_seconds <= args.heartbeat_seconds:
-        p.error("--grace-seconds must exceed --heartbeat-seconds, both > 0")
-    if args.max_retries < 0:
-        p.error(f"--max-retries must be >= 0, got {args.max_retries}")
-    if args.group_size is not None and args.group_size < 1:
-        p.error(f"--group-size must be >= 1, got {args.group_size}")
-    if args.max_models_per_wave is not None and args.max_models_per_wave < 1:
-        p.error(f"--max-models-per-wave must be >= 1, got {args.max_models_per_wave}")
+    if args.grace_seconds <= args.heartbeat_seconds:  # (each > 0: flags.RANGES)
+        p.error("--grace-seconds must exceed --heartbeat-seconds")
     for what, name, problem in tracking.name_problems(args.wandb_project, args.wandb_entity,
                                                       args.tags):  # fmt: skip
         p.error(f"{WANDB_FLAGS[what]} {name!r} {problem}")

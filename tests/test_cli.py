@@ -92,3 +92,45 @@ def test_help_is_grouped_and_says_the_defaults(spec, shown):
     text = " ".join(parser_of(spec).format_help().split())
     for words in shown:
         assert " ".join(words.split()) in text, words
+
+
+@pytest.mark.parametrize("spec", [c[3] for c in cli_reference.COMMANDS])
+def test_every_numeric_flag_is_range_checked_and_says_its_range(spec):
+    """No int or float flag escapes `flags.RANGES`: each is checked when parsed (one line,
+    exit 2) and its `--help` names the range."""
+    import argparse
+
+    from reslstm_jax import flags
+
+    parser = cli_reference._factory(spec)()
+    numeric = [a for a in parser._actions if isinstance(a.type, flags.Range)]
+    assert not [a.dest for a in parser._actions if a.type in (int, float)]
+    for action in numeric:
+        assert action.help == argparse.SUPPRESS or f"range {action.type}" in action.help
+
+
+@pytest.mark.parametrize(
+    "valid,text,message",
+    [
+        (flags_range := ("int", 1, None), "0", "must be an integer in [1, 2147483647], got 0"),
+        (flags_range, "2147483648", "must be an integer in [1, 2147483647], got 2147483648"),
+        (flags_range, "1.5", "must be an integer in [1, 2147483647], got '1.5'"),
+        (("float", 0, None, True), "0", "must be a number in (0, 3.40282e+38], got 0"),
+        (("float", 0, None, True), "1e39", "must be a number in (0, 3.40282e+38], got 1e39"),
+        (("float", 0, None, True), "nan", "must be a finite number in (0, 3.40282e+38], got nan"),
+        (("float", 0, 1.0, False, True), "1", "must be a number in [0, 1), got 1"),
+        (("float", -140.0, 140.0), "-141", "must be a number in [-140, 140], got -141"),
+    ],
+)
+def test_a_value_out_of_range_names_the_range(valid, text, message):
+    import argparse
+
+    from reslstm_jax import flags
+
+    kind, *bounds = valid
+    checked = flags.Range({"int": int, "float": float}[kind], *bounds)
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        checked(text)
+    assert str(caught.value) == message
+    inside = checked(str(bounds[0] + 0.5 if kind == "float" else bounds[0]))
+    assert type(inside) is checked.kind  # a value inside comes back, of its kind

@@ -58,8 +58,8 @@ def test_zoo_card_table(capsys):
     "args,message",
     [
         (["--models", "resnet"], "--models: unknown ['resnet']"),
-        (["--hidden-sizes", "0"], "--hidden-sizes: sizes must be positive"),
-        (["--repeats", "0"], "--repeats >= 1"),
+        (["--hidden-sizes", "0"], "--hidden-sizes: must be an integer in [1, 2147483647], got 0"),
+        (["--repeats", "0"], "--repeats: must be an integer in [1, 2147483647], got 0"),
     ],
 )
 def test_misuse_exits_2_with_one_line(args, message):

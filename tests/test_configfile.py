@@ -105,7 +105,7 @@ def test_a_missing_config_file(tmp_path, run_main):
     "text, message",
     [
         ("hidden_size: 8\nepoch: 3\n", "epoch is not a setting (did you mean epochs?)"),
-        ("epochs: three\n", "epochs: invalid int value 'three'"),
+        ("epochs: three\n", "epochs: must be an integer in [1, 2147483647], got 'three'"),
         ("model: resnet\n", "model: 'resnet' is not one of"),
     ],
 )

@@ -80,7 +80,7 @@ def test_a_users_experiment_file_trains_reports_and_resumes(
     [
         (["--configs", "resnet"], "--configs: unknown resnet"),
         (["--setups", "nope"], "--setups: unknown nope"),
-        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--epochs", "0"], "--epochs: must be an integer in [1, 2147483647], got 0"),
         (["--data-dir", "/nonexistent/ravdess"], "no such directory"),
         (["--out", "/dev/null/x"], "--out /dev/null/x is under /dev/null, which is a file"),
         (["--folds", "3"], "--folds applies to --protocol speaker_kfold, not ravdess_paper "

@@ -518,13 +518,16 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         (["--storage", "sqlite:///x.db", "--workers", "2"], "allows one worker only"),
         (["--storage", "mysql://u:secret@h/db"], "mysql://u:***@h/db: unsupported"),
         (["--storage", "postgresql://u:secret@h/db"], "spell the driver"),
-        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--epochs", "0"], "--epochs: must be an integer in [1, 2147483647], got 0"),
         (["--data-dir", "/does/not/exist"], "--data-dir /does/not/exist does not exist"),
         (["--budget", "huge"], "invalid choice: 'huge'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--tags", "ok", "a/b"], "--tags 'a/b' must not contain /"),
         (["--workers", "two"], "--workers must be a number >= 1 or auto, got two"),
-        (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
+        (
+            ["--max-models-per-wave", "0"],
+            "--max-models-per-wave: must be an integer in [1, 2147483647], got 0",
+        ),
         (["--out", "/dev/null/runs"], "--out /dev/null/runs is under /dev/null, which"),
     ],
 )
@@ -709,7 +712,8 @@ def test_slurm_times_are_read_as_slurm_reads_them(text, minutes):
      ([], "--launcher slurm needs --workers N"),
      (["--workers", "2", "--slurm-time", "4h"], "--slurm-time '4h' is not a SLURM time"),
      (["--workers", "2", "--slurm-gpus-per-worker", "-1", "--storage",
-       "postgresql+psycopg://u:secret@h/db"], "--slurm-gpus-per-worker must be >= 0")],
+       "postgresql+psycopg://u:secret@h/db"],
+      "--slurm-gpus-per-worker: must be an integer in [0, 2147483647]")],
 )  # fmt: skip
 def test_slurm_flags_are_checked_before_anything_is_submitted(tmp_path, capsys, extra, message):
     from sweeps import run

@@ -469,17 +469,26 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_room(
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--hidden-size", "0"], "hidden_size must be a positive integer"),
-        (["--epochs", "0"], "epochs must be >= 1"),
-        (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["--hidden-size", "0"], "--hidden-size: must be an integer in [1, 2147483647], got 0"),
+        (["--epochs", "0"], "--epochs: must be an integer in [1, 2147483647], got 0"),
+        (["--dropout", "1.5"], "--dropout: must be a number in [0, 1), got 1.5"),
         (["--protocol", "emodb_loso"], "--protocol emodb_loso is for emodb, not ravdess"),
         (["--model", "resnet"], "invalid choice: 'resnet'"),
-        (["--devices", "0"], "--devices must be >= 1, got 0"),
-        (["--max-models-per-wave", "0"], "--max-models-per-wave must be >= 1, got 0"),
+        (["--devices", "0"], "--devices: must be an integer in [1, 2147483647], got 0"),
+        (
+            ["--max-models-per-wave", "0"],
+            "--max-models-per-wave: must be an integer in [1, 2147483647], got 0",
+        ),
         (["--tags", "a/b"], "--tags 'a/b' must not contain /"),
-        (["--learning-rate", "inf"], "learning rate must be a finite number, got inf"),
-        (["--weight-decay", "nan"], "weight decay must be a finite number, got nan"),
-        (["--noise-snr", "1e308"], "--noise-snr must be in [-140, 140] dB"),
+        (
+            ["--learning-rate", "inf"],
+            "--learning-rate: must be a finite number in (0, 3.40282e+38], got inf",
+        ),
+        (
+            ["--weight-decay", "nan"],
+            "--weight-decay: must be a finite number in [0, 3.40282e+38], got nan",
+        ),
+        (["--noise-snr", "1e308"], "--noise-snr: must be a number in [-140, 140], got 1e308"),
         (["--wandb-project", " "], "--wandb-project ' ' must not be empty"),
     ],
 )

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write model.int8.onnx: int8 weights, activations quantised "
                    "at run time (onnxruntime's dynamic quantisation)")  # fmt: skip
     configfile.add_flags(p)
-    return p
+    return flags.ranged(p)
 
 
 def val_uars(run: pathlib.Path, info: dict) -> dict:

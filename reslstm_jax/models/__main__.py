@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="a table, or one JSON object per line")  # fmt: skip
     flags.deprecated_switch(parser, "--json", "--format json", "format", "json")
-    return parser
+    return flags.ranged(parser)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
