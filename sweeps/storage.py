@@ -78,6 +78,17 @@ def check_url(url: str | None, workers: int) -> None:
 
 
 TORN_SUFFIX = ".torn"
+# Optuna's journal lock is a symlink beside the journal; a writer killed while holding it (a
+# crash mid-append) leaves it, and the next writer breaks it once the journal has not changed
+# for this long (Optuna's default). Every journal this module opens or repairs uses it.
+JOURNAL_LOCK_GRACE_SECONDS = 30
+
+
+def journal_lock(path: pathlib.Path):
+    """The lock every writer of the journal at `path` takes (Optuna's symlink lock)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    return JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
 
 
 def check_journal(path: pathlib.Path, *, repair: bool) -> str | None:
@@ -90,12 +101,29 @@ def check_journal(path: pathlib.Path, *, repair: bool) -> str | None:
     to its last complete record (a complete record that only lacks its newline gets it).
     Readers pass `repair=False` and change nothing.
 
+    The repair holds the writers' lock (`journal_lock`): another launcher's worker may be
+    appending at this moment, and its record, half-written, would look torn. Under the lock, a
+    torn line is a dead writer's; if it died holding the lock, the repair waits out the lock's
+    grace (`JOURNAL_LOCK_GRACE_SECONDS` without a change to the journal) and breaks it, as any
+    writer would.
+
     Raises:
       StorageError: a record before the last line is damaged (naming the file and line): the
         journal is never written to.
     """
     if not path.exists():
         return None
+    if not repair:
+        return _check_journal(path, repair=False)
+    lock = journal_lock(path)
+    lock.acquire()
+    try:
+        return _check_journal(path, repair=True)
+    finally:
+        lock.release()
+
+
+def _check_journal(path: pathlib.Path, *, repair: bool) -> str | None:
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1  # the complete lines: data[:end]
     for number, line in enumerate(data[:end].splitlines(), start=1):
@@ -144,7 +172,7 @@ def open_storage(url: str | None, workdir: pathlib.Path, study: str, *, create: 
             raise StorageError(f"no study {study!r}: no journal file {path} (check --study, and "
                                "--sweep-out: the --out of its sweep)")  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=journal_lock(path)))
     try:
         if url.startswith("sqlite:///"):
             if not create and not pathlib.Path(url[len("sqlite:///") :]).exists():

@@ -292,7 +292,7 @@ def test_a_manifest_is_a_cross_corpus_target(tone_corpus, tmp_path, trained_run,
 
 
 def test_a_class_no_fold_can_train_on_is_refused_before_extraction(tone_corpus, tmp_path,
-                                                                   feature_cache):  # fmt: skip
+                                                                   run_main):  # fmt: skip
     """One speaker carries a class: the fold that tests that speaker has no training
     utterance of it, and the run stops in one line before any feature is extracted."""
     from reslstm_jax import data
@@ -305,6 +305,16 @@ def test_a_class_no_fold_can_train_on_is_refused_before_extraction(tone_corpus, 
         data.prepare("manifest", manifest, cache_dir=tmp_path / "empty-cache", workers=1,
                      progress=False)  # fmt: skip
     assert not (tmp_path / "empty-cache").exists()  # refused before any extraction
+    # balanced class weights would divide by that fold's zero count: the CLI refuses the same
+    # way, in one line, before any work (a class absent from the whole corpus gets weight 1:
+    # test_training_options.py::test_class_weights)
+    from reslstm_jax.train.__main__ import main as train_main
+
+    done = run_main(train_main, ["--corpus", "manifest", "--data-dir", manifest,
+                                 "--class-weights", "balanced", "--cache-dir",
+                                 tmp_path / "empty-cache", "--out", tmp_path / "run"])  # fmt: skip
+    assert done.returncode == 2 and "no training utterance of class rare" in done.stderr
+    assert not (tmp_path / "empty-cache").exists() and not (tmp_path / "run").exists()
 
 
 def test_a_manifests_name_and_class_order_can_be_given(tone_corpus, tmp_path, run_main):

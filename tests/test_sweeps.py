@@ -268,6 +268,57 @@ def test_a_torn_last_line_is_moved_aside_and_the_study_goes_on(tmp_path):
     assert path.read_bytes() == last + b"\n" and len(load(tmp_path, "s").trials) == 3
 
 
+# A worker killed in the middle of Optuna's append (the kill injected there, not timed): it
+# holds the journal's lock, has written half its record, and dies.
+KILLED_MID_APPEND = """
+import json, os, pathlib, signal, sys
+from optuna.storages.journal import _file
+from sweeps import storage
+
+def append_half_then_die(self, logs):
+    if not any(log.get("values") for log in logs):  # the trial's result: cut there
+        return original(self, logs)
+    with _file.get_lock_file(self._lock):
+        text = "\\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\\n"
+        with open(self._file_path, "ab") as f:
+            f.write(text.encode()[: len(text) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+original = _file.JournalFileBackend.append_logs
+_file.JournalFileBackend.append_logs = append_half_then_die
+import optuna
+study = optuna.load_study(study_name="s",
+                          storage=storage.open_storage(None, pathlib.Path(sys.argv[1]), "s"))
+study.optimize(lambda trial: (0.5, 1000.0), n_trials=1)  # (UAR, parameters)
+"""
+
+
+def test_a_writer_killed_mid_append_leaves_a_study_the_next_launch_repairs(tmp_path, monkeypatch):
+    """The torn record is moved aside under the writers' lock, the dead writer's lock broken
+    after its grace (shortened here from Optuna's 30 s), and the study goes on: the killed
+    trial stays RUNNING (the reaper fails and requeues it), new records land on lines of
+    their own."""
+    path = journal_with_two_points(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_APPEND, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not path.read_bytes().endswith(b"\n")  # torn, with its lock left behind
+    assert os.path.islink(str(path) + ".lock")
+    monkeypatch.setattr(storage, "JOURNAL_LOCK_GRACE_SECONDS", 3)
+    started = time.monotonic()
+    warning = storage.check_journal(path, repair=True)
+    assert warning.startswith(f"warning: {path}: its last line was cut off by a crash")
+    assert 3 <= time.monotonic() - started < 30 and not os.path.islink(str(path) + ".lock")
+    study = load(tmp_path, "s")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING,
+                                               optuna.trial.TrialState.WAITING]  # fmt: skip
+    study.tell(0, state=optuna.trial.TrialState.FAIL)  # as the reaper does
+    study.enqueue_trial(spaces.load("hidden_sizes").grid[0])
+    assert (
+        len(load(tmp_path, "s").trials) == 3 and storage.check_journal(path, repair=False) is None
+    )
+
+
 def test_a_journal_damaged_mid_file_is_refused_and_never_written(corpus, tmp_path, feature_cache):
     workdir = tmp_path / "runs"
     path = journal_with_two_points(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
@@ -509,6 +560,27 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
     study_runs = [r for r in runs if r["run"]["job_type"] == "pareto"]
     assert study_runs and study_runs[-1]["exit_code"] == 0
     assert len(read_table(study_runs[-1]["dir"], study_runs[-1]["summary"]["trials"])[1]) == 4
+
+
+def test_two_launchers_started_at_once_on_one_study_share_it(corpus, tmp_path, feature_cache):
+    """Several launchers on one study is a documented use (one per GPU, one per machine):
+    started in the same moment on a fresh workdir, both create-or-load the study, repair
+    nothing, and train disjoint grid points."""
+    workdir = tmp_path / "runs"
+    args = [sys.executable, "-m", "sweeps.run",
+            *sweep_args(corpus, workdir, feature_cache, "--trials", "2", "--workers", "1",
+                        "--no-latency", "--epochs", "1")]  # fmt: skip
+    launchers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=ENV) for _ in range(2)]  # fmt: skip
+    ended = [launcher.communicate(timeout=600) for launcher in launchers]
+    for launcher, (_out, err) in zip(launchers, ended, strict=True):
+        assert launcher.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert "cut off by a crash" not in err  # no live record taken for a torn one
+    done = load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    points = [json.dumps(t.params, sort_keys=True) for t in done]
+    assert len(done) >= 2 and len(set(points)) == len(points)  # no point trained twice
+    journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+    assert storage.check_journal(journal, repair=False) is None
 
 
 @pytest.mark.parametrize(
