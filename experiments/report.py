@@ -47,9 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
                    help="format of --plots: png, or pdf / svg (vector, for papers)")  # fmt: skip
     p.add_argument("--pareto-x", choices=PARETO_X, default="params",
-                   help="x axis of the Pareto plot and its front: params, onnx_kib "
-                   "(the ONNX file) or ort_ms_per_s (onnxruntime latency); the ONNX figures "
-                   "exist for runs trained with the export extra installed")  # fmt: skip
+                   help="x axis of the Pareto plot and its front: params, model_ms_per_s "
+                   "(the model's own latency), model_rel (relative to the reference model), "
+                   "onnx_kib (the ONNX file), ort_ms_per_s or ort_model_ms_per_s "
+                   "(onnxruntime); the ONNX figures exist for runs trained with the export "
+                   "extra installed")  # fmt: skip
     flags.deprecated(p, "--x", "--pareto-x", choices=PARETO_X)
     p.add_argument("--ci-resamples", type=int, default=2000,
                    help="bootstrap resamples of the pooled UAR's interval")  # fmt: skip

@@ -3,10 +3,9 @@
 * trainable parameters (exact, from shapes);
 * model size of the trainable parameters in KiB at fp32 and fp16 (4 and 2 bytes each;
   BatchNorm running statistics are not counted, as the papers count);
-* CPU latency per second of audio, batch 1, after warm-up: the median over `repeats` runs of
-  feature extraction + the jitted eval forward pass on a `seconds`-long test signal (a
-  deterministic chirp plus noise at `sample_rate`), divided by `seconds`. It is measured on
-  the machine that calls it, with whatever threads JAX has; the result names the backend.
+* latencies: measured apart from training by `reslstm_jax.latency` (the model's own time, the
+  feature front-end's, each with its spread; relative to a reference model); this module
+  holds what they share (the test signal, a batch of one) and the one-line summary.
 """
 
 from __future__ import annotations
@@ -24,6 +23,14 @@ from reslstm_jax.params import param_count
 # `export` extra is installed): graph file sizes fp32 / int8 (KiB) and onnxruntime's
 # features + fp32 model time per second of audio (batch 1, one thread).
 ONNX_KEYS = ("onnx_kib", "onnx_int8_kib", "ort_ms_per_s")
+# The latency figures tables, sweeps and W&B carry (`reslstm_jax.latency.edge_fields`): the
+# model's own time first (median and quartiles, relative to the reference model), the
+# feature front-end's (the same for every model of a feature set), their sum, onnxruntime's
+# model times, and where they were measured.
+LATENCY_KEYS = ("model_ms_per_s", "model_ms_q1", "model_ms_q3", "model_rel",
+                "features_ms_per_s", "features_ms_q1", "features_ms_q3", "latency_features",
+                "latency_ms_per_s", "ort_model_ms_per_s", "ort_int8_model_ms_per_s",
+                "latency_cpu", "latency_threads", "latency_reference")  # fmt: skip
 
 
 def size_kib(n_params: int) -> dict:
@@ -96,42 +103,10 @@ def fresh_variables(model) -> dict:
     return jax.jit(model.init)(jax.random.key(0))
 
 
-def latency(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
-            repeats: int = 5, variables: dict | None = None) -> dict:  # fmt: skip
-    """Median features + model time per second of audio (ms), batch 1, after one warm-up
-    (`variables`: default `fresh_variables`)."""
-    import jax
-
-    variables = fresh_variables(model) if variables is None else variables
-    forward = jax.jit(lambda v, x, n: model.apply(v, x, n)[0])
-    ms = time_per_second(
-        {"model": lambda x, n: forward(variables, x, n).block_until_ready()}, extractor,
-        seconds=seconds, sample_rate=sample_rate, repeats=repeats,
-    )  # fmt: skip
-    return {
-        "latency_ms_per_s": ms["features"] + ms["model"],
-        "features_ms_per_s": ms["features"],
-        "model_ms_per_s": ms["model"],
-        "latency_backend": jax.default_backend(),
-        "latency_signal": f"{seconds:g} s at {sample_rate} Hz, batch 1, median of {repeats}",
-    }
-
-
-def metrics(model, extractor=None, *, onnx: bool = True, **latency_kwargs) -> dict:
-    """Parameters, sizes and (with an extractor) latency of `model`; with `onnx` also the
-    figures of its ONNX export where the `export` extra is installed and the family exports
-    (`reslstm_jax.export.measure.architecture_metrics`: `ONNX_KEYS` and more)."""
+def metrics(model) -> dict:
+    """Parameters and sizes of `model` (the latencies: `reslstm_jax.latency`)."""
     n = param_count(model)
-    out = {"trainable_params": n, **size_kib(n)}
-    if extractor is not None:
-        variables = fresh_variables(model)  # one initialisation for both runtimes
-        out.update(latency(model, extractor, variables=variables, **latency_kwargs))
-        if onnx:
-            from reslstm_jax.export import measure
-
-            out.update(measure.architecture_metrics(model, extractor, variables=variables,
-                                                    **latency_kwargs))  # fmt: skip
-    return out
+    return {"trainable_params": n, **size_kib(n)}
 
 
 def summary(edge: dict) -> str:
@@ -139,17 +114,17 @@ def summary(edge: dict) -> str:
     text = (f"{edge['trainable_params']:,} parameters, {edge['fp32_kib']:.1f} KiB fp32 / "
             f"{edge['fp16_kib']:.1f} KiB fp16")  # fmt: skip
     if "latency_ms_per_s" in edge:
-        text += (f", {edge['latency_ms_per_s']:.2f} ms per second of audio on "
-                 f"{edge['latency_backend']} (features {edge['features_ms_per_s']:.2f} + model "
-                 f"{edge['model_ms_per_s']:.2f}; {edge['latency_signal']})")  # fmt: skip
+        text += (f", model {edge['model_ms_per_s']:.3f} ms per second of audio (IQR "
+                 f"{edge['model_ms_q1']:.3f}-{edge['model_ms_q3']:.3f}; "
+                 f"{edge['model_rel']:.2f} x {edge['latency_reference']}), features "
+                 f"{edge['features_ms_per_s']:.2f} ms/s, on {edge['latency_cpu']} "
+                 f"({edge['latency_signal']})")  # fmt: skip
     if "onnx_kib" in edge:
         text += f"; ONNX {edge['onnx_kib']:.1f} KiB fp32"
         if edge.get("onnx_int8_kib") is not None:
             text += f" / {edge['onnx_int8_kib']:.1f} KiB int8"
         if edge.get("ort_ms_per_s") is not None:
             int8 = edge.get("ort_int8_model_ms_per_s")
-            text += (f", onnxruntime {edge['ort_ms_per_s']:.2f} ms per second of audio "
-                     f"(features {edge['ort_features_ms_per_s']:.2f} + model "
-                     f"{edge['ort_model_ms_per_s']:.2f}"
-                     + ("" if int8 is None else f"; int8 model {int8:.2f}") + ")")  # fmt: skip
+            text += (f", onnxruntime model {edge['ort_model_ms_per_s']:.3f} ms/s"
+                     + ("" if int8 is None else f", int8 {int8:.3f} ms/s"))  # fmt: skip
     return text

@@ -37,9 +37,14 @@ def slug(text: str) -> str:
 # The x axes a Pareto plot can have (`--x`): the row key, its label, and whether log scale.
 PARETO_X = {
     "params": ("trainable parameters (log scale)", True),
+    "model_ms_per_s": ("model latency, ms per second of audio (JAX, batch 1, one thread; "
+                       "median)", False),
+    "model_rel": ("model latency relative to the reference model (same machine)", False),
     "onnx_kib": ("ONNX model file, fp32 (KiB, log scale)", True),
     "ort_ms_per_s": ("onnxruntime ms per second of audio (features + model, batch 1, one "
                      "thread)", False),
+    "ort_model_ms_per_s": ("onnxruntime model latency, ms per second of audio (fp32, batch "
+                           "1, one thread)", False),
 }  # fmt: skip
 
 

@@ -31,7 +31,7 @@ import pathlib
 import numpy as np
 
 from reslstm_jax import stats
-from reslstm_jax.edge import ONNX_KEYS, size_kib
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS, size_kib
 from reslstm_jax.report_formats import (  # noqa: F401  (the report's API: tables and their text)
     format_comparison,
     format_csv,
@@ -209,8 +209,7 @@ def row(config: Config, *, ci_resamples: int = 2000) -> dict:
         "model": results["model"]["name"],
         "params": n_params,
         **size_kib(n_params),
-        "latency_ms_per_s": edge.get("latency_ms_per_s"),
-        **{key: edge.get(key) for key in ONNX_KEYS},
+        **{key: edge.get(key) for key in (*LATENCY_KEYS, *ONNX_KEYS)},
         "folds": {name: f["uar"]["mean"] for name, f in agg["per_fold"].items()},
         "pooled_uar_mean": agg["pooled_oof_uar"]["mean"],
         "pooled_uar_std": agg["pooled_oof_uar"]["std_population"],
@@ -285,9 +284,30 @@ def caption(results: dict, rows: list[dict]) -> str:
         "spread), and max. CI: 95% percentile "
         "bootstrap over test utterances. WA, macro-F1: pooled, mean over seeds."
     )
+    text += latency_note(rows)
     if leaky:
         text += f" {LEAKY_NOTE}: " + "; ".join(leaky) + "."
     return text
+
+
+def latency_note(rows: list[dict]) -> str:
+    """What the latency column is and where it was measured: the model's own time, the
+    feature front-end's once per feature set, and each machine named (figures from two
+    machines compare through the relative column only)."""
+    timed = [r for r in rows if r.get("model_ms_per_s") is not None]
+    if not timed:
+        return ""
+    features = {r.get("latency_features"): r for r in timed}
+    machines = sorted({f"{r.get('latency_cpu')} ({r.get('latency_threads')} thread)"
+                       for r in timed})  # fmt: skip
+    return (" Model ms / s: the model's own latency per second of audio (JAX, batch 1, "
+            "median of many calls, measured apart from training), x ref: relative to "
+            f"{timed[0].get('latency_reference', 'the reference model')} on the same machine; "
+            "features per second of audio, once per feature set: "
+            + "; ".join(f"{name} {r['features_ms_per_s']:.2f} ms (IQR "
+                        f"{r['features_ms_q1']:.2f}-{r['features_ms_q3']:.2f})"
+                        for name, r in features.items())
+            + f"; measured on {', '.join(machines)}.")  # fmt: skip
 
 
 def title(results: dict) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reslstm_jax.edge import ONNX_KEYS
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
 
 if TYPE_CHECKING:
     from reslstm_jax.report import Table
@@ -41,12 +41,14 @@ def _has_onnx(t: Table) -> bool:
 
 def _cells(r: dict, folds: list[str], pm: str, onnx: bool = False) -> list[str]:
     onnx_cells = [_num(r.get("onnx_kib"), 1), _num(r.get("onnx_int8_kib"), 1),
-                  _num(r.get("ort_ms_per_s"), 2)] if onnx else []  # fmt: skip
+                  _num(r.get("ort_model_ms_per_s"), 3),
+                  _num(r.get("ort_int8_model_ms_per_s"), 3)] if onnx else []  # fmt: skip
     return [
         f"{r['params']:,}",
         f"{r['fp32_kib']:.1f}",
         f"{r['fp16_kib']:.1f}",
-        _num(r["latency_ms_per_s"], 2),
+        _num(r.get("model_ms_per_s"), 3),
+        _num(r.get("model_rel"), 2),
         *onnx_cells,
         *(_num(r["folds"][f]) for f in folds),
         spread(r["pooled_uar_mean"], r["pooled_uar_std"], r["seeds"], pm),
@@ -58,14 +60,15 @@ def _cells(r: dict, folds: list[str], pm: str, onnx: bool = False) -> list[str]:
 
 
 def _header(folds: list[str], onnx: bool = False) -> list[str]:
-    onnx_header = ["ONNX KiB", "int8 KiB", "ort ms / s"] if onnx else []
-    return ["configuration", "params", "fp32 KiB", "fp16 KiB", "ms / s audio", *onnx_header,
+    onnx_header = ["ONNX KiB", "int8 KiB", "ort ms / s", "int8 ms / s"] if onnx else []
+    return ["configuration", "params", "fp32 KiB", "fp16 KiB", "model ms / s", "x ref",
+            *onnx_header,
             *folds, "pooled UAR", "max", "95% CI", "WA", "macro-F1"]  # fmt: skip
 
 
 ONNX_NOTE = ("ONNX KiB / int8 KiB: the exported graph's file, fp32 and int8 (dynamic "
-             "quantisation); ort ms / s: onnxruntime, features + fp32 model per second of audio "
-             "(batch 1, one thread).")  # fmt: skip
+             "quantisation); ort / int8 ms / s: onnxruntime's model time per second of audio, "
+             "fp32 and int8 (batch 1, one thread).")  # fmt: skip
 
 
 def format_markdown(tables: list[Table]) -> str:
@@ -164,14 +167,14 @@ def format_csv(tables: list[Table]) -> str:
     writer = csv.writer(buffer)
     folds = sorted({f for t in tables for f in t.folds}, key=lambda f: (len(f), f))
     writer.writerow(["table", "configuration", "params", "fp32_kib", "fp16_kib",
-                     "latency_ms_per_s", *ONNX_KEYS, *folds, "pooled_uar_mean",
+                     *LATENCY_KEYS, *ONNX_KEYS, *folds, "pooled_uar_mean",
                      "pooled_uar_std_population", "pooled_uar_max", "ci95_low", "ci95_high",
                      "wa", "macro_f1", "selection", "pareto", "caption"])  # fmt: skip
     for i, t in enumerate(tables):
         for r in t.rows:
             writer.writerow([i, shown_label(r), r["params"], f"{r['fp32_kib']:.2f}",
-                             f"{r['fp16_kib']:.2f}", r["latency_ms_per_s"] or "",
-                             *(_blank(r.get(key)) for key in ONNX_KEYS),
+                             f"{r['fp16_kib']:.2f}",
+                             *(_blank(r.get(key)) for key in (*LATENCY_KEYS, *ONNX_KEYS)),
                              *(r["folds"].get(f, "") for f in folds), r["pooled_uar_mean"],
                              r["pooled_uar_std"], r["pooled_uar_max"], r["ci95"][0],
                              r["ci95"][1], r["wa"], r["macro_f1"], r["selection"],

@@ -26,7 +26,7 @@ import time
 import optuna
 
 from reslstm_jax import artifacts, data, families, interrupts, train
-from reslstm_jax.edge import ONNX_KEYS
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
 from reslstm_jax.params import param_count
 from sweeps import spaces as spaces_mod
 from sweeps import storage as storage_mod
@@ -162,7 +162,7 @@ def objective_values(results: dict, config: SweepConfig, space, params: int) -> 
                **train.headline(results), "n_params": params,
                "protocol_hash": results["card"]["utterance_ids_sha256"]}  # fmt: skip
     edge = results.get("edge") or {}
-    for key in ("fp32_kib", "fp16_kib", "latency_ms_per_s", *ONNX_KEYS):
+    for key in ("fp32_kib", "fp16_kib", *LATENCY_KEYS, *ONNX_KEYS):
         if key in edge:
             summary[key] = edge[key]
     values = [summary[summary["objective"]]] + ([params] if space.multi_objective else [])
@@ -318,8 +318,8 @@ def data_fields(card: dict) -> dict:
 # Optuna user attributes copied from the trial summary (what a researcher reads in the
 # dashboard next to the parameters); the rest of the summary is in the trial's results file.
 SUMMARY_ATTRS = ("val_uar", "test_uar", "test_wa", "test_macro_f1", "test_uar_per_fold",
-                 "objective", "leaky", "protocol_hash", "fp16_kib", "latency_ms_per_s",
-                 "collapsed_models", *ONNX_KEYS)  # fmt: skip
+                 "objective", "leaky", "protocol_hash", "fp16_kib", "collapsed_models",
+                 *LATENCY_KEYS, *ONNX_KEYS)  # fmt: skip
 
 
 def trial_record(config: SweepConfig, space, dataset, settings, full: dict, n: int) -> dict:

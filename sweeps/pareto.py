@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import pathlib
 
-from reslstm_jax.edge import ONNX_KEYS
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
 
 COLUMNS = ("trial", "model", "hidden_size", "res_blocks", "num_att", "n_params", "fp16_kib",
-           "latency_ms_per_s", *ONNX_KEYS, "val_uar", "test_uar")  # fmt: skip
+           *LATENCY_KEYS, *ONNX_KEYS, "val_uar", "test_uar")  # fmt: skip
 
 
 def _cell(value, digits: int, width: int) -> str:
@@ -25,29 +25,56 @@ def table(rows: list[dict], front: list[int], objective: str) -> str:
     leaky = "  [objective = TEST UAR: leaky, as the reference tuned]" if objective == "test" else ""
     onnx = any(r.get("onnx_kib") is not None for r in rows)
     lines = [
-        f"{'':2}{'model':<14}{'hidden':>7}{'params':>10}{'fp16 KiB':>9}{'ms/s':>7}"
-        + (f"{'ONNX KiB':>9}{'int8 KiB':>9}{'ort ms/s':>9}" if onnx else "")
+        f"{'':2}{'model':<14}{'hidden':>7}{'params':>10}{'fp16 KiB':>9}{'model ms/s':>11}"
+        f"{'IQR':>14}{'x ref':>6}"
+        + (f"{'ONNX KiB':>9}{'int8 KiB':>9}{'ort ms/s':>9}{'int8 ms/s':>10}" if onnx else "")
         + f"{'val UAR':>9}{'test UAR':>10}  trial",
     ]
     for row in sorted(rows, key=lambda r: (r["n_params"], r["trial"])):
         star = "* " if row["trial"] in front else "  "
         lines.append(
             f"{star}{row['model']:<14}{row.get('hidden_size') or '-':>7}{row['n_params']:>10,}"
-            f"{_cell(row.get('fp16_kib'), 1, 9)}{_cell(row.get('latency_ms_per_s'), 2, 7)}"
+            f"{_cell(row.get('fp16_kib'), 1, 9)}{_cell(row.get('model_ms_per_s'), 3, 11)}"
+            f"{_iqr(row):>14}{_cell(row.get('model_rel'), 2, 6)}"
             + (f"{_cell(row.get('onnx_kib'), 1, 9)}{_cell(row.get('onnx_int8_kib'), 1, 9)}"
-               f"{_cell(row.get('ort_ms_per_s'), 2, 9)}" if onnx else "")
+               f"{_cell(row.get('ort_model_ms_per_s'), 3, 9)}"
+               f"{_cell(row.get('ort_int8_model_ms_per_s'), 3, 10)}" if onnx else "")
             + f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
         )  # fmt: skip
     lines.append(
         "* = Pareto front (max UAR by the objective, min parameters). val UAR: mean best-epoch "
         "validation UAR over folds x seeds; test UAR: pooled out-of-fold, mean over seeds; "
-        "fp16 KiB: trainable parameters at 2 bytes; ms/s: CPU latency per second of audio "
-        "(features + model, batch 1)."
-        + (" ONNX / int8 KiB: the exported graph's file, fp32 and int8; ort ms/s: "
-           "onnxruntime, features + fp32 model, one thread." if onnx else "")
+        "fp16 KiB: trainable parameters at 2 bytes; model ms/s: the model's own CPU latency "
+        "per second of audio (JAX, batch 1, median of many calls, IQR its interquartile "
+        "range; x ref: relative to the reference model timed alongside, which compares "
+        "machines); features are timed once per feature set, below."
+        + (" ONNX / int8 KiB: the exported graph's file, fp32 and int8; ort / int8 ms/s: "
+           "onnxruntime's model time, fp32 and int8." if onnx else "")
         + leaky
     )  # fmt: skip
+    lines += features_lines(rows)
     return "\n".join(lines)
+
+
+def _iqr(row: dict) -> str:
+    q1, q3 = row.get("model_ms_q1"), row.get("model_ms_q3")
+    return "-" if q1 is None or q3 is None else f"{q1:.3f}-{q3:.3f}"
+
+
+def features_lines(rows: list[dict]) -> list[str]:
+    """The feature front-end's latency, once per feature set (every model reading those
+    features pays it alike), and the machine the figures belong to."""
+    seen: dict = {}
+    for row in rows:
+        if row.get("features_ms_per_s") is not None:
+            seen.setdefault(row.get("latency_features"), row)
+    lines = [f"features {name}: {r['features_ms_per_s']:.2f} ms per second of audio (IQR "
+             f"{r['features_ms_q1']:.2f}-{r['features_ms_q3']:.2f}); model + features = "
+             f"latency_ms_per_s in pareto.csv" for name, r in seen.items()]  # fmt: skip
+    machines = {(r.get("latency_cpu"), r.get("latency_threads")) for r in seen.values()}
+    lines += [f"latencies measured on {cpu}, {threads} thread, apart from training"
+              for cpu, threads in machines]  # fmt: skip
+    return lines
 
 
 def write_csv(path: pathlib.Path, rows: list[dict], front: list[int]) -> None:
@@ -67,8 +94,9 @@ def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, obj
     from reslstm_jax import plots
     from reslstm_jax.report import front_mask
 
+    shown = (*LATENCY_KEYS, *ONNX_KEYS)
     points = [{"model": r["model"], "params": r["n_params"], "uar": r["uar"], "label": label(r),
-               **{key: r.get(key) for key in ONNX_KEYS}} for r in rows]  # fmt: skip
+               **{key: r.get(key) for key in shown}} for r in rows]  # fmt: skip
     on_front = [r["trial"] in front for r in rows]
     if x != "params":
         having = [i for i, p in enumerate(points) if p.get(x) is not None]

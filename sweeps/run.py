@@ -83,8 +83,10 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the latency measurements and the ONNX figures (edge "
                    "metrics)")  # fmt: skip
     o.add_argument("--pareto-x", choices=PARETO_X, default="params",
-                   help="x axis of pareto.png: params, onnx_kib or ort_ms_per_s "
-                   "(the ONNX figures need the export extra)")  # fmt: skip
+                   help="x axis of pareto.png: params, model_ms_per_s (the model's own "
+                   "latency), model_rel (relative to the reference model: compares machines), "
+                   "or the ONNX figures onnx_kib, ort_ms_per_s, ort_model_ms_per_s (the export "
+                   "extra)")  # fmt: skip
     t = p.add_argument_group("tracking (Weights & Biases)")
     t.add_argument(
         "--wandb",
@@ -328,8 +330,12 @@ def submit_jobs(config, args) -> None:
 def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
     """Spawn one worker process per environment. Each gets its configuration on its standard
     input, never on its command line: the storage URL may hold a password, and any local user
-    can read a process's arguments (`ps`, /proc/<pid>/cmdline)."""
-    payload = json.dumps(dataclasses.asdict(config))
+    can read a process's arguments (`ps`, /proc/<pid>/cmdline).
+
+    Workers sharing this machine do not time their models: one would time while another
+    trains on the other cores. The launcher times every trial's model once they have all
+    finished (`measure_deferred`)."""
+    payload = json.dumps({**dataclasses.asdict(config), "latency": False})
     processes = []
     for rank, env in enumerate(environments):
         proc = subprocess.Popen(
@@ -341,6 +347,42 @@ def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
         proc.stdin.close()
         processes.append(proc)
     return processes
+
+
+def measure_deferred(config, study) -> None:
+    """Time the models of the study's completed trials that have no latency yet, all in one
+    measuring process (`reslstm_jax.latency`) while no worker runs: each distinct
+    architecture once. The figures go to the study's attributes (`sweeps.study.DEFERRED`:
+    a finished trial's own attributes cannot change) and into each trial's results file."""
+    import optuna
+
+    from reslstm_jax import artifacts, latency, train
+    from sweeps import storage
+    from sweeps import study as study_view
+
+    pending = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        key = study_view.DEFERRED.format(number=t.number)
+        if "model_ms_per_s" in t.user_attrs or key in study.user_attrs:
+            continue
+        path = storage.results_path(config.study_dir, t.user_attrs.get("results", ""))
+        if not path.is_file():
+            continue
+        results = artifacts.read_json(path)
+        arch = train.architecture(results, results["card"])
+        if arch is not None:
+            pending.append((key, path, results, arch))
+    if not pending:
+        return
+    distinct = {arch.key(): arch for *_, arch in pending}  # each architecture once
+    print(f"timing {len(distinct)} model(s) of {len(pending)} trial(s), no worker running "
+          "(reslstm_jax.latency)")  # fmt: skip
+    figures = latency.measure(list(distinct.values()))
+    for key, path, results, arch in pending:
+        fields = latency.edge_fields(figures, list(distinct).index(arch.key()))
+        study.set_user_attr(key, fields)
+        results["edge"] = {**(results.get("edge") or {}), **fields}
+        artifacts.write_json(path, results)
 
 
 def budget_values(args, config) -> dict:
@@ -488,6 +530,9 @@ def main(argv=None) -> int:
                 codes = wait_for(start_workers(config, environments), study, record)
                 if any(codes):
                     print(f"error: worker exit codes {codes}", file=sys.stderr)
+                if config.latency:
+                    measure_deferred(config, optuna.load_study(study_name=config.study,
+                                                               storage=store))  # fmt: skip
             study = optuna.load_study(study_name=config.study, storage=store)
             record.update(study)
         finally:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from reslstm_jax.edge import ONNX_KEYS
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
 
 if TYPE_CHECKING:
     from sweeps.engine import SweepConfig
@@ -31,11 +31,18 @@ def counts(study: optuna.Study) -> dict[str, int]:
     }
 
 
+DEFERRED = "latency_{number}"  # a study attribute: latencies measured after the trial ended
+
+
 def trial_rows(study: optuna.Study, space) -> list[dict]:
-    """One row per completed trial for the Pareto table and W&B."""
+    """One row per completed trial for the Pareto table and W&B. Latencies come from the
+    trial's attributes, or from the study's (`DEFERRED`) where the launcher measured them
+    once the workers had finished (`sweeps.run.measure_deferred`)."""
     rows = []
+    deferred = study.user_attrs
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         full = t.user_attrs.get("params_full", {})
+        later = deferred.get(DEFERRED.format(number=t.number)) or {}
         rows.append({
             "trial": t.number, "model": full.get("model"), "hidden_size": full.get("hidden_size"),
             "res_blocks": full.get("res_blocks"), "num_att": full.get("num_att"),
@@ -45,8 +52,7 @@ def trial_rows(study: optuna.Study, space) -> list[dict]:
             "test_wa": t.user_attrs.get("test_wa"),
             "test_macro_f1": t.user_attrs.get("test_macro_f1"), "uar": t.values[0],
             "fp16_kib": t.user_attrs.get("fp16_kib"),
-            "latency_ms_per_s": t.user_attrs.get("latency_ms_per_s"),
-            **{key: t.user_attrs.get(key) for key in ONNX_KEYS},
+            **{key: t.user_attrs.get(key, later.get(key)) for key in (*LATENCY_KEYS, *ONNX_KEYS)},
         })  # fmt: skip
     return rows
 

@@ -379,35 +379,6 @@ def test_ds_lstm_graph_on_real_features_runs_in_int8_and_predicts_as_jax(tone_co
     assert_rounding_close(probs[0], jax.nn.softmax(logits), ulps=ONNX_ULPS)
 
 
-@pytest.mark.parametrize(
-    "name,fields,features",
-    [("reslstm_sa", {"hidden_size": 8, "input_size": 6}, np.zeros((50, 6), np.float32)),
-     ("light_sernet", {"num_classes": 4}, np.zeros((50, 40), np.float32)),
-     ("ds_lstm", _SMALL_DS, {"a": np.zeros((40, 16), np.float32),
-                             "b": np.zeros((24, 24), np.float32),
-                             "mfcc": np.zeros((30, 5), np.float32)})],
-)  # fmt: skip
-def test_architecture_metrics_give_the_onnx_figures(name, fields, features):
-    from reslstm_jax.export import measure
-
-    model = rj.models.get(name, **fields)
-    out = measure.architecture_metrics(model, lambda path: features, seconds=0.5, repeats=1)
-    assert out["onnx_kib"] > 0 and "one thread" in out["ort_signal"]
-    # the same float64 sum that measure.architecture_metrics computes: exact
-    assert out["ort_ms_per_s"] == out["ort_features_ms_per_s"] + out["ort_model_ms_per_s"]
-    if name == "light_sernet":  # convolutions only: no int8 graph
-        assert out["onnx_int8_kib"] is None and out["ort_int8_model_ms_per_s"] is None
-    else:  # (smaller only where the weights outweigh the added scale and cast nodes)
-        assert out["onnx_int8_kib"] > 0 and out["ort_int8_model_ms_per_s"] > 0
-
-
-def test_architecture_metrics_are_empty_where_the_model_does_not_export():
-    from reslstm_jax.export import measure
-
-    model = rj.models.get("reslstm_sa", hidden_size=8, input_size=6, paper_compat=True)
-    assert measure.architecture_metrics(model, lambda path: np.zeros((5, 6))) == {}
-
-
 def _cut(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 

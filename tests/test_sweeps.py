@@ -545,14 +545,26 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
-    sweep(corpus, workdir, "--trials", "4", "--workers", "2", "--no-latency",
-          cache=feature_cache)  # fmt: skip
+    # the rerun measures latencies: not by the workers (one would time while the other
+    # trains), by the launcher once both have finished, each architecture once
+    proc = sweep(corpus, workdir, "--trials", "4", "--workers", "2", cache=feature_cache)
+    assert "timing 4 model(s) of 4 trial(s), no worker running" in proc.stdout
     study = load(workdir)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 4
     points = [json.dumps(t.params, sort_keys=True) for t in done]
     assert len(set(points)) == 4  # no point trained twice
     assert {t.user_attrs["worker"] for t in done} == {0, 1}  # both workers trained
+    assert not any("model_ms_per_s" in t.user_attrs for t in done)  # workers timed nothing
+    with open(workdir / "hidden_sizes-ravdess-ravdess_paper-quick" / "pareto.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(float(r["model_ms_per_s"]) > 0 for r in rows)
+    assert {r["latency_features"] for r in rows} == {"mfcc_chroma at 48000 Hz"}
+    results = json.loads((workdir / "hidden_sizes-ravdess-ravdess_paper-quick" /
+                          done[0].user_attrs["results"]).read_text())  # fmt: skip
+    assert results["edge"]["model_ms_per_s"] == float(
+        next(r for r in rows if r["trial"] == str(done[0].number))["model_ms_per_s"])  # fmt: skip
+    assert "features mfcc_chroma at 48000 Hz:" in proc.stdout
     # one study run per launch (the launcher's), not one per worker; the last holds every trial
     from wandb_reader import read_run, read_table
 

@@ -182,18 +182,19 @@ def test_results_hold_the_edge_metrics(trained):
     n = results["model"]["trainable_params"]
     assert edge["trainable_params"] == n
     assert edge["fp32_kib"] == n * 4 / 1024 and edge["fp16_kib"] == n * 2 / 1024
-    # the same float64 sums as `edge.latency` and the ONNX measurement write: equal (approx's
-    # default rel 1e-6 only)
-    assert edge["latency_ms_per_s"] == pytest.approx(
-        edge["features_ms_per_s"] + edge["model_ms_per_s"]
-    )
-    assert 0 < edge["latency_ms_per_s"] < 1000 and "48000 Hz" in edge["latency_signal"]
-    assert "ms per second of audio" in proc.stdout
-    # the ONNX export's figures (the test environment has the export extra), on the same signal
+    # measured apart from training (reslstm_jax.latency): the model's own time with its
+    # quartiles, relative to the reference model; the features once; the total derived
+    assert edge["model_ms_q1"] <= edge["model_ms_per_s"] <= edge["model_ms_q3"]
+    assert edge["model_rel"] == edge["model_ms_per_s"] / edge["reference_model_ms_per_s"]
+    assert edge["latency_ms_per_s"] == edge["features_ms_per_s"] + edge["model_ms_per_s"]
+    assert 0 < edge["latency_ms_per_s"] < 1000 and edge["latency_threads"] == 1
+    assert edge["latency_features"] == "mfcc_chroma at 48000 Hz" and edge["latency_cpu"]
+    assert edge["latency_reference"] == "reslstm_sa h64"
+    assert f"model {edge['model_ms_per_s']:.3f} ms per second of audio" in proc.stdout
+    # the ONNX export's figures (the test environment has the export extra)
     assert edge["onnx_kib"] > 0 and edge["onnx_int8_kib"] > 0
-    assert edge["ort_ms_per_s"] == pytest.approx(
-        edge["ort_features_ms_per_s"] + edge["ort_model_ms_per_s"])  # fmt: skip
-    assert "48000 Hz" in edge["ort_signal"] and "one thread" in edge["ort_signal"]
+    assert edge["ort_ms_per_s"] == edge["features_ms_per_s"] + edge["ort_model_ms_per_s"]
+    assert edge["ort_int8_model_ms_per_s"] > 0 and edge["ort_model_rel"] > 0
     assert f"ONNX {edge['onnx_kib']:.1f} KiB fp32" in proc.stdout
 
 

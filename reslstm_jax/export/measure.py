@@ -1,11 +1,11 @@
-"""What an export costs on a device: int8 quantisation, onnxruntime latency, and the ONNX
-figures of an architecture for the edge metrics of every run, sweep trial and report.
+"""What an export costs on a device: int8 quantisation, onnxruntime sessions and latency
+(an export's own record; the edge metrics of runs, sweep trials and reports are measured by
+`reslstm_jax.latency`, which writes its graphs with `write_graphs`).
 
 ```python
 from reslstm_jax.export import measure
 measure.quantize_int8(path, int8_path)                     # onnxruntime dynamic quantisation
 measure.ort_latency({"fp32": path}, extractor, sample_rate=16000)   # ms per second of audio
-measure.architecture_metrics(model, extractor)     # {"onnx_kib", "ort_ms_per_s", ...}
 ```
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import pathlib
-import tempfile
 
 import numpy as np
 
@@ -115,44 +114,3 @@ def write_graphs(model, variables: dict, folder: pathlib.Path) -> dict[str, path
         written["int8"] = folder / "model.int8.onnx"
         quantize_int8(written["fp32"], written["int8"])
     return written
-
-
-def architecture_metrics(model, extractor, *, seconds: float = 3.0, sample_rate: int = 16000,
-                         repeats: int = 5, variables: dict | None = None) -> dict:  # fmt: skip
-    """The ONNX figures of `model`'s architecture, from a graph of fresh weights (file sizes
-    and speed depend on the shapes, not on the values: one measurement serves every member of
-    a configuration, as the JAX latency does):
-
-      onnx_kib, onnx_int8_kib: `model.onnx` and `model.int8.onnx` file sizes (KiB);
-      ort_ms_per_s: features + fp32 model, ms per second of audio (as `latency_ms_per_s`);
-      ort_features_ms_per_s, ort_model_ms_per_s, ort_int8_model_ms_per_s, ort_signal
-      (the int8 figures None for a family `int8_refusal` names).
-
-    Empty where the `export` extra is not installed or the configuration does not export
-    (`graphs.Unsupported`, e.g. paper_compat); then nothing is imported."""
-    if not available():
-        return {}
-    from reslstm_jax import edge
-    from reslstm_jax.export import graphs
-
-    if model.name not in graphs.BUILDERS:
-        return {}
-    with tempfile.TemporaryDirectory(prefix="reslstm-onnx-") as tmp:
-        try:
-            if variables is None:
-                variables = edge.fresh_variables(model)
-            graphs_ = write_graphs(model, variables, pathlib.Path(tmp))
-        except graphs.Unsupported:
-            return {}
-        sizes = {key: path.stat().st_size / 1024 for key, path in graphs_.items()}
-        speed = ort_latency(graphs_, extractor, sample_rate=sample_rate, seconds=seconds,
-                            repeats=repeats)  # fmt: skip
-    return {
-        "onnx_kib": sizes["fp32"],
-        "onnx_int8_kib": sizes.get("int8"),  # None: the family has no int8 graph
-        "ort_ms_per_s": speed["features_ms_per_s"] + speed["fp32_ms_per_s"],
-        "ort_features_ms_per_s": speed["features_ms_per_s"],
-        "ort_model_ms_per_s": speed["fp32_ms_per_s"],
-        "ort_int8_model_ms_per_s": speed.get("int8_ms_per_s"),
-        "ort_signal": speed["signal"],
-    }

@@ -59,6 +59,7 @@ from reslstm_jax.train.fit import (
 )
 from reslstm_jax.train.layout import ModelLayout, model_key, stack_model_data
 from reslstm_jax.train.results import (
+    architecture,
     diverged_line,
     edge_metrics,
     epoch_rows,
@@ -79,7 +80,8 @@ from reslstm_jax.train.stacking import (
 __all__ = [
     "ETA_MIN_FRACTION", "INFERENCE_FILE", "NORMALISATION_FILE", "OPTIMIZER", "Executor",
     "HParams", "ModelData", "ModelFunctions", "ModelLayout", "Program", "RunSettings", "Shared",
-    "TrainConfig", "TrainState", "across_devices", "chunk_lengths", "cosine_warm_restarts",
+    "TrainConfig", "TrainState", "across_devices", "architecture", "chunk_lengths",
+    "cosine_warm_restarts",
     "diverged_line",
     "edge_metrics", "epoch_rows", "exp_decay", "fit", "fit_group", "headline",
     "learning_rate_at", "make_optimizer",

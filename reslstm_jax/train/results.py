@@ -170,18 +170,33 @@ def model_of(results: dict):
 
 
 def edge_metrics(results: dict, dataset, *, latency: bool = True) -> dict:
-    """Edge metrics of a finished run's model (`edge.metrics`: latency on the training audio's
-    most common sample rate and, with the `export` extra, the ONNX figures); `latency=False`
-    measures neither."""
-    from reslstm_jax import edge, features
+    """Edge metrics of a finished run's model: parameters and sizes (`edge.metrics`) and, with
+    `latency`, its latencies measured apart from training (`reslstm_jax.latency`, in a
+    process of its own, on the training audio's most common sample rate; with the `export`
+    extra also the ONNX sizes and onnxruntime's times). The caller makes sure nothing of this
+    project trains meanwhile (a sweep's local workers defer theirs to the launcher)."""
+    from reslstm_jax import edge
 
-    model = model_of(results)
-    extractor = None
-    info = dataset.card["features"]
-    if latency and info.get("name") in features.EXTRACTORS:  # not for hand-made arrays
-        extractor = features.get(info["name"], **info["params"])
-    return edge.metrics(model, extractor,
-                        sample_rate=edge.signal_rate(dataset.card.get("sample_rates")))  # fmt: skip
+    out = edge.metrics(model_of(results))
+    if latency and (arch := architecture(results, dataset.card)) is not None:
+        from reslstm_jax import latency as latency_mod
+
+        out.update(latency_mod.edge_fields(latency_mod.measure([arch])))
+    return out
+
+
+def architecture(results: dict, card: dict):
+    """What `reslstm_jax.latency` times for a run: its model configuration and the features
+    and sample rate it was trained on; None for features made by hand (no extractor)."""
+    from reslstm_jax import edge, features
+    from reslstm_jax.latency import Architecture
+
+    info = card["features"]
+    if info.get("name") not in features.EXTRACTORS:
+        return None
+    config = {k: v for k, v in results["model"]["config"].items() if k != "name"}
+    return Architecture(results["model"]["name"], config, info["name"], info["params"],
+                        edge.signal_rate(card.get("sample_rates")))  # fmt: skip
 
 
 def summary_lines(results: dict) -> list[str]:

@@ -1,0 +1,280 @@
+"""Latency of models, measured apart from training: each model's own time (the jitted JAX
+forward pass; onnxruntime fp32 and int8 with the `export` extra) and the feature front-end's,
+each the median and interquartile range of many timed calls, in a process of its own.
+
+```python
+figures = latency.measure([latency.Architecture("reslstm_sa", {"hidden_size": 64},
+                                                "mfcc_chroma", {}, 48000)])
+figures["architectures"][0]["model"]   # {"median": 0.41, "q1": 0.40, "q3": 0.43} ms/s audio
+figures["machine"]                     # {"cpu": "Intel(R) Xeon(R) ...", "threads": 1, ...}
+```
+
+Why a process of its own (`python -m reslstm_jax.latency`, the job on its standard input):
+the figures must not depend on what else this process did or does. It runs on one core it
+pins itself to (`os.sched_setaffinity`), with one XLA and one onnxruntime thread, JAX on the
+CPU; nothing of this project trains while it runs (the callers measure before or after
+training, never during: `docs/reports.md`, "How latencies are measured").
+
+What is timed, per second of a `seconds`-long test signal (`edge.test_signal`) at the
+training audio's sample rate, batch 1, after `WARMUP` untimed calls:
+
+* `model`: the jitted forward pass on the features of that signal (`MODEL_REPEATS` calls);
+* `features`: the feature extraction from the WAV file (`FEATURE_REPEATS` calls), once per
+  feature set and sample rate: every model that reads those features pays it alike;
+* `ort_fp32`, `ort_int8`: onnxruntime's model time for the exported graphs (fresh weights:
+  the time depends on the shapes, not the values), where the extra is installed and the family
+  exports, with the graphs' file sizes (`onnx_kib`, `onnx_int8_kib`);
+* `reference`: the model time of `REFERENCE` (the paper's ResLSTM-SA h64 on its features),
+  timed in the same process, so that `model / reference` (`relative`) compares machines.
+
+Repeat counts, measured on a 2-core Xeon (docs/performance.md, "Latency"): the median of 200
+single calls of a sub-millisecond model moved by under 3% between runs where 20 calls moved
+by up to 12%; features take ~10 ms a call, and 30 calls hold their median within 3%.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+WARMUP = 10
+MODEL_REPEATS = 200
+FEATURE_REPEATS = 30
+SECONDS = 3.0  # the test signal's length (figures are per second of it)
+REFERENCE = ("reslstm_sa", {"hidden_size": 64})  # the paper's model
+
+
+class LatencyError(RuntimeError):
+    """The measuring process failed (its last lines)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What is timed: a model family and configuration, and the features it reads."""
+
+    family: str
+    config: dict
+    features: str
+    feature_params: dict
+    sample_rate: int = 16000
+
+    def key(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what `platform` knows)."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def spread(times_s: list[float], seconds: float) -> dict:
+    """{"median", "q1", "q3"} of `times_s` (seconds a call) in ms per second of audio."""
+    ms = np.asarray(times_s, np.float64) * 1000.0 / seconds
+    q1, median, q3 = np.percentile(ms, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3)}
+
+
+def measure(architectures: list[Architecture], *, seconds: float = SECONDS,
+            model_repeats: int = MODEL_REPEATS, feature_repeats: int = FEATURE_REPEATS,
+            onnx: bool = True, timeout: float = 1800) -> dict:  # fmt: skip
+    """Time `architectures` in a process of its own (see the module docstring).
+
+    Returns:
+      {"machine": {"cpu", "threads", "core", "backend", "python"}, "signal": "...",
+       "repeats": {"model", "features", "warmup"}, "reference": {"name", "model"},
+       "architectures": [{"model", "features", "ort_fp32", "ort_int8", "relative",
+                          "ort_relative"}, ...]} in the order given; each timing a `spread`
+      dict, the ONNX ones None where not measured, `relative` = model median / reference's.
+
+    Raises:
+      LatencyError: the measuring process failed.
+    """
+    job = {"architectures": [dataclasses.asdict(a) for a in architectures],
+           "seconds": seconds, "model_repeats": model_repeats,
+           "feature_repeats": feature_repeats, "onnx": onnx}  # fmt: skip
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    }
+    proc = subprocess.run([sys.executable, "-m", "reslstm_jax.latency"], input=json.dumps(job),
+                          capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise LatencyError(f"the latency measurement failed (exit {proc.returncode}): {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def edge_fields(figures: dict, index: int = 0) -> dict:
+    """The results' edge keys of architecture `index` of `measure`'s figures: the model's own
+    latency first (`model_ms_per_s` and its quartiles, `model_rel`), the feature front-end's
+    (`features_ms_per_s`, quartiles), their sum `latency_ms_per_s` (derived), onnxruntime's
+    model figures where measured, and where they were measured."""
+    one = figures["architectures"][index]
+    out = {
+        "model_ms_per_s": one["model"]["median"],
+        "model_ms_q1": one["model"]["q1"], "model_ms_q3": one["model"]["q3"],
+        "model_rel": one["relative"],
+        "features_ms_per_s": one["features"]["median"],
+        "features_ms_q1": one["features"]["q1"], "features_ms_q3": one["features"]["q3"],
+        "latency_features": one["feature_set"],
+        "latency_ms_per_s": one["features"]["median"] + one["model"]["median"],
+        "latency_backend": figures["machine"]["backend"],
+        "latency_cpu": figures["machine"]["cpu"],
+        "latency_threads": figures["machine"]["threads"],
+        "latency_signal": figures["signal"],
+        "latency_reference": figures["reference"]["name"],
+        "reference_model_ms_per_s": figures["reference"]["model"]["median"],
+    }  # fmt: skip
+    for kind in ("fp32", "int8"):
+        timing = one.get(f"ort_{kind}")
+        if timing is not None:
+            out[f"ort_{'' if kind == 'fp32' else 'int8_'}model_ms_per_s"] = timing["median"]
+            out[f"ort_{kind}_ms_q1"], out[f"ort_{kind}_ms_q3"] = timing["q1"], timing["q3"]
+    if one.get("ort_fp32") is not None:
+        out["ort_model_rel"] = one["ort_relative"]
+        out["ort_ms_per_s"] = one["features"]["median"] + one["ort_fp32"]["median"]
+        out["onnx_kib"], out["onnx_int8_kib"] = one["onnx_kib"], one["onnx_int8_kib"]
+    return out
+
+
+# ----------------------------------------------------------------------------- the process
+
+
+def _time_calls(call, repeats: int) -> list[float]:
+    for _ in range(WARMUP):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _pin_to_one_core() -> int | None:
+    """Run on the last core this process may use (the first is where the OS and shells
+    tend to run); None where affinity cannot be set."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def _run(job: dict) -> dict:
+    import jax
+    import soundfile
+
+    from reslstm_jax import edge, features, models
+
+    core = _pin_to_one_core()
+    seconds = float(job["seconds"])
+    feature_times: dict = {}
+    out = []
+    with tempfile.TemporaryDirectory(prefix="reslstm-latency-") as tmp:
+
+        def timed(arch: dict) -> dict:
+            model = models.get(arch["family"], **arch["config"])
+            extractor = features.get(arch["features"], **arch["feature_params"])
+            rate = int(arch["sample_rate"])
+            wav = pathlib.Path(tmp) / f"signal-{rate}.wav"
+            if not wav.exists():
+                soundfile.write(wav, edge.test_signal(seconds, rate), rate, subtype="PCM_16")
+            x, lengths = edge.batch_of_one(extractor(wav))
+            feature_key = json.dumps([arch["features"], arch["feature_params"], rate],
+                                     sort_keys=True)  # fmt: skip
+            if feature_key not in feature_times:
+                feature_times[feature_key] = spread(
+                    _time_calls(lambda: extractor(wav), job["feature_repeats"]), seconds
+                )
+            variables = edge.fresh_variables(model)
+            forward = jax.jit(lambda v, a, n: model.apply(v, a, n)[0])
+            result = {"features": feature_times[feature_key],
+                      "feature_set": f"{arch['features']} at {rate} Hz",
+                      "model": spread(_time_calls(
+                          lambda: forward(variables, x, lengths).block_until_ready(),
+                          job["model_repeats"]), seconds),
+                      "ort_fp32": None, "ort_int8": None}  # fmt: skip
+            if job["onnx"]:
+                result.update(_onnx_times(model, variables, x, lengths, tmp, job, seconds))
+            return result
+
+        recipe_features = _reference_features()
+        reference = timed({"family": REFERENCE[0], "config": REFERENCE[1],
+                           "features": recipe_features, "feature_params": {},
+                           "sample_rate": 16000})  # fmt: skip
+        for arch in job["architectures"]:
+            one = timed(arch)
+            one["relative"] = one["model"]["median"] / reference["model"]["median"]
+            one["ort_relative"] = (None if one["ort_fp32"] is None or reference["ort_fp32"]
+                                   is None else one["ort_fp32"]["median"]
+                                   / reference["ort_fp32"]["median"])  # fmt: skip
+            out.append(one)
+    return {
+        "machine": {"cpu": cpu_model(), "threads": 1, "core": core,
+                    "backend": jax.default_backend(), "python": platform.python_version()},
+        "signal": f"{seconds:g} s test signal, batch 1, one thread on one core",
+        "repeats": {"model": job["model_repeats"], "features": job["feature_repeats"],
+                    "warmup": WARMUP},
+        "reference": {"name": f"{REFERENCE[0]} h{REFERENCE[1]['hidden_size']}",
+                      "model": reference["model"], "ort_fp32": reference["ort_fp32"]},
+        "architectures": out,
+    }  # fmt: skip
+
+
+def _reference_features() -> str:
+    from reslstm_jax import families
+
+    return families.get(REFERENCE[0]).recipe.features
+
+
+def _onnx_times(model, variables, x, lengths, tmp: str, job: dict, seconds: float) -> dict:
+    """onnxruntime's fp32 and int8 model times of `model`'s graphs (one thread), or nothing
+    where the extra is not installed or the model does not export."""
+    from reslstm_jax.export import graphs, measure
+
+    if not measure.available() or model.name not in graphs.BUILDERS:
+        return {}
+    folder = pathlib.Path(tempfile.mkdtemp(dir=tmp))
+    try:
+        written = measure.write_graphs(model, variables, folder)
+    except graphs.Unsupported:
+        return {}
+    out = {"onnx_kib": written["fp32"].stat().st_size / 1024,
+           "onnx_int8_kib": written["int8"].stat().st_size / 1024 if "int8" in written
+           else None}  # fmt: skip
+    for kind, path in written.items():
+        session = measure.session(path)
+        feed = measure.feed(session, x, lengths)
+        out[f"ort_{kind}"] = spread(_time_calls(lambda s=session, f=feed: s.run(["logits"], f),
+                                                job["model_repeats"]), seconds)  # fmt: skip
+    return out
+
+
+def main() -> int:
+    """The measuring process: the job (JSON) on standard input, the figures (one JSON line)
+    on standard output."""
+    job = json.loads(sys.stdin.read())
+    print(json.dumps(_run(job)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Latency measured apart from training (`reslstm_jax.latency`): the model's own time and the
+feature front-end's, each with its spread, relative to a reference model, in a process of its
+own pinned to one core."""
+
+from __future__ import annotations
+
+import pytest
+
+from reslstm_jax import latency
+
+
+def test_the_measuring_process_times_each_model_and_each_feature_set_once():
+    """One process for several architectures (few repeats: the figures' form, not their
+    values, is tested; their stability is a benchmark: docs/performance.md)."""
+    archs = [
+        latency.Architecture("reslstm_sa", {"hidden_size": 8}, "mfcc_chroma", {}, 16000),
+        latency.Architecture("lstm_sa", {"hidden_size": 8}, "mfcc_chroma", {}, 16000),
+        latency.Architecture("light_sernet", {"num_classes": 4}, "tf_mfcc", {}, 16000),
+        latency.Architecture(
+            "reslstm_sa", {"hidden_size": 8, "paper_compat": True}, "mfcc_chroma", {}, 16000
+        ),  # fmt: skip
+    ]
+    figures = latency.measure(archs, seconds=1.0, model_repeats=5, feature_repeats=3)
+    assert figures["machine"]["threads"] == 1 and figures["machine"]["cpu"]
+    assert figures["repeats"] == {"model": 5, "features": 3, "warmup": latency.WARMUP}
+    assert figures["reference"]["name"] == "reslstm_sa h64"
+    res, lstm, light, compat = figures["architectures"]
+    for one in (res, lstm, light, compat):
+        for timing in (one["model"], one["features"]):
+            assert 0 < timing["q1"] <= timing["median"] <= timing["q3"]
+        assert one["relative"] == one["model"]["median"] / figures["reference"]["model"]["median"]
+    assert res["features"] == lstm["features"] != light["features"]  # once per feature set
+    # onnxruntime: fp32 and int8 for the LSTMs, fp32 only for the convolutions, none for a
+    # configuration that does not export (paper_compat), each with its graph's size
+    assert res["ort_int8"]["median"] > 0 and res["onnx_int8_kib"] > 0
+    assert light["ort_fp32"]["median"] > 0 and light["ort_int8"] is None
+    assert light["onnx_int8_kib"] is None
+    assert compat["ort_fp32"] is None and "onnx_kib" not in compat
+    fields = latency.edge_fields(figures, 0)
+    assert fields["model_ms_per_s"] == res["model"]["median"]
+    assert fields["latency_ms_per_s"] == res["features"]["median"] + res["model"]["median"]
+    assert fields["model_rel"] == res["relative"] and fields["latency_threads"] == 1
+    assert fields["ort_int8_model_ms_per_s"] == res["ort_int8"]["median"]
+    assert "onnx_kib" not in latency.edge_fields(figures, 3)
+
+
+def test_a_failed_measurement_is_one_error_with_its_reason():
+    with pytest.raises(latency.LatencyError, match="the latency measurement failed"):
+        latency.measure([latency.Architecture("nope", {}, "mfcc_chroma", {}, 16000)],
+                        model_repeats=1, feature_repeats=1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "times,median,q1,q3",
+    [([0.001, 0.002, 0.003], 2 / 3, 0.5, 5 / 6),  # seconds a call, 3 s of audio -> ms/s
+     ([0.003], 1.0, 1.0, 1.0)],
+)  # fmt: skip
+def test_spread_is_the_median_and_quartiles_per_second_of_audio(times, median, q1, q3):
+    got = latency.spread(times, 3.0)
+    assert got == pytest.approx({"median": median, "q1": q1, "q3": q3})
