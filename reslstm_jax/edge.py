@@ -20,9 +20,10 @@ import numpy as np
 from reslstm_jax.params import param_count
 
 # The ONNX export's figures that tables, sweeps and W&B carry next to the JAX ones (when the
-# `export` extra is installed): graph file sizes fp32 / int8 (KiB) and onnxruntime's
-# features + fp32 model time per second of audio (batch 1, one thread).
-ONNX_KEYS = ("onnx_kib", "onnx_int8_kib", "ort_ms_per_s")
+# `export` extra is installed): graph file sizes fp32 / int8 (KiB), the int8 graphs' test UAR
+# (beside their size: `export.measure.int8_test_uar`) and onnxruntime's features + fp32 model
+# time per second of audio (batch 1, one thread).
+ONNX_KEYS = ("onnx_kib", "onnx_int8_kib", "int8_uar", "ort_ms_per_s")
 # The latency figures tables, sweeps and W&B carry (`reslstm_jax.latency.edge_fields`): the
 # model's own time first (median and quartiles, relative to the reference model), the
 # feature front-end's (the same for every model of a feature set), their sum, onnxruntime's
@@ -123,6 +124,8 @@ def summary(edge: dict) -> str:
         text += f"; ONNX {edge['onnx_kib']:.1f} KiB fp32"
         if edge.get("onnx_int8_kib") is not None:
             text += f" / {edge['onnx_int8_kib']:.1f} KiB int8"
+            if edge.get("int8_uar") is not None:
+                text += f" (int8 test UAR {edge['int8_uar']:.4f})"
         if edge.get("ort_ms_per_s") is not None:
             int8 = edge.get("ort_int8_model_ms_per_s")
             text += (f", onnxruntime model {edge['ort_model_ms_per_s']:.3f} ms/s"

@@ -16,20 +16,26 @@ CPU; nothing of this project trains while it runs (the callers measure before or
 training, never during: `docs/reports.md`, "How latencies are measured").
 
 What is timed, per second of a `seconds`-long test signal (`edge.test_signal`) at the
-training audio's sample rate, batch 1, after `WARMUP` untimed calls:
+training audio's sample rate, batch 1:
 
-* `model`: the jitted forward pass on the features of that signal (`MODEL_REPEATS` calls);
-* `features`: the feature extraction from the WAV file (`FEATURE_REPEATS` calls), once per
-  feature set and sample rate: every model that reads those features pays it alike;
+* `model`: the jitted forward pass on the features of that signal;
+* `features`: the feature extraction from the WAV file, once per feature set and sample rate
+  (every model that reads those features pays it alike);
 * `ort_fp32`, `ort_int8`: onnxruntime's model time for the exported graphs (fresh weights:
   the time depends on the shapes, not the values), where the extra is installed and the family
   exports, with the graphs' file sizes (`onnx_kib`, `onnx_int8_kib`);
-* `reference`: the model time of `REFERENCE` (the paper's ResLSTM-SA h64 on its features),
-  timed in the same process, so that `model / reference` (`relative`) compares machines.
+* the reference: the model time of `REFERENCE` (the paper's ResLSTM-SA h64 on its features,
+  16 kHz), timed in the same process, so that `relative` (model / reference) compares
+  machines.
 
-Repeat counts, measured on a 2-core Xeon (docs/performance.md, "Latency"): the median of 200
-single calls of a sub-millisecond model moved by under 3% between runs where 20 calls moved
-by up to 12%; features take ~10 ms a call, and 30 calls hold their median within 3%.
+How (`_interleaved`): every call is built and compiled first and called `WARMUP` times
+untimed; then `BLOCKS` rounds time every call in turn, `CALLS_PER_BLOCK` model calls in a row
+(the features once); the figures are the median and quartiles of the blocks' mean call time.
+Round robin, so that a drift of the machine touches every model alike. Chosen by measurement
+on a quiet 2-core Xeon (docs/performance.md, "Latency"): over four processes, 30 blocks of
+20 calls held every model's median within 8% and its ratio to the reference within 5%;
+30 blocks of 5 calls moved medians by up to 21%, and single calls (200 of them, one model
+after the other) by up to 14%.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ import time
 import numpy as np
 
 WARMUP = 10
-MODEL_REPEATS = 200
-FEATURE_REPEATS = 30
+BLOCKS = 30  # timed rounds: the median and quartiles are over these
+CALLS_PER_BLOCK = 20  # model calls in a row per round (the features: one)
 SECONDS = 3.0  # the test signal's length (figures are per second of it)
 REFERENCE = ("reslstm_sa", {"hidden_size": 64})  # the paper's model
 
@@ -90,8 +96,8 @@ def spread(times_s: list[float], seconds: float) -> dict:
 
 
 def measure(architectures: list[Architecture], *, seconds: float = SECONDS,
-            model_repeats: int = MODEL_REPEATS, feature_repeats: int = FEATURE_REPEATS,
-            onnx: bool = True, timeout: float = 1800) -> dict:  # fmt: skip
+            blocks: int = BLOCKS, calls_per_block: int = CALLS_PER_BLOCK, onnx: bool = True,
+            timeout: float = 1800) -> dict:  # fmt: skip
     """Time `architectures` in a process of its own (see the module docstring).
 
     Returns:
@@ -105,8 +111,8 @@ def measure(architectures: list[Architecture], *, seconds: float = SECONDS,
       LatencyError: the measuring process failed.
     """
     job = {"architectures": [dataclasses.asdict(a) for a in architectures],
-           "seconds": seconds, "model_repeats": model_repeats,
-           "feature_repeats": feature_repeats, "onnx": onnx}  # fmt: skip
+           "seconds": seconds, "blocks": blocks, "calls_per_block": calls_per_block,
+           "onnx": onnx}  # fmt: skip
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -157,17 +163,6 @@ def edge_fields(figures: dict, index: int = 0) -> dict:
 # ----------------------------------------------------------------------------- the process
 
 
-def _time_calls(call, repeats: int) -> list[float]:
-    for _ in range(WARMUP):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _pin_to_one_core() -> int | None:
     """Run on the last core this process may use (the first is where the OS and shells
     tend to run); None where affinity cannot be set."""
@@ -186,11 +181,14 @@ def _run(job: dict) -> dict:
 
     core = _pin_to_one_core()
     seconds = float(job["seconds"])
-    feature_times: dict = {}
-    out = []
+    reference = {"family": REFERENCE[0], "config": REFERENCE[1],
+                 "features": _reference_features(), "feature_params": {},
+                 "sample_rate": 16000}  # fmt: skip
+    archs = [reference, *job["architectures"]]
+    calls: dict = {}  # (what, index or feature set) -> a call that returns when done
+    found: list[dict] = [{} for _ in archs]  # per architecture: its feature set, graph sizes
     with tempfile.TemporaryDirectory(prefix="reslstm-latency-") as tmp:
-
-        def timed(arch: dict) -> dict:
+        for i, arch in enumerate(archs):  # every call built and compiled before any is timed
             model = models.get(arch["family"], **arch["config"])
             extractor = features.get(arch["features"], **arch["feature_params"])
             rate = int(arch["sample_rate"])
@@ -198,45 +196,73 @@ def _run(job: dict) -> dict:
             if not wav.exists():
                 soundfile.write(wav, edge.test_signal(seconds, rate), rate, subtype="PCM_16")
             x, lengths = edge.batch_of_one(extractor(wav))
+            # timed once per extractor and parameters; named by extractor and rate
             feature_key = json.dumps([arch["features"], arch["feature_params"], rate],
                                      sort_keys=True)  # fmt: skip
-            if feature_key not in feature_times:
-                feature_times[feature_key] = spread(
-                    _time_calls(lambda: extractor(wav), job["feature_repeats"]), seconds
-                )
+            found[i]["feature_set"] = f"{arch['features']} at {rate} Hz"
+            found[i]["feature_key"] = feature_key
+            calls.setdefault(("features", feature_key), lambda e=extractor, w=wav: e(w))
             variables = edge.fresh_variables(model)
-            forward = jax.jit(lambda v, a, n: model.apply(v, a, n)[0])
-            result = {"features": feature_times[feature_key],
-                      "feature_set": f"{arch['features']} at {rate} Hz",
-                      "model": spread(_time_calls(
-                          lambda: forward(variables, x, lengths).block_until_ready(),
-                          job["model_repeats"]), seconds),
-                      "ort_fp32": None, "ort_int8": None}  # fmt: skip
+            forward = jax.jit(lambda v, a, n, m=model: m.apply(v, a, n)[0])
+            calls[("model", i)] = (lambda f=forward, v=variables, a=x, n=lengths:
+                                   f(v, a, n).block_until_ready())  # fmt: skip
             if job["onnx"]:
-                result.update(_onnx_times(model, variables, x, lengths, tmp, job, seconds))
-            return result
-
-        recipe_features = _reference_features()
-        reference = timed({"family": REFERENCE[0], "config": REFERENCE[1],
-                           "features": recipe_features, "feature_params": {},
-                           "sample_rate": 16000})  # fmt: skip
-        for arch in job["architectures"]:
-            one = timed(arch)
-            one["relative"] = one["model"]["median"] / reference["model"]["median"]
-            one["ort_relative"] = (None if one["ort_fp32"] is None or reference["ort_fp32"]
-                                   is None else one["ort_fp32"]["median"]
-                                   / reference["ort_fp32"]["median"])  # fmt: skip
-            out.append(one)
+                sessions, sizes = _onnx_sessions(model, variables, tmp)
+                found[i].update(sizes)
+                for kind, (session, feed) in _fed(sessions, x, lengths).items():
+                    calls[(f"ort_{kind}", i)] = (lambda s=session, f=feed:
+                                                 s.run(["logits"], f))  # fmt: skip
+        times = _interleaved(calls, job["blocks"], job["calls_per_block"])
+    timing = {key: spread(t, seconds) for key, t in times.items()}
+    out = []
+    for i in range(len(archs)):
+        one = {
+            "features": timing[("features", found[i].pop("feature_key"))],
+            **found[i],
+            "model": timing[("model", i)],
+            "ort_fp32": timing.get(("ort_fp32", i)),
+            "ort_int8": timing.get(("ort_int8", i)),
+        }
+        out.append(one)
+    ref = out[0]
+    for one in out[1:]:
+        one["relative"] = one["model"]["median"] / ref["model"]["median"]
+        one["ort_relative"] = (
+            None
+            if one["ort_fp32"] is None or ref["ort_fp32"] is None
+            else one["ort_fp32"]["median"] / ref["ort_fp32"]["median"]
+        )
     return {
         "machine": {"cpu": cpu_model(), "threads": 1, "core": core,
                     "backend": jax.default_backend(), "python": platform.python_version()},
         "signal": f"{seconds:g} s test signal, batch 1, one thread on one core",
-        "repeats": {"model": job["model_repeats"], "features": job["feature_repeats"],
+        "repeats": {"blocks": job["blocks"], "calls_per_block": job["calls_per_block"],
                     "warmup": WARMUP},
         "reference": {"name": f"{REFERENCE[0]} h{REFERENCE[1]['hidden_size']}",
-                      "model": reference["model"], "ort_fp32": reference["ort_fp32"]},
-        "architectures": out,
+                      "model": ref["model"], "ort_fp32": ref["ort_fp32"]},
+        "architectures": out[1:],
     }  # fmt: skip
+
+
+def _interleaved(calls: dict, blocks: int, calls_per_block: int) -> dict:
+    """{key: [seconds a call, one per block]}: after `WARMUP` untimed calls of each, `blocks`
+    rounds in which every call is timed in turn, `calls_per_block` times in a row (the
+    feature extraction once: it takes milliseconds). Round robin, so that a slow drift of the
+    machine (its clock, another process) touches every model alike, and the ratios to the
+    reference hold where the absolute figures move; the mean of a block smooths the jitter of
+    a sub-millisecond call."""
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call()
+    times: dict = {key: [] for key in calls}
+    for _ in range(blocks):
+        for key, call in calls.items():
+            n = 1 if key[0] == "features" else calls_per_block
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+            times[key].append((time.perf_counter() - start) / n)
+    return times
 
 
 def _reference_features() -> str:
@@ -245,27 +271,29 @@ def _reference_features() -> str:
     return families.get(REFERENCE[0]).recipe.features
 
 
-def _onnx_times(model, variables, x, lengths, tmp: str, job: dict, seconds: float) -> dict:
-    """onnxruntime's fp32 and int8 model times of `model`'s graphs (one thread), or nothing
-    where the extra is not installed or the model does not export."""
+def _onnx_sessions(model, variables, tmp: str) -> tuple[dict, dict]:
+    """({"fp32": session, "int8": session}, {"onnx_kib", "onnx_int8_kib"}) of `model`'s graphs
+    (onnxruntime, one thread); empty where the extra is not installed or the model does not
+    export."""
     from reslstm_jax.export import graphs, measure
 
     if not measure.available() or model.name not in graphs.BUILDERS:
-        return {}
+        return {}, {}
     folder = pathlib.Path(tempfile.mkdtemp(dir=tmp))
     try:
         written = measure.write_graphs(model, variables, folder)
     except graphs.Unsupported:
-        return {}
-    out = {"onnx_kib": written["fp32"].stat().st_size / 1024,
-           "onnx_int8_kib": written["int8"].stat().st_size / 1024 if "int8" in written
-           else None}  # fmt: skip
-    for kind, path in written.items():
-        session = measure.session(path)
-        feed = measure.feed(session, x, lengths)
-        out[f"ort_{kind}"] = spread(_time_calls(lambda s=session, f=feed: s.run(["logits"], f),
-                                                job["model_repeats"]), seconds)  # fmt: skip
-    return out
+        return {}, {}
+    sizes = {"onnx_kib": written["fp32"].stat().st_size / 1024,
+             "onnx_int8_kib": written["int8"].stat().st_size / 1024 if "int8" in written
+             else None}  # fmt: skip
+    return {kind: measure.session(path) for kind, path in written.items()}, sizes
+
+
+def _fed(sessions: dict, x, lengths) -> dict:
+    from reslstm_jax.export import measure
+
+    return {kind: (s, measure.feed(s, x, lengths)) for kind, s in sessions.items()}
 
 
 def main() -> int:

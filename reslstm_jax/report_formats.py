@@ -41,6 +41,7 @@ def _has_onnx(t: Table) -> bool:
 
 def _cells(r: dict, folds: list[str], pm: str, onnx: bool = False) -> list[str]:
     onnx_cells = [_num(r.get("onnx_kib"), 1), _num(r.get("onnx_int8_kib"), 1),
+                  _num(r.get("int8_uar")),
                   _num(r.get("ort_model_ms_per_s"), 3),
                   _num(r.get("ort_int8_model_ms_per_s"), 3)] if onnx else []  # fmt: skip
     return [
@@ -60,14 +61,15 @@ def _cells(r: dict, folds: list[str], pm: str, onnx: bool = False) -> list[str]:
 
 
 def _header(folds: list[str], onnx: bool = False) -> list[str]:
-    onnx_header = ["ONNX KiB", "int8 KiB", "ort ms / s", "int8 ms / s"] if onnx else []
+    onnx_header = ["ONNX KiB", "int8 KiB", "int8 UAR", "ort ms / s", "int8 ms / s"] if onnx else []
     return ["configuration", "params", "fp32 KiB", "fp16 KiB", "model ms / s", "x ref",
             *onnx_header,
             *folds, "pooled UAR", "max", "95% CI", "WA", "macro-F1"]  # fmt: skip
 
 
 ONNX_NOTE = ("ONNX KiB / int8 KiB: the exported graph's file, fp32 and int8 (dynamic "
-             "quantisation); ort / int8 ms / s: onnxruntime's model time per second of audio, "
+             "quantisation); int8 UAR: the int8 graphs' pooled test UAR on the same folds, "
+             "mean over seeds; ort / int8 ms / s: onnxruntime's model time per second of audio, "
              "fp32 and int8 (batch 1, one thread).")  # fmt: skip
 
 

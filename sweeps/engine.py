@@ -402,7 +402,13 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
     for index, ((trial, full, count), result, run) in enumerate(
         zip(group, results, runs, strict=True)
     ):
-        result["edge"] = edge
+        result["edge"] = dict(edge)
+        if edge.get("onnx_int8_kib") is not None:  # the int8 size's own UAR beside it
+            from reslstm_jax.export import measure
+
+            result["edge"]["int8_uar"] = measure.int8_test_uar(
+                config.study_dir / "groups" / numbers, dataset, result, configuration=index
+            )
         if targets:  # the group's run directory holds every trial's best models
             from reslstm_jax import crosscorpus
 

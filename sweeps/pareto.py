@@ -27,7 +27,11 @@ def table(rows: list[dict], front: list[int], objective: str) -> str:
     lines = [
         f"{'':2}{'model':<14}{'hidden':>7}{'params':>10}{'fp16 KiB':>9}{'model ms/s':>11}"
         f"{'IQR':>14}{'x ref':>6}"
-        + (f"{'ONNX KiB':>9}{'int8 KiB':>9}{'ort ms/s':>9}{'int8 ms/s':>10}" if onnx else "")
+        + (
+            f"{'ONNX KiB':>9}{'int8 KiB':>9}{'int8 UAR':>9}{'ort ms/s':>9}{'int8 ms/s':>10}"
+            if onnx
+            else ""
+        )
         + f"{'val UAR':>9}{'test UAR':>10}  trial",
     ]
     for row in sorted(rows, key=lambda r: (r["n_params"], r["trial"])):
@@ -37,6 +41,7 @@ def table(rows: list[dict], front: list[int], objective: str) -> str:
             f"{_cell(row.get('fp16_kib'), 1, 9)}{_cell(row.get('model_ms_per_s'), 3, 11)}"
             f"{_iqr(row):>14}{_cell(row.get('model_rel'), 2, 6)}"
             + (f"{_cell(row.get('onnx_kib'), 1, 9)}{_cell(row.get('onnx_int8_kib'), 1, 9)}"
+               f"{_cell(row.get('int8_uar'), 4, 9)}"
                f"{_cell(row.get('ort_model_ms_per_s'), 3, 9)}"
                f"{_cell(row.get('ort_int8_model_ms_per_s'), 3, 10)}" if onnx else "")
             + f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
@@ -48,7 +53,8 @@ def table(rows: list[dict], front: list[int], objective: str) -> str:
         "per second of audio (JAX, batch 1, median of many calls, IQR its interquartile "
         "range; x ref: relative to the reference model timed alongside, which compares "
         "machines); features are timed once per feature set, below."
-        + (" ONNX / int8 KiB: the exported graph's file, fp32 and int8; ort / int8 ms/s: "
+        + (" ONNX / int8 KiB: the exported graph's file, fp32 and int8; int8 UAR: the int8 "
+           "graphs' test UAR (pooled, mean over seeds); ort / int8 ms/s: "
            "onnxruntime's model time, fp32 and int8." if onnx else "")
         + leaky
     )  # fmt: skip

@@ -349,11 +349,13 @@ def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
     return processes
 
 
-def measure_deferred(config, study) -> None:
+def measure_deferred(config, study, datasets) -> None:
     """Time the models of the study's completed trials that have no latency yet, all in one
     measuring process (`reslstm_jax.latency`) while no worker runs: each distinct
     architecture once. The figures go to the study's attributes (`sweeps.study.DEFERRED`:
-    a finished trial's own attributes cannot change) and into each trial's results file."""
+    a finished trial's own attributes cannot change) and into each trial's results file,
+    with the int8 graphs' test UAR where an int8 size is measured (`datasets`: the trials'
+    data, from the feature cache)."""
     import optuna
 
     from reslstm_jax import artifacts, latency, train
@@ -380,6 +382,16 @@ def measure_deferred(config, study) -> None:
     figures = latency.measure(list(distinct.values()))
     for key, path, results, arch in pending:
         fields = latency.edge_fields(figures, list(distinct).index(arch.key()))
+        if fields.get("onnx_int8_kib") is not None:
+            from reslstm_jax.export import measure
+
+            trial = results["trial"]
+            fields["int8_uar"] = measure.int8_test_uar(
+                config.study_dir / "groups" / trial["group"],
+                datasets.for_trial(trial["params"]),
+                results,
+                configuration=trial["group"].split("-").index(str(trial["number"])),
+            )
         study.set_user_attr(key, fields)
         results["edge"] = {**(results.get("edge") or {}), **fields}
         artifacts.write_json(path, results)
@@ -531,8 +543,8 @@ def main(argv=None) -> int:
                 if any(codes):
                     print(f"error: worker exit codes {codes}", file=sys.stderr)
                 if config.latency:
-                    measure_deferred(config, optuna.load_study(study_name=config.study,
-                                                               storage=store))  # fmt: skip
+                    done = optuna.load_study(study_name=config.study, storage=store)
+                    measure_deferred(config, done, datasets)
             study = optuna.load_study(study_name=config.study, storage=store)
             record.update(study)
         finally:

@@ -20,9 +20,9 @@ def test_the_measuring_process_times_each_model_and_each_feature_set_once():
             "reslstm_sa", {"hidden_size": 8, "paper_compat": True}, "mfcc_chroma", {}, 16000
         ),  # fmt: skip
     ]
-    figures = latency.measure(archs, seconds=1.0, model_repeats=5, feature_repeats=3)
+    figures = latency.measure(archs, seconds=1.0, blocks=3, calls_per_block=2)
     assert figures["machine"]["threads"] == 1 and figures["machine"]["cpu"]
-    assert figures["repeats"] == {"model": 5, "features": 3, "warmup": latency.WARMUP}
+    assert figures["repeats"] == {"blocks": 3, "calls_per_block": 2, "warmup": latency.WARMUP}
     assert figures["reference"]["name"] == "reslstm_sa h64"
     res, lstm, light, compat = figures["architectures"]
     for one in (res, lstm, light, compat):
@@ -47,7 +47,7 @@ def test_the_measuring_process_times_each_model_and_each_feature_set_once():
 def test_a_failed_measurement_is_one_error_with_its_reason():
     with pytest.raises(latency.LatencyError, match="the latency measurement failed"):
         latency.measure([latency.Architecture("nope", {}, "mfcc_chroma", {}, 16000)],
-                        model_repeats=1, feature_repeats=1)  # fmt: skip
+                        blocks=1, calls_per_block=1)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,7 @@ def test_onnx_figures_get_their_columns_and_can_be_the_pareto_axis(results_dir, 
         path = results_dir / name / "results.json"
         results = json.loads(path.read_text())
         results["edge"] = {"onnx_kib": kib, "onnx_int8_kib": kib / 2, "ort_ms_per_s": 7.25,
+                           "int8_uar": 0.5,
                            "ort_model_ms_per_s": kib / 10, "ort_int8_model_ms_per_s": kib / 20,
                            "model_ms_per_s": kib / 8, "model_ms_q1": kib / 9,
                            "model_ms_q3": kib / 7, "model_rel": kib / 4,
@@ -186,13 +187,14 @@ def test_onnx_figures_get_their_columns_and_can_be_the_pareto_axis(results_dir, 
     assert report_cli.main([str(results_dir), "--ci-resamples", "200"]) == 0
     out = capsys.readouterr().out
     # the model's own latency and its ratio to the reference; the features once, in the caption
-    assert "| model ms / s | x ref | ONNX KiB | int8 KiB | ort ms / s | int8 ms / s |" in out
-    assert "| 1.188 | 2.38 | 9.5 | 4.8 | 0.950 | 0.475 |" in out
-    assert "| - | - | - | - | - | - |" in out  # h32 has none
+    assert ("| model ms / s | x ref | ONNX KiB | int8 KiB | int8 UAR | ort ms / s | int8 ms / s |"
+            in out)  # fmt: skip
+    assert "| 1.188 | 2.38 | 9.5 | 4.8 | 0.5000 | 0.950 | 0.475 |" in out
+    assert "| - | - | - | - | - | - | - |" in out  # h32 has none
     assert ("features per second of audio, once per feature set: mfcc_chroma at 48000 Hz "
             "7.00 ms (IQR 6.90-7.20); measured on Some CPU (1 thread).") in out  # fmt: skip
     assert report_cli.main([str(results_dir), "--format", "latex", "--ci-resamples", "200"]) == 0
-    assert "model ms / s & x ref & ONNX KiB & int8 KiB & ort ms / s" in capsys.readouterr().out
+    assert "x ref & ONNX KiB & int8 KiB & int8 UAR & ort ms / s" in capsys.readouterr().out
     assert report_cli.main([str(results_dir), "--format", "csv", "--ci-resamples", "200"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["onnx_kib"] for r in rows] == ["5.0", "9.5", ""]

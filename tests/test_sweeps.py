@@ -560,6 +560,8 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and all(float(r["model_ms_per_s"]) > 0 for r in rows)
     assert {r["latency_features"] for r in rows} == {"mfcc_chroma at 48000 Hz"}
+    # the export extra is installed here: each int8 size comes with its int8 test UAR
+    assert all(float(r["onnx_int8_kib"]) > 0 and 0 <= float(r["int8_uar"]) <= 1 for r in rows)
     results = json.loads((workdir / "hidden_sizes-ravdess-ravdess_paper-quick" /
                           done[0].user_attrs["results"]).read_text())  # fmt: skip
     assert results["edge"]["model_ms_per_s"] == float(

@@ -195,6 +195,11 @@ def test_results_hold_the_edge_metrics(trained):
     assert edge["onnx_kib"] > 0 and edge["onnx_int8_kib"] > 0
     assert edge["ort_ms_per_s"] == edge["features_ms_per_s"] + edge["ort_model_ms_per_s"]
     assert edge["ort_int8_model_ms_per_s"] > 0 and edge["ort_model_rel"] > 0
+    # the int8 graphs' own test UAR beside their size (pooled per seed as test_uar is): int8
+    # weights move a few decisions of these tiny models, not the whole result
+    test_uar = results["aggregate"]["pooled_oof_uar"]["mean"]
+    assert 0 < edge["int8_uar"] <= 1 and abs(edge["int8_uar"] - test_uar) < 0.15
+    assert f"(int8 test UAR {edge['int8_uar']:.4f})" in proc.stdout
     assert f"ONNX {edge['onnx_kib']:.1f} KiB fp32" in proc.stdout
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import pathlib
+import tempfile
 
 import numpy as np
 
@@ -114,3 +115,55 @@ def write_graphs(model, variables: dict, folder: pathlib.Path) -> dict[str, path
         written["int8"] = folder / "model.int8.onnx"
         quantize_int8(written["fp32"], written["int8"])
     return written
+
+
+def int8_test_uar(run_dir, dataset, results: dict, configuration: int = 0) -> float | None:
+    """The int8 graphs' test UAR of a trained run, as its `test_uar` is computed: every
+    member (seed x fold) exported with its trained weights and its fold's normalisation,
+    quantised (`quantize_int8`), run by onnxruntime on that fold's test utterances; the
+    predictions pooled over folds per seed, UAR per seed, mean over seeds (`export --evaluate`
+    measures the same per member). None where the extra is not installed or the family has no
+    int8 graph.
+
+    Args:
+      run_dir: the run (or sweep group) directory with its best parameters.
+      dataset: the data the run was trained on (its test features are read).
+      results: the configuration's results (its runs' test utterance ids).
+    """
+    from reslstm_jax import data, metrics, predict
+    from reslstm_jax.export import graphs
+
+    if not available() or int8_refusal(results["model"]["name"]) is not None:
+        return None
+    predictor = predict.load(run_dir, configuration=configuration)
+    if predictor.info["model"] not in graphs.BUILDERS:
+        return None
+    import jax
+
+    row_of = {u: i for i, u in enumerate(dataset.ids)}
+    runs = {(r["seed"], r["fold"]): r for r in results["runs"]}
+    pooled: dict = {}  # seed -> ([labels], [predictions])
+    with tempfile.TemporaryDirectory(prefix="reslstm-int8-") as tmp:
+        for index, (seed, fold) in enumerate(predictor.members):
+            variables = jax.tree_util.tree_map(lambda a, i=index: np.asarray(a)[i],
+                                               predictor.variables)  # fmt: skip
+            try:
+                proto = graphs.BUILDERS[predictor.info["model"]](
+                    predictor.model, variables, predictor.mean[index], predictor.std[index]
+                )
+            except graphs.Unsupported:
+                return None
+            fp32 = pathlib.Path(tmp) / f"{index}.onnx"
+            fp32.write_bytes(proto.SerializeToString())
+            int8 = quantize_int8(fp32, pathlib.Path(tmp) / f"{index}.int8.onnx")
+            rows = np.asarray([row_of[u] for u in runs[(seed, fold)]["test_predictions"]["ids"]])
+            s = session(int8)
+            logits = s.run(["logits"], feed(s, data.take_rows(dataset.x, rows),
+                                            dataset.lengths[rows]))[0]  # fmt: skip
+            labels, preds = pooled.setdefault(seed, ([], []))
+            labels.extend(dataset.labels[rows].tolist())
+            preds.extend(logits.argmax(1).tolist())
+    n_classes = len(dataset.classes)
+    per_seed = [metrics.classification(np.asarray(y), np.asarray(p), n_classes)["uar"]
+                for y, p in pooled.values()]  # fmt: skip
+    return float(np.mean(per_seed))

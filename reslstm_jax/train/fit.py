@@ -104,6 +104,11 @@ def _run(dataset, settings, out_dir, *, latency, extra, then=None, **kwargs) -> 
     results["edge"] = results_mod.edge_metrics(results, dataset, latency=latency)
     results.update(extra or {})
     artifacts.write_run(out_dir, dataset, results)
+    if results["edge"].get("onnx_int8_kib") is not None:  # the int8 size's own UAR beside it
+        from reslstm_jax.export import measure
+
+        results["edge"]["int8_uar"] = measure.int8_test_uar(out_dir, dataset, results)
+        artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, results)
     if then is not None:  # work that reads the written run (cross-corpus tests): its fields
         results.update(then(results))
         artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, results)
