@@ -22,7 +22,9 @@ per-epoch validation the paper protocol needs.
   interpreter in the same session, for the side-by-side ratio.
 * Instead of the above: `--families` (the seed models at their recipes), `--onnx` (export sizes
   and onnxruntime latency, docs/export.md), `--options` (what class weights, early stopping
-  and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate).
+  and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate),
+  `--latency-repeatability` (two runs of one small sweep: each model's latency compared,
+  docs/performance.md).
 
 Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
 """
@@ -433,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: training throughput with each training option (class "
                    "weights, patience, masks, noise, mixup) against none, at the first "
                    "--models and --executors")  # fmt: skip
+    p.add_argument("--latency-repeatability", nargs=argparse.REMAINDER, metavar="SWEEP_FLAGS",
+                   help="instead: two runs of the same small sweep (4 trials, 1 epoch, 2 "
+                   "workers), each model's latency compared (experiments/bench_latency.py); "
+                   "flags after it (--corpus, --data-dir) go to the sweep")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     return flags.ranged(p)
@@ -453,6 +459,10 @@ def main(argv=None) -> int:
                                  args.batch_size, args.devices, args.row_block,
                                  args.device_split)))  # fmt: skip
         return 0
+    if args.latency_repeatability is not None:
+        from experiments import bench_latency
+
+        return bench_latency.main(args.latency_repeatability)
     if args.cli:
         compare_cli(args)
         return 0
