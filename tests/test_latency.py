@@ -58,3 +58,25 @@ def test_a_failed_measurement_is_one_error_with_its_reason():
 def test_spread_is_the_median_and_quartiles_per_second_of_audio(times, median, q1, q3):
     got = latency.spread(times, 3.0)
     assert got == pytest.approx({"median": median, "q1": q1, "q3": q3})
+
+
+def _row(hidden, median, q1, q3, model="lstm_sa"):
+    return {"model": model, "hidden_size": str(hidden), "model_ms_per_s": str(median),
+            "model_ms_q1": str(q1), "model_ms_q3": str(q3), "model_rel": "1.0",
+            "latency_cpu": "cpu"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "second,ordered_rows,passes",
+    [([_row(16, 0.0105, 0.01, 0.011), _row(64, 0.021, 0.02, 0.022)], None, True),
+     ([_row(16, 0.0120, 0.01, 0.011), _row(64, 0.021, 0.02, 0.022)], None, False),  # +20%
+     ([_row(16, 0.030, 0.029, 0.031), _row(64, 0.02, 0.019, 0.021)],
+      [_row(16, 0.030, 0.029, 0.031), _row(64, 0.02, 0.019, 0.021)], False)],  # h64 faster
+)  # fmt: skip
+def test_the_repeatability_benchmark_checks_both_runs(second, ordered_rows, passes):
+    from experiments import bench_latency
+
+    first = ordered_rows or [_row(16, 0.0100, 0.0095, 0.0105), _row(64, 0.0200, 0.019, 0.021)]
+    lines, ok = bench_latency.compare(first, second)
+    assert ok == passes and lines[0].startswith("model")
+    assert lines[-1] == "machine: cpu"
