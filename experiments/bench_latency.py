@@ -93,3 +93,11 @@ def main(corpus_args: list[str]) -> int:
     lines, ok = compare(*runs)
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

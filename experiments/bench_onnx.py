@@ -80,3 +80,11 @@ def print_onnx_table() -> None:
 
 def _or_dash(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

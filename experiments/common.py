@@ -335,3 +335,11 @@ def main(exp: Experiment, argv=None, *, command: list[str] | None = None) -> int
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

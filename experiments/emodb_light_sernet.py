@@ -24,8 +24,8 @@ Setups on EMO-DB:
 On RAVDESS: `speaker_independent` (`ravdess_paper`, the ResLSTM-SA paper's actor folds).
 
 Expected runtime: the full budget (5 seeds x 10 folds x 300 epochs per configuration) is GPU
-work: on a 2-core CPU Light-SERNet trains at 4.4 utterances per second (docs/performance.md),
-about 90 hours per seed on EMO-DB. `--budget quick` is a smoke run of the whole pipeline (1 seed
+work: on a 2-core CPU Light-SERNet trains at 25 utterances per second (docs/performance.md),
+about 16 hours per seed on EMO-DB. `--budget quick` is a smoke run of the whole pipeline (1 seed
 x 1 epoch on 0.5 s crops instead of 3 s): 7 min 21 s measured on the synthetic corpus on a
 2-core CPU with the first two configurations, extracting its features on first use (the third
 adds its training time).

@@ -200,3 +200,11 @@ def _known(path, where, tree, known) -> None:
 def _near(key, known) -> str:
     near = difflib.get_close_matches(str(key), list(known), n=1)
     return f" (did you mean {near[0]}?)" if near else ""
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

@@ -271,3 +271,16 @@ def ranged(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         elif action.help is None:
             action.help = f"range {valid}"
     return parser
+
+
+# ----------------------------------------------------------------------------- not a command
+
+
+def not_a_command(module: str) -> int:
+    """For `python -m MODULE` of a module that is a library, not a command: one line saying so
+    and where the commands are; exit code 2 (`sys.exit(flags.not_a_command(__spec__.name))`
+    at the end of such a module). Without it the module ran silently and exited 0."""
+    print(f"error: {module} is a module of the project, not a command; the commands "
+          "(python -m reslstm_jax.train, sweeps.run, experiments.report, ...) are listed in "
+          "docs/cli.md", file=sys.stderr)  # fmt: skip
+    return 2

@@ -1,6 +1,6 @@
 """Classification metrics and their aggregations, every number labelled.
 
-Definitions (../shared/specs/corpora.md, checked against sklearn in the tests):
+Definitions (the SER literature's; docs/glossary.md; checked against sklearn in the tests):
 * WA (weighted accuracy) = sum_k TP_k / N.
 * UAR (unweighted average recall) = mean over classes of TP_k / N_k
   = `sklearn.metrics.balanced_accuracy_score` = macro recall.

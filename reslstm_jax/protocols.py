@@ -178,7 +178,8 @@ def _rotating(manifest: Manifest, protocol: str, order: Sequence[str], n_val: in
 
 # ----------------------------------------------------------------------------- protocols
 
-# ../shared/specs/reslstm_sa.md §7 (the reference notebook's `get_kth_fold_inds`).
+# The ResLSTM-SA paper's folds: the reference notebook's `get_kth_fold_inds` (Mak-Sim/ResLSTM-SER,
+# train.ipynb at f2b7439); docs/data.md lists them.
 RAVDESS_PAPER_FOLDS = (
     ((2, 5, 14, 15, 16), (3, 6)),
     ((3, 6, 7, 13, 18), (10, 11)),

@@ -68,7 +68,7 @@ def check(settings: SlurmSettings, storage_url: str | None, workers) -> None:
     import importlib.util
 
     if importlib.util.find_spec("submitit") is None:
-        raise ClusterError("--launcher slurm needs submitit: pip install 'reslstm-jax[cluster]'")
+        raise ClusterError("--launcher slurm needs submitit: pip install -e '.[cluster]'")
     if workers == "auto":
         raise ClusterError("--launcher slurm needs --workers N (the number of jobs)")
     if settings.cluster == "slurm" and not (storage_url or "").startswith("postgresql"):
@@ -121,3 +121,11 @@ def worker(payload: str, rank: int) -> int:
                                  progress=False)  # fmt: skip
     engine.run_worker(config, rank)
     return rank
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

@@ -467,3 +467,11 @@ def tell_trial(study, space, config, trial, full, count, result, run, tracker, t
     images = trial_plots(result, config.study_dir / "plots", trial.number)
     tracker.finish_trial(run, summary, images=images, confusion=train.pooled_predictions(result))
     return True  # ... then W&B
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

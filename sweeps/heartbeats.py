@@ -89,3 +89,11 @@ def reap(study: optuna.Study, grace: float, max_retries: int) -> list[int]:
                 trial.params, user_attrs={"retries": retries + 1, "retry_of": trial.number}
             )
     return reaped
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

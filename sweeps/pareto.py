@@ -113,3 +113,11 @@ def plot(path: pathlib.Path, rows: list[dict], front: list[int], title: str, obj
     which = "test UAR (pooled OOF) - LEAKY objective" if objective == "test" else (
         "validation UAR (mean over folds x seeds)")  # fmt: skip
     plots.pareto(path, points, on_front, title=title, y="uar", y_label=which, x=x)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

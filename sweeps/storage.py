@@ -3,7 +3,7 @@
 * default: an Optuna journal file under the workdir (`<workdir>/<study>/optuna.journal`),
   safe for many processes on one machine;
 * `sqlite:///PATH`: one worker only (SQLite has no row locks: concurrent workers pop the same
-  queued trial; measured in ../shared/specs/sweeps.md);
+  queued trial; measured: docs/sweeps.md);
 * `postgresql+psycopg://user:password@host:port/db` (the `postgres` extra): many machines.
 
 The URL may also come from `$RESLSTM_STORAGE`, so a password never has to appear in a command
@@ -68,7 +68,7 @@ def check_url(url: str | None, workers: int) -> None:
             import psycopg  # noqa: F401
         except ImportError:
             raise StorageError(
-                "PostgreSQL storage needs the postgres extra: pip install 'reslstm-jax[postgres]'"
+                "PostgreSQL storage needs the postgres extra: pip install -e '.[postgres]'"
             ) from None
         return
     raise StorageError(
@@ -261,3 +261,11 @@ def completed_results(url: str | None, study_name: str, workdir="runs") -> list[
     if not items:
         raise StorageError(f"study {study_name!r} has no completed trial yet")
     return items
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

@@ -105,3 +105,11 @@ def front_numbers(study: optuna.Study, space) -> list[int]:
             seen.add(key)
             numbers.append(t.number)
     return numbers
+
+
+if __name__ == "__main__":
+    import sys
+
+    from reslstm_jax import flags
+
+    sys.exit(flags.not_a_command(__spec__.name))

@@ -1,7 +1,7 @@
 """Tiny fake corpus trees for the loader tests.
 
 Every builder writes small but valid 16-bit PCM mono wav files (a few hundred samples) under
-the real naming conventions of its corpus (../shared/specs/corpora.md), and returns what it
+the real naming conventions of its corpus (docs/data.md), and returns what it
 wrote, so that the tests can compare the loader's manifest with it. `NASTY` lists, per corpus,
 files that a loader must skip, with the reason it must give.
 """

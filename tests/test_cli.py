@@ -134,3 +134,25 @@ def test_a_value_out_of_range_names_the_range(valid, text, message):
     assert str(caught.value) == message
     inside = checked(str(bounds[0] + 0.5 if kind == "float" else bounds[0]))
     assert type(inside) is checked.kind  # a value inside comes back, of its kind
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["experiments.bench_latency", "experiments.bench_onnx", "experiments.common",
+     "experiments.setup_files", "sweeps.cluster", "sweeps.engine", "sweeps.heartbeats",
+     "sweeps.pareto", "sweeps.storage", "sweeps.study"],
+)  # fmt: skip
+def test_a_module_that_is_not_a_command_says_so(module, capsys, monkeypatch):
+    """`python -m MODULE` of a library module of the command packages: one line, exit 2
+    (it used to print nothing and exit 0)."""
+    import runpy
+    import sys
+    import warnings
+
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as exited, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already
+        runpy.run_module(module, run_name="__main__")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2
+    assert line.startswith(f"error: {module} is a module of the project, not a command")

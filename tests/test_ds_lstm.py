@@ -112,7 +112,7 @@ def abstract_inputs(model: DSLSTM, batch: int = 2, t_mfcc: int = 50):
 
 # ----------------------------------------------------------------------------- counts, shapes
 
-# ../shared/specs/seed_models.md §1.5: each equals the `model_parameters` of the authors' logs.
+# Each equals the `model_parameters` of the DS-LSTM authors' logs (docs/models.md).
 LOGGED_COUNTS = [
     ({}, 3_732_296),  # model4 / model8, PyTorch's two LSTM biases
     ({"branches": "ds"}, 3_217_092),  # model10 (M_DS-LSTM)

@@ -38,7 +38,7 @@ RAVDESS = manifest("ravdess", {f"{a:02d}": 60 for a in range(1, 25)})
 
 
 def test_ravdess_paper_folds_are_the_papers():
-    """../shared/specs/reslstm_sa.md §7: speakers and 1020/120/300 (1080/120/240) files."""
+    """The paper's folds (docs/protocols.md): speakers and 1020/120/300 (1080/120/240) files."""
     folds = protocols.make_folds("ravdess_paper", RAVDESS)
     expected = [
         (("02", "05", "14", "15", "16"), ("03", "06"), (1020, 120, 300)),

@@ -123,7 +123,8 @@ class Skipped:
 
 @dataclasses.dataclass(frozen=True)
 class ExpectedCounts:
-    """A corpus's published counts (../shared/specs/corpora.md). None = not checked."""
+    """A corpus's published counts (its paper and distribution; docs/data.md lists them).
+    None = not checked."""
 
     total: int
     per_class: Mapping[str, int]

@@ -11,7 +11,7 @@ download) holds LFS pointer text files instead of audio; `check_wav` reports the
 Gender (and age) come from `VideoDemographics.csv` (ActorID, Age, Sex, Race, Ethnicity) when
 it is anywhere under the root; otherwise they are None.
 
-Counts (../shared/specs/corpora.md): 7442 = anger, disgust, fear, happy, sad 1271 each +
+Published counts (docs/data.md): 7442 = anger, disgust, fear, happy, sad 1271 each +
 neutral 1087. 91 actors (48 male, 43 female); no per-actor counts are published.
 """
 

@@ -8,7 +8,7 @@ File name: `SS TTT E V .wav`, e.g. `03a01Fa.wav`: speaker, text code, emotion le
 German initial: W Ärger, L Langeweile, E Ekel, A Angst, F Freude, T Trauer, N neutral) and
 version letter.
 
-Counts (../shared/specs/corpora.md): 535 = anger 127, boredom 81, disgust 46, fear 69,
+Published counts (docs/data.md): 535 = anger 127, boredom 81, disgust 46, fear 69,
 happiness 71, sadness 62, neutral 79. Per speaker: 03 49, 08 58, 09 43, 10 38, 11 55, 12 35,
 13 61, 14 69, 15 56, 16 71. Five male speakers (03 10 11 12 15), five female.
 """

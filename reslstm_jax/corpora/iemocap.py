@@ -17,7 +17,7 @@ Speaker: `Ses0N` + the gender letter of the *last* token of the utterance id, so
 `Ses01F_impro01_M000` is spoken by Ses01M. The letter after `Ses0N` names the actor wearing
 the mocap markers (release README), not the speaker.
 
-Counts (../shared/specs/corpora.md): 5531 = neutral 1708, happy 1636 (hap 595 + exc 1041),
+Published counts (docs/data.md): 5531 = neutral 1708, happy 1636 (hap 595 + exc 1041),
 angry 1103, sad 1084. Per speaker (F / M): session 1 528 / 557, 2 481 / 542, 3 522 / 629,
 4 528 / 503, 5 590 / 651. Improvised 2943, scripted 2588.
 """

@@ -12,7 +12,7 @@ Only audio-only speech is kept: song files (channel 02), video-modality files (0
 `.mp4` takes are skipped, since mixing in audio from the video takes inflates results (the
 same takes appear twice).
 
-Counts (../shared/specs/corpora.md): 1440 files; neutral 96, every other class 192; 60 per
+Published counts (docs/data.md): 1440 files; neutral 96, every other class 192; 60 per
 actor (neutral has no strong intensity, so 4 neutral and 8 of every other class per actor).
 Actors 01-24: odd = male, even = female.
 """

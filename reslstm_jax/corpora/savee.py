@@ -9,7 +9,7 @@ The emotion code is a (anger), d (disgust), f (fear), h (happiness), n (neutral)
 or su (surprise); `sa`/`su` are matched before `a`. The utterance id is always `DC_a01`, so
 the two layouts give the same ids (and identical copies are dropped by `finish`).
 
-Counts (../shared/specs/corpora.md): per speaker 15 per emotion except neutral 30, so 120 per
+Published counts (docs/data.md): per speaker 15 per emotion except neutral 30, so 120 per
 speaker and 480 in total (neutral 120, every other class 60).
 """
 

@@ -9,7 +9,7 @@ utterance id is the lower-cased stem. `ps` = pleasant surprise.
 
 Speakers: OAF (aged 64) and YAF (aged 26), both female.
 
-Counts (../shared/specs/corpora.md): 200 words x 7 emotions x 2 speakers = 2800; 400 per class,
+Published counts (docs/data.md): 200 words x 7 emotions x 2 speakers = 2800; 400 per class,
 1400 per speaker. Sample rate 24414 Hz (one file at 96 kHz), so features must resample.
 """
 

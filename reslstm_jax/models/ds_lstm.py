@@ -6,7 +6,7 @@ would need the others' shapes to make sense.)
 
 Sources: the paper and its official PyTorch code (github.com/diaoenmao/Speech-Emotion-Recognition-
 with-Dual-Sequence-LSTM-Architecture, `src/final_model_random/model4.py`: `FTLSTMCell`,
-`CNN_FTLSTM`); the exact spec is `../shared/specs/seed_models.md` §1 and §4.
+`CNN_FTLSTM`); the layers and their parameter counts are in docs/models.md.
 
 ```
 spectrogram A [230 t, 128 mel] -> CNN (Conv k_A -> BN2d -> ReLU -> MaxPool 2x2) x 2 -> [56, 16*31]

@@ -3,7 +3,7 @@
 Source: A. Aftab, A. Morsali, S. Ghaemmaghami, B. Champagne, "Light-SERNet: A lightweight fully
 convolutional neural network for speech emotion recognition", ICASSP 2022, arXiv 2110.03435;
 official TF2/Keras code `models.py::Light_SERNet_V1` (github.com/AryaAftab/LIGHT-SERNET, HEAD
-95022a0). Spec: ../shared/specs/seed_models.md §2.2-2.4 and §4.
+95022a0). The layers and their parameter counts are in docs/models.md.
 
 ```
 x [B, T, 40] MFCC -> [B, T, 40, 1]         NHWC: time on H, MFCC index on W
