@@ -16,7 +16,7 @@ settings = families.settings_from("reslstm_sa", {"hidden_size": 32, "learning_ra
   body kernels added to the loss, constant to epoch 59 then x exp(-0.15) every 20 epochs,
   300 epochs, batch 32, CE (or focal, gamma 2).
 
-Sources: the ResLSTM-SA paper and reference notebook (docs/model.md), the DS-LSTM and
+Sources: the ResLSTM-SA paper and reference notebook (docs/models.md), the DS-LSTM and
 Light-SERNet papers and their official code (docs/models.md).
 Everything here is a default: the trainer's flags, the experiments and the sweep spaces
 override any of it, all through `settings_from`, which refuses a field the family does not

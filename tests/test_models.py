@@ -14,7 +14,7 @@ from numerics import assert_rounding_close
 
 import reslstm_jax as rj
 
-# The paper's six configurations and their parameter counts (docs/model.md).
+# The paper's six configurations and their parameter counts (docs/models.md).
 PAPER_COUNTS = [
     ("reslstm_sa", 32, 27_988),
     ("reslstm_sa", 64, 46_772),
