@@ -18,8 +18,10 @@ per-epoch validation the paper protocol needs.
   2-core CPU); the machine's throughput is the total over the slowest process's time.
 * Paper trial = 5 folds x 100 epochs: compile time and the per-epoch time of a 5-model run are
   measured; 100 epochs are extrapolated linearly from the measured epochs (never from less).
-* `--torch-python PATH`: runs `../shared/bench/torch_reference.py` (or `--torch-script`) with that
-  interpreter in the same session, for the side-by-side ratio.
+* `--torch-python PATH`: first runs the PyTorch reference, `experiments/torch_reference.py` (or
+  `--torch-script`), with that interpreter (a throwaway venv with torch and numpy only; torch
+  is never a project dependency, docs/install.md) and prints every rate as a multiple of its
+  utterances per second: the ratio is taken within one session, on one machine.
 * Instead of the above: `--families` (the seed models at their recipes), `--onnx` (export sizes
   and onnxruntime latency, docs/export.md), `--options` (what class weights, early stopping
   and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate),
@@ -45,7 +47,8 @@ from reslstm_jax import flags, hardware
 
 N_UTTERANCES, N_TRAIN, N_VAL, N_FEATURES, FRAMES, CLASSES = 1440, 1020, 120, 46, 128, 8
 REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_TORCH_SCRIPT = REPO.parent / "shared" / "bench" / "torch_reference.py"
+# run by path with another interpreter (`--torch-python`), never imported here
+DEFAULT_TORCH_SCRIPT = REPO / "experiments" / "torch_reference.py"
 
 
 def random_problem(models: int, options: dict | None = None, train_copies: int = 1) -> tuple:
