@@ -13,9 +13,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 CONSTRAINTS := $(wildcard requirements/constraints-py$(PYVER).txt)
-PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+PIP_FLAGS := --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+PIP_INSTALL := $(PY) -m pip install $(PIP_FLAGS)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench package-check clean
 
 # The project (with the synthetic corpus generator) in .venv, nothing run.
 install: $(VENV)/.installed-demo
@@ -51,6 +52,35 @@ $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PIP_INSTALL) -e '.[dev,synthetic,postgres,cluster,export,opensmile]'
 	touch $@
+
+# The package as a user gets it, with neither .venv nor the checkout: pypa/build (in a venv of its
+# own) builds the sdist and, from it, the wheel; a fresh venv installs the wheel with the
+# `synthetic` extra (the constraints of this Python); then, from a folder outside the checkout,
+# the modules must come from that venv and the commands run, ending with a one-trial sweep on
+# the synthetic corpus. Corpus, feature cache and run locks go to the same temporary folder,
+# removed at the end. A few minutes (it installs JAX); tests/test_packaging.py checks the
+# archives' contents within the suite.
+package-check:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; set -x; \
+	$(PYTHON) -m venv "$$tmp/build-venv"; \
+	"$$tmp/build-venv/bin/python" -m pip install $(PIP_FLAGS) build; \
+	"$$tmp/build-venv/bin/python" -m build --outdir "$$tmp/dist" .; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) \
+		"$$(echo "$$tmp"/dist/reslstm_jax-*.whl)[synthetic]"; \
+	mkdir "$$tmp/elsewhere"; cd "$$tmp/elsewhere"; \
+	export RESLSTM_JAX_DATA="$$tmp/data" RESLSTM_JAX_CACHE="$$tmp/features" \
+		RESLSTM_JAX_LOCKS="$$tmp/locks"; \
+	"$$tmp/venv/bin/python" -c 'import sys, reslstm_jax, sweeps, experiments as e; \
+		bad = [m.__file__ for m in (reslstm_jax, sweeps, e) if not m.__file__.startswith(sys.prefix)]; \
+		sys.exit(f"not from the venv: {bad}" if bad else 0)'; \
+	"$$tmp/venv/bin/python" -m reslstm_jax.models --help > /dev/null; \
+	"$$tmp/venv/bin/python" -m sweeps.run --help > /dev/null; \
+	"$$tmp/venv/bin/python" -m experiments.report --help > /dev/null; \
+	"$$tmp/venv/bin/python" -m sweeps.run --space hidden_sizes --trials 1 --epochs 1 \
+		--no-progress --wandb disabled --no-latency --out "$$tmp/sweep"; \
+	test -s "$$(echo "$$tmp"/sweep/*/pareto.csv)"; \
+	set +x; echo "package-check: passed"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

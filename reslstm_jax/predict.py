@@ -161,7 +161,7 @@ def _load_export(path, fold: str | None, seed: int | None):
 
     if importlib.util.find_spec("onnxruntime") is None:
         raise PredictError(f"--run {path} is an ONNX export: predicting from it needs "
-                           "onnxruntime (pip install 'reslstm-jax[edge]')")  # fmt: skip
+                           "onnxruntime (pip install -e '.[edge]')")  # fmt: skip
     try:
         predictor = runtime.load(path)
     except runtime.ExportDamaged as exc:  # predict's one line for a damaged run, too

@@ -9,8 +9,8 @@ features.get("compare", level="functionals")   # [1, 6373] ComParE 2016
 
 Licence: the `opensmile` wheel bundles audEERING's openSMILE binary under the audEERING
 Research License (private, research and educational use; no commercial use without a
-licence from audEERING). The project does not depend on it: `pip install
-'reslstm-jax[opensmile]'` opts in (docs/data.md), as the GPL eSpeak NG of the synthetic corpus.
+licence from audEERING). The project does not depend on it: `pip install -e '.[opensmile]'`
+opts in (docs/data.md), as the GPL eSpeak NG of the synthetic corpus.
 
 The audio is read as every extractor reads it (`audio.load_audio`: checks, mono,
 resampling to `sample_rate`), then given to openSMILE as a signal. The cache key holds the
@@ -26,7 +26,7 @@ import numpy as np
 
 LEVELS = ("lld", "functionals")
 INSTALL_HINT = (
-    "openSMILE features need the opensmile extra: pip install 'reslstm-jax[opensmile]' "
+    "openSMILE features need the opensmile extra: pip install -e '.[opensmile]' "
     "(audEERING Research License: non-commercial use only; docs/data.md)"
 )
 

@@ -92,7 +92,7 @@ def running(attempts: int = 3) -> Iterator[str]:
     try:
         import psycopg  # noqa: F401  (the storage's driver: the `postgres` extra)
     except ImportError:
-        unavailable("psycopg is not installed (pip install 'reslstm-jax[postgres]')")
+        unavailable("psycopg is not installed (pip install -e '.[postgres]')")
     bin_dir = find_bin_dir()
     if bin_dir is None:
         unavailable(

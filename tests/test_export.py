@@ -164,7 +164,7 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     assert not list(tmp_path.glob("onnx*/*"))
 
 
-# The edge install (`pip install --no-deps reslstm-jax` + onnxruntime, librosa, soundfile,
+# The edge install (`pip install --no-deps` of the wheel + onnxruntime, librosa, soundfile,
 # numpy: docs/export.md) has none of the training stack: importing any of it fails here.
 PREDICT_WITHOUT_JAX = """
 import contextlib, importlib.abc, io, json, sys

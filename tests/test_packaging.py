@@ -1,0 +1,63 @@
+"""The checkout builds into an sdist and a wheel that hold what an installed copy needs.
+
+Built with `python -m build --outdir TMP REPO` (pypa/build, the `dev` extra): the sdist first,
+then the wheel from the unpacked sdist, so a file the sdist leaves out is missing from the
+wheel too. The build backend (`[build-system] requires`) is installed into build's isolated
+environment, as pip does for any user. Skipped when `build` is not installed. Installing the
+wheel into a fresh environment and running the commands from another folder is too slow for
+the suite (JAX's install and compiles): `make package-check` does that (docs/install.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_sdist_and_wheel_hold_the_packages_their_data_and_the_licence(tmp_path):
+    if importlib.util.find_spec("build") is None:
+        pytest.skip("the `build` module is not installed (the dev extra: pip install -e '.[dev]')")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("reslstm_jax-*-py3-none-any.whl")
+    (sdist,) = tmp_path.glob("reslstm_jax-*.tar.gz")
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    dist_info = {name.split("/")[0] for name in names if ".dist-info/" in name}
+    assert len(dist_info) == 1
+    (dist_info,) = dist_info
+    expected = {
+        "reslstm_jax/__init__.py",
+        "sweeps/run.py",
+        "experiments/report.py",
+        f"{dist_info}/licenses/LICENSE",
+        *(f"sweeps/spaces/{path.name}" for path in (REPO / "sweeps/spaces").glob("*.yaml")),
+        *(f"experiments/setups/{p.name}" for p in (REPO / "experiments/setups").glob("*.yaml")),
+    }
+    assert any(name.endswith(".yaml") for name in expected)
+    assert expected <= names, sorted(expected - names)
+    # the three packages and the metadata, nothing else at the top (no tests/, no docs/)
+    assert {name.split("/")[0] for name in names} == {
+        "reslstm_jax",
+        "sweeps",
+        "experiments",
+        dist_info,
+    }
+
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[-1] for name in archive.getnames()}
+    assert {"pyproject.toml", "LICENSE", "README.md"} <= members
