@@ -23,8 +23,8 @@ Setups on IEMOCAP:
 On RAVDESS: `speaker_independent` (`ravdess_paper`).
 
 Expected runtime: the full budget (3 seeds x 5 folds x 50 epochs per configuration) is GPU
-work: on a 2-core CPU the full DS-LSTM trains at 1.6 utterances per second
-(docs/performance.md), about 8 days per seed on IEMOCAP. `--budget quick` is a smoke run of the
+work: on a 2-core CPU the full DS-LSTM trains at 3.8 utterances per second
+(docs/performance.md), about 3.4 days per seed on IEMOCAP. `--budget quick` is a smoke run of the
 whole pipeline (1 seed x 1 epoch of a small DS-LSTM: H 16, CNN channels 4 and 2): 2 min 46 s
 measured on the synthetic corpus on a 2-core CPU, extracting its features on first use.
 

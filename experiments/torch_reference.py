@@ -29,7 +29,7 @@ and numpy (torch is never a dependency of this project; nothing of `reslstm_jax`
 
 (The CPU wheel index avoids several GB of CUDA wheels; use PyPI's default wheel for
 `--device cuda`.) `python -m experiments.bench --torch-python /tmp/torchvenv/bin/python` runs
-it with `--hidden --batch --epochs 3` and reads its last line. One model's epoch takes 2-3 s
+it with `--hidden --batch --epochs 3` and reads its last line. One model's epoch takes 1.8-2.3 s
 on a 2-core CPU (docs/performance.md), and many times that when other processes share the cores.
 
 Output (the contract `experiments.bench` parses): one JSON line on stdout, with the keys
