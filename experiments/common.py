@@ -68,7 +68,7 @@ class Experiment:
 
 def parser(exp: Experiment, prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog or f"python -m experiments.{exp.name}",
-                                description=exp.doc.split("\n")[0],
+                                description=exp.doc.split("\n")[0], epilog=flags.WORDS,
                                 formatter_class=flags.HelpFormatter)  # fmt: skip
     d = p.add_argument_group("data")
     d.add_argument("--corpus", choices=sorted(exp.setups),

@@ -23,7 +23,7 @@ from reslstm_jax.plots import PARETO_X, PLOT_FORMATS
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.report",
-                                description=__doc__.split("\n")[0],
+                                description=__doc__.split("\n")[0], epilog=flags.WORDS,
                                 formatter_class=flags.HelpFormatter)  # fmt: skip
     p.add_argument("paths", nargs="*", help="results.json files, training output directories, or "
                    "directories to search for results.json and sweep trials/*.json")  # fmt: skip

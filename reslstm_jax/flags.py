@@ -22,6 +22,12 @@ import dataclasses
 import math
 import sys
 
+# The words every summary and table uses, said once at the end of the main commands' --help.
+WORDS = ("UAR: unweighted average recall, the mean of the per-class recalls (every class counts "
+         "alike; chance = 1 / classes). WA: plain accuracy. Pooled: every fold's test "
+         "predictions together, per seed. Fold, protocol, LOSO, Pareto front, card, study, "
+         "trial: docs/glossary.md.")  # fmt: skip
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """argparse's, with `(default: X)` after every flag's help that has a default worth

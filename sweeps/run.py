@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
         "Budgets: quick = 10 epochs, 1 seed, all folds (about 5 minutes for hidden_sizes on a "
         "2-core CPU); full = 100 epochs, all folds. Without --corpus: the embedded synthetic "
         "corpus (synthetic speech; its numbers are not emotion-recognition results).",
+        epilog=flags.WORDS,
         formatter_class=flags.HelpFormatter,
     )
     d = p.add_argument_group("data")

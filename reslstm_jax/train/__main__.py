@@ -33,6 +33,7 @@ def build_parser():
         description="Train one configuration on every fold x seed of a protocol, in one "
         "compiled program, and write results, protocol card and best checkpoints. A flag left "
         "out takes the model family's recipe (docs/models.md); --print-config shows them all.",
+        epilog=flags.WORDS,
         formatter_class=flags.HelpFormatter,
     )
     d = p.add_argument_group("data")
