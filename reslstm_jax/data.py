@@ -278,20 +278,17 @@ def class_coverage(manifest: Manifest, folds) -> dict:
     return coverage
 
 
-def coverage_warnings(coverage: dict, corpus: str, n_classes: int,
-                      label_set: str = "native") -> list[str]:  # fmt: skip
-    """The lines that name what `class_coverage` found (none when every class is filled)."""
+def coverage_warnings(coverage: dict, corpus: str, n_classes: int) -> list[str]:
+    """The lines that name what `class_coverage` found (none when every class is filled): a
+    corpus's own class absent from its copy (a subset of the published corpus), and test parts
+    lacking a class. (A class of a chosen label set with no utterance is refused instead.)"""
     lines = []
     if absent := coverage.get("absent_classes"):
-        drop = (
-            f"drop them with --label-map {','.join(f'{c}=-' for c in absent)}"
-            if label_set == "native"
-            else f"label set {label_set} needs every one of them"
-        )
+        drop = ",".join(f"{c}=-" for c in absent)
         lines.append(f"{corpus}: no utterance of class {', '.join(absent)}: the model keeps an "
                      f"output for each that nothing teaches, and every UAR is over the "
-                     f"{n_classes - len(absent)} classes present, not {n_classes}; "
-                     f"{drop}")  # fmt: skip
+                     f"{n_classes - len(absent)} classes present, not {n_classes}; drop them "
+                     f"with --label-map {drop}")  # fmt: skip
     for fold, missing in (coverage.get("test_absent_classes") or {}).items():
         lines.append(f"{corpus} {fold}: its test part has no utterance of class "
                      f"{', '.join(missing)}: that fold's UAR is over fewer classes")  # fmt: skip
@@ -474,8 +471,17 @@ def prepare(
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
     made = protocols.make_folds(protocol, manifest)
     check_classes_trained(manifest, made, protocol)
-    for line in coverage_warnings(class_coverage(manifest, made), manifest.corpus,
-                                  len(manifest.classes), label_set):  # fmt: skip
+    coverage = class_coverage(manifest, made)
+    if label_set != "native" and coverage.get("absent_classes"):
+        # a class set the user chose that this data cannot fill: refused, before extraction
+        raise ParameterError(
+            "{label_set} {value}: {corpus} has no utterance of class {missing}; its models "
+            "would keep outputs nothing teaches and report UARs over fewer classes: train on "
+            "a corpus that has them, or on this one's own classes ({label_set} native)",
+            value=label_set, corpus=manifest.corpus,
+            missing=", ".join(coverage["absent_classes"]),
+        )  # fmt: skip
+    for line in coverage_warnings(coverage, manifest.corpus, len(manifest.classes)):
         warnings.warn(ClassCoverageWarning(line), stacklevel=2)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip

@@ -66,14 +66,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-def write_tone_corpus(root: pathlib.Path) -> pathlib.Path:
-    """A RAVDESS-named tree of tones: 24 actors x 2 emotions (neutral, angry), 0.4-0.6 s at
-    48 kHz; the pitch gives the emotion (two pitches per class, with jitter)."""
+def write_tone_corpus(root: pathlib.Path, emotions=(1, 5)) -> pathlib.Path:
+    """A RAVDESS-named tree of tones: 24 actors x `emotions` (RAVDESS codes; default neutral
+    and angry), 0.4-0.6 s at 48 kHz; the pitch gives the emotion (120 + 40 x code Hz, with
+    jitter)."""
     import soundfile
 
     rng = np.random.default_rng(0)
     for actor in range(1, 25):
-        for emotion in (1, 5):
+        for emotion in emotions:
             t = np.arange(int(48000 * (0.4 + 0.2 * rng.random()))) / 48000
             y = 0.3 * np.sin(2 * np.pi * (120 + 40 * emotion + 10 * rng.random()) * t)
             folder = root / f"Actor_{actor:02d}"

@@ -13,13 +13,13 @@ from reslstm_jax.corpora.base import CorpusError, Manifest, Utterance
 
 
 def write_emodb_tones(root: pathlib.Path) -> pathlib.Path:
-    """An EMO-DB-named tree of tones as `conftest.write_tone_corpus` makes them (neutral low,
-    anger high, 48 kHz), plus boredom, which the shared label set leaves out: 10 speakers x
-    2 texts x 3 emotions."""
+    """An EMO-DB-named tree of tones as `conftest.write_tone_corpus` makes them (the pitch of
+    the RAVDESS emotion: neutral 160 Hz, happiness 240, sadness 280, anger 320; 48 kHz), plus
+    boredom, which the shared label set leaves out: 10 speakers x 2 texts x 5 emotions."""
     import soundfile
 
     rng = np.random.default_rng(1)
-    pitch = {"N": 160, "W": 320, "L": 240}  # neutral, anger (as RAVDESS 01 / 05), boredom
+    pitch = {"N": 160, "F": 240, "T": 280, "W": 320, "L": 200}  # as RAVDESS 01/03/04/05; boredom
     for speaker in ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"):
         for text in ("a01", "b02"):
             for letter, hz in pitch.items():
@@ -58,13 +58,41 @@ def test_shared4_keeps_the_four_emotions_of_every_corpus(corpus, classes):
         labelsets.relabel(manifest, "shared5")
 
 
+@pytest.fixture
+def shared_tones(tmp_path) -> pathlib.Path:
+    """A RAVDESS tone tree with the four emotions of the shared label set (24 actors x
+    neutral, happy, sad, angry): a corpus `--label-set shared4` can train on."""
+    from conftest import write_tone_corpus
+
+    return write_tone_corpus(tmp_path / "shared-tones" / "ravdess", emotions=(1, 3, 4, 5))
+
+
+def test_a_label_set_the_corpus_cannot_fill_is_refused_before_extraction(
+    tone_corpus, tmp_path, run_main
+):
+    """shared4 on a tree without happy and sad: one line naming them, exit 2, nothing
+    extracted (it used to train 4-output models and report UARs over 2 classes)."""
+    from reslstm_jax.train.__main__ import main as train_main
+
+    done = run_main(train_main, ["--corpus", "ravdess", "--data-dir", tone_corpus,
+                                 "--label-set", "shared4", "--cache-dir", tmp_path / "cache",
+                                 "--out", tmp_path / "run"])  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --label-set shared4: ravdess has no utterance of class happy, sad; its models "
+        "would keep outputs nothing teaches and report UARs over fewer classes: train on a "
+        "corpus that has them, or on this one's own classes (--label-set native)")  # fmt: skip
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
 def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
-    tone_corpus, feature_cache, tmp_path, train_command, run_command
+    shared_tones, feature_cache, tmp_path, train_command, run_command
 ):
     """The data options of the train CLI in one run: the shared label set, a speed-perturbed
     copy of the training utterances, two cross-corpus tests."""
     from reslstm_jax import crosscorpus
 
+    tone_corpus = shared_tones
     emodb = write_emodb_tones(tmp_path / "emodb")
     out = tmp_path / "run"
     proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
@@ -74,22 +102,17 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     card = json.loads((out / "card.json").read_text())
-    assert card["classes"] == list(labelsets.SHARED4)
-    # the label set asks for classes the tone corpus lacks: named, before and after training
-    assert card["absent_classes"] == ["happy", "sad"]
-    assert "ravdess: no utterance of class happy, sad: " in proc.stderr
-    assert "label set shared4 needs every one of them" in proc.stderr
-    assert "classes: every UAR is over 2 of 4 classes (no utterance of happy, sad)" in proc.stdout
-    # the variant: 48 more training rows, none of them validated or tested
-    assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 48)]
-    assert "audio variants: speed1.1 (48 training rows)" in proc.stdout
+    assert card["classes"] == list(labelsets.SHARED4) and "absent_classes" not in card
+    # the variant: 96 more training rows, none of them validated or tested
+    assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 96)]
+    assert "audio variants: speed1.1 (96 training rows)" in proc.stdout
     for run in results["runs"]:
         assert not any("~" in i for i in run["test_predictions"]["ids"])
     shared4 = labelsets.mapping("ravdess", "shared4")
     assert card["label_set"] == {"name": "shared4", "mapping": shared4}
     # the card names both target corpora with their utterance hashes, before training
     assert [(t["corpus"], t["n_utterances"], t["normalisation"]) for t in card["cross_test"]] == [
-        ("emodb", 40, "train"), ("ravdess", 48, "train")]  # fmt: skip
+        ("emodb", 80, "train"), ("ravdess", 96, "train")]  # fmt: skip
     emodb_result, ravdess_result = results["cross_test"]
     assert emodb_result["target"]["utterance_ids_sha256"] == card["cross_test"][0][
         "utterance_ids_sha256"]  # fmt: skip
@@ -122,7 +145,7 @@ def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     # the training corpus as a "cross" test: its own utterances, seen in training but for the
     # test fold, so the models label most of them right
     assert ravdess_result["uar_mean"] > 0.75
-    assert "cross-corpus test on emodb (40 utterances, 10 speakers, label set shared4" in (
+    assert "cross-corpus test on emodb (80 utterances, 10 speakers, label set shared4" in (
         proc.stdout)  # fmt: skip
     assert "label set shared4: neutral -> neutral" in proc.stdout
     # the W&B run's summary holds each target's figures (tested before the run closed)
@@ -163,7 +186,7 @@ def test_data_flags_are_checked_first(flags, message):
 
 
 def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
-    tone_corpus, feature_cache, synthetic_actor, tmp_path, capsys
+    shared_tones, feature_cache, synthetic_actor, tmp_path, capsys
 ):
     """Two tone trees, each trained on and tested on the other, on the synthetic corpus (one
     actor: test only) and on a manifest of the tone files (test only): the matrix (md,
@@ -177,6 +200,7 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     from experiments import cross_corpus
     from experiments import report as report_cli
 
+    tone_corpus = shared_tones
     emodb = write_emodb_tones(tmp_path / "emodb")
     lab = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
                 ["file", "emotion", "speaker"])  # fmt: skip

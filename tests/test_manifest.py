@@ -24,7 +24,8 @@ def tone_rows(tone_corpus: pathlib.Path, folder: pathlib.Path) -> list[dict]:
         actor = int(parts[6])
         rows.append({"file": str(path.relative_to(folder)) if folder in path.parents
                      else str(path),
-                     "emotion": {"01": "neutral", "05": "angry"}[parts[2]],
+                     "emotion": {"01": "neutral", "03": "happy", "04": "sad",
+                                 "05": "angry"}[parts[2]],
                      "speaker": f"spk{actor:02d}", "gender": "male" if actor % 2 else "F",
                      "fold": str(actor % 3)})  # fmt: skip
     return rows
