@@ -66,7 +66,8 @@ class LatencyError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """What is timed: a model family and configuration, and the features it reads."""
+    """What is timed: a model family and configuration, and the features it reads (its dict
+    fields make it unhashable: `key()` identifies it)."""
 
     family: str
     config: dict
@@ -103,7 +104,8 @@ def measure(architectures: list[Architecture], *, seconds: float = SECONDS,
 
     Returns:
       {"machine": {"cpu", "threads", "core", "backend", "python"}, "signal": "...",
-       "repeats": {"model", "features", "warmup"}, "reference": {"name", "model"},
+       "repeats": {"blocks", "calls_per_block", "warmup"}, "reference": {"name", "model",
+       "ort_fp32"},
        "architectures": [{"model", "features", "ort_fp32", "ort_int8", "relative",
                           "ort_relative"}, ...]} in the order given; each timing a `spread`
       dict, the ONNX ones None where not measured, `relative` = model median / reference's.
