@@ -80,3 +80,23 @@ def test_the_repeatability_benchmark_checks_both_runs(second, ordered_rows, pass
     lines, ok = bench_latency.compare(first, second)
     assert ok == passes and lines[0].startswith("model")
     assert lines[-1] == "machine: cpu"
+
+
+def test_a_failed_measurement_leaves_the_results_without_latencies(monkeypatch):
+    """After hours of training, a measuring process that fails costs the latencies only: a
+    warning, the sizes kept (the sweep launcher's deferred phase warns the same way)."""
+    import dataclasses
+    import types
+
+    from reslstm_jax import models, train
+
+    def fail(*args, **kwargs):
+        raise latency.LatencyError("the latency measurement failed (exit 1): boom")
+
+    monkeypatch.setattr(latency, "measure", fail)
+    model = models.get("lstm_sa", hidden_size=8)
+    results = {"model": {"name": "lstm_sa", "config": dataclasses.asdict(model)}}
+    card = {"features": {"name": "mfcc_chroma", "params": {}}, "sample_rates": {"16000": 3}}
+    with pytest.warns(UserWarning, match="boom; the results are kept without latencies"):
+        edge = train.edge_metrics(results, types.SimpleNamespace(card=card))
+    assert edge["trainable_params"] > 0 and "model_ms_per_s" not in edge
