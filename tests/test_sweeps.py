@@ -583,7 +583,7 @@ def test_two_launchers_started_at_once_on_one_study_share_it(corpus, tmp_path, f
     workdir = tmp_path / "runs"
     args = [sys.executable, "-m", "sweeps.run",
             *sweep_args(corpus, workdir, feature_cache, "--trials", "2", "--workers", "1",
-                        "--no-latency", "--epochs", "1")]  # fmt: skip
+                        "--no-latency")]  # fmt: skip
     launchers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=ENV) for _ in range(2)]  # fmt: skip
     ended = [launcher.communicate(timeout=600) for launcher in launchers]
