@@ -8,7 +8,7 @@ import pathlib
 from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
 
 COLUMNS = ("trial", "model", "hidden_size", "res_blocks", "num_att", "n_params", "fp16_kib",
-           *LATENCY_KEYS, *ONNX_KEYS, "val_uar", "test_uar")  # fmt: skip
+           *LATENCY_KEYS, *ONNX_KEYS, "val_uar", "test_uar", "collapsed_models")  # fmt: skip
 
 
 def _cell(value, digits: int, width: int) -> str:
@@ -45,6 +45,7 @@ def table(rows: list[dict], front: list[int], objective: str) -> str:
                f"{_cell(row.get('ort_model_ms_per_s'), 3, 9)}"
                f"{_cell(row.get('ort_int8_model_ms_per_s'), 3, 10)}" if onnx else "")
             + f"{row['val_uar']:>9.4f}{row['test_uar']:>10.4f}  {row['trial']}"
+            + (f" [COLLAPSED {row['collapsed_models']}]" if row.get("collapsed_models") else "")
         )  # fmt: skip
     lines.append(
         "* = Pareto front (max UAR by the objective, min parameters). val UAR: mean best-epoch "

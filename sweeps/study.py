@@ -52,6 +52,7 @@ def trial_rows(study: optuna.Study, space) -> list[dict]:
             "test_wa": t.user_attrs.get("test_wa"),
             "test_macro_f1": t.user_attrs.get("test_macro_f1"), "uar": t.values[0],
             "fp16_kib": t.user_attrs.get("fp16_kib"),
+            "collapsed_models": t.user_attrs.get("collapsed_models"),
             **{key: t.user_attrs.get(key, later.get(key)) for key in (*LATENCY_KEYS, *ONNX_KEYS)},
         })  # fmt: skip
     return rows

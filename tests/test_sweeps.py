@@ -873,3 +873,28 @@ def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, f
     assert len(result["card"]["folds"]) == 3
     with open(trials / f"{done[0].number}_predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 48  # every utterance tested once, one seed
+
+
+def test_the_pareto_table_marks_collapsed_trials_and_names_the_features_once(tmp_path):
+    from sweeps import pareto
+
+    def row(trial, hidden, collapsed=None):
+        return {"trial": trial, "model": "lstm_sa", "hidden_size": hidden, "n_params": hidden,
+                "fp16_kib": 1.0, "val_uar": 0.5, "test_uar": 0.5, "uar": 0.5,
+                "model_ms_per_s": 0.1, "model_ms_q1": 0.09, "model_ms_q3": 0.11,
+                "model_rel": 1.0, "features_ms_per_s": 4.0, "features_ms_q1": 3.9,
+                "features_ms_q3": 4.1, "latency_features": "mfcc_chroma at 48000 Hz",
+                "latency_cpu": "Some CPU", "latency_threads": 1,
+                "collapsed_models": collapsed}  # fmt: skip
+
+    rows = [row(0, 16), row(1, 32, collapsed=3)]
+    text = pareto.table(rows, [0], "val")
+    lines = text.splitlines()
+    assert lines[1].endswith("  0") and lines[2].endswith("  1 [COLLAPSED 3]")
+    assert "0.100   0.090-0.110  1.00" in lines[1]
+    assert lines[-2].startswith("features mfcc_chroma at 48000 Hz: 4.00 ms per second of audio")
+    assert lines[-1] == "latencies measured on Some CPU, 1 thread, apart from training"
+    pareto.write_csv(tmp_path / "p.csv", rows, [0])
+    with open(tmp_path / "p.csv") as f:
+        written = list(csv.DictReader(f))
+    assert [r["collapsed_models"] for r in written] == ["", "3"]
