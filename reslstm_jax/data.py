@@ -267,10 +267,10 @@ def class_coverage(manifest: Manifest, folds) -> dict:
     a corpus that fills every class adds nothing to its card."""
     labels = np.array(manifest.labels, np.int64)
     names = manifest.classes
-    coverage = {}
-    if absent := [names[c] for c in range(len(names)) if c not in set(labels.tolist())]:
-        coverage["absent_classes"] = absent
     present = set(labels.tolist())
+    coverage = {}
+    if absent := [names[c] for c in range(len(names)) if c not in present]:
+        coverage["absent_classes"] = absent
     by_fold = {f.name: [names[c] for c in sorted(present - set(labels[f.test].tolist()))]
                for f in folds}  # fmt: skip
     if by_fold := {name: missing for name, missing in by_fold.items() if missing}:
