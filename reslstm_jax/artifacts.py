@@ -41,6 +41,8 @@ import tempfile
 
 import numpy as np
 
+from reslstm_jax.errors import chain
+
 RESULTS_FILE = "results.json"
 CARD_FILE = "card.json"
 EXTRACTION_FILE = "extraction_report.json"
@@ -102,20 +104,13 @@ def write_error_reason(exc: BaseException) -> str | None:
     causes or its contexts: an OSError of a `WRITE_ERRNOS` value, or tensorstore's status text
     naming one (what orbax raises, as ValueError, when a checkpoint cannot be written); None when
     `exc` is no such error."""
-    chain, seen = [exc], set()
-    while chain:
-        error = chain.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
+    for error in chain(exc):
         code = error.errno if isinstance(error, OSError) else None
         if code is None and isinstance(error, ValueError):
-            text = str(error)
-            found = _TENSORSTORE_ERRNO.search(text)
+            found = _TENSORSTORE_ERRNO.search(str(error))
             code = int(found[1]) if found else None
         if code in WRITE_ERRNOS:
             return os.strerror(code)
-        chain += [error.__cause__, error.__context__]
     return None
 
 

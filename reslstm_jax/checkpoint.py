@@ -39,6 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from reslstm_jax import artifacts
+from reslstm_jax.errors import chain
 
 
 class CheckpointMismatch(ValueError):
@@ -64,19 +65,12 @@ def orbax_leftover(record: logging.LogRecord) -> bool:
     threads (absl) or by asyncio for tasks nobody awaited once the first array failed (possibly
     long after; seen once in a cold suite run). Each is reported once, in one line: damage by
     `restore` and `load_best`, write errors by `Checkpointer.save` and `save_best`."""
-    chain = [record.exc_info[1]] if record.exc_info else []
-    if chain and artifacts.write_error_reason(chain[0]):
+    logged = record.exc_info[1] if record.exc_info else None
+    if logged is None:
+        return False
+    if artifacts.write_error_reason(logged):
         return True
-    seen: set[int] = set()
-    while chain:  # the exception, its causes and contexts
-        exc = chain.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        if str(exc).startswith(ORBAX_READ_ERROR):
-            return True
-        chain += [exc.__cause__, exc.__context__]
-    return False
+    return any(str(exc).startswith(ORBAX_READ_ERROR) for exc in chain(logged))
 
 
 def _drop_orbax_leftovers() -> None:

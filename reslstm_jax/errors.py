@@ -13,7 +13,7 @@ experiments and the sweeps, each with its own flags for the same parameters.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class ParameterError(ValueError):
@@ -49,3 +49,16 @@ def cli_message(exc: BaseException, name_of: Callable[[str], str] = as_flag) -> 
     if isinstance(exc, ParameterError):
         return exc.phrased(name_of)
     return str(exc)
+
+
+def chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc`, then its causes and contexts, each once (an error raised while handling another,
+    as orbax wraps tensorstore's): where a library's reason for a failure may be found."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        pending += [error.__cause__, error.__context__]
