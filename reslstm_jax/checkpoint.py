@@ -106,7 +106,11 @@ def _closed_loop_dropper(previous):
 
 
 def _write_failed(what: pathlib.Path, exc: BaseException, then: str):
-    """The one line of a checkpoint that could not be written, or None to let `exc` through."""
+    """After a failed save of the checkpoint directory `what`: its partial temporary folders
+    removed (orbax writes `<name>.orbax-checkpoint-tmp*` beside it), and the one line of a
+    write error (`then`: what to do), or None to let `exc` through."""
+    for partial in what.parent.glob(f"{what.name}.orbax-checkpoint-tmp*"):
+        shutil.rmtree(partial, ignore_errors=True)
     reason = artifacts.write_error_reason(exc)
     if reason is None:
         return None
@@ -178,8 +182,6 @@ class Checkpointer:
                 # tasks of a damaged checkpoint outlive the failed restore and print tracebacks)
                 artifacts.write_json(files_path(step), _inventory(step))
             except Exception as exc:
-                for partial in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
-                    shutil.rmtree(partial, ignore_errors=True)
                 done = [int(p.name) for p in self.directory.iterdir()
                         if p.name.isdigit() and int(p.name) < epoch]  # fmt: skip
                 then = (f"rerun the same command when it can be written: it resumes after "
@@ -264,8 +266,6 @@ def save_best(directory: str | os.PathLike, params, batch_stats) -> pathlib.Path
         checkpointer.wait_until_finished()
         artifacts.write_json(files_path(path), _inventory(path))
     except Exception as exc:
-        for partial in path.parent.glob(f"{path.name}.orbax-checkpoint-tmp*"):
-            shutil.rmtree(partial, ignore_errors=True)
         then = "rerun the same command when it can be written (it resumes from the last checkpoint)"
         if failed := _write_failed(path, exc, then):
             raise failed from None
