@@ -399,16 +399,17 @@ def train_group(study, space, config, dataset, group, tracker, trials_dir, rank:
     # one static shape: the edge metrics are measured once for every trial of the group
     edge = train.edge_metrics(results[0], dataset, latency=config.latency)
     done = 0
+    from reslstm_jax.export import measure  # (onnx and onnxruntime only where it exports)
+
     for index, ((trial, full, count), result, run) in enumerate(
         zip(group, results, runs, strict=True)
     ):
-        result["edge"] = dict(edge)
-        if edge.get("onnx_int8_kib") is not None:  # the int8 size's own UAR beside it
-            from reslstm_jax.export import measure
-
-            result["edge"]["int8_uar"] = measure.int8_test_uar(
-                config.study_dir / "groups" / numbers, dataset, result, configuration=index
-            )
+        result["edge"] = {
+            **edge,
+            **measure.int8_uar_beside(
+                edge, config.study_dir / "groups" / numbers, dataset, result, configuration=index
+            ),
+        }
         if targets:  # the group's run directory holds every trial's best models
             from reslstm_jax import crosscorpus
 

@@ -386,18 +386,16 @@ def measure_deferred(config, study, datasets) -> None:
         print(f"warning: {exc}; the trials keep their results without latencies",
               file=sys.stderr)  # fmt: skip
         return
-    for key, path, results, arch in pending:
-        fields = latency.edge_fields(figures, list(distinct).index(arch.key()))
-        if fields.get("onnx_int8_kib") is not None:
-            from reslstm_jax.export import measure
+    from reslstm_jax.export import measure
 
-            trial = results["trial"]
-            fields["int8_uar"] = measure.int8_test_uar(
-                config.study_dir / "groups" / trial["group"],
-                datasets.for_trial(trial["params"]),
-                results,
-                configuration=trial["group"].split("-").index(str(trial["number"])),
-            )
+    position = {arch_key: i for i, arch_key in enumerate(distinct)}
+    for key, path, results, arch in pending:
+        fields = latency.edge_fields(figures, position[arch.key()])
+        trial = results["trial"]  # its dataset: the launcher prepared it before the workers
+        fields.update(measure.int8_uar_beside(
+            fields, config.study_dir / "groups" / trial["group"],
+            datasets.for_trial(trial["params"]), results,
+            configuration=trial["group"].split("-").index(str(trial["number"]))))  # fmt: skip
         study.set_user_attr(key, fields)
         results["edge"] = {**(results.get("edge") or {}), **fields}
         artifacts.write_json(path, results)

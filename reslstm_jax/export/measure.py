@@ -167,3 +167,11 @@ def int8_test_uar(run_dir, dataset, results: dict, configuration: int = 0) -> fl
     per_seed = [metrics.classification(np.asarray(y), np.asarray(p), n_classes)["uar"]
                 for y, p in pooled.values()]  # fmt: skip
     return float(np.mean(per_seed))
+
+
+def int8_uar_beside(edge: dict, run_dir, dataset, results: dict, configuration: int = 0) -> dict:
+    """`{"int8_uar": ...}` where `edge` shows an int8 graph's size (`onnx_int8_kib`), so that
+    the size is never shown without the UAR of that graph (`int8_test_uar`); else `{}`."""
+    if edge.get("onnx_int8_kib") is None:
+        return {}
+    return {"int8_uar": int8_test_uar(run_dir, dataset, results, configuration=configuration)}

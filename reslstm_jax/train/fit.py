@@ -104,10 +104,10 @@ def _run(dataset, settings, out_dir, *, latency, extra, then=None, **kwargs) -> 
     results["edge"] = results_mod.edge_metrics(results, dataset, latency=latency)
     results.update(extra or {})
     artifacts.write_run(out_dir, dataset, results)
-    if results["edge"].get("onnx_int8_kib") is not None:  # the int8 size's own UAR beside it
-        from reslstm_jax.export import measure
+    from reslstm_jax.export import measure
 
-        results["edge"]["int8_uar"] = measure.int8_test_uar(out_dir, dataset, results)
+    if int8 := measure.int8_uar_beside(results["edge"], out_dir, dataset, results):
+        results["edge"].update(int8)
         artifacts.write_json(pathlib.Path(out_dir) / artifacts.RESULTS_FILE, results)
     if then is not None:  # work that reads the written run (cross-corpus tests): its fields
         results.update(then(results))
