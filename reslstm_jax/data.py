@@ -295,6 +295,25 @@ def coverage_warnings(coverage: dict, corpus: str, n_classes: int) -> list[str]:
     return lines
 
 
+def check_classes(manifest: Manifest, folds, protocol: str, label_set: str) -> None:
+    """The classes against the data, before extraction: a class some fold cannot train on
+    (`check_classes_trained`) or a class of a chosen label set with no utterance is refused
+    (one line); a corpus's own class missing from its copy, or from a fold's test part, is
+    named in a `ClassCoverageWarning` (`coverage_warnings`)."""
+    check_classes_trained(manifest, folds, protocol)
+    coverage = class_coverage(manifest, folds)
+    if label_set != "native" and coverage.get("absent_classes"):
+        raise ParameterError(
+            "{label_set} {value}: {corpus} has no utterance of class {missing}; its models "
+            "would keep outputs nothing teaches and report UARs over fewer classes: train on "
+            "a corpus that has them, or on this one's own classes ({label_set} native)",
+            value=label_set, corpus=manifest.corpus,
+            missing=", ".join(coverage["absent_classes"]),
+        )  # fmt: skip
+    for line in coverage_warnings(coverage, manifest.corpus, len(manifest.classes)):
+        warnings.warn(ClassCoverageWarning(line), stacklevel=3)
+
+
 def native_rates(manifest: Manifest) -> dict[str, int]:
     """{sample rate: files} of the corpus audio (from the headers; unreadable files skipped).
 
@@ -469,20 +488,7 @@ def prepare(
     protocol = protocol or corpora.default_protocol(corpus, manifest)
     # the protocol on the files found, before minutes of extraction: a subset too small for it
     # (a missing actor, a class with no speaker left) is refused now, not afterwards
-    made = protocols.make_folds(protocol, manifest)
-    check_classes_trained(manifest, made, protocol)
-    coverage = class_coverage(manifest, made)
-    if label_set != "native" and coverage.get("absent_classes"):
-        # a class set the user chose that this data cannot fill: refused, before extraction
-        raise ParameterError(
-            "{label_set} {value}: {corpus} has no utterance of class {missing}; its models "
-            "would keep outputs nothing teaches and report UARs over fewer classes: train on "
-            "a corpus that has them, or on this one's own classes ({label_set} native)",
-            value=label_set, corpus=manifest.corpus,
-            missing=", ".join(coverage["absent_classes"]),
-        )  # fmt: skip
-    for line in coverage_warnings(coverage, manifest.corpus, len(manifest.classes)):
-        warnings.warn(ClassCoverageWarning(line), stacklevel=2)
+    check_classes(manifest, protocols.make_folds(protocol, manifest), protocol, label_set)
     manifest, feats, report = extract(manifest, feature_extractor, cache_dir=cache_dir,
                                       workers=workers, progress=progress)  # fmt: skip
     variants = perturb.extract_variants(
