@@ -9,19 +9,20 @@ import pytest
 from experiments import common, ravdess_reslstm_sa, setup_files
 from experiments import run as run_cli
 
-# A user's experiment file, from a folder of theirs: two of the shipped RAVDESS experiment's
-# configurations (one with the CLI's name of a setting, `lr`), one setup, a pair.
+# A user's experiment file, from a folder of theirs: two configurations (one with the CLI's
+# name of a setting, `lr`), one setup, a pair. ResLSTM-SA h8 at batch 8 is the train CLI's
+# shape of tests/conftest.py (`train_command`): its programs come from the compilation cache.
 USER_EXPERIMENT = """\
 description: two attention LSTMs on actor folds
 configs:
-  reslstm_sa_h32: {model: reslstm_sa, hidden_size: 32, weight_decay: 1.6e-3}
-  lstm_sa_h32: {model: lstm_sa, hidden_size: 32, weight_decay: 7.0e-5, lr: 1e-3}
+  reslstm_sa_h8: {model: reslstm_sa, hidden_size: 8, batch_size: 8, weight_decay: 1.6e-3}
+  lstm_sa_h8: {model: lstm_sa, hidden_size: 8, batch_size: 8, weight_decay: 7.0e-5, lr: 1e-3}
 setups:
   ravdess:
     fair: {protocol: ravdess_paper, note: per-fold normalisation}
 budgets:
   full: {seeds: 2, epochs: 2}
-pairs: [[reslstm_sa_h32, lstm_sa_h32]]
+pairs: [[reslstm_sa_h8, lstm_sa_h8]]
 """
 
 
@@ -39,26 +40,26 @@ def test_a_users_experiment_file_trains_reports_and_resumes(
             "--no-latency"]  # fmt: skip
     assert run_cli.main(argv) == 0
     report = (out / "report.md").read_text()
-    assert "| lstm_sa h32 " in report and "| reslstm_sa h32 " in report
+    assert "| lstm_sa h8 " in report and "| reslstm_sa h8 " in report
     assert "protocol ravdess_paper" in report and "per-fold (training speakers)" in report
-    assert "[fair] A = reslstm_sa h32, B = lstm_sa h32 (10 matched fold x seed runs)" in report
+    assert "[fair] A = reslstm_sa h8, B = lstm_sa h8 (10 matched fold x seed runs)" in report
     # the classical reference row, in the same table, on the same folds
     assert "| egemaps functionals + linear SVM (baseline) " in report
     assert report.count("Table: ") == 1
     assert r"\begin{tabular}" in (out / "report.tex").read_text()
-    for config in ("reslstm_sa_h32", "lstm_sa_h32"):
+    for config in ("reslstm_sa_h8", "lstm_sa_h8"):
         run = out / "fair" / config
         assert (run / "results.json").is_file() and (run / "inference.json").is_file()
         assert (run / "skipped.csv").read_text() == "path,reason\n"  # every file was used
     pngs = sorted(p.name for p in (out / "plots").iterdir())
-    assert "pareto.png" in pngs and "confusion_reslstm_sa_h32.png" in pngs
+    assert "pareto.png" in pngs and "confusion_reslstm_sa_h8.png" in pngs
     config_text = (out / "config.yaml").read_text()
     assert f"# experiment file: {path}" in config_text
     # each run's own config.yaml trains it alone with the train CLI: the same settings
     from reslstm_jax import configfile, models
     from reslstm_jax.train.__main__ import build_parser, checked_flags
 
-    for config in ("reslstm_sa_h32", "lstm_sa_h32"):
+    for config in ("reslstm_sa_h8", "lstm_sa_h8"):
         run = out / "fair" / config
         alone_argv = ["--config", str(run / "config.yaml"), "--out", str(tmp_path / "alone")]
         args = configfile.parse_args(build_parser(), alone_argv)

@@ -347,6 +347,22 @@ def test_reloading_a_study_checks_directions_and_space(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
+# A space of the user's: LSTM-SA at two sizes. The end-to-end sweep tests share its programs (the
+# same shapes, budget and epochs), so one cold run compiles them once; `lr` makes four points of
+# the two shapes.
+TWO_SIZES = ("description: LSTM-SA at two sizes\n"
+             "objectives: [[uar, maximize], [n_params, minimize]]\n"
+             "grid: {model: [lstm_sa], hidden_size: [16, 32]}\n")  # fmt: skip
+
+
+def two_sizes(folder, name="two_points", lrs=None):
+    """The TWO_SIZES space as a file of `folder` (with `lrs`: each size at each rate)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = TWO_SIZES if lrs is None else TWO_SIZES.replace("]}", f"], lr: {list(lrs)}}}")
+    (folder / f"{name}.yaml").write_text(text)
+    return folder / f"{name}.yaml"
+
+
 def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monkeypatch, capsys):
     from wandb_reader import read_run, read_table
 
@@ -354,11 +370,7 @@ def test_sweep_end_to_end_resume_and_wandb(corpus, tmp_path, feature_cache, monk
 
     workdir = tmp_path / "runs"
     # a space of the user's, from a folder of theirs: a two-point grid
-    space = tmp_path / "my spaces" / "two_points.yaml"
-    space.parent.mkdir()
-    space.write_text("description: LSTM-SA at two sizes\n"
-                     "objectives: [[uar, maximize], [n_params, minimize]]\n"
-                     "grid: {model: [lstm_sa], hidden_size: [16, 32]}\n")  # fmt: skip
+    space = two_sizes(tmp_path / "my spaces")
     name = "two_points-ravdess-ravdess_paper-quick"
     cross = ("--cross-test", f"ravdess={corpus}")  # the corpus itself as a cross-corpus target
     first = sweep(corpus, workdir, "--space", str(space), "--trials", "1", "--workers", "1",
@@ -521,15 +533,17 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
     from reslstm_jax import tracking
 
     workdir = tmp_path / "runs"
-    args = [sys.executable, "-m", "sweeps.run", "--space", "hidden_sizes", "--corpus", "ravdess",
+    space = two_sizes(tmp_path / "spaces", "four_points", lrs=(1e-3, 2e-3))
+    study_name = "four_points-ravdess-ravdess_paper-quick"
+    args = [sys.executable, "-m", "sweeps.run", "--space", str(space), "--corpus", "ravdess",
             "--data-dir", str(corpus), "--epochs", "2", "--out", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "4",
             "--workers", "2", "--no-latency"]  # fmt: skip
-    journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+    journal = storage.journal_path(workdir, study_name)
 
     def one_done() -> bool:  # one trial done, the others under way
-        return journal.exists() and bool(
-            load(workdir).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))  # fmt: skip
+        complete = (optuna.trial.TrialState.COMPLETE,)
+        return journal.exists() and bool(load(workdir, study_name).get_trials(states=complete))
 
     def its_workers(launcher) -> list:
         workers = psutil.Process(launcher.pid).children()
@@ -541,29 +555,30 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
     workers = ended.before
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     # the interrupted trials were given back: failed, their points queued again
-    study = load(workdir)
+    study = load(workdir, study_name)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
     # the rerun measures latencies: not by the workers (one would time while the other
-    # trains), by the launcher once both have finished, each architecture once
-    proc = sweep(corpus, workdir, "--trials", "4", "--workers", "2", cache=feature_cache)
-    assert "timing 4 model(s) of 4 trial(s), no worker running" in proc.stdout
-    study = load(workdir)
+    # trains), by the launcher once both have finished, each architecture once (two
+    # architectures, each at two learning rates)
+    proc = sweep(corpus, workdir, "--space", str(space), "--trials", "4", "--workers", "2",
+                 cache=feature_cache)  # fmt: skip
+    assert "timing 2 model(s) of 4 trial(s), no worker running" in proc.stdout
+    study = load(workdir, study_name)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 4
     points = [json.dumps(t.params, sort_keys=True) for t in done]
     assert len(set(points)) == 4  # no point trained twice
     assert {t.user_attrs["worker"] for t in done} == {0, 1}  # both workers trained
     assert not any("model_ms_per_s" in t.user_attrs for t in done)  # workers timed nothing
-    with open(workdir / "hidden_sizes-ravdess-ravdess_paper-quick" / "pareto.csv") as f:
+    with open(workdir / study_name / "pareto.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and all(float(r["model_ms_per_s"]) > 0 for r in rows)
     assert {r["latency_features"] for r in rows} == {"mfcc_chroma at 48000 Hz"}
     # the export extra is installed here: each int8 size comes with its int8 test UAR
     assert all(float(r["onnx_int8_kib"]) > 0 and 0 <= float(r["int8_uar"]) <= 1 for r in rows)
-    results = json.loads((workdir / "hidden_sizes-ravdess-ravdess_paper-quick" /
-                          done[0].user_attrs["results"]).read_text())  # fmt: skip
+    results = json.loads((workdir / study_name / done[0].user_attrs["results"]).read_text())
     assert results["edge"]["model_ms_per_s"] == float(
         next(r for r in rows if r["trial"] == str(done[0].number))["model_ms_per_s"])  # fmt: skip
     assert "features mfcc_chroma at 48000 Hz:" in proc.stdout
