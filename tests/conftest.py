@@ -299,29 +299,31 @@ def synthetic_actor(tmp_path_factory) -> pathlib.Path:
 # starts last keeps one process busy while the other has nothing left. These run first, so
 # the processes end together, provided tests are handed out one at a time (the Makefile's
 # `--maxschedchunk 1`: in blocks, one process would get all of these). A name here that no
-# longer exists fails the collection.
+# longer exists fails the collection. Tests that read programs another compiles (the two-worker
+# sweep, the end-to-end sweep's; the group test, the options test's) come a few places after it,
+# so that the two do not compile them at the same time on both processes.
 SLOW_FIRST = (
     "test_cross_corpus.py::test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones",
     "test_train.py::test_executors_give_identical_results",
     "test_cross_corpus.py::test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it",
-    "test_sweeps.py::test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once",
-    "test_experiments.py::test_a_users_experiment_file_trains_reports_and_resumes",
     "test_sweeps.py::test_sweep_end_to_end_resume_and_wandb",
+    "test_experiments.py::test_a_users_experiment_file_trains_reports_and_resumes",
     "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",
     "test_configfile.py::test_a_runs_config_yaml_trains_the_same_folds_again",
     "test_manifest.py::test_the_train_cli_trains_on_a_manifest",
+    "test_sweeps.py::test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once",
     "test_corpora.py::test_a_new_corpus_is_a_module_and_a_line_in_the_list",
     "test_families.py::test_ds_lstm_features",
     "test_postgres.py::test_a_worker_killed_mid_trial_is_reaped_and_its_trial_retried",
     "test_hardware.py::test_gradients_do_not_depend_on_the_cpu_device_count",
     "test_sweeps.py::test_architectures_space_trains_each_family_on_its_own_features",
-    "test_train.py::test_a_group_of_configurations_equals_each_trained_alone",
     "test_sweeps.py::test_trials_of_one_static_shape_share_one_program",
     "test_train_cli.py::test_a_killed_run_resumes_to_identical_results",
     "test_train_cli.py::test_light_sernet_trains_through_the_cli_with_its_recipe",
     "test_training_options.py::test_options_that_are_off_change_nothing_for_the_other_models_of_a_program",
     "test_train.py::test_a_mesh_over_two_devices_trains_like_one_device_and_keeps_its_state_sharded",
     "test_train.py::test_models_trained_in_waves_equal_one_wave",
+    "test_train.py::test_a_group_of_configurations_equals_each_trained_alone",
     "test_train_cli.py::test_predict_labels_files_and_folders_and_reports_bad_files",
     "test_train_cli.py::test_damaged_checkpoints_resume_from_the_one_before_and_predict_names_the_file",
     "test_sweeps.py::test_a_pruned_trial_stops_its_program_early",
