@@ -172,16 +172,17 @@ def test_the_shipped_experiments_are_files_of_the_same_form():
         (("protocol: ravdess_paper", "protocol: ravdess_papr"),
          "unknown protocol 'ravdess_papr' (did you mean ravdess_paper?)"),
         (("note: per-fold", "nte: per-fold"), "setups.ravdess.fair.nte is not a key here"),
-        (("hidden_size: 32, weight_decay: 1.6e-3", "hiden_size: 32"), "hiden_size"),
+        (("hidden_size: 8, batch_size: 8, weight_decay: 1.6e-3", "hiden_size: 8"), "hiden_size"),
         (("lr: 1e-3", "lr: -1"), "learning rate must be > 0"),
         (("full: {seeds: 2", "quick: {seeds: 2"), "budgets needs `full`"),
         (("epochs: 2}", "epochs: 0}"), "budgets.full.epochs must be a whole number >= 1"),
-        (("[[reslstm_sa_h32, lstm_sa_h32]]", "[[reslstm_sa_h32, gru]]"),
+        (("[[reslstm_sa_h8, lstm_sa_h8]]", "[[reslstm_sa_h8, gru]]"),
          "pairs: gru is not a configuration"),
         (("  ravdess:", "  ravdes:"), "setups.ravdes: unknown corpus (did you mean ravdess?)"),
     ],
 )  # fmt: skip
 def test_a_bad_experiment_file_is_one_line_before_any_data(tmp_path, capsys, edit, message):
+    assert edit[0] in USER_EXPERIMENT  # a stale edit would run a valid file
     path = tmp_path / "bad.yaml"
     path.write_text(USER_EXPERIMENT.replace(*edit))
     assert run_cli.main([str(path), "--out", str(tmp_path / "o")]) == 2
