@@ -300,16 +300,17 @@ def synthetic_actor(tmp_path_factory) -> pathlib.Path:
 # the processes end together, provided tests are handed out one at a time (the Makefile's
 # `--maxschedchunk 1`: in blocks, one process would get all of these). A name here that no
 # longer exists fails the collection. Tests that read programs another compiles (the two-worker
-# sweep, the end-to-end sweep's; the group test, the options test's) come a few places after it,
-# so that the two do not compile them at the same time on both processes.
+# sweep, the end-to-end sweep's; the cross-corpus train CLI test, the cross-corpus experiment's;
+# the group test, the options test's) come a few places after it, so that the two do not compile
+# them at the same time on both processes.
 SLOW_FIRST = (
-    "test_cross_corpus.py::test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones",
-    "test_train.py::test_executors_give_identical_results",
     "test_cross_corpus.py::test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it",
+    "test_train.py::test_executors_give_identical_results",
     "test_sweeps.py::test_sweep_end_to_end_resume_and_wandb",
     "test_experiments.py::test_a_users_experiment_file_trains_reports_and_resumes",
     "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",
     "test_configfile.py::test_a_runs_config_yaml_trains_the_same_folds_again",
+    "test_cross_corpus.py::test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones",
     "test_manifest.py::test_the_train_cli_trains_on_a_manifest",
     "test_sweeps.py::test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once",
     "test_corpora.py::test_a_new_corpus_is_a_module_and_a_line_in_the_list",

@@ -88,26 +88,23 @@ def test_a_label_set_the_corpus_cannot_fill_is_refused_before_extraction(
 def test_train_on_ravdess_tones_and_test_on_emodb_and_ravdess_tones(
     shared_tones, feature_cache, tmp_path, train_command, run_command
 ):
-    """The data options of the train CLI in one run: the shared label set, a speed-perturbed
-    copy of the training utterances, two cross-corpus tests."""
+    """The cross-corpus options of the train CLI in one run: the shared label set, two
+    cross-corpus tests. (A speed-perturbed copy of the training utterances:
+    tests/test_manifest.py's train CLI run.) Batch 32 and two seeds are the ravdess row of the
+    cross-corpus experiment below: the same programs, compiled once."""
     from reslstm_jax import crosscorpus
 
     tone_corpus = shared_tones
     emodb = write_emodb_tones(tmp_path / "emodb")
     out = tmp_path / "run"
     proc = run_command(train_command(tone_corpus, out, feature_cache, "--label-set", "shared4",
-                                     "--cross-test", f"emodb={emodb}", "--speed-perturb", "1.1",
+                                     "--cross-test", f"emodb={emodb}", "--batch-size", "32",
                                      "--cross-test", f"ravdess={tone_corpus}",
                                      wandb="offline"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     card = json.loads((out / "card.json").read_text())
     assert card["classes"] == list(labelsets.SHARED4) and "absent_classes" not in card
-    # the variant: 96 more training rows, none of them validated or tested
-    assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 96)]
-    assert "audio variants: speed1.1 (96 training rows)" in proc.stdout
-    for run in results["runs"]:
-        assert not any("~" in i for i in run["test_predictions"]["ids"])
     shared4 = labelsets.mapping("ravdess", "shared4")
     assert card["label_set"] == {"name": "shared4", "mapping": shared4}
     # the card names both target corpora with their utterance hashes, before training
@@ -208,7 +205,7 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     argv = ["--corpora", "ravdess", "emodb", "--data-dir", f"ravdess={tone_corpus}",
             "--data-dir", f"emodb={emodb}", "--test-only", "synthetic",
             "--data-dir", f"synthetic={synthetic_actor}", "--test-only-manifest", str(lab),
-            "--budget", "quick", "--epochs", "2",
+            "--budget", "quick", "--epochs", "2", "--seeds", "2",
             "--hidden-size", "8", "--no-latency", "--no-progress", "--feature-workers", "1",
             "--cache-dir", str(feature_cache), "--out", str(out)]  # fmt: skip
     assert cross_corpus.main(argv) == 0

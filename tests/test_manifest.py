@@ -181,19 +181,25 @@ def test_a_manifest_without_folds_runs_speaker_kfold_and_joins_shared4(tone_corp
 def test_the_train_cli_trains_on_a_manifest(tone_corpus, feature_cache, tmp_path, train_command,
                                             run_command):  # fmt: skip
     """A CSV of files: its name, utterance hash and `given` folds reach the card, and its bad
-    rows skipped.csv."""
+    rows skipped.csv; with a speed-perturbed copy of the training utterances."""
     rows = tone_rows(tone_corpus, tmp_path) + [{"file": "gone.wav", "emotion": "angry",
                                                 "speaker": "spk01", "fold": "0"}]  # fmt: skip
     manifest = write(tmp_path / "my_lab.csv", rows, ["file", "emotion", "speaker", "fold"])
     out = tmp_path / "run"
     done = run_command(train_command(tone_corpus, out, feature_cache, "--corpus", "manifest",
-                                     "--data-dir", str(manifest), "--epochs", "2"))  # fmt: skip
+                                     "--data-dir", str(manifest), "--epochs", "2",
+                                     "--speed-perturb", "1.1"))  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((out / "card.json").read_text())
     assert (card["corpus"], card["protocol"], card["n_utterances"]) == ("my_lab", "given", 48)
     assert [f["name"] for f in card["folds"]] == ["fold0", "fold1", "fold2"]
     assert "row 49: " in (out / "skipped.csv").read_text()
     assert "1 file(s) under" in done.stdout and "no such file" in done.stdout
+    # the variant: 48 more training rows, none of them validated or tested
+    assert [(v["name"], v["rows"]) for v in card["audio_variants"]] == [("speed1.1", 48)]
+    assert "audio variants: speed1.1 (48 training rows)" in done.stdout
+    for run in json.loads((out / "results.json").read_text())["runs"]:
+        assert not any("~" in i for i in run["test_predictions"]["ids"])
 
 
 def test_a_sweep_names_its_study_after_the_manifest(tone_corpus, tmp_path, run_main):
