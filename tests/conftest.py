@@ -61,6 +61,20 @@ jax.devices()
 # ----------------------------------------------------------------------------- shared fixtures
 # One of each per test process (pytest-xdist worker): end-to-end tests share them instead of
 # building their own corpus, features and runs.
+#
+# The suite's shapes. Most of a cold run is XLA compiling (docs/performance.md): a training
+# program is keyed by everything static, the model and its size, batch, number of models M
+# (folds x seeds x trials), epoch chunk, the data's shapes (utterances, frames, features,
+# classes) and the devices, and costs 10-20 s however small. A new end-to-end test trains one
+# of these, so that the compilation cache serves it, unless a shape is what it tests:
+# - the train CLI (`train_command`): ResLSTM-SA h8, batch 8, 2 seeds, 2-epoch chunks, one
+#   device, on `tone_corpus` (also the user's experiment file of tests/test_experiments.py);
+# - sweeps on the tone corpus: LSTM-SA h16 and h32 of the quick budget (the hidden_sizes
+#   space's first points, `two_sizes` of tests/test_sweeps.py);
+# - the shared4 tone tree at batch 32, 2 seeds (the cross-corpus experiment's ravdess row and
+#   the cross-corpus train CLI test);
+# - in-process engine runs on `tiny_dataset`: tests/test_training_options.py's COMMON
+#   (ResLSTM-SA h4, batch 8, `map`) and tests/test_train.py's SMALL (LSTM-SA h4).
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -681,7 +681,10 @@ def test_a_pruned_trial_stops_its_program_early(tmp_path, tiny_dataset):
     from reslstm_jax import tracking
 
     dataset = tiny_dataset
-    space = spaces.load("paper")
+    # the paper's space at h4 instead of h64: tests/test_training_options.py's COMMON program
+    space = dataclasses.replace(
+        spaces.load("paper"), fixed={"model": "reslstm_sa", "hidden_size": 4}
+    )
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=1.1))  # fmt: skip
     study.enqueue_trial({"lr": 1e-3, "batch_size": 8, "dropout_rate": 0.1, "wd": 1e-4,
@@ -705,10 +708,11 @@ def test_a_pruned_trial_stops_its_program_early(tmp_path, tiny_dataset):
 def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tiny_dataset):
     """A worker asks group_size trials; those with equal static shape train together."""
     base = spaces.load("hidden_sizes")
-    grid = ({"model": "lstm_sa", "hidden_size": 4, "lr": 1e-3},
-            {"model": "lstm_sa", "hidden_size": 4, "lr": 3e-3},
-            # Adam steps by about lr whatever the gradient: this one's loss is NaN at once
-            {"model": "lstm_sa", "hidden_size": 8, "lr": 1e38})  # fmt: skip
+    grid = ({"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 1e-3},
+            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 3e-3},
+            # Adam steps by about lr whatever the gradient: this one's loss is NaN at once. Its
+            # shape is tests/test_train.py's SMALL (batch 8): that program, from the cache.
+            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 8, "lr": 1e38})  # fmt: skip
     space = spaces.Space(name="two_lrs", description="test", objectives=base.objectives,
                          grid=grid, suggest=None, sampler="grid", fixed={})  # fmt: skip
     monkeypatch.setattr(engine.spaces_mod, "load", lambda name: space)

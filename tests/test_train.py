@@ -72,11 +72,16 @@ def program(executor="vmap", chunk=1, **model):
 
 
 def run(prog, fold_list, epochs=4, keys=None, pad_train_to=None):
+    """(state, history {key: [M, epochs]}, predictions): `epochs` in chunks of 4, the chunk
+    every test here compiles (a program's epoch count is static), as the fit loop chunks."""
     data = model_data(fold_list, pad_train_to)
     m = data.train.shape[0]
     keys = keys if keys is not None else jnp.stack([train.model_key(0, k) for k in range(m)])
-    state = prog.init(keys, hparams(m))
-    state, history = prog.run(state, hparams(m), data, shared(), epochs=epochs)
+    state, chunks = prog.init(keys, hparams(m)), []
+    for start in range(0, epochs, 4):
+        state, chunk = prog.run(state, hparams(m), data, shared(), epochs=min(4, epochs - start))
+        chunks.append(chunk)
+    history = jax.tree_util.tree_map(lambda *c: jnp.concatenate(c, axis=1), *chunks)
     return state, history, prog.predict(state, data, shared())
 
 
@@ -327,8 +332,9 @@ def test_a_group_of_configurations_equals_each_trained_alone(tiny_dataset):
                   executor="map")  # fmt: skip
     a = train.RunSettings(learning_rate=1e-2, dropout=0.1, **common)
     b = train.RunSettings(learning_rate=3e-3, weight_decay=0.0, t0=2, **common)
-    together = train.fit_group(dataset, [a, b], progress=False)
-    alone = [train.fit(dataset, s, progress=False) for s in (a, b)]
+    # one-epoch chunks (both): alone, the program of the options and pruned-trial tests
+    together = train.fit_group(dataset, [a, b], progress=False, checkpoint_every=1)
+    alone = [train.fit(dataset, s, progress=False, checkpoint_every=1) for s in (a, b)]
     for grouped, single in zip(together, alone, strict=True):
         assert grouped["models_in_program"] == 10 and single["models_in_program"] == 5
         for r1, r2 in zip(grouped["runs"], single["runs"], strict=True):

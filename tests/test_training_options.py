@@ -131,7 +131,9 @@ def test_options_that_are_off_change_nothing_for_the_other_models_of_a_program(t
     plain = train.RunSettings(**COMMON)
     everything = train.RunSettings(**COMMON, **OPTIONS)
     together = train.fit_group(tiny_dataset, [plain, everything], progress=False)
-    alone = train.fit(tiny_dataset, plain, progress=False)
+    # one-epoch chunks: the program of tests/test_train.py's group test and of the pruned
+    # sweep trial (tests/test_sweeps.py), compiled once
+    alone = train.fit(tiny_dataset, plain, progress=False, checkpoint_every=1)
     # Two programs: with the options anywhere in it, the program has the augmentation and
     # weighting code, which the plain models pass through with their off values. The losses
     # differ by rounding: <= 2 ulps after 3 epochs (4.8e-7 on 2.5; measured on an Intel Xeon),
