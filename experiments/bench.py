@@ -26,7 +26,7 @@ per-epoch validation the paper protocol needs.
   and onnxruntime latency, docs/export.md), `--options` (what class weights, early stopping
   and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate),
   `--latency-repeatability` (two runs of one small sweep: each model's latency compared,
-  docs/performance.md).
+  docs/performance.md), `--suite-compiles` (which test of the suite compiles what).
 
 Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
 """
@@ -442,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: two runs of the same small sweep (4 trials, 1 epoch, 2 "
                    "workers), each model's latency compared (experiments/bench_latency.py); "
                    "flags after it (--corpus, --data-dir) go to the sweep")  # fmt: skip
+    p.add_argument("--suite-compiles", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
+                   help="instead: run the test suite (or the pytest arguments after it; "
+                   "--cold first for an empty compilation cache) and print which test compiles "
+                   "what no other test shares (experiments/bench_suite.py)")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     return flags.ranged(p)
@@ -466,6 +470,10 @@ def main(argv=None) -> int:
         from experiments import bench_latency
 
         return bench_latency.main(args.latency_repeatability)
+    if args.suite_compiles is not None:
+        from experiments import bench_suite
+
+        return bench_suite.main(args.suite_compiles)
     if args.cli:
         compare_cli(args)
         return 0
