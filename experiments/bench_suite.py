@@ -18,7 +18,8 @@ afterwards: run it on a warm cache, or cold (an empty cache: `--cold` as the fir
 `--suite-compiles`, which uses a fresh cache directory). Prints one line per test, most
 exclusive compiling first: its seconds, its exclusive and total compile seconds, and the
 names of its programs of a second or more (`*` exclusive, `/k` shared by k tests).
-A `sitecustomize` of your own on the path is shadowed for the run.
+Run it from the checkout (pytest finds the suite there); a `sitecustomize` of your own on the
+path is shadowed for the run.
 """
 
 from __future__ import annotations
