@@ -24,6 +24,7 @@ path is shadowed for the run.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import json
 import os
@@ -85,13 +86,15 @@ def attribute(windows: list[dict], uses: list[tuple[str, float, str]]) -> dict[s
     """{test: cache keys it used}: each use (worker, time, key) goes to the test running in
     that worker at that time; uses outside every test go to "<session>" (fixtures built
     before the first test, imports)."""
-    by_worker = collections.defaultdict(list)
-    for w in windows:
+    by_worker = collections.defaultdict(list)  # a process runs one test at a time
+    for w in sorted(windows, key=lambda w: w["start"]):
         by_worker[w["worker"]].append(w)
+    starts = {worker: [w["start"] for w in ws] for worker, ws in by_worker.items()}
     keys = collections.defaultdict(set)
     for worker, when, key in uses:
-        test = next((w["test"] for w in by_worker[worker]
-                     if w["start"] <= when <= w["end"] + SLACK), "<session>")  # fmt: skip
+        i = bisect.bisect_right(starts.get(worker, []), when) - 1  # the last test started
+        running = by_worker[worker][i] if i >= 0 else None
+        test = running["test"] if running and when <= running["end"] + SLACK else "<session>"
         keys[test].add(key)
     return keys
 

@@ -347,19 +347,15 @@ def test_reloading_a_study_checks_directions_and_space(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
-# A space of the user's: LSTM-SA at two sizes. The end-to-end sweep tests share its programs (the
-# same shapes, budget and epochs), so one cold run compiles them once; `lr` makes four points of
-# the two shapes.
-TWO_SIZES = ("description: LSTM-SA at two sizes\n"
-             "objectives: [[uar, maximize], [n_params, minimize]]\n"
-             "grid: {model: [lstm_sa], hidden_size: [16, 32]}\n")  # fmt: skip
-
-
 def two_sizes(folder, name="two_points", lrs=None):
-    """The TWO_SIZES space as a file of `folder` (with `lrs`: each size at each rate)."""
+    """A space of the user's as a file of `folder`: LSTM-SA at two sizes (with `lrs`, each size
+    at each learning rate). The end-to-end sweep tests share its programs (the same shapes,
+    budget and epochs), so one cold run compiles them once."""
+    grid = "model: [lstm_sa], hidden_size: [16, 32]" + ("" if lrs is None else f", lr: {list(lrs)}")
     folder.mkdir(parents=True, exist_ok=True)
-    text = TWO_SIZES if lrs is None else TWO_SIZES.replace("]}", f"], lr: {list(lrs)}}}")
-    (folder / f"{name}.yaml").write_text(text)
+    (folder / f"{name}.yaml").write_text("description: LSTM-SA at two sizes\n"
+                                         "objectives: [[uar, maximize], [n_params, minimize]]\n"
+                                         f"grid: {{{grid}}}\n")  # fmt: skip
     return folder / f"{name}.yaml"
 
 

@@ -136,8 +136,9 @@ def test_options_that_are_off_change_nothing_for_the_other_models_of_a_program(t
     alone = train.fit(tiny_dataset, plain, progress=False, checkpoint_every=1)
     # Two programs: with the options anywhere in it, the program has the augmentation and
     # weighting code, which the plain models pass through with their off values. The losses
-    # differ by rounding: <= 2 ulps after 3 epochs (4.8e-7 on 2.5; measured on an Intel Xeon),
-    # and rtol 1e-5 is 84 ulps. UARs and predictions are counts, equal unless a prediction
+    # differ by rounding: <= 2 ulps after 3 epochs (4.8e-7 on 2.5; measured on an Intel Xeon;
+    # 2 ulps on an AMD EPYC too, alone in one-epoch chunks or in one 3-epoch chunk), and rtol
+    # 1e-5 is 84 ulps. UARs and predictions are counts, equal unless a prediction
     # flips: the smallest top-two logit gap of these models' validation and test rows is 1.2e-3,
     # against logits that differ by rounding (<= 3e-6 in tests/test_train.py's executors test).
     for r1, r2 in zip(together[0]["runs"], alone["runs"], strict=True):
