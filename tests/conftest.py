@@ -289,6 +289,46 @@ def trained_run(tone_corpus, feature_cache, tmp_path_factory):
     return out, subprocess.CompletedProcess(args, code, stdout, stderr)
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoData:
+    """The environment under which the demo's commands find the embedded synthetic corpus and
+    its features (`demo_data`)."""
+
+    corpus: pathlib.Path  # the default corpus, `synthetic.default_dir()` under `env`
+    env: dict  # os.environ with RESLSTM_JAX_DATA and RESLSTM_JAX_CACHE set
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> DemoData:
+    """The demo's corpus (the full seed-0 synthetic corpus, 24 speakers, 1440 files) and its
+    feature cache, kept per machine like the compilation cache: generating it and extracting
+    its features take about 75 s on a 2-core machine, a demo sweep on it then 10-20 s. Built by
+    the documented command (docs/data.md, `python -m reslstm_jax.corpora.synthetic --out DIR`)
+    when the corpus is not complete (it finishes one left half-written), under a lock that the
+    suites of one machine share. Read-only for tests. Skips the test without the synthetic
+    extra."""
+    import importlib.util
+    import sys
+
+    import filelock
+
+    if importlib.util.find_spec("espeakng_loader") is None:
+        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+    from reslstm_jax.corpora import synthetic
+
+    root = pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-demo-{os.getuid()}"
+    root.mkdir(exist_ok=True)
+    env = {**os.environ, synthetic.DATA_ENV: str(root / "data"),
+           "RESLSTM_JAX_CACHE": str(root / "features")}  # fmt: skip
+    corpus = root / "data" / synthetic.default_dir().name
+    with filelock.FileLock(root / "build.lock"):
+        if synthetic.read_marker(corpus) is None:
+            proc = _run_command([sys.executable, "-m", "reslstm_jax.corpora.synthetic",
+                                 "--out", str(corpus), "--no-progress"], env=env)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-2000:]
+    return DemoData(corpus, env)
+
+
 @pytest.fixture(scope="session")
 def synthetic_actor(tmp_path_factory) -> pathlib.Path:
     """Actor 01 of the seed-0 synthetic corpus (eSpeak NG, generated with two workers), once
@@ -320,6 +360,7 @@ def synthetic_actor(tmp_path_factory) -> pathlib.Path:
 SLOW_FIRST = (
     "test_cross_corpus.py::test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it",
     "test_train.py::test_executors_give_identical_results",
+    "test_doc_commands.py::test_the_commands_that_need_no_corpus_run",
     "test_sweeps.py::test_sweep_end_to_end_resume_and_wandb",
     "test_experiments.py::test_a_users_experiment_file_trains_reports_and_resumes",
     "test_train_cli.py::test_ds_lstm_trains_through_the_cli_with_its_recipe_and_predicts",

@@ -3,7 +3,12 @@ the fenced `bash` blocks are read, and each `python -m MODULE ...` of this proje
 a module that exists and pass its command line's parser (flags that exist, values in range,
 choices known); each `make TARGET` must name a Makefile target. Commands of other tools (pip,
 git, wandb, squeue, ...) are not checked. The paths in the docs (`~/data/RAVDESS`, `runs/h64`)
-are examples: parsing never opens them."""
+are examples: parsing never opens them.
+
+The commands that need no corpus of the reader's (the demo on the embedded synthetic corpus,
+its report, the generator) also run, as written plus one trial of one epoch (`RUNS`); every
+other command says why it only parses (`why_not_run`): a real corpus, a run folder or study
+of the reader's, or a benchmark."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import importlib.util
 import pathlib
 import re
 import shlex
+import sys
 
 import pytest
 
@@ -120,6 +126,89 @@ def test_a_documented_python_command_parses(command, capsys):
     except SystemExit as exited:
         if exited.code != 0:  # --help exits 0
             pytest.fail(f"{command}\n{capsys.readouterr().err.strip()}")
+
+
+# The documented commands that run here, in order (the report and the ONNX axis read the demo's
+# study): each as the docs write it, then what this test adds. The sweeps train one trial of
+# one epoch, W&B off, into the test's folder; the demo's corpus is the suite's (`demo_data`).
+TINY = ("--trials", "1", "--epochs", "1", "--no-progress", "--wandb", "disabled")
+DEMO_STUDY = "hidden_sizes-synthetic-ravdess_paper-quick"
+RUNS = (
+    # `make demo`, the README's first command (with the latency and ONNX figures, as a user
+    # gets them)
+    ("python -m sweeps.run --space hidden_sizes", (*TINY, "--out", "{out}")),
+    # the same study again, plotted over the ONNX size its trial measured: nothing to train
+    ("python -m sweeps.run --space hidden_sizes --pareto-x onnx_kib", (*TINY, "--out", "{out}")),
+    (f"python -m experiments.report --study {DEMO_STUDY} --format md", ("--sweep-out", "{out}")),
+    ("python -m sweeps.run --space paper --trials 100 --objective test",
+     (*TINY, "--no-latency", "--out", "{out}")),
+    ("python -m reslstm_jax.corpora.synthetic --out DIR --seed 1 --small --workers 2", ()),
+)  # fmt: skip
+
+
+def why_not_run(command: Command) -> str | None:
+    """Why a documented command of this project only parses here, or None when it should run."""
+    words, module = command.words, command.words[2]
+    if " ".join(words) in {doc for doc, _ in RUNS}:
+        return None
+    if "--data-dir" in words or module == "experiments.run":
+        return "trains on a corpus of the reader's"
+    if module == "experiments.bench":
+        return "a benchmark: minutes of timing by design (docs/performance.md)"
+    if module == "reslstm_jax.models":
+        return "the zoo card: run end to end by tests/test_cli_models.py"
+    if words[3:] == ["--out", "DIR"] and module == "reslstm_jax.corpora.synthetic":
+        return "the demo's corpus: tests/conftest.py's demo_data runs it, once per machine"
+    if module == "sweeps.run" and words[words.index("--space") + 1].endswith((".yaml", ".yml")):
+        return "a space file of the reader's (tests/test_sweeps.py trains one)"
+    if any(w in words for w in ("--run", "--config", "--storage")) or (
+        module == "experiments.report" and "--study" not in words):  # fmt: skip
+        return "reads a run folder, config or storage of the reader's"
+    if module == "experiments.report":
+        return "reports a study of the reader's"
+    return None
+
+
+def test_every_documented_command_runs_or_says_why_not():
+    ours = [c for c in PYTHON_COMMANDS if c.words[2].startswith(OURS)]
+    documented = {" ".join(c.words) for c in ours}
+    for doc, _ in RUNS:  # a command dropped from the docs leaves this table too
+        assert doc in documented, f"no longer documented: {doc}"
+    unexplained = [str(c) for c in ours if " ".join(c.words) not in {d for d, _ in RUNS}
+                   and why_not_run(c) is None]  # fmt: skip
+    assert not unexplained, f"runnable without a corpus, add to RUNS: {unexplained}"
+    # `make demo` is the first of them
+    assert "\t$(PY) -m sweeps.run --space hidden_sizes\n" in (REPO / "Makefile").read_text()
+
+
+def test_the_commands_that_need_no_corpus_run(demo_data, tmp_path, run_command, run_main):
+    """The demo as a newcomer runs it, its ONNX axis, its report, the paper space and the small
+    synthetic corpus: each exits 0 with what its docs promise."""
+    from experiments import report
+
+    out = tmp_path / "runs"
+    done = {}
+    for doc, extra in RUNS:
+        words = [w.replace("DIR", str(tmp_path / "small")) for w in shlex.split(doc)]
+        argv = [*words[3:], *(e.format(out=out) for e in extra)]
+        if words[2] == "experiments.report":  # reads files only: in this process
+            proc = run_main(report.main, argv)
+        else:
+            proc = run_command([sys.executable, "-m", words[2], *argv], env=demo_data.env,
+                               cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, f"{doc}\n{proc.stderr[-3000:]}"
+        done[doc] = proc.stdout
+    demo, onnx, table, paper, _ = done.values()
+    assert "study hidden_sizes-synthetic-ravdess_paper-quick" in demo
+    assert "protocol ravdess_paper on synthetic: 1440 utterances, 24 speakers" in demo
+    assert "ONNX KiB" in demo and "features mfcc_chroma at 48000 Hz" in demo
+    front = (out / DEMO_STUDY / "pareto.csv").read_text().splitlines()
+    assert len(front) == 2 and front[1].startswith("0,lstm_sa,16,")  # the grid's first point
+    assert "ONNX KiB" in onnx and (out / DEMO_STUDY / "pareto.png").stat().st_size > 0
+    assert "| configuration | params |" in table and "| lstm_sa h16 " in table
+    assert "objective test" in paper and "1 trials x 1 epochs" in paper
+    small = sorted(p.name for p in (tmp_path / "small").iterdir() if p.is_dir())
+    assert small == ["Actor_01", "Actor_02", "Actor_03", "Actor_04"]
 
 
 def test_documented_make_targets_exist():
