@@ -3,14 +3,19 @@
 Built with `python -m build --outdir TMP REPO` (pypa/build, the `dev` extra): the sdist first,
 then the wheel from the unpacked sdist, so a file the sdist leaves out is missing from the
 wheel too. The build backend (`[build-system] requires`) is installed into build's isolated
-environment, as pip does for any user. Skipped when `build` is not installed. Installing the
-wheel into a fresh environment and running the commands from another folder is too slow for
-the suite (JAX's install and compiles): `make package-check` does that (docs/install.md).
+environment, as pip does for any user. Skipped when `build` is not installed.
+
+The wheel then installs (`pip install --no-deps --target`) into a folder of its own, and from
+another folder the commands run on that copy (the suite's environment gives the dependencies):
+the packages and their data files are found there, not in the checkout. Installing the wheel
+with its dependencies into a fresh environment and training from another folder is too slow
+for the suite (JAX's install and compiles): `make package-check` does that (docs/install.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -61,3 +66,30 @@ def test_sdist_and_wheel_hold_the_packages_their_data_and_the_licence(tmp_path):
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[-1] for name in archive.getnames()}
     assert {"pyproject.toml", "LICENSE", "README.md"} <= members
+
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "--target", str(site), str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    elsewhere.mkdir()
+
+    def from_the_wheel(*argv):
+        env = {**os.environ, "PYTHONPATH": str(site)}
+        return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                              cwd=elsewhere, env=env, timeout=300)  # fmt: skip
+
+    where = from_the_wheel("-c", "import reslstm_jax, sweeps, experiments as e; "
+                           "print(*(m.__file__ for m in (reslstm_jax, sweeps, e)))")  # fmt: skip
+    assert where.returncode == 0, where.stderr[-3000:]
+    assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+    for module in ("reslstm_jax.train", "sweeps.run", "experiments.report", "reslstm_jax.predict"):
+        helped = from_the_wheel("-m", module, "--help")
+        assert helped.returncode == 0 and "usage: python -m" in helped.stdout, helped.stderr
+    # the shipped space and experiment files are the wheel's package data
+    space = from_the_wheel("-m", "sweeps.run", "--space", "hidden_sizes", "--print-config")
+    assert space.returncode == 0 and "hidden_sizes" in space.stdout, space.stderr[-3000:]
+    setup = from_the_wheel("-m", "experiments.run", "ravdess_reslstm_sa", "--print-config")
+    assert setup.returncode == 0 and "reslstm_sa" in setup.stdout, setup.stderr[-3000:]
