@@ -39,6 +39,25 @@ def size_kib(n_params: int) -> dict:
     return {"fp32_kib": n_params * 4 / 1024, "fp16_kib": n_params * 2 / 1024}
 
 
+def feature_timings(rows: list[dict]) -> dict[str, str]:
+    """The feature front-end's time of `rows` (result rows with `LATENCY_KEYS`) once per
+    feature set, every model reading those features paying it alike: {feature set: "7.00 ms
+    (IQR 6.90-7.20)"} per second of audio, from the first row of each set."""
+    first: dict = {}
+    for row in rows:
+        if row.get("features_ms_per_s") is not None:
+            first.setdefault(row.get("latency_features"), row)
+    return {name: f"{r['features_ms_per_s']:.2f} ms (IQR {r['features_ms_q1']:.2f}-"
+                  f"{r['features_ms_q3']:.2f})" for name, r in first.items()}  # fmt: skip
+
+
+def latency_machines(rows: list[dict]) -> list[tuple]:
+    """The machines `rows`' latencies were measured on, (CPU, threads) sorted: figures from
+    two machines compare through the relative column only."""
+    return sorted({(str(r.get("latency_cpu")), r.get("latency_threads")) for r in rows
+                   if r.get("features_ms_per_s") is not None}, key=str)  # fmt: skip
+
+
 def test_signal(seconds: float, sample_rate: int) -> np.ndarray:
     """A deterministic speech-band chirp with noise, float32 in [-0.5, 0.5]."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate

@@ -30,7 +30,7 @@ import pathlib
 
 import numpy as np
 
-from reslstm_jax import stats
+from reslstm_jax import edge, stats
 from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS, size_kib
 from reslstm_jax.report_formats import (  # noqa: F401  (the report's API: tables and their text)
     format_comparison,
@@ -297,17 +297,16 @@ def latency_note(rows: list[dict]) -> str:
     timed = [r for r in rows if r.get("model_ms_per_s") is not None]
     if not timed:
         return ""
-    features = {r.get("latency_features"): r for r in timed}
-    machines = sorted({f"{r.get('latency_cpu')} ({r.get('latency_threads')} thread)"
-                       for r in timed})  # fmt: skip
-    return (" Model ms / s: the model's own latency per second of audio (JAX, batch 1, "
-            "median of many calls, measured apart from training), x ref: relative to "
-            f"{timed[0].get('latency_reference', 'the reference model')} on the same machine; "
-            "features per second of audio, once per feature set: "
-            + "; ".join(f"{name} {r['features_ms_per_s']:.2f} ms (IQR "
-                        f"{r['features_ms_q1']:.2f}-{r['features_ms_q3']:.2f})"
-                        for name, r in features.items())
-            + f"; measured on {', '.join(machines)}.")  # fmt: skip
+    timings = "; ".join(f"{name} {t}" for name, t in edge.feature_timings(timed).items())
+    machines = ", ".join(f"{cpu} ({threads} thread)"
+                         for cpu, threads in edge.latency_machines(timed))  # fmt: skip
+    return (
+        " Model ms / s: the model's own latency per second of audio (JAX, batch 1, "
+        "median of many calls, measured apart from training), x ref: relative to "
+        f"{timed[0].get('latency_reference', 'the reference model')} on the same machine; "
+        f"features per second of audio, once per feature set: {timings}; measured on "
+        f"{machines}."
+    )
 
 
 def title(results: dict) -> str:

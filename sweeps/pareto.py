@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import pathlib
 
-from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS
+from reslstm_jax.edge import LATENCY_KEYS, ONNX_KEYS, feature_timings, latency_machines
 
 COLUMNS = ("trial", "model", "hidden_size", "res_blocks", "num_att", "n_params", "fp16_kib",
            *LATENCY_KEYS, *ONNX_KEYS, "val_uar", "test_uar", "collapsed_models")  # fmt: skip
@@ -71,17 +71,11 @@ def _iqr(row: dict) -> str:
 def features_lines(rows: list[dict]) -> list[str]:
     """The feature front-end's latency, once per feature set (every model reading those
     features pays it alike), and the machine the figures belong to."""
-    seen: dict = {}
-    for row in rows:
-        if row.get("features_ms_per_s") is not None:
-            seen.setdefault(row.get("latency_features"), row)
-    lines = [f"features {name}: {r['features_ms_per_s']:.2f} ms per second of audio (IQR "
-             f"{r['features_ms_q1']:.2f}-{r['features_ms_q3']:.2f}); model + features = "
-             f"latency_ms_per_s in pareto.csv" for name, r in seen.items()]  # fmt: skip
-    machines = {(r.get("latency_cpu"), r.get("latency_threads")) for r in seen.values()}
-    lines += [f"latencies measured on {cpu}, {threads} thread, apart from training"
-              for cpu, threads in machines]  # fmt: skip
-    return lines
+    lines = [f"features {name}: {timing} per second of audio; model + features = "
+             f"latency_ms_per_s in pareto.csv"
+             for name, timing in feature_timings(rows).items()]  # fmt: skip
+    return lines + [f"latencies measured on {cpu}, {threads} thread, apart from training"
+                    for cpu, threads in latency_machines(rows)]  # fmt: skip
 
 
 def write_csv(path: pathlib.Path, rows: list[dict], front: list[int]) -> None:

@@ -907,7 +907,9 @@ def test_the_pareto_table_marks_collapsed_trials_and_names_the_features_once(tmp
     lines = text.splitlines()
     assert lines[1].endswith("  0") and lines[2].endswith("  1 [COLLAPSED 3]")
     assert "0.100   0.090-0.110  1.00" in lines[1]
-    assert lines[-2].startswith("features mfcc_chroma at 48000 Hz: 4.00 ms per second of audio")
+    assert lines[-2].startswith(
+        "features mfcc_chroma at 48000 Hz: 4.00 ms (IQR 3.90-4.10) per second of audio;"
+    )
     assert lines[-1] == "latencies measured on Some CPU, 1 thread, apart from training"
     pareto.write_csv(tmp_path / "p.csv", rows, [0])
     with open(tmp_path / "p.csv") as f:
