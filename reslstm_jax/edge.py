@@ -5,15 +5,11 @@
   BatchNorm running statistics are not counted, as the papers count);
 * latencies: measured apart from training by `reslstm_jax.latency` (the model's own time, the
   feature front-end's, each with its spread; relative to a reference model); this module
-  holds what they share (the test signal, a batch of one) and the one-line summary.
+  holds what they share (the test signal, a batch of one), the one-line summary and the
+  feature timings and machines that tables name once.
 """
 
 from __future__ import annotations
-
-import os
-import pathlib
-import tempfile
-import time
 
 import numpy as np
 
@@ -83,35 +79,6 @@ def batch_of_one(features) -> tuple:
     else:
         x, frames = np.asarray(features, np.float32)[None], len(features)
     return x, np.asarray([frames], np.int32)
-
-
-def time_per_second(runners: dict, extractor, *, seconds: float = 3.0,
-                    sample_rate: int = 16000, repeats: int = 5) -> dict:  # fmt: skip
-    """Median milliseconds per second of audio of the feature extraction ("features") and of
-    each of `runners` ({name: run(x, lengths)}, returning once the result is ready), batch 1,
-    over `repeats` runs after one warm-up run, on `test_signal` written to a temporary WAV."""
-    import soundfile
-
-    fd, name = tempfile.mkstemp(suffix=".wav")
-    os.close(fd)
-    path = pathlib.Path(name)
-    times: dict = {"features": [], **{key: [] for key in runners}}
-    try:
-        soundfile.write(path, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
-        for i in range(repeats + 1):  # the first run compiles and warms caches
-            start = time.perf_counter()
-            x, lengths = batch_of_one(extractor(path))
-            elapsed = {"features": time.perf_counter() - start}
-            for key, run in runners.items():
-                start = time.perf_counter()
-                run(x, lengths)
-                elapsed[key] = time.perf_counter() - start
-            if i:
-                for key, value in elapsed.items():
-                    times[key].append(value)
-    finally:
-        path.unlink(missing_ok=True)
-    return {key: float(np.median(v)) * 1000 / seconds for key, v in times.items()}
 
 
 def fresh_variables(model) -> dict:

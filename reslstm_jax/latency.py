@@ -28,7 +28,7 @@ training audio's sample rate, batch 1:
   `REFERENCE_RATE`, RAVDESS's 48 kHz), timed in the same process, so that `relative` (model /
   reference) compares machines.
 
-How (`_interleaved`): every call is built and compiled first and called `WARMUP` times
+How (`interleaved`): every call is built and compiled first and called `WARMUP` times
 untimed; then `BLOCKS` rounds time every call in turn, `CALLS_PER_BLOCK` model calls in a row
 (the features once); the figures are the median and quartiles of the blocks' mean call time.
 Round robin, so that a drift of the machine touches every model alike. Chosen by measurement
@@ -215,7 +215,7 @@ def _run(job: dict) -> dict:
                 for kind, (session, feed) in _fed(sessions, x, lengths).items():
                     calls[(f"ort_{kind}", i)] = (lambda s=session, f=feed:
                                                  s.run(["logits"], f))  # fmt: skip
-        times = _interleaved(calls, job["blocks"], job["calls_per_block"])
+        times = interleaved(calls, job["blocks"], job["calls_per_block"])
     timing = {key: spread(t, seconds) for key, t in times.items()}
     out = []
     for i in range(len(archs)):
@@ -247,13 +247,15 @@ def _run(job: dict) -> dict:
     }  # fmt: skip
 
 
-def _interleaved(calls: dict, blocks: int, calls_per_block: int) -> dict:
-    """{key: [seconds a call, one per block]}: after `WARMUP` untimed calls of each, `blocks`
-    rounds in which every call is timed in turn, `calls_per_block` times in a row (the
-    feature extraction once: it takes milliseconds). Round robin, so that a slow drift of the
-    machine (its clock, another process) touches every model alike, and the ratios to the
-    reference hold where the absolute figures move; the mean of a block smooths the jitter of
-    a sub-millisecond call."""
+def interleaved(calls: dict, blocks: int = BLOCKS, calls_per_block: int = CALLS_PER_BLOCK
+                ) -> dict:  # fmt: skip
+    """{key: [seconds a call, one per block]} of `calls` ({key: call}, a key a tuple whose
+    first item is "features" for the feature extraction): after `WARMUP` untimed calls of
+    each, `blocks` rounds in which every call is timed in turn, `calls_per_block` times in a
+    row (the feature extraction once: it takes milliseconds). Round robin, so that a slow
+    drift of the machine (its clock, another process) touches every model alike, and the
+    ratios to the reference hold where the absolute figures move; the mean of a block smooths
+    the jitter of a sub-millisecond call."""
     for call in calls.values():
         for _ in range(WARMUP):
             call()

@@ -239,6 +239,9 @@ def test_int8_export_runs_its_lstms_in_int8(trained_run, tmp_path):
     assert {k for k in speed if k.endswith("_ms_per_s")} == {
         "features_ms_per_s", "fp32_ms_per_s", "int8_ms_per_s"}  # fmt: skip
     assert all(v > 0 for k, v in speed.items() if k.endswith("_ms_per_s"))
+    for name in ("features", "fp32", "int8"):  # the latency module's median and quartiles
+        assert 0 < speed[f"{name}_ms_q1"] <= speed[f"{name}_ms_per_s"] <= speed[f"{name}_ms_q3"]
+    assert "median of 30 blocks of 20 calls" in speed["signal"]
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # the LSTMs run in int8
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])

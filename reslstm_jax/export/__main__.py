@@ -260,7 +260,9 @@ def main(argv=None) -> int:
         print(f"wrote {folder / MODEL_FILE} ({record['bytes'] / 1024:.1f} KiB){also}; seed "
               f"{member['seed']}, {member['fold']}{uar}")  # fmt: skip
         speed = record["onnxruntime_latency"]
-        timed = ", ".join(f"{k[:-9]} {v:.2f}" for k, v in speed.items() if k.endswith("_ms_per_s"))
+        timed = ", ".join(f"{k[:-9]} {v:.3f} (IQR {speed[k[:-9] + '_ms_q1']:.3f}-"
+                          f"{speed[k[:-9] + '_ms_q3']:.3f})"
+                          for k, v in speed.items() if k.endswith("_ms_per_s"))  # fmt: skip
         print(f"  onnxruntime ms per second of audio: {timed} ({speed['signal']})")
     report = pathlib.Path(args.out).expanduser() / REPORT_FILE
     for m in artifacts.read_json(report)["members"] if args.evaluate else []:

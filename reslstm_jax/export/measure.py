@@ -1,6 +1,7 @@
 """What an export costs on a device: int8 quantisation, onnxruntime sessions and latency
-(an export's own record; the edge metrics of runs, sweep trials and reports are measured by
-`reslstm_jax.latency`, which writes its graphs with `write_graphs`).
+(an export's own record, its graphs timed in the exporting process by `reslstm_jax.latency`'s
+loop; the edge metrics of runs, sweep trials and reports are measured by `reslstm_jax.latency`
+in a process of its own, which writes its graphs with `write_graphs`).
 
 ```python
 from reslstm_jax.export import measure
@@ -81,21 +82,37 @@ def feed(session, x, lengths) -> dict:
     return {k: v for k, v in inputs.items() if k in names}
 
 
-def ort_latency(models: dict, extractor, *, sample_rate: int, seconds: float = 3.0,
-                repeats: int = 5) -> dict:  # fmt: skip
-    """onnxruntime's model time per second of audio (ms) for each of `models` ({name: path}),
-    and the feature extraction's: `{"features_ms_per_s", "<name>_ms_per_s", ..., "signal"}`,
-    batch 1, one thread, the median of `repeats` runs after one warm-up, on the JAX latency's
-    signal (`reslstm_jax.edge.time_per_second`)."""
-    from reslstm_jax import edge
+def ort_latency(models: dict, extractor, *, sample_rate: int) -> dict:
+    """onnxruntime's model time per second of audio (ms) for each of `models` ({name: path})
+    and the feature extraction's, timed as `reslstm_jax.latency` times (its test signal, batch
+    1, one thread; every call warmed up, then round robin over blocks, the median and
+    interquartile range of the blocks' mean call), in this process:
+    `{"features_ms_per_s", "features_ms_q1", "features_ms_q3", "<name>_ms_per_s",
+    "<name>_ms_q1", "<name>_ms_q3", ..., "signal"}`."""
+    import soundfile
+
+    from reslstm_jax import edge, latency
 
     sessions = {name: session(path) for name, path in models.items()}
-    runners = {name: (lambda x, n, s=s: s.run(["logits"], feed(s, x, n)))
-               for name, s in sessions.items()}  # fmt: skip
-    ms = edge.time_per_second(runners, extractor, seconds=seconds, sample_rate=sample_rate,
-                              repeats=repeats)  # fmt: skip
-    out = {f"{key}_ms_per_s": value for key, value in ms.items()}
-    out["signal"] = f"{seconds:g} s at {sample_rate} Hz, batch 1, one thread, median of {repeats}"
+    seconds = latency.SECONDS
+    with tempfile.TemporaryDirectory(prefix="reslstm-export-latency-") as tmp:
+        wav = pathlib.Path(tmp) / "signal.wav"
+        soundfile.write(wav, edge.test_signal(seconds, sample_rate), sample_rate,
+                        subtype="PCM_16")  # fmt: skip
+        x, lengths = edge.batch_of_one(extractor(wav))
+        calls = {("features",): lambda: extractor(wav)}
+        for name, s in sessions.items():
+            inputs = feed(s, x, lengths)
+            calls[(name,)] = lambda s=s, inputs=inputs: s.run(["logits"], inputs)
+        times = latency.interleaved(calls)
+    out: dict = {}
+    for (name,), t in times.items():
+        timing = latency.spread(t, seconds)
+        out[f"{name}_ms_per_s"] = timing["median"]
+        out[f"{name}_ms_q1"], out[f"{name}_ms_q3"] = timing["q1"], timing["q3"]
+    out["signal"] = (f"{seconds:g} s at {sample_rate} Hz, batch 1, one thread, median of "
+                     f"{latency.BLOCKS} blocks of {latency.CALLS_PER_BLOCK} calls "
+                     "(features: 1)")  # fmt: skip
     return out
 
 
