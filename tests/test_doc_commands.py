@@ -159,7 +159,8 @@ def why_not_run(command: Command) -> str | None:
         return "the zoo card: run end to end by tests/test_cli_models.py"
     if words[3:] == ["--out", "DIR"] and module == "reslstm_jax.corpora.synthetic":
         return "the demo's corpus: tests/conftest.py's demo_data runs it, once per machine"
-    if module == "sweeps.run" and words[words.index("--space") + 1].endswith((".yaml", ".yml")):
+    space = words[words.index("--space") + 1] if "--space" in words[:-1] else ""
+    if module == "sweeps.run" and space.endswith((".yaml", ".yml")):
         return "a space file of the reader's (tests/test_sweeps.py trains one)"
     if any(w in words for w in ("--run", "--config", "--storage")) or (
         module == "experiments.report" and "--study" not in words):  # fmt: skip
@@ -189,7 +190,7 @@ def test_the_commands_that_need_no_corpus_run(demo_data, tmp_path, run_command, 
     out = tmp_path / "runs"
     done = {}
     for doc, extra in RUNS:
-        words = [w.replace("DIR", str(tmp_path / "small")) for w in shlex.split(doc)]
+        words = [str(tmp_path / "small") if w == "DIR" else w for w in shlex.split(doc)]
         argv = [*words[3:], *(e.format(out=out) for e in extra)]
         if words[2] == "experiments.report":  # reads files only: in this process
             proc = run_main(report.main, argv)
