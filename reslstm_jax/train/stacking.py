@@ -20,6 +20,9 @@ model is which, configuration x seed x fold, is `layout.py`'s):
   only the threads give the same bits as one device, and "mesh" elsewhere
   (docs/performance.md).
 
+The models are initialised one at a time by one small program (`init_each`), whatever the
+executor and the split: the training and prediction programs run over the model axis.
+
 Executors and device counts change speed, never results beyond float rounding of the
 unpacked LSTMs (`model_for_executor`); tests hold them equal.
 """
@@ -101,13 +104,14 @@ class Program:
     predict: Callable
     models: Callable = _same
     place: Callable = _same
+    init_one: Callable | None = None  # the jitted one-model init (`init_each`)
 
 
 def make_train(config: TrainConfig) -> Program:
     """Build the jitted training program for `config` over a model axis M.
 
     Returns a `Program` with:
-      init(keys [M] key data, hparams) -> TrainState [M]
+      init(keys [M] key data, hparams) -> TrainState [M] (`init_each`: one model at a time)
       run(state, hparams, model_data, shared, epochs=E) -> (state, history) where history has
         "train_loss" and "val_uar", each [M, E] (E is static: one compile per chunk length)
       predict(state, model_data, shared) -> {"val": [M, n_val], "test": [M, n_test]} int32
@@ -118,9 +122,8 @@ def make_train(config: TrainConfig) -> Program:
     fns = engine.make_train(dataclasses.replace(config, model=model))
     over = functools.partial(over_models, executor, config.map_chunk)
 
-    @jax.jit
-    def init(keys, hparams):
-        return over(fns.init, keys, hparams)
+    init_one = jax.jit(fns.init)
+    init = functools.partial(init_each, init_one)
 
     @functools.partial(jax.jit, static_argnames="epochs")
     def run(state, hparams, model_data, shared, *, epochs: int):
@@ -132,7 +135,7 @@ def make_train(config: TrainConfig) -> Program:
         return over(lambda s, d: fns.predict(s, d, shared), state, model_data)
 
     if config.devices == 1:
-        return Program(config=config, init=init, run=run, predict=predict)
+        return Program(config=config, init=init, run=run, predict=predict, init_one=init_one)
     devices = jax.local_devices()[: config.devices]
     if len(devices) < config.devices:
         raise ValueError(
@@ -140,13 +143,32 @@ def make_train(config: TrainConfig) -> Program:
             f"{jax.default_backend()} device(s)"
         )
     if resolve_device_split(config.device_split) == "mesh":
-        return on_mesh(config, fns, over, devices)
+        return on_mesh(config, fns, over, devices, init_one)
     return Program(
         config=config,
-        init=across_devices(init, devices, model_args=2),
+        init=init,  # on the first device: `run` hands each device its share
         run=across_devices(run, devices, model_args=3),
         predict=across_devices(predict, devices, model_args=2),
+        init_one=init_one,
     )
+
+
+def init_each(init_one: Callable, keys, hparams):
+    """The TrainState [M] of M models, each initialised by `init_one` (the jitted init of one
+    model), stacked on the first device.
+
+    One small program whatever M, the executor and the devices: initialising runs once per
+    run, and M calls of it take milliseconds, while a program over the model axis was
+    compiled anew for every M, executor and device (3-4 s each on the CPU for a ResLSTM-SA
+    h8, 11 s vmapped). The same bits as the `map` executor's one program over the models
+    (every family, measured); vmapped, a ResLSTM-SA's orthogonal initialisation differed from
+    them by rounding (4e-8), so the executors now start from the same parameters.
+    """
+    keys, hparams = jax.device_get((keys, hparams))
+    states = [init_one(keys[i], jax.tree_util.tree_map(lambda a, i=i: a[i], hparams))
+              for i in range(len(keys))]  # fmt: skip
+    stacked = jax.tree_util.tree_map(lambda *parts: np.stack(parts), *jax.device_get(states))
+    return jax.device_put(stacked, jax.local_devices()[0])
 
 
 def across_devices(fn, devices: list, *, model_args: int):
@@ -201,7 +223,8 @@ def _padded(tree, size: int, total: int):
     )
 
 
-def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
+def on_mesh(config: TrainConfig, fns, over: Callable, devices: list, init_one: Callable
+            ) -> Program:  # fmt: skip
     """The program of `make_train` over a one-axis mesh ("models") of `devices`.
 
     Each function is one jitted program for all devices: the M models are padded to a
@@ -209,8 +232,8 @@ def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
     and `jax.shard_map` gives each device its block, over which it runs the executor
     (`over`). The state stays sharded on the devices from call to call; only the histories
     and predictions of the M models come back. The per-model arguments other than the state
-    (keys, hyperparameters, fold data) are padded inside the program; the shared arrays are
-    replicated.
+    (hyperparameters, fold data) are padded inside the program; the shared arrays are
+    replicated. The state starts as `init_each` makes it, padded and sharded (`place`).
     """
     import jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding
@@ -239,12 +262,6 @@ def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
     def first(tree, size: int):
         return jax.tree_util.tree_map(lambda a: a[:size], tree)
 
-    @functools.partial(jax.jit, out_shardings=by_model)
-    def init(keys, hparams):
-        size = keys.shape[0]
-        return blocks(fns.init, 2)(_padded(keys, size, total(size)),
-                                   _padded(hparams, size, total(size)))  # fmt: skip
-
     @functools.partial(jax.jit, static_argnames="epochs")
     def run(state, hparams, model_data, shared, *, epochs: int):
         size = jax.tree_util.tree_leaves(hparams)[0].shape[0]
@@ -271,8 +288,11 @@ def on_mesh(config: TrainConfig, fns, over: Callable, devices: list) -> Program:
         padded = _padded(jax.tree_util.tree_map(jnp.asarray, state), size, total(size))
         return jax.device_put(padded, by_model)
 
+    def init(keys, hparams):  # one model at a time (`init_each`), then padded and sharded
+        return place(init_each(init_one, keys, hparams))
+
     return Program(config=config, init=init, run=run, predict=predict, models=models,
-                   place=place)  # fmt: skip
+                   place=place, init_one=init_one)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- memory waves
@@ -299,12 +319,16 @@ def model_memory(config: TrainConfig, keys, hparams, model_data, shared) -> Mode
 
     program = make_train(dataclasses.replace(config, devices=1))
 
-    def one(tree):
+    def one(tree):  # [M, ...] -> [1, ...]
         return jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), tree
         )
 
-    state = jax.eval_shape(program.init, one(keys), one(hparams))
+    def single(tree):  # [M, ...] -> [...]
+        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
+
+    state = jax.eval_shape(program.init_one, single(keys), single(hparams))
+    state = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), state)
     compiled = program.run.lower(state, one(hparams), one(model_data), shared, epochs=1).compile()
     stats = compiled.memory_analysis()
     shared_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves(shared))
