@@ -349,6 +349,24 @@ def test_a_group_of_configurations_equals_each_trained_alone(tiny_dataset):
         train.fit_group(dataset, [a, dataclasses.replace(b, batch_size=4)], progress=False)
 
 
+@pytest.mark.parametrize("executor", ["map", "vmap"])
+def test_models_are_initialised_one_at_a_time_by_one_program(executor):
+    """`init_each`: one program of one model whatever M (compiled once for M = 2 and 3), the
+    same bits as one program over the model axis with the map executor (its init before)."""
+    from reslstm_jax.train import engine
+
+    prog = program(executor)
+    keys = jnp.stack([train.model_key(0, k) for k in range(3)])
+    three, two = prog.init(keys, hparams(3)), prog.init(keys[:2], hparams(2))
+    assert prog.init_one._cache_size() == 1
+    for a, b in zip(leaves(two), leaves(three), strict=True):
+        np.testing.assert_array_equal(a, b[:2])  # a model's state does not depend on M
+    fns = engine.make_train(prog.config)
+    over_models = jax.jit(lambda k, h: jax.lax.map(lambda a: fns.init(*a), (k, h)))
+    for a, b in zip(leaves(three), leaves(over_models(keys, hparams(3))), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_models_split_over_devices_come_back_in_order():
     """`across_devices` on one device named twice: shares of 2 for M = 3, the filler dropped.
     (Two real CPU devices train bit for bit as one: tests/test_train_cli.py.)"""
