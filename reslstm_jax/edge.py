@@ -62,6 +62,15 @@ def test_signal(seconds: float, sample_rate: int) -> np.ndarray:
     return (0.4 * chirp + 0.05 * noise).astype(np.float32)
 
 
+def write_test_signal(path, seconds: float, sample_rate: int):
+    """`test_signal` written to `path` as a 16-bit WAV (what the feature extractors read, as
+    they read a corpus's files); returns `path`."""
+    import soundfile
+
+    soundfile.write(path, test_signal(seconds, sample_rate), sample_rate, subtype="PCM_16")
+    return path
+
+
 def signal_rate(sample_rates: dict | None) -> int:
     """The latency signal's sample rate: the training audio's most common one (`sample_rates`,
     {rate: files} as the protocol card records it), or 16 kHz when none is known."""

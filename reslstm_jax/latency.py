@@ -178,7 +178,6 @@ def _pin_to_one_core() -> int | None:
 
 def _run(job: dict) -> dict:
     import jax
-    import soundfile
 
     from reslstm_jax import edge, features, models
 
@@ -197,7 +196,7 @@ def _run(job: dict) -> dict:
             rate = int(arch["sample_rate"])
             wav = pathlib.Path(tmp) / f"signal-{rate}.wav"
             if not wav.exists():
-                soundfile.write(wav, edge.test_signal(seconds, rate), rate, subtype="PCM_16")
+                edge.write_test_signal(wav, seconds, rate)
             x, lengths = edge.batch_of_one(extractor(wav))
             # timed once per extractor and parameters; named by extractor and rate
             feature_key = json.dumps([arch["features"], arch["feature_params"], rate],

@@ -89,16 +89,12 @@ def ort_latency(models: dict, extractor, *, sample_rate: int) -> dict:
     interquartile range of the blocks' mean call), in this process:
     `{"features_ms_per_s", "features_ms_q1", "features_ms_q3", "<name>_ms_per_s",
     "<name>_ms_q1", "<name>_ms_q3", ..., "signal"}`."""
-    import soundfile
-
     from reslstm_jax import edge, latency
 
     sessions = {name: session(path) for name, path in models.items()}
     seconds = latency.SECONDS
     with tempfile.TemporaryDirectory(prefix="reslstm-export-latency-") as tmp:
-        wav = pathlib.Path(tmp) / "signal.wav"
-        soundfile.write(wav, edge.test_signal(seconds, sample_rate), sample_rate,
-                        subtype="PCM_16")  # fmt: skip
+        wav = edge.write_test_signal(pathlib.Path(tmp) / "signal.wav", seconds, sample_rate)
         x, lengths = edge.batch_of_one(extractor(wav))
         calls = {("features",): lambda: extractor(wav)}
         for name, s in sessions.items():
