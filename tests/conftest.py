@@ -289,6 +289,13 @@ def trained_run(tone_corpus, feature_cache, tmp_path_factory):
     return out, subprocess.CompletedProcess(args, code, stdout, stderr)
 
 
+def _skip_without_the_synthetic_extra() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("espeakng_loader") is None:
+        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoData:
     """The environment under which the demo's commands find the embedded synthetic corpus and
@@ -307,13 +314,11 @@ def demo_data() -> DemoData:
     when the corpus is not complete (it finishes one left half-written), under a lock that the
     suites of one machine share. Read-only for tests. Skips the test without the synthetic
     extra."""
-    import importlib.util
     import sys
 
     import filelock
 
-    if importlib.util.find_spec("espeakng_loader") is None:
-        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+    _skip_without_the_synthetic_extra()
     from reslstm_jax.corpora import synthetic
 
     root = pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-demo-{os.getuid()}"
@@ -334,10 +339,7 @@ def synthetic_actor(tmp_path_factory) -> pathlib.Path:
     """Actor 01 of the seed-0 synthetic corpus (eSpeak NG, generated with two workers), once
     per test session whatever the number of test processes; read-only for tests. Skips the
     test without the synthetic extra."""
-    import importlib.util
-
-    if importlib.util.find_spec("espeakng_loader") is None:
-        pytest.skip("espeakng-loader (the 'synthetic' extra) is not installed")
+    _skip_without_the_synthetic_extra()
     from reslstm_jax.corpora import synthetic
 
     with _built_once(tmp_path_factory, "synthetic") as root:
