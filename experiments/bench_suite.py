@@ -13,11 +13,12 @@ each test the compiling that no other test shares:
   their test process's name); each program's compile time is the one JAX stored in its cache
   entry (whole seconds).
 
-The suite's cache (`JAX_COMPILATION_CACHE_DIR`, tests/conftest.py) must hold the programs
-afterwards: run it on a warm cache, or cold (an empty cache: `--cold` as the first flag after
-`--suite-compiles`, which uses a fresh cache directory). Prints one line per test, most
-exclusive compiling first: its seconds, its exclusive and total compile seconds, and the
-names of its programs of a second or more (`*` exclusive, `/k` shared by k tests).
+The suite's cache (`JAX_COMPILATION_CACHE_DIR`, which tests/conftest.py sets and each test
+record names) must hold the programs afterwards: run it on a warm cache, or cold (an empty
+cache: `--cold` as the first flag after `--suite-compiles`, which uses a fresh cache
+directory). Prints one line per test, most exclusive compiling first: its seconds, its
+exclusive and total compile seconds, and the names of its programs of a second or more (`*`
+exclusive, `/k` shared by k tests).
 Run it from the checkout (pytest finds the suite there); a `sitecustomize` of your own on the
 path is shadowed for the run.
 """
@@ -68,9 +69,11 @@ def pytest_runtest_protocol(item, nextitem):
     start = time.time()
     yield
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with open(os.path.join(os.environ["SUITE_COMPILES_LOG"], f"tests-{worker}.jsonl"), "a") as f:
+    log = os.environ["SUITE_COMPILES_LOG"]
+    with open(os.path.join(log, f"tests-{worker}.jsonl"), "a") as f:
         f.write(json.dumps({"worker": worker, "test": item.nodeid, "start": start,
-                            "end": time.time()}) + "\\n")
+                            "end": time.time(),
+                            "cache": os.environ.get("JAX_COMPILATION_CACHE_DIR")}) + "\\n")
 """
 
 LOOKUP = re.compile(r"(\S+) Cache (?:hit|miss) for key: '(.+)'")
@@ -137,15 +140,17 @@ def main(argv: list[str]) -> int:
         env = {**os.environ, "SUITE_COMPILES_LOG": str(root / "log"), "PYTHONPATH": path}
         if cold:
             env["JAX_COMPILATION_CACHE_DIR"] = str(root / "cache")
-        cache = pathlib.Path(env.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(
-            tempfile.gettempdir()) / f"reslstm-test-jax-cache-{os.getuid()}")  # fmt: skip
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_compiles_plugin",
                                "-p", "no:cacheprovider", *pytest_args], env=env)  # fmt: skip
         windows = [json.loads(line) for f in sorted((root / "log").glob("tests-*.jsonl"))
                    for line in f.read_text().splitlines()]  # fmt: skip
         uses = [(f.name.split("-")[1], when, key) for f in sorted((root / "log").glob("keys-*"))
                 for when, key in lookups(f.read_text())]  # fmt: skip
-        seconds = compile_seconds(cache)
+        # the cache the tests ran with (tests/conftest.py's, unless --cold or the environment
+        # named one)
+        caches = {w["cache"] for w in windows if w.get("cache")}
+        cache = pathlib.Path(caches.pop()) if len(caches) == 1 else None
+        seconds = compile_seconds(cache) if cache is not None else {}
     durations = {w["test"]: w["end"] - w["start"] for w in windows}
     rows = table(attribute(windows, uses), seconds, durations)
     used = {k for _, _, k in uses}
