@@ -52,7 +52,7 @@ from reslstm_jax.smile import Compare, Egemaps
 from reslstm_jax.workers import run as run_workers
 
 # Bump when the code of an extractor changes its output: it is part of every cache key.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: NumPy's BLAS on one thread (extractors.one_blas_thread)
 
 
 def default_cache_dir() -> pathlib.Path:

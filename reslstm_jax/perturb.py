@@ -31,6 +31,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from reslstm_jax.extractors import one_blas_thread
+
 SPEED_RANGE = (0.5, 2.0)  # beyond it speech is no longer speech; 1.0 is no perturbation
 
 
@@ -161,6 +163,7 @@ class Perturbed:
     def variant(self) -> str:
         return variant_name(self.speed, self.snr_db)
 
+    @one_blas_thread
     def __call__(self, path):
         import soundfile
 
