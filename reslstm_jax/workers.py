@@ -88,8 +88,9 @@ def run(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     # The workers are meant to keep one core each busy. Left to their defaults, OpenBLAS and
     # OpenMP start a thread per core in every worker, whose idle threads spin: on 2 cores two
-    # feature workers took 53 s for the 1,440 files of the synthetic corpus (95 s of CPU),
-    # with one thread each 27 s (41 s of CPU), the features bit for bit the same.
+    # feature workers took 54 s for the 1,440 files of the synthetic corpus (95 s of CPU),
+    # with one thread each 27 s (41 s of CPU). (The feature extractors also limit their own
+    # BLAS to one thread, `extractors.one_blas_thread`, which keeps their values the same.)
     for name in THREAD_VARS:
         env.setdefault(name, "1")
     importlib.import_module(target.split(":")[0])  # fail here, not in every worker
