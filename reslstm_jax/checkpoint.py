@@ -33,6 +33,8 @@ import os
 import pathlib
 import shutil
 import sys
+import time
+import warnings
 
 import jax
 import numpy as np
@@ -109,12 +111,33 @@ def _write_failed(what: pathlib.Path, exc: BaseException, then: str):
     """After a failed save of the checkpoint directory `what`: its partial temporary folders
     removed (orbax writes `<name>.orbax-checkpoint-tmp*` beside it), and the one line of a
     write error (`then`: what to do), or None to let `exc` through."""
-    for partial in what.parent.glob(f"{what.name}.orbax-checkpoint-tmp*"):
-        shutil.rmtree(partial, ignore_errors=True)
+    _remove_partials(what)
     reason = artifacts.write_error_reason(exc)
     if reason is None:
         return None
+    # The other arrays' writes that orbax abandoned when this one failed are coroutines nobody
+    # awaits: collected (at the latest when the process ends) each printed "RuntimeWarning:
+    # coroutine ... was never awaited" after the one line (2 full-disk runs in 6 here).
+    warnings.filterwarnings("ignore", message=r"coroutine '.*write_fragment' was never awaited",
+                            category=RuntimeWarning)  # fmt: skip
     return artifacts.WriteFailed(f"cannot write {what}: {reason}; {then}")
+
+
+def _remove_partials(what: pathlib.Path, *, settle: float = 0.2, limit: float = 5.0) -> None:
+    """Remove orbax's temporary folders of the failed save of `what`, until they stay gone.
+
+    When one array's write fails, the writes of the others that tensorstore has in flight
+    still land, and may put files into a folder being removed (rmtree then leaves it) or
+    create it again: one full-disk run in 14 left `6.orbax-checkpoint-tmp` behind. So the
+    removal is repeated until a check `settle` seconds after it finds none (at most `limit`
+    seconds)."""
+    deadline = time.monotonic() + limit
+    while partials := list(what.parent.glob(f"{what.name}.orbax-checkpoint-tmp*")):
+        for partial in partials:
+            shutil.rmtree(partial, ignore_errors=True)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(settle)
 
 
 def _reason(exc: BaseException) -> str:
