@@ -15,8 +15,10 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 CONSTRAINTS := $(wildcard requirements/constraints-py$(PYVER).txt)
 PIP_FLAGS := --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # .venv's packages are installed by uv (pinned here, itself installed into .venv by pip): the
-# same constraints, the same set of packages as pip, in about 15 s where pip takes about 85 s
-# (2-core VM, 2026-12-07: pip unpacks and byte-compiles JAX, SciPy and the rest on one core).
+# same constraints, the same set of packages as pip, in about 40 s where pip takes about 85 s
+# (2-core VM, 2026-12-07). Byte-compiled at install, as pip does: where Python may not write
+# its caches (PYTHONDONTWRITEBYTECODE, as on the CI machine) every test process would
+# otherwise compile JAX's modules again (a cold suite took 110 s longer).
 # uv reads the package index from its own settings (UV_INDEX_URL, UV_EXTRA_INDEX_URL,
 # uv.toml), not from pip's: where only pip is set up for the index you use, install with pip
 # alone: `make INSTALLER=pip test`.
@@ -24,7 +26,7 @@ INSTALLER ?= uv
 UV_VERSION := 0.13.9
 ifeq ($(INSTALLER),uv)
 INSTALL_TOOL := $(VENV)/bin/uv
-PIP_INSTALL := $(INSTALL_TOOL) pip install --quiet --python $(PY) $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+PIP_INSTALL := $(INSTALL_TOOL) pip install --quiet --compile-bytecode --python $(PY) $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 else ifeq ($(INSTALLER),pip)
 INSTALL_TOOL := $(PY)
 PIP_INSTALL := $(PY) -m pip install $(PIP_FLAGS)
