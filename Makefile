@@ -47,9 +47,13 @@ demo: $(VENV)/.installed-demo
 bench: $(VENV)/.installed-test
 	$(PY) -m experiments.bench
 
+# The suite starts many Python processes (the commands it runs, their workers). Where
+# Python may not write its bytecode caches (PYTHONDONTWRITEBYTECODE, as on the CI machine) each
+# of them compiled the project's modules again (0.2 s a process); compileall writes them once.
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m compileall -q reslstm_jax sweeps experiments tests > /dev/null
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 lint: $(VENV)/.installed-test
