@@ -17,7 +17,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTR
 # .venv's packages are installed by uv (pinned here, itself installed into .venv by pip): the
 # same constraints, the same set of packages as pip, in about 40 s where pip takes about 85 s
 # (2-core VM, 2026-12-07). Byte-compiled at install, as pip does: where Python may not write
-# its caches (PYTHONDONTWRITEBYTECODE, as on the CI machine) every test process would
+# its caches (PYTHONDONTWRITEBYTECODE, set on the 2-core VM) every test process would
 # otherwise compile JAX's modules again (a cold suite took 110 s longer).
 # uv reads the package index from its own settings (UV_INDEX_URL, UV_EXTRA_INDEX_URL,
 # uv.toml), not from pip's: where only pip is set up for the index you use, install with pip
@@ -48,7 +48,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m experiments.bench
 
 # The suite starts many Python processes (the commands it runs, their workers). Where
-# Python may not write its bytecode caches (PYTHONDONTWRITEBYTECODE, as on the CI machine) each
+# Python may not write its bytecode caches (PYTHONDONTWRITEBYTECODE, set on the 2-core VM) each
 # of them compiled the project's modules again (0.2 s a process); compileall writes them once.
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
