@@ -22,7 +22,7 @@ def thread_settings(job: dict) -> dict:
         (
             {"OPENBLAS_NUM_THREADS": "3"},
             {**{n: "1" for n in workers.THREAD_VARS}, "OPENBLAS_NUM_THREADS": "3"},
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_each_worker_keeps_one_thread_unless_the_caller_says_otherwise(
