@@ -73,6 +73,14 @@ def test_mfcc_chroma_is_the_reference_recipe(audio_dir):
     np.testing.assert_array_equal(x, np.concatenate([mfcc, chroma], 1))
 
 
+@pytest.mark.parametrize("name", sorted(set(features.EXTRACTORS) - {"egemaps", "compare"}))
+def test_every_numpy_extractor_runs_blas_on_one_thread(name):
+    # openSMILE's two (its own C++ code) aside, each extractor computes with NumPy: its
+    # `__call__` holds BLAS to one thread (`extractors.one_blas_thread`; why: the test above)
+    call = features.EXTRACTORS[name].__call__
+    assert call.__code__.co_name == "on_one_thread", f"{name}: __call__ is not one_blas_thread's"
+
+
 def test_bad_audio_is_reported_per_file_and_the_run_goes_on(audio_dir, tmp_path):
     root, good, bad = audio_dir
     paths = [*good, *(root / name for name in bad)]
