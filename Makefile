@@ -20,16 +20,20 @@ PIP_FLAGS := --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTR
 # its caches (PYTHONDONTWRITEBYTECODE, set on the 2-core VM) every test process would
 # otherwise compile JAX's modules again (the cold suite's pytest: 1,017 s without, 977 s with).
 # uv reads the package index from its own settings (UV_INDEX_URL, UV_EXTRA_INDEX_URL,
-# uv.toml), not from pip's: where only pip is set up for the index you use, install with pip
-# alone: `make INSTALLER=pip test`.
+# uv.toml), not from pip's: where uv cannot be installed or cannot install (an index only pip
+# is set up for), pip installs instead, after a line that says so; `make INSTALLER=pip test`
+# uses pip alone from the start.
 INSTALLER ?= uv
 UV_VERSION := 0.13.9
+PIP_ONLY := $(PY) -m pip install $(PIP_FLAGS)
+TEST_EXTRAS := dev,synthetic,postgres,cluster,export,opensmile
 ifeq ($(INSTALLER),uv)
 INSTALL_TOOL := $(VENV)/bin/uv
-PIP_INSTALL := $(INSTALL_TOOL) pip install --quiet --compile-bytecode --python $(PY) $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+UV_INSTALL := $(INSTALL_TOOL) pip install --quiet --compile-bytecode --python $(PY) $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+PIP_INSTALL = $(UV_INSTALL) $(1) || { echo "make: uv could not install $(1); installing with pip"; $(PIP_ONLY) $(1); }
 else ifeq ($(INSTALLER),pip)
 INSTALL_TOOL := $(PY)
-PIP_INSTALL := $(PY) -m pip install $(PIP_FLAGS)
+PIP_INSTALL = $(PIP_ONLY) $(1)
 else
 $(error INSTALLER=$(INSTALLER): use uv or pip)
 endif
@@ -68,14 +72,14 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/bin/uv: | $(PY)
-	$(PY) -m pip install $(PIP_FLAGS) uv==$(UV_VERSION)
+	$(PIP_ONLY) uv==$(UV_VERSION) || echo "make: uv could not be installed; pip installs instead"
 
 $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(INSTALL_TOOL)
-	$(PIP_INSTALL) -e '.[synthetic]'
+	$(call PIP_INSTALL,-e '.[synthetic]')
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(INSTALL_TOOL)
-	$(PIP_INSTALL) -e '.[dev,synthetic,postgres,cluster,export,opensmile]'
+	$(call PIP_INSTALL,-e '.[$(TEST_EXTRAS)]')
 	touch $@
 
 # The package as a user gets it, with neither .venv nor the checkout: pypa/build (in a venv of its
