@@ -18,7 +18,8 @@ PIP_FLAGS := --quiet --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTR
 # same constraints, the same set of packages as pip, in about 40 s where pip takes about 85 s
 # (2-core VM, 2026-12-07). Byte-compiled at install, as pip does: where Python may not write
 # its caches (PYTHONDONTWRITEBYTECODE, set on the 2-core VM) every test process would
-# otherwise compile JAX's modules again (the cold suite's pytest: 1,017 s without, 977 s with).
+# otherwise compile JAX's modules again (the cold suite's pytest: 1,017 s without; 977 s with,
+# `make test` compiling the project's own modules too).
 # uv reads the package index from its own settings (UV_INDEX_URL, UV_EXTRA_INDEX_URL,
 # uv.toml), not from pip's: where uv cannot be installed or cannot install (an index only pip
 # is set up for), pip installs instead, after a line that says so; `make INSTALLER=pip test`
