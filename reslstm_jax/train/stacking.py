@@ -319,17 +319,15 @@ def model_memory(config: TrainConfig, keys, hparams, model_data, shared) -> Mode
 
     program = make_train(dataclasses.replace(config, devices=1))
 
-    def one(tree):  # [M, ...] -> [1, ...]
-        return jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), tree
-        )
-
     def single(tree):  # [M, ...] -> [...]
         return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
 
-    state = jax.eval_shape(program.init_one, single(keys), single(hparams))
-    state = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), state)
-    compiled = program.run.lower(state, one(hparams), one(model_data), shared, epochs=1).compile()
+    def stacked(tree):  # [...] -> [1, ...]
+        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype), tree)
+
+    state = stacked(jax.eval_shape(program.init_one, single(keys), single(hparams)))
+    compiled = program.run.lower(state, stacked(single(hparams)), stacked(single(model_data)),
+                                 shared, epochs=1).compile()  # fmt: skip
     stats = compiled.memory_analysis()
     shared_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves(shared))
     total = (stats.argument_size_in_bytes + stats.output_size_in_bytes
