@@ -26,7 +26,8 @@ per-epoch validation the paper protocol needs.
   and onnxruntime latency, docs/export.md), `--options` (what class weights, early stopping
   and each augmentation cost in throughput, docs/training.md), `--cli` (the train CLI's rate),
   `--latency-repeatability` (two runs of one small sweep: each model's latency compared,
-  docs/performance.md), `--suite-compiles` (which test of the suite compiles what).
+  docs/performance.md), `--suite-compiles` (which test of the suite compiles what, and how long
+  JAX traced, lowered and compiled in all).
 
 Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
 """
@@ -445,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite-compiles", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
                    help="instead: run the test suite (or the pytest arguments after it; "
                    "--cold first for an empty compilation cache) and print which test compiles "
-                   "what no other test shares (experiments/bench_suite.py)")  # fmt: skip
+                   "what no other test shares, then how long JAX traced, lowered and compiled "
+                   "in all (experiments/bench_suite.py)")  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     return flags.ranged(p)

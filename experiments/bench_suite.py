@@ -6,8 +6,10 @@ shapes. This runs pytest (the suite, or the tests and flags given after the flag
 each test the compiling that no other test shares:
 
 * every process of the run (the pytest processes and every subprocess they start) logs each
-  lookup of JAX's persistent compilation cache with its time (a `sitecustomize` module on
-  `PYTHONPATH` adds a handler to JAX's `jax._src.lru_cache` logger in each interpreter);
+  lookup of JAX's persistent compilation cache with its time, and how long each program took
+  to trace, to lower to MLIR and to compile (or to read from the cache), as JAX's own timers
+  measure them (a `sitecustomize` module on `PYTHONPATH` adds a handler to JAX's
+  `jax._src.lru_cache` and `jax._src.dispatch` loggers in each interpreter);
 * a pytest plugin records each test's start and end in its process;
 * each lookup belongs to the test running in its process at that moment (subprocesses carry
   their test process's name); each program's compile time is the one JAX stored in its cache
@@ -18,7 +20,9 @@ record names) must hold the programs afterwards: run it on a warm cache, or cold
 cache: `--cold` as the first flag after `--suite-compiles`, which uses a fresh cache
 directory). Prints one line per test, most exclusive compiling first: its seconds, its
 exclusive and total compile seconds, and the names of its programs of a second or more (`*`
-exclusive, `/k` shared by k tests).
+exclusive, `/k` shared by k tests); then the seconds every process spent in JAX's three steps,
+measured, for the programs of a second or more and for the many smaller ones (eager
+operations) that the cache's whole seconds record as 0, and the tests that spent most on them.
 Run it from the checkout (pytest finds the suite there); a `sitecustomize` of your own on the
 path is shadowed for the run.
 """
@@ -43,10 +47,11 @@ def keylog(worker):
     handler = logging.FileHandler(
         os.path.join(os.environ["SUITE_COMPILES_LOG"], f"keys-{worker}-{os.getpid()}.log"))
     handler.setFormatter(logging.Formatter("%(created)f %(message)s"))
-    logger = logging.getLogger("jax._src.lru_cache")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # nothing reaches a process's stderr
-    logger.addHandler(handler)
+    for name in ("jax._src.lru_cache", "jax._src.dispatch"):  # lookups; JAX's step timers
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False  # nothing reaches a process's stderr
+        logger.addHandler(handler)
 
 if os.environ.get("SUITE_COMPILES_LOG") and os.environ.get("SUITE_COMPILES_WORKER"):
     keylog(os.environ["SUITE_COMPILES_WORKER"])  # a test's subprocess
@@ -77,6 +82,11 @@ def pytest_runtest_protocol(item, nextitem):
 """
 
 LOOKUP = re.compile(r"(\S+) Cache (?:hit|miss) for key: '(.+)'")
+# jax._src.dispatch's timers (log_elapsed_time): tracing, lowering, compiling or reading the cache
+STEP = re.compile(r"(\S+) Finished (tracing|jaxpr to MLIR module conversion|XLA compilation of) "
+                  r"(\S+)(?: for jit)? in ([0-9.]+) sec")  # fmt: skip
+STEPS = {"tracing": "trace", "jaxpr to MLIR module conversion": "lower",
+         "XLA compilation of": "compile"}  # fmt: skip
 SLACK = 0.5  # seconds after a test's end that still count as its own (its last subprocess)
 
 
@@ -85,21 +95,52 @@ def lookups(text: str) -> list[tuple[float, str]]:
     return [(float(m[1]), m[2]) for m in map(LOOKUP.match, text.splitlines()) if m]
 
 
-def attribute(windows: list[dict], uses: list[tuple[str, float, str]]) -> dict[str, set]:
-    """{test: cache keys it used}: each use (worker, time, key) goes to the test running in
-    that worker at that time; uses outside every test go to "<session>" (fixtures built
-    before the first test, imports)."""
+def steps(text: str) -> list[tuple[float, str, float]]:
+    """(time, step, seconds) of each of JAX's timed steps in a process's log: "trace", "lower"
+    or "compile" (an XLA compilation, or the read of a cache entry on a hit)."""
+    return [(float(m[1]), STEPS[m[2]], float(m[4])) for m in map(STEP.match, text.splitlines())
+            if m]  # fmt: skip
+
+
+def _running(windows: list[dict]):
+    """A function (worker, time) -> the test running in that worker at that time, or
+    "<session>" outside every test (fixtures built before the first test, imports)."""
     by_worker = collections.defaultdict(list)  # a process runs one test at a time
     for w in sorted(windows, key=lambda w: w["start"]):
         by_worker[w["worker"]].append(w)
     starts = {worker: [w["start"] for w in ws] for worker, ws in by_worker.items()}
-    keys = collections.defaultdict(set)
-    for worker, when, key in uses:
+
+    def test_at(worker: str, when: float) -> str:
         i = bisect.bisect_right(starts.get(worker, []), when) - 1  # the last test started
         running = by_worker[worker][i] if i >= 0 else None
-        test = running["test"] if running and when <= running["end"] + SLACK else "<session>"
-        keys[test].add(key)
+        return running["test"] if running and when <= running["end"] + SLACK else "<session>"
+
+    return test_at
+
+
+def attribute(windows: list[dict], uses: list[tuple[str, float, str]]) -> dict[str, set]:
+    """{test: cache keys it used}: each use (worker, time, key) goes to the test running in
+    that worker at that time; uses outside every test go to "<session>" (fixtures built
+    before the first test, imports)."""
+    test_at = _running(windows)
+    keys = collections.defaultdict(set)
+    for worker, when, key in uses:
+        keys[test_at(worker, when)].add(key)
     return keys
+
+
+def step_seconds(windows: list[dict], timed: list[tuple[str, float, str, float]]) -> dict:
+    """{test: {column: seconds}} of JAX's timed steps (worker, time, step, seconds), each given
+    to its test as `attribute` does; columns "trace", "lower", "compile" (programs compiled
+    or read in a second or more) and "compile<1s" (the others), with "n " + column counting
+    them."""
+    test_at = _running(windows)
+    out = collections.defaultdict(collections.Counter)
+    for worker, when, step, secs in timed:
+        column = step if step != "compile" or secs >= 1 else "compile<1s"
+        out[test_at(worker, when)][column] += secs
+        out[test_at(worker, when)]["n " + column] += 1
+    return out
 
 
 def table(keys: dict[str, set], seconds: dict[str, float], durations: dict[str, float]) -> list:
@@ -144,8 +185,11 @@ def main(argv: list[str]) -> int:
                                "-p", "no:cacheprovider", *pytest_args], env=env)  # fmt: skip
         windows = [json.loads(line) for f in sorted((root / "log").glob("tests-*.jsonl"))
                    for line in f.read_text().splitlines()]  # fmt: skip
-        uses = [(f.name.split("-")[1], when, key) for f in sorted((root / "log").glob("keys-*"))
-                for when, key in lookups(f.read_text())]  # fmt: skip
+        uses, timed = [], []
+        for f in sorted((root / "log").glob("keys-*")):
+            worker, text = f.name.split("-")[1], f.read_text()
+            uses += [(worker, when, key) for when, key in lookups(text)]
+            timed += [(worker, when, step, secs) for when, step, secs in steps(text)]
         # the cache the tests ran with (tests/conftest.py's, unless --cold or the environment
         # named one)
         caches = {w["cache"] for w in windows if w.get("cache")}
@@ -159,7 +203,24 @@ def main(argv: list[str]) -> int:
     print(f"{'test s':>7} {'excl s':>7} {'all s':>7}  test  [programs >= 1 s]")
     for test, duration, exclusive, total, labels in rows:
         print(f"{duration:7.1f} {exclusive:7.0f} {total:7.0f}  {test}  {' '.join(labels)}")
+    print(steps_report(step_seconds(windows, timed)))
     return proc.returncode
+
+
+def steps_report(per_test: dict, top: int = 15) -> str:
+    """The run's totals of JAX's timed steps, then the tests that spent most on the programs
+    under a second (which the cache's whole seconds do not show)."""
+    total = sum(per_test.values(), collections.Counter())
+    small = "compile<1s"
+    lines = [f"\nJAX's steps, every process, measured: trace {total['trace']:.0f} s, lower "
+             f"{total['lower']:.0f} s, compile or cache read {total['compile'] + total[small]:.0f}"
+             f" s: {total['compile']:.0f} s in {total['n compile']} programs of a second or more,"
+             f" {total[small]:.0f} s in {total['n ' + small]} under a second",
+             f"{'trace':>7} {'lower':>7} {'<1s':>7} {'n <1s':>7} {'>=1s':>7}  test"]  # fmt: skip
+    for test, c in sorted(per_test.items(), key=lambda kv: -kv[1][small])[:top]:
+        lines.append(f"{c['trace']:7.1f} {c['lower']:7.1f} {c[small]:7.1f} {c['n ' + small]:7d}"
+                     f" {c['compile']:7.1f}  {test}")  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

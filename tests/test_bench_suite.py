@@ -51,3 +51,23 @@ def test_log_lines_and_cache_entries_are_read_as_jax_writes_them(tmp_path):
     entry = cc.compress_executable(cc.combine_executable_and_time(b"executable", 7))
     (tmp_path / "jit_run-5c09-cache").write_bytes(entry)
     assert bench_suite.compile_seconds(tmp_path) == {"jit_run-5c09": 7.0}
+
+
+def test_jax_step_timers_are_read_as_jax_logs_them_and_split_at_a_second():
+    # the three messages of jax._src.dispatch.log_elapsed_time, as the handler formats them
+    text = ("100.5 Finished tracing run for jit in 0.250000000 sec\n"
+            "101.0 Finished jaxpr to MLIR module conversion jit(run) in 0.500000000 sec\n"
+            "108.0 Finished XLA compilation of jit(run) in 6.332249403 sec\n"
+            "108.1 Finished XLA compilation of jit(squeeze) in 0.012425900 sec\n"
+            "109.0 Cache hit for key: 'jit_run-5c09'\n")  # fmt: skip
+    timed = bench_suite.steps(text)
+    assert timed == [(100.5, "trace", 0.25), (101.0, "lower", 0.5),
+                     (108.0, "compile", 6.332249403), (108.1, "compile", 0.0124259)]  # fmt: skip
+    per_test = bench_suite.step_seconds(WINDOWS, [("gw0", *t) for t in timed])
+    assert set(per_test) == {"<session>"}  # before gw0's first test
+    late = bench_suite.step_seconds(WINDOWS, [("gw1", t[0] - 90, *t[1:]) for t in timed])
+    assert dict(late["c"]) == {"trace": 0.25, "n trace": 1, "lower": 0.5, "n lower": 1,
+                               "compile": 6.332249403, "n compile": 1,
+                               "compile<1s": 0.0124259, "n compile<1s": 1}  # fmt: skip
+    report = bench_suite.steps_report(late)
+    assert "6 s in 1 programs of a second or more, 0 s in 1 under a second" in report
