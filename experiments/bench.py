@@ -432,9 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mesh) or one program per device (threads); auto: threads on the CPU, "
                    "mesh elsewhere")  # fmt: skip
     p.add_argument("--onnx", action="store_true",
-                   help="instead: onnxruntime latency (batch 1, one thread, 3.7 s of audio) "
-                   "and .onnx sizes, fp32 and int8, of the paper's six configurations and the "
-                   "seed models next to JAX (needs the export extra)")  # fmt: skip
+                   help="instead: onnxruntime latency per second of audio (batch 1, one "
+                   "thread, as reslstm_jax.latency measures) and .onnx sizes, fp32 and int8, of "
+                   "the paper's six configurations and the seed models next to JAX (needs the "
+                   "export extra)")  # fmt: skip
     p.add_argument("--options", action="store_true",
                    help="instead: training throughput with each training option (class "
                    "weights, patience, masks, noise, mixup) against none, at the first "

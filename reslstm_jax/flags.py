@@ -222,7 +222,8 @@ RANGES: dict[str, Range] = {
             "ci_resamples",
             "models",
             "trial_epochs",
-            "repeats",
+            "blocks",
+            "calls_per_block",
         ),
         COUNT,
     ),  # fmt: skip

@@ -79,6 +79,16 @@ class Architecture:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+def recipe_architecture(family: str, config: dict) -> Architecture:
+    """`family` with `config` on its recipe's features (`families`), at the extractor's own
+    sample rate where it works at one, else RAVDESS's 48 kHz (`features.signal_rate`): what
+    the model zoo and the ONNX benchmark time, where no corpus gives features and a rate."""
+    from reslstm_jax import families, features
+
+    name = families.get(family).recipe.features
+    return Architecture(family, dict(config), name, {}, features.signal_rate(features.get(name)))
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what `platform` knows)."""
     try:
@@ -106,9 +116,10 @@ def measure(architectures: list[Architecture], *, seconds: float = SECONDS,
       {"machine": {"cpu", "threads", "core", "backend", "python"}, "signal": "...",
        "repeats": {"blocks", "calls_per_block", "warmup"}, "reference": {"name", "model",
        "ort_fp32"},
-       "architectures": [{"model", "features", "ort_fp32", "ort_int8", "relative",
-                          "ort_relative"}, ...]} in the order given; each timing a `spread`
-      dict, the ONNX ones None where not measured, `relative` = model median / reference's.
+       "architectures": [{"model", "features", "feature_set", "frames", "ort_fp32",
+                          "ort_int8", "relative", "ort_relative"}, ...]} in the order given;
+      each timing a `spread` dict, the ONNX ones None where not measured, `relative` = model
+      median / reference's; `frames` the model input's frames for the signal.
 
     Raises:
       LatencyError: the measuring process failed.
@@ -202,6 +213,7 @@ def _run(job: dict) -> dict:
             feature_key = json.dumps([arch["features"], arch["feature_params"], rate],
                                      sort_keys=True)  # fmt: skip
             found[i]["feature_set"] = f"{arch['features']} at {rate} Hz"
+            found[i]["frames"] = int(lengths[0])  # the model's input frames for the signal
             found[i]["feature_key"] = feature_key
             calls.setdefault(("features", feature_key), lambda e=extractor, w=wav: e(w))
             variables = edge.fresh_variables(model)

@@ -10,48 +10,45 @@ import pytest
 
 from reslstm_jax.models.__main__ import main
 
+# as few timed calls as the latency process takes: the tests check what is measured, not speed
+QUICK = ["--blocks", "1", "--calls-per-block", "1"]
+
 
 def test_zoo_card_json(capsys):
-    assert (
-        main(
-            [
-                "--models",
-                "reslstm_sa",
-                "lstm_sa",
-                "--hidden-sizes",
-                "32",
-                "--repeats",
-                "2",
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
+    """One JSON row per model, the attention LSTMs at each size, the seed models once at their
+    published size; the latency under pareto.csv's names, measured by the latency process on
+    the family's own features (mfcc_chroma at 48 kHz: 1 + 3 s * 48000 // 2048 frames)."""
+    assert main(["--hidden-sizes", "64", *QUICK, "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["model"], r["params"]) for r in rows] == [
-        ("reslstm_sa", 27_988),
-        ("lstm_sa", 10_600),
-    ]
-    assert all(r["latency_ms"] > 0 and r["frames"] == 87 for r in rows)
-    assert rows[0]["kib_fp32"] == round(27_988 * 4 / 1024, 1)
-
-
-def test_zoo_card_seed_models_at_their_published_size(capsys):
-    assert main(["--models", "light_sernet", "ds_lstm", "--repeats", "1", "--format", "json"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["model"], r["hidden_size"], r["params"], r["frames"]) for r in rows] == [
-        ("light_sernet", None, 461_703, 184),  # EMO-DB's 7 classes, 3 s
-        ("ds_lstm", 200, 3_732_296, 370),  # IEMOCAP's 4 classes, both branches
-    ]
+    assert [(r["model"], r["hidden_size"], r["params"], r["frames"], r["latency_features"])
+            for r in rows] == [
+        ("ds_lstm", 200, 3_732_296, 297, "ds_lstm_inputs at 16000 Hz"),  # IEMOCAP's 4 classes
+        ("light_sernet", None, 461_703, 184, "tf_mfcc at 16000 Hz"),  # EMO-DB's 7 classes, 3 s
+        ("lstm_sa", 64, 29_384, 71, "mfcc_chroma at 48000 Hz"),
+        ("reslstm_sa", 64, 46_772, 71, "mfcc_chroma at 48000 Hz"),
+    ]  # fmt: skip
+    assert rows[3]["kib_fp32"] == round(46_772 * 4 / 1024, 1)
+    assert rows[3]["kib_fp16"] == round(46_772 * 2 / 1024, 1)
+    for r in rows:
+        assert r["latency_reference"] == "reslstm_sa h64" and r["latency_threads"] == 1
+        assert 0 < r["model_ms_q1"] <= r["model_ms_per_s"] <= r["model_ms_q3"]
+        assert r["model_rel"] == pytest.approx(r["model_ms_per_s"] / r["reference_model_ms_per_s"])
+        assert r["latency_ms_per_s"] == pytest.approx(r["model_ms_per_s"] + r["features_ms_per_s"])
 
 
 def test_zoo_card_table(capsys):
-    assert (
-        main(["--models", "lstm_sa", "reslstm_sa", "--hidden-sizes", "64", "--repeats", "1"]) == 0
-    )
-    out = capsys.readouterr().out
-    assert "46,772" in out and "29,384" in out
+    """The table: a row per model, then each feature set's time once and the machine."""
+    assert main(["--models", "lstm_sa", "--hidden-sizes", "32", "16", *QUICK]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Model zoo: each model's own latency per second of audio")
+    assert out[1].split() == ["model", "H", "params", "KiB", "fp32", "KiB", "fp16", "frames",
+                              "ms/s", "IQR", "x", "ref"]  # fmt: skip
+    assert [line.split()[:6] for line in out[3:5]] == [
+        ["lstm_sa", "32", "10,600", "41.4", "20.7", "71"],
+        ["lstm_sa", "16", "4,280", "16.7", "8.4", "71"],
+    ]  # fmt: skip
+    assert out[5].startswith("features mfcc_chroma at 48000 Hz: ") and len(out) == 7
+    assert out[6].startswith("measured on ") and out[6].endswith(", 1 thread")
 
 
 @pytest.mark.parametrize(
@@ -59,7 +56,8 @@ def test_zoo_card_table(capsys):
     [
         (["--models", "resnet"], "--models: unknown ['resnet']"),
         (["--hidden-sizes", "0"], "--hidden-sizes: must be an integer in [1, 2147483647], got 0"),
-        (["--repeats", "0"], "--repeats: must be an integer in [1, 2147483647], got 0"),
+        (["--blocks", "0"], "--blocks: must be an integer in [1, 2147483647], got 0"),
+        (["--seconds", "0"], "--seconds: must be a number in (0, 3600], got 0"),
     ],
 )
 def test_misuse_exits_2_with_one_line(args, message):
