@@ -28,9 +28,10 @@ def measure_onnx() -> tuple[list[dict], dict]:
     figures = latency.measure([latency.recipe_architecture(name, config)
                                for name, config in ONNX_CONFIGS], onnx=True)  # fmt: skip
     rows = []
-    for (name, config), one in zip(ONNX_CONFIGS, figures["architectures"], strict=True):
+    for i, ((name, config), one) in enumerate(zip(ONNX_CONFIGS, figures["architectures"],
+                                                  strict=True)):  # fmt: skip
         model = rj.models.get(name, **config)
-        fields = latency.edge_fields(figures, len(rows))
+        fields = latency.edge_fields(figures, i)
         rows.append({"model": name, "hidden": getattr(model, "hidden_size", None),
                      "params": rj.param_count(model), "frames": one["frames"],
                      "fp32_kib": one.get("onnx_kib"), "int8_kib": one.get("onnx_int8_kib"),
