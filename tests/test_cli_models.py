@@ -51,6 +51,19 @@ def test_zoo_card_table(capsys):
     assert out[6].startswith("measured on ") and out[6].endswith(", 1 thread")
 
 
+def test_a_failed_measurement_is_one_line_and_exit_1(capsys, monkeypatch):
+    from reslstm_jax import latency
+
+    def fail(*args, **kwargs):
+        raise latency.LatencyError("the latency measurement failed (exit 1): out of memory")
+
+    monkeypatch.setattr(latency, "measure", fail)
+    assert main(["--models", "lstm_sa", "--hidden-sizes", "16"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "error: the latency measurement failed (exit 1): out of memory\n"
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

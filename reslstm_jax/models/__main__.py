@@ -90,12 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "published size)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=latency.SECONDS,
                         help="the test signal's length")  # fmt: skip
-    parser.add_argument(
-        "--blocks",
-        type=int,
-        default=latency.BLOCKS,
-        help="timed rounds per model (the median and quartiles are over them)",
-    )
+    parser.add_argument("--blocks", type=int, default=latency.BLOCKS,
+                        help="timed rounds per model (the median and quartiles are over "
+                        "them)")  # fmt: skip
     parser.add_argument("--calls-per-block", type=int, default=latency.CALLS_PER_BLOCK,
                         help="forward passes in a row per round")  # fmt: skip
     parser.add_argument("--format", choices=("table", "json"), default="table",
