@@ -3,6 +3,8 @@
 ```python
 dataset = data.prepare()                       # synthetic corpus, ravdess_paper, mfcc_chroma
 dataset = data.prepare("ravdess", "~/data/RAVDESS", protocol="ravdess_loso")
+```
+```
 dataset.x [N, T, D] float32      raw features, zero on padded frames (normalise per fold)
 dataset.lengths [N], dataset.labels [N]
 dataset.folds.train [K, n] int32 + dataset.folds.train_mask [K, n] bool (also val, test)

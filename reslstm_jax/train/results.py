@@ -1,7 +1,8 @@
 """A finished program's results: the results dict, its summary lines, the edge metrics.
 
 ```python
-results = assemble(layout, group, c, state, history, predictions, dataset, run_info)
+group_results = assemble(layout, group, state, history, predictions, dataset, run_info)
+results = group_results[0]                       # one results dict per configuration of group
 print("\n".join(summary_lines(results)))
 results["edge"] = edge_metrics(results, dataset)
 ```
