@@ -15,15 +15,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import pathlib
 import re
 import shlex
 import sys
 
 import pytest
+from doc_blocks import REPO, fenced_blocks
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCES = ("```bash", "```sh", "```console")
 
 
@@ -40,14 +38,9 @@ def documented_commands() -> list[Command]:
     """Each command line of the fenced shell blocks (continuation lines joined, comments and
     `VAR=value` prefixes dropped, `a && b` split)."""
     found = []
-    for path in DOCS:
-        inside, text, start = False, "", 0
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip().startswith("```"):
-                inside = line.strip() in FENCES if not inside else False
-                continue
-            if not inside:
-                continue
+    for where, _, lines in fenced_blocks(FENCES):
+        text, start = "", 0
+        for number, line in lines:
             text, start = (f"{text} {line.strip()}", start) if text else (line.strip(), number)
             if text.endswith("\\"):
                 text = text[:-1]
@@ -57,7 +50,7 @@ def documented_commands() -> list[Command]:
                 while part and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", part[0]):
                     part = part[1:]
                 if part:
-                    found.append(Command(f"{path.relative_to(REPO)}:{start}", part))
+                    found.append(Command(f"{where}:{start}", part))
     return found
 
 

@@ -19,19 +19,18 @@ functions) are checked the same way, a docstring's own module's names needing no
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import importlib
 import inspect
-import pathlib
 import re
 import textwrap
 import typing
 
 import pytest
+from doc_blocks import REPO, fenced_blocks
 from numerics import assert_rounding_close
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ALIASES = {"rj": "reslstm_jax", "jax": "jax", "jnp": "jax.numpy", "np": "numpy"}
 ALIASES |= {name: name for name in ("reslstm_jax", "sweeps", "experiments")}
 # where a short module name is looked up, in order
@@ -53,6 +52,18 @@ def module_named(name: str):
         except ImportError:
             continue
     return None
+
+
+MISSING = object()
+
+
+def attribute_of(owner, name: str):
+    """`owner.name`, a module's submodule included (imported on first use), or MISSING."""
+    value = getattr(owner, name, MISSING)
+    if value is MISSING and inspect.ismodule(owner):
+        with contextlib.suppress(ImportError):
+            value = importlib.import_module(f"{owner.__name__}.{name}")
+    return value
 
 
 @dataclasses.dataclass
@@ -87,18 +98,8 @@ def docstring_blocks() -> list[Block]:
 
 def python_blocks() -> list[Block]:
     """The `python` blocks of README.md and docs/*.md."""
-    blocks = []
-    for path in DOCS:
-        lines, start = None, 0
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if lines is None and line.strip() == "```python":
-                lines, start = [], number
-            elif lines is not None and line.strip().startswith("```"):
-                blocks.append(Block(f"{path.relative_to(REPO)}:{start}", "\n".join(lines)))
-                lines = None
-            elif lines is not None:
-                lines.append(line)
-    return blocks
+    return [Block(f"{where}:{fence}", "\n".join(line for _, line in lines))
+            for where, fence, lines in fenced_blocks(("```python",))]  # fmt: skip
 
 
 BLOCKS = python_blocks()
@@ -175,13 +176,11 @@ class Checker(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = importlib.import_module(node.module)
         for alias in node.names:
-            if not hasattr(module, alias.name):
-                try:
-                    importlib.import_module(f"{node.module}.{alias.name}")
-                except ImportError:
-                    self.problems.append(f"line {node.lineno}: {node.module} has no {alias.name}")
-                    continue
-            self.names[alias.asname or alias.name] = getattr(module, alias.name)
+            value = attribute_of(module, alias.name)
+            if value is MISSING:
+                self.problems.append(f"line {node.lineno}: {node.module} has no {alias.name}")
+            else:
+                self.names[alias.asname or alias.name] = value
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
@@ -200,13 +199,7 @@ class Checker(ast.NodeVisitor):
         if owner is None:
             return
         cls = owner.cls if isinstance(owner, Instance) else None
-        exists = _has(cls, node.attr) if cls else hasattr(owner, node.attr)
-        if not exists and inspect.ismodule(owner):
-            try:
-                importlib.import_module(f"{owner.__name__}.{node.attr}")
-                exists = True
-            except ImportError:
-                pass
+        exists = _has(cls, node.attr) if cls else attribute_of(owner, node.attr) is not MISSING
         if exists:
             self.checked += 1
         else:
@@ -257,14 +250,8 @@ class Checker(ast.NodeVisitor):
                 if inspect.isfunction(member):
                     return getattr(owner.cls, node.attr).__get__(object.__new__(owner.cls))
                 return _annotation(owner.cls, node.attr)
-            if owner is None:
-                return None
-            if not hasattr(owner, node.attr) and inspect.ismodule(owner):
-                try:
-                    return importlib.import_module(f"{owner.__name__}.{node.attr}")
-                except ImportError:
-                    return None
-            return getattr(owner, node.attr, None)
+            value = MISSING if owner is None else attribute_of(owner, node.attr)
+            return None if value is MISSING else value
         if isinstance(node, ast.Call):
             function = self.resolve(node.func)
             if isinstance(function, type):
