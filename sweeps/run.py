@@ -187,6 +187,12 @@ def corpus_and_protocol(args, p) -> tuple[str, str]:
     return corpus, protocol
 
 
+def study_name(args, space: str, corpus: str, protocol: str) -> str:
+    """The study a sweep runs: `--study`, or `<space>-<corpus>-<protocol>-<budget>` (the
+    names `experiments.report --study` takes; `corpus_and_protocol` gives the middle two)."""
+    return args.study or f"{space}-{corpus}-{protocol}-{args.budget}"
+
+
 def build_config(args, p) -> tuple:
     from reslstm_jax import tracking
     from sweeps import spaces, storage
@@ -239,7 +245,7 @@ def build_config(args, p) -> tuple:
     except ValueError as exc:
         p.error(str(exc))
     corpus, protocol = corpus_and_protocol(args, p)
-    study = args.study or f"{space.name}-{corpus}-{protocol}-{args.budget}"
+    study = study_name(args, space.name, corpus, protocol)
     config = SweepConfig(
         space=space.source, study=study, trials=trials, epochs=epochs, seeds=seeds,
         objective=args.objective, corpus=args.corpus, data_dir=args.data_dir,

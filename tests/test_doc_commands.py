@@ -206,6 +206,41 @@ def test_the_commands_that_need_no_corpus_run(demo_data, tmp_path, run_command, 
     assert small == ["Actor_01", "Actor_02", "Actor_03", "Actor_04"]
 
 
+def study_of(command: Command) -> str | None:
+    """The study a documented `sweeps.run` command makes, as `sweeps.run` names it; None for a
+    space file or a corpus whose name is read from the reader's files (manifest, EmoBox)."""
+    from sweeps import run, spaces
+
+    args = command.words[3:]
+    if "--config" in args:  # the reader's file names the rest
+        return None
+    args = parser_of("sweeps.run").parse_args(args)
+    if args.space.endswith((".yaml", ".yml")) or args.corpus in ("manifest", "emobox"):
+        return None
+    corpus, protocol = run.corpus_and_protocol(args, parser_of("sweeps.run"))
+    return run.study_name(args, spaces.load(args.space).name, corpus, protocol)
+
+
+def test_every_study_a_documented_report_reads_is_one_a_documented_sweep_makes():
+    """`experiments.report --study NAME` after a sweep must name the study that sweep made
+    (`<space>-<corpus>-<protocol>-<budget>` unless `--study`): the sweeps of the same page, or
+    of any page when the page runs none."""
+    made: dict[str, set[str]] = {}
+    for command in PYTHON_COMMANDS:
+        if command.words[2] == "sweeps.run" and (name := study_of(command)) is not None:
+            made.setdefault(command.where.split(":")[0], set()).add(name)
+    everywhere = set().union(*made.values())
+    assert DEMO_STUDY in everywhere and len(everywhere) > 3
+    wrong = []
+    for command in PYTHON_COMMANDS:
+        words = command.words
+        if words[2] == "experiments.report" and "--study" in words[:-1]:
+            study = words[words.index("--study") + 1]
+            if study not in made.get(command.where.split(":")[0], everywhere):
+                wrong.append(f"{command}: no documented sweep makes {study}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_documented_make_targets_exist():
     targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.M))
     for command in (c for c in COMMANDS if c.words[0] == "make"):
