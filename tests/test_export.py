@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from doc_blocks import REPO
 from numerics import assert_rounding_close
 
 import reslstm_jax as rj
@@ -164,11 +167,47 @@ def test_export_misuse_is_one_line_exit_2_and_writes_nothing(
     assert not list(tmp_path.glob("onnx*/*"))
 
 
-# The edge install (`pip install --no-deps` of the wheel + onnxruntime, librosa, soundfile,
-# numpy: docs/export.md) has none of the training stack: importing any of it fails here.
+def outside_the_edge_runtime() -> list[str]:
+    """The top-level modules a device lacks: those of every distribution that the project's own
+    dependencies and the `export` extra bring (JAX, flax, Optuna, W&B, onnx, ...) but the `edge`
+    extra's packages do not (the device installs these and the wheel with `--no-deps`,
+    docs/export.md). Read from the installed packages' metadata."""
+    from importlib import metadata
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def closure(requirements: list[str]) -> set[str]:
+        names, todo = set(), [Requirement(r) for r in requirements]
+        while todo:
+            req = todo.pop()
+            name = req.name.lower().replace("_", "-")
+            if name in names or (req.marker and not req.marker.evaluate({"extra": ""})):
+                continue
+            names.add(name)
+            try:
+                todo += [Requirement(r) for r in metadata.requires(req.name) or ()]
+            except metadata.PackageNotFoundError:
+                continue  # a dependency of another platform or Python
+        return names
+
+    extras = project["optional-dependencies"]
+    device = closure(extras["edge"])
+    lacking = closure(project["dependencies"] + extras["export"]) - device
+    modules = metadata.packages_distributions()
+    return sorted(
+        module for module, dists in modules.items()
+        if not module.startswith("_")
+        and {d.lower().replace("_", "-") for d in dists} <= lacking
+    )  # fmt: skip
+
+
+# The edge install has none of the training stack: importing any of it fails here.
 PREDICT_WITHOUT_JAX = """
-import contextlib, importlib.abc, io, json, sys
-BLOCKED = {"jax", "jaxlib", "flax", "optax", "orbax", "optuna", "wandb", "onnx"}
+import contextlib, importlib.abc, io, json, os, sys
+BLOCKED = set(json.loads(os.environ["BLOCKED_MODULES"]))
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
@@ -197,9 +236,13 @@ def test_predicting_from_an_export_runs_without_jax_and_prints_what_the_run_prin
     assert export_main(["--run", str(run), "--out", str(export)]) == 0
     member = json.loads((export / "export.json").read_text())["member"]
     files = [str(f) for f in sorted(tone_corpus.rglob("*.wav"))[:3]]
+    blocked = outside_the_edge_runtime()
+    assert {"jax", "flax", "optax", "orbax", "optuna", "wandb", "onnx", "tqdm"} <= set(blocked)
+    assert not {"onnxruntime", "librosa", "numpy", "soundfile", "yaml"} & set(blocked)
+    env = {**os.environ, "BLOCKED_MODULES": json.dumps(blocked)}
     proc = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_JAX, "--run",
                            str(export), "--format", "json", *files], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["code"] == 0 and got["jax"] is False
