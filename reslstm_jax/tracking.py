@@ -409,6 +409,13 @@ def _online_message(exc: Exception) -> str:
     return f"W&B online mode failed: {reason}; use --wandb offline"
 
 
+def require_credentials(mode: str) -> None:
+    """For an entry point, before any work: TrackingError (one line) when `mode` is "online"
+    and W&B has no credentials here (the Tracker checks again when it is made)."""
+    if mode == "online":
+        _check_credentials()
+
+
 def _check_credentials() -> None:
     """Fail before any training when online mode has no credentials.
 

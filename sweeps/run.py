@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import subprocess
 import sys
 import time
@@ -331,7 +332,19 @@ def submit_jobs(config, args) -> None:
     folder = config.study_dir / "slurm"
     ids = cluster.submit(config, args.workers, args.slurm, folder)
     print(f"submitted {len(ids)} worker job(s): {' '.join(ids)} (logs in {folder})")
-    print(f"when they are done: python -m experiments.report --study {config.study_dir}")
+    print(f"when they are done: {report_command(config)}")
+
+
+def report_command(config) -> str:
+    """The `experiments.report` command line that tables this sweep's study. A storage given
+    by --storage is named, not printed (its URL may hold a password); one from
+    $RESLSTM_STORAGE the report reads itself."""
+    from sweeps import storage
+
+    words = ["python", "-m", "experiments.report", "--study", config.study,
+             "--sweep-out", str(config.workdir)]  # fmt: skip
+    flag_given = config.storage and config.storage != os.environ.get(storage.ENV_STORAGE)
+    return shlex.join(words) + (" --storage <this sweep's --storage>" if flag_given else "")
 
 
 def start_workers(config, environments: list[dict]) -> list[subprocess.Popen]:
@@ -476,7 +489,7 @@ def data_points(space, trials: int) -> list[dict]:
 def main(argv=None) -> int:
     import optuna
 
-    from reslstm_jax import hardware, interrupts, protocols
+    from reslstm_jax import hardware, interrupts, protocols, tracking
     from reslstm_jax.corpora import synthetic
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
@@ -495,6 +508,11 @@ def main(argv=None) -> int:
     space, config = build_config(args, p)
     if configfile.print_if_asked(p, args, **budget_values(args, config)):
         return 0
+    try:  # before the study, the features and config.yaml: online W&B without a login
+        tracking.require_credentials(config.wandb)
+    except tracking.TrackingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if config.corpus is None:  # refuse before the study is created when nothing can be trained
         try:
             synthetic.require_available(synthetic.default_dir())

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -626,6 +627,8 @@ def test_two_launchers_started_at_once_on_one_study_share_it(corpus, tmp_path, f
             "--max-models-per-wave: must be an integer in [1, 2147483647], got 0",
         ),
         (["--out", "/dev/null/runs"], "--out /dev/null/runs is under /dev/null, which"),
+        # no W&B login on the test machines (tests/test_tracking.py): refused before the study
+        (["--wandb", "online"], "W&B online mode needs `wandb login` or WANDB_API_KEY"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(
@@ -855,7 +858,9 @@ def test_the_storage_password_never_reaches_submitits_job_files(tmp_path, monkey
     assert (tmp_path / "slurm").stat().st_mode & 0o777 == 0o700
 
 
-def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, feature_cache):
+def test_slurm_launcher_submits_workers_that_train_the_study(
+    corpus, tmp_path, feature_cache, capsys
+):
     """`--launcher slurm` with submitit's local executor: the launcher returns the job ids at
     once, and the job (a sweep worker) trains the study's trials. The study is a manifest's
     with a label map: both reach the worker through the job's configuration, and the trial
@@ -873,7 +878,10 @@ def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, f
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted 1 worker job(s):" in proc.stdout
-    assert f"python -m experiments.report --study {workdir}" in proc.stdout
+    # the report command it prints tables the study once the job is done (below)
+    (hint,) = [line for line in proc.stdout.splitlines() if line.startswith("when they are")]
+    report_argv = shlex.split(hint.split(": ", 1)[1])
+    assert report_argv[:3] == ["python", "-m", "experiments.report"]
     deadline = time.time() + 500
     done = []
     study = "hidden_sizes-lab-speaker_kfold3-quick"
@@ -888,6 +896,10 @@ def test_slurm_launcher_submits_workers_that_train_the_study(corpus, tmp_path, f
     assert len(result["card"]["folds"]) == 3
     with open(trials / f"{done[0].number}_predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 48  # every utterance tested once, one seed
+    from experiments import report
+
+    assert report.main(report_argv[3:]) in (0, None)
+    assert "lstm_sa h16" in capsys.readouterr().out
 
 
 def test_the_pareto_table_marks_collapsed_trials_and_names_the_features_once(tmp_path):
