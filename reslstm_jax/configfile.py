@@ -106,6 +106,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     actions = _actions(parser)
+    if "print_config" in actions and _given(actions["print_config"], argv):
+        for action in actions.values():  # printing the settings needs none of them (--out)
+            action.required = False
     for dest in list(values):
         action = actions[dest]
         if _given(action, argv):

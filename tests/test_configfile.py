@@ -122,6 +122,10 @@ def test_print_config_resolves_the_recipe_and_creates_nothing(tmp_path, run_main
     done = run_main(train_main, ["--config", path, "--epochs", "5", "--print-config",
                                  "--out", tmp_path / "o"])  # fmt: skip
     assert done.returncode == 0 and not (tmp_path / "o").exists()
+    # nothing is written, so --out (required to train) is not needed to print
+    assert run_main(train_main, ["--config", path, "--epochs", "5", "--print-config"]).stdout == (
+        done.stdout
+    )
     assert done.stdout.startswith("# reslstm-jax ")
     printed = yaml.safe_load(done.stdout)
     # the file's, the command line's over it, and the recipe's for what neither gives
