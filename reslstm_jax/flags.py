@@ -244,7 +244,8 @@ RANGES: dict[str, Range] = {
     ),  # fmt: skip
     "time_masks": Range(int, 1, 4),  # settings.MAX_MASKS
     "feature_masks": Range(int, 1, 4),
-    "folds": Range(int, 2),  # one fold would test nothing it did not train on
+    # one fold would test nothing it did not train on; speaker_folds.MAX_FOLDS above
+    "folds": Range(int, 2, 50),
     "learning_rate": POSITIVE,
     "weight_decay": NON_NEGATIVE,
     "dropout": Range(float, 0, 1, high_open=True),

@@ -110,6 +110,22 @@ def test_every_numeric_flag_is_range_checked_and_says_its_range(spec):
 
 
 @pytest.mark.parametrize(
+    "dest, limit",
+    [("folds", "speaker_folds.MAX_FOLDS"), ("time_masks", "settings.MAX_MASKS"),
+     ("feature_masks", "settings.MAX_MASKS")],
+)  # fmt: skip
+def test_a_flags_range_is_the_limit_the_library_enforces(dest, limit):
+    """A value the flag lets through is never refused later by the library (with another
+    message, after the run's work began): the flag's top is the library's limit."""
+    import importlib
+
+    from reslstm_jax import flags
+
+    module, name = limit.split(".")
+    assert flags.RANGES[dest].top == getattr(importlib.import_module(f"reslstm_jax.{module}"), name)
+
+
+@pytest.mark.parametrize(
     "valid,text,message",
     [
         (flags_range := ("int", 1, None), "0", "must be an integer in [1, 2147483647], got 0"),
