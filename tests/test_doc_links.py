@@ -6,6 +6,7 @@ does not have."""
 
 from __future__ import annotations
 
+import pathlib
 import re
 import subprocess
 import sys
@@ -152,12 +153,32 @@ def test_no_tracked_file_refers_to_a_folder_beside_the_checkout():
 def test_every_docs_page_the_code_names_exists():
     """Messages, docstrings and comments send readers to `docs/PAGE.md` (and `#section`): each
     page and section exists, so a renamed page or heading cannot leave them pointing nowhere."""
+    here = pathlib.Path(__file__).name  # its own examples of broken links are not the code's
     named = [(f"{name}:{n}", m.group(1), m.group(2)) for name, text in tracked_texts()
+             if not name.endswith(here)
              for n, line in enumerate(text.splitlines(), 1)
-             for m in re.finditer(r"\bdocs/([\w.-]+\.md)(?:#([\w-]+))?", line)]  # fmt: skip
+             for m in re.finditer(r"\bdocs/([a-z0-9_.-]+\.md)(?:#([\w-]+))?", line)]  # fmt: skip
     assert len(named) > 100
     missing = [f"{where}: docs/{page}{'#' + anchor if anchor else ''}"
                for where, page, anchor in named
                if not (REPO / "docs" / page).is_file() or (anchor and anchor not in anchors(
                    (REPO / "docs" / page).read_text(encoding="utf-8")))]  # fmt: skip
+    assert not missing, missing
+
+
+def test_every_test_the_docs_name_exists():
+    """The docs cite tests as evidence (docs/reliability.md names one for each guarantee): each
+    `test_...` name in them is a test function of tests/, so a renamed test cannot leave a
+    guarantee citing nothing."""
+    defined = {m.group(1) for path in (REPO / "tests").glob("test_*.py")
+               for m in re.finditer(r"^def (test_\w+)", path.read_text("utf-8"), re.M)}  # fmt: skip
+    # a test's name has three words or more after test_; the results keys (test_uar,
+    # test_uar_per_fold, test_wa, test_macro_f1, test_absent_classes) are not tests
+    cited = [(f"{page.relative_to(REPO)}:{n}", name) for page in PAGES
+             for n, line in enumerate(page.read_text("utf-8").splitlines(), 1)
+             for name in re.findall(r"`(test(?:_[a-z0-9]+){3,})`", line)]  # fmt: skip
+    assert len(cited) > 30
+    keys = re.compile(r"test_(uar|wa|macro_f1)(_|$)")
+    missing = [f"{where}: {name}" for where, name in cited
+               if name not in defined and not keys.match(name)]  # fmt: skip
     assert not missing, missing
