@@ -18,8 +18,10 @@ PREAMBLE = """\
 # Command lines: one vocabulary
 
 Generated from the parsers by `python -m experiments.cli_reference --write docs/cli.md`; a
-test fails when it is stale. Every command also takes `--config FILE` (YAML; keys are the long
-flag names with `_` for `-`; flags on the command line win) and `--print-config`
+test fails when it is stale. Every command but the model zoo and the benchmark also takes
+`--config FILE` (YAML; keys are the long flag names with `_` for `-`; flags on the command line
+win) and `--print-config`; those that train (train, sweeps, experiments, the baseline) write
+the resolved `config.yaml` into their output
 ([training.md](training.md#an-experiment-as-a-file---config-and-configyaml)).
 
 ## The same word for the same thing

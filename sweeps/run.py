@@ -21,7 +21,7 @@ import time
 from reslstm_jax import configfile, flags  # no JAX: --help and a bad config stay fast
 
 BUDGETS = {
-    # epochs, seeds; quick: sized for a laptop CPU (about 5 minutes for hidden_sizes on 2 cores)
+    # epochs, seeds; quick: sized for a laptop CPU (about 6 minutes for hidden_sizes on 2 cores)
     "quick": {"epochs": 10, "seeds": 1, "trials": 8},
     "full": {"epochs": 100, "seeds": 1, "trials": 100},  # the paper's epochs
 }
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m sweeps.run",
         description="Optuna sweep over a search space; every trial trains all folds x seeds "
         "of the protocol in one compiled program (trials of one static shape share it). "
-        "Budgets: quick = 10 epochs, 1 seed, all folds (about 5 minutes for hidden_sizes on a "
+        "Budgets: quick = 10 epochs, 1 seed, all folds (about 6 minutes for hidden_sizes on a "
         "2-core CPU); full = 100 epochs, all folds. Without --corpus: the embedded synthetic "
         "corpus (synthetic speech; its numbers are not emotion-recognition results).",
         epilog=flags.WORDS,
