@@ -69,17 +69,27 @@ format: $(VENV)/.installed-test
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+# The project needs Python >= 3.11 (pyproject's requires-python): an older one is one line.
 $(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: \
+	$(PYTHON) is Python $(PYVER); reslstm-jax needs Python >= 3.11 (make PYTHON=python3.11 ...)"; \
+	exit 2; }
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/bin/uv: | $(PY)
 	$(PIP_ONLY) uv==$(UV_VERSION) || echo "make: uv could not be installed; pip installs instead"
 
+# A Python with no constraints file gets the newest releases within pyproject's ranges: said.
+UNPINNED_NOTE := $(if $(CONSTRAINTS),,@echo "make: no requirements/constraints-py$(PYVER).txt: \
+installing the newest releases within pyproject.toml's ranges, not a verified set")
+
 $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(INSTALL_TOOL)
+	$(UNPINNED_NOTE)
 	$(call PIP_INSTALL,-e '.[synthetic]')
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(INSTALL_TOOL)
+	$(UNPINNED_NOTE)
 	$(call PIP_INSTALL,-e '.[$(TEST_EXTRAS)]')
 	touch $@
 

@@ -172,9 +172,9 @@ def outside_the_edge_runtime() -> list[str]:
     dependencies and the `export` extra bring (JAX, flax, Optuna, W&B, onnx, ...) but the `edge`
     extra's packages do not (the device installs these and the wheel with `--no-deps`,
     docs/export.md). Read from the installed packages' metadata."""
+    import tomllib
     from importlib import metadata
 
-    import tomllib
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

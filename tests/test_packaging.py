@@ -93,3 +93,64 @@ def test_sdist_and_wheel_hold_the_packages_their_data_and_the_licence(tmp_path):
     assert space.returncode == 0 and "hidden_sizes" in space.stdout, space.stderr[-3000:]
     setup = from_the_wheel("-m", "experiments.run", "ravdess_reslstm_sa", "--print-config")
     assert setup.returncode == 0 and "reslstm_sa" in setup.stdout, setup.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "constraints", sorted((REPO / "requirements").glob("constraints-py*.txt")), ids=lambda p: p.name
+)
+def test_each_constraints_file_pins_everything_make_test_installs(constraints):
+    """`make test` installs the project with its test extras (and a device the `edge` extra)
+    from the constraints file of the running Python: each requirement that applies to that
+    Python is pinned there, at a version pyproject's range allows, or the install fails (the
+    3.10 file once pinned a scikit-learn under the opensmile extra's floor)."""
+    import re
+    import tomllib
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    version = re.fullmatch(r"constraints-py(\d+\.\d+)\.txt", constraints.name).group(1)
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            pins[canonicalize_name(name)] = pinned.strip()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    makefile = (REPO / "Makefile").read_text()
+    extras = re.search(r"^TEST_EXTRAS := (.*)$", makefile, re.M).group(1).split(",") + ["edge"]
+    wanted = [(r, "") for r in project["dependencies"]]
+    wanted += [(r, e) for e in extras for r in project["optional-dependencies"][e]]
+    environment = {**default_environment(), "python_version": version,
+                   "python_full_version": f"{version}.0"}  # fmt: skip
+    problems = []
+    for text, extra in wanted:
+        req = Requirement(text)
+        if req.marker and not req.marker.evaluate({**environment, "extra": extra}):
+            continue
+        pinned = pins.get(canonicalize_name(req.name))
+        if pinned is None or not req.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{text} [{extra or 'core'}]: pinned {pinned}")
+    assert len(wanted) > 25 and not problems, problems
+
+
+def test_the_supported_pythons_are_the_verified_ones():
+    """requires-python, the classifiers and the constraints files name the same Pythons: each
+    supported minor has a verified set, and the oldest is the floor `make` and pip enforce."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    classified = sorted(
+        tuple(map(int, c.rsplit(" ", 1)[1].split(".")))
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    )
+    verified = sorted(
+        tuple(map(int, re.search(r"py(\d+\.\d+)", p.name).group(1).split(".")))
+        for p in (REPO / "requirements").glob("constraints-py*.txt")
+    )
+    assert classified == verified and classified
+    major, minor = classified[0]
+    assert project["requires-python"] == f">={major}.{minor}"
+    assert f"sys.version_info < ({major}, {minor})" in (REPO / "Makefile").read_text()
