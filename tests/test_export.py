@@ -176,6 +176,7 @@ def outside_the_edge_runtime() -> list[str]:
     from importlib import metadata
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
@@ -183,7 +184,7 @@ def outside_the_edge_runtime() -> list[str]:
         names, todo = set(), [Requirement(r) for r in requirements]
         while todo:
             req = todo.pop()
-            name = req.name.lower().replace("_", "-")
+            name = canonicalize_name(req.name)
             if name in names or (req.marker and not req.marker.evaluate({"extra": ""})):
                 continue
             names.add(name)
@@ -200,7 +201,7 @@ def outside_the_edge_runtime() -> list[str]:
     return sorted(
         module for module, dists in modules.items()
         if not module.startswith("_")
-        and {d.lower().replace("_", "-") for d in dists} <= lacking
+        and {canonicalize_name(d) for d in dists} <= lacking
     )  # fmt: skip
 
 
