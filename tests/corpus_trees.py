@@ -3,11 +3,14 @@
 Every builder writes small but valid 16-bit PCM mono wav files (a few hundred samples) under
 the real naming conventions of its corpus (docs/data.md), and returns what it
 wrote, so that the tests can compare the loader's manifest with it. `NASTY` lists, per corpus,
-files that a loader must skip, with the reason it must give.
+files that a loader must skip, with the reason it must give. `tone_rows` and `write` make a
+user's manifest (CSV, TSV, JSON Lines) of the tone corpus.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import pathlib
 import struct
 from collections.abc import Callable, Iterable
@@ -536,3 +539,36 @@ def build_valid(root: pathlib.Path, corpus: str, tabs: bool = True) -> None:
         write_wav(root / rel)
     if corpus == "cremad":
         write_text(root / "VideoDemographics.csv", CREMAD_DEMOGRAPHICS)
+
+
+# ----------------------------------------------------------------------------- manifests
+
+
+def tone_rows(tone_corpus: pathlib.Path, folder: pathlib.Path) -> list[dict]:
+    """One row per file of the tone corpus, with our own labels and speaker names (paths
+    relative to `folder`, where the manifest goes)."""
+    rows = []
+    for path in sorted(tone_corpus.rglob("*.wav")):
+        parts = path.stem.split("-")
+        actor = int(parts[6])
+        rows.append({"file": str(path.relative_to(folder)) if folder in path.parents
+                     else str(path),
+                     "emotion": {"01": "neutral", "03": "happy", "04": "sad",
+                                 "05": "angry"}[parts[2]],
+                     "speaker": f"spk{actor:02d}", "gender": "male" if actor % 2 else "F",
+                     "fold": str(actor % 3)})  # fmt: skip
+    return rows
+
+
+def write(path: pathlib.Path, rows: list[dict], columns=None) -> pathlib.Path:
+    """`rows` as a manifest at `path`: CSV, TSV (by suffix) or JSON Lines (`.jsonl`)."""
+    columns = columns or list(rows[0])
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({c: r.get(c) for c in columns}) + "\n" for r in rows))
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, delimiter="\t" if path.suffix ==
+                                    ".tsv" else ",", extrasaction="ignore")  # fmt: skip
+            writer.writeheader()
+            writer.writerows(rows)
+    return path

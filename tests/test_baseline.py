@@ -81,7 +81,7 @@ def test_baseline_on_the_folds_of_a_run_joins_its_table(
     assert "emodb_loso" in capsys.readouterr().err
     assert not pathlib.Path(tmp_path / "x").exists()
     # a manifest of the same files, with the corpus flags of every command: its own folds
-    from test_manifest import tone_rows, write
+    from corpus_trees import tone_rows, write
 
     lab = write(tmp_path / "my_lab.csv", tone_rows(tone_corpus, tmp_path),
                 ["file", "emotion", "speaker"])  # fmt: skip

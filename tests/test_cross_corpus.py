@@ -192,7 +192,7 @@ def test_the_cross_corpus_experiment_writes_the_matrix_and_the_report_prints_it(
     import csv
     import io
 
-    from test_manifest import tone_rows, write
+    from corpus_trees import tone_rows, write
 
     from experiments import cross_corpus
     from experiments import report as report_cli

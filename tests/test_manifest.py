@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import pathlib
 
 import numpy as np
 import pytest
+from corpus_trees import tone_rows, write
 
 from reslstm_jax import corpora, protocols
 from reslstm_jax.corpora import labelsets
 from reslstm_jax.corpora import manifest as manifest_mod
 from reslstm_jax.corpora.base import CorpusError
-
-
-def tone_rows(tone_corpus: pathlib.Path, folder: pathlib.Path) -> list[dict]:
-    """One row per file of the tone corpus, with our own labels and speaker names (paths
-    relative to `folder`, where the manifest goes)."""
-    rows = []
-    for path in sorted(tone_corpus.rglob("*.wav")):
-        parts = path.stem.split("-")
-        actor = int(parts[6])
-        rows.append({"file": str(path.relative_to(folder)) if folder in path.parents
-                     else str(path),
-                     "emotion": {"01": "neutral", "03": "happy", "04": "sad",
-                                 "05": "angry"}[parts[2]],
-                     "speaker": f"spk{actor:02d}", "gender": "male" if actor % 2 else "F",
-                     "fold": str(actor % 3)})  # fmt: skip
-    return rows
-
-
-def write(path: pathlib.Path, rows: list[dict], columns=None) -> pathlib.Path:
-    columns = columns or list(rows[0])
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps({c: r.get(c) for c in columns}) + "\n" for r in rows))
-    else:
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, delimiter="\t" if path.suffix ==
-                                    ".tsv" else ",", extrasaction="ignore")  # fmt: skip
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])

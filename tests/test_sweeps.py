@@ -865,7 +865,7 @@ def test_slurm_launcher_submits_workers_that_train_the_study(
     once, and the job (a sweep worker) trains the study's trials. The study is a manifest's
     with a label map: both reach the worker through the job's configuration, and the trial
     writes its out-of-fold predictions."""
-    from test_manifest import tone_rows, write
+    from corpus_trees import tone_rows, write
 
     manifest = write(tmp_path / "my_lab.csv", tone_rows(corpus, tmp_path),
                      ["file", "emotion", "speaker"])  # fmt: skip
