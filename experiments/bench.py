@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
                                 formatter_class=flags.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--models", type=int, nargs="+", default=[1, 5, 10, 50])
-    p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"])
+    p.add_argument("--executors", nargs="+", default=["map", "vmap"], choices=["map", "vmap"],
+                   help="how one program runs its models: lax.map or vmap")  # fmt: skip
     p.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"],
                    help="PxD: P processes (pinned to their own cores) x D JAX devices each "
                    "(the models are split over all of them)")  # fmt: skip
@@ -416,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's packing: rows dropped in blocks of this many once their "
                    "sequences end; 'none' runs every row for all T steps (default 8)")  # fmt: skip
     p.add_argument("--torch-python", help="interpreter of a venv with torch, for the reference")
-    p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT))
+    p.add_argument("--torch-script", default=str(DEFAULT_TORCH_SCRIPT),
+                   help="the reference script --torch-python runs (default: "
+                   "experiments/torch_reference.py)")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="also write all measurements to this JSON file")
     flags.deprecated(p, "--json", "--out", metavar="FILE")
     p.add_argument("--families", nargs="+", choices=["light_sernet", "ds_lstm"],

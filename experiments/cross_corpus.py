@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.cross_corpus",
                                 description=__doc__.split("\n")[0],
                                 formatter_class=flags.HelpFormatter)  # fmt: skip
-    p.add_argument("--corpora", nargs="+", choices=corpora.CORPORA, default=DEFAULT_CORPORA)
+    p.add_argument("--corpora", nargs="+", choices=corpora.CORPORA, default=DEFAULT_CORPORA,
+                   help="the corpora trained and tested on: the rows and columns")  # fmt: skip
     p.add_argument("--test-only", nargs="+", choices=corpora.CORPORA, default=[],
                    metavar="CORPUS", help="corpora only tested on (columns without a row): "
                    "held out, or too small for their protocol")  # fmt: skip
@@ -64,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="a folder holding each corpus in a folder of its name")
     p.add_argument("--data-dir", action="append", default=[], metavar="CORPUS=DIR",
                    help="where one corpus is, instead of DATA_ROOT/CORPUS")  # fmt: skip
-    p.add_argument("--model", default="reslstm_sa", choices=models.names())
+    p.add_argument("--model", default="reslstm_sa", choices=models.names(),
+                   help="the model family every row trains")  # fmt: skip
     p.add_argument(
         "--hidden-size",
         type=int,
@@ -75,15 +77,18 @@ def parser() -> argparse.ArgumentParser:
                    "epochs")  # fmt: skip
     p.add_argument("--seeds", type=int, help="override the budget's seeds")
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
-    p.add_argument("--cross-norm", choices=("train", "target"), default="train")
-    p.add_argument("--out", default="runs/experiments/cross_corpus")
+    p.add_argument("--cross-norm", choices=("train", "target"), default="train",
+                   help="normalise a target with the training fold's statistics (train), "
+                   "or with its own, from its unlabelled audio (target)")  # fmt: skip
+    p.add_argument("--out", default="runs/experiments/cross_corpus",
+                   help="output directory (one run per row, the matrix, the report)")  # fmt: skip
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     p.add_argument("--feature-workers", type=int,
                    help="feature extraction processes (default: one per core)")  # fmt: skip
     flags.deprecated(p, "--workers", "--feature-workers", type=int)
     p.add_argument("--no-latency", action="store_true",
                    help="skip the latency measurements (JAX, onnxruntime)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     configfile.add_flags(p)
     return flags.ranged(p)
 

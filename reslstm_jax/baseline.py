@@ -164,14 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, metavar="K",
                    help="folds of --protocol speaker_kfold (default 5)")  # fmt: skip
     flags.add_corpus_options(p)
-    p.add_argument("--features", choices=FEATURE_SETS, default="egemaps")
-    p.add_argument("--classifier", choices=tuple(CLASSIFIERS), default="svm")
-    p.add_argument("--label-set", choices=("native", "shared4"), default="native")
+    p.add_argument("--features", choices=FEATURE_SETS, default="egemaps",
+                   help="the openSMILE functionals (the opensmile extra)")  # fmt: skip
+    p.add_argument("--classifier", choices=tuple(CLASSIFIERS), default="svm",
+                   help="linear SVM or logistic regression, balanced class weights")  # fmt: skip
+    p.add_argument("--label-set", choices=("native", "shared4"), default="native",
+                   help="native: the corpus's classes; shared4: neutral, happy, angry, "
+                   "sad")  # fmt: skip
     p.add_argument("--cache-dir", help="feature cache (default ~/.cache/reslstm_jax/features)")
     p.add_argument("--feature-workers", type=int,
                    help="feature extraction processes (default: one per core)")  # fmt: skip
     flags.deprecated(p, "--workers", "--feature-workers", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output directory (results.json, card.json)")
     configfile.add_flags(p)
     return flags.ranged(p)

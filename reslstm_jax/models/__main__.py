@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reslstm_jax.models",
                                      description=__doc__.splitlines()[0],
                                      formatter_class=flags.HelpFormatter)  # fmt: skip
-    parser.add_argument("--models", nargs="+", default=models.names())
+    parser.add_argument("--models", nargs="+", default=models.names(),
+                        help="the model families on the card")  # fmt: skip
     parser.add_argument("--hidden-sizes", nargs="+", type=int, default=[32, 64, 128],
                         help="the attention LSTMs' sizes (the seed models have their "
                         "published size)")  # fmt: skip
