@@ -486,11 +486,25 @@ def data_points(space, trials: int) -> list[dict]:
     return points
 
 
+def refusal_before_work(config) -> str | None:
+    """Why this sweep cannot train, found before the study, the features and config.yaml are
+    made (online W&B without a login; no corpus and no synthetic extra), or None."""
+    from reslstm_jax import tracking
+    from reslstm_jax.corpora import synthetic
+
+    try:
+        tracking.require_credentials(config.wandb)
+        if config.corpus is None:
+            synthetic.require_available(synthetic.default_dir())
+    except (tracking.TrackingError, synthetic.SyntheticUnavailable) as exc:
+        return str(exc)
+    return None
+
+
 def main(argv=None) -> int:
     import optuna
 
-    from reslstm_jax import hardware, interrupts, protocols, tracking
-    from reslstm_jax.corpora import synthetic
+    from reslstm_jax import hardware, interrupts, protocols
     from reslstm_jax.corpora.base import CorpusError
     from sweeps import engine, storage
     from sweeps import study as study_view
@@ -508,17 +522,9 @@ def main(argv=None) -> int:
     space, config = build_config(args, p)
     if configfile.print_if_asked(p, args, **budget_values(args, config)):
         return 0
-    try:  # before the study, the features and config.yaml: online W&B without a login
-        tracking.require_credentials(config.wandb)
-    except tracking.TrackingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if problem := refusal_before_work(config):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    if config.corpus is None:  # refuse before the study is created when nothing can be trained
-        try:
-            synthetic.require_available(synthetic.default_dir())
-        except synthetic.SyntheticUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     try:
         if config.storage is None:  # before any worker appends to it: a torn last line goes
             warning = storage.check_journal(
