@@ -26,3 +26,16 @@ def fenced_blocks(fences: tuple[str, ...]) -> list[tuple[str, int, list[tuple[in
             elif block is not None and block[1] is not None:
                 block[1].append((number, line))
     return blocks
+
+
+def outside_fences(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of every line of a Markdown `text`, with the fences and the lines
+    between them blanked: what is prose and headings, not code."""
+    lines, fenced = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith("```"):
+            fenced = not fenced
+            lines.append((number, ""))
+        else:
+            lines.append((number, "" if fenced else line))
+    return lines

@@ -214,10 +214,11 @@ def study_of(command: Command) -> str | None:
     args = command.words[3:]
     if "--config" in args:  # the reader's file names the rest
         return None
-    args = parser_of("sweeps.run").parse_args(args)
+    parser = parser_of("sweeps.run")
+    args = parser.parse_args(args)
     if args.space.endswith((".yaml", ".yml")) or args.corpus in ("manifest", "emobox"):
         return None
-    corpus, protocol = run.corpus_and_protocol(args, parser_of("sweeps.run"))
+    corpus, protocol = run.corpus_and_protocol(args, parser)
     return run.study_name(args, spaces.load(args.space).name, corpus, protocol)
 
 

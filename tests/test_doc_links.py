@@ -6,6 +6,7 @@ does not have."""
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import re
 import subprocess
@@ -13,22 +14,10 @@ import sys
 import urllib.parse
 
 import pytest
-from doc_blocks import REPO
+from doc_blocks import REPO, outside_fences
 
 PAGES = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-
-
-def _prose(text: str) -> str:
-    """`text` without its fenced blocks and inline code spans (their brackets are code)."""
-    lines, fenced = [], False
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            fenced = not fenced
-            lines.append("")
-        else:
-            lines.append("" if fenced else re.sub(r"`[^`]*`", "``", line))
-    return "\n".join(lines)
 
 
 def slug(heading: str) -> str:
@@ -38,28 +27,27 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
-def anchors(text: str) -> set[str]:
+@functools.cache
+def anchors(page: pathlib.Path) -> frozenset[str]:
     """The anchors of a page's headings; a repeated heading's get -1, -2, ... as on GitHub."""
     seen: dict[str, int] = {}
-    found, fenced = set(), False
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            fenced = not fenced
-            continue
-        heading = None if fenced else re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+    found = set()
+    for _, line in outside_fences(page.read_text(encoding="utf-8")):
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
         if heading:
             base = slug(heading.group(1))
             count = seen.get(base, 0)
             found.add(base if count == 0 else f"{base}-{count}")
             seen[base] = count + 1
-    return found
+    return frozenset(found)
 
 
 def links(page) -> list[tuple[int, str]]:
     """(line number, target) of each inline link of `page` outside code."""
     found = []
-    for number, line in enumerate(_prose(page.read_text(encoding="utf-8")).splitlines(), 1):
-        found += [(number, m.group(1)) for m in LINK.finditer(line)]
+    for number, line in outside_fences(page.read_text(encoding="utf-8")):
+        prose = re.sub(r"`[^`]*`", "``", line)  # a code span's brackets are code
+        found += [(number, m.group(1)) for m in LINK.finditer(prose)]
     return found
 
 
@@ -76,7 +64,7 @@ def broken(page) -> list[str]:
             problems.append(f"{where}: leads outside the repository")
         elif not path.exists():
             problems.append(f"{where}: no such file")
-        elif anchor and path.suffix == ".md" and anchor not in anchors(path.read_text("utf-8")):
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             problems.append(f"{where}: no heading #{anchor} in {path.relative_to(REPO)}")
     return problems
 
@@ -127,6 +115,7 @@ def test_the_docs_links_lead_somewhere():
     assert not problems, "\n".join(problems)
 
 
+@functools.cache
 def tracked_texts() -> list[tuple[str, str]]:
     """(name, text) of every tracked text file of the checkout."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
@@ -161,8 +150,8 @@ def test_every_docs_page_the_code_names_exists():
     assert len(named) > 100
     missing = [f"{where}: docs/{page}{'#' + anchor if anchor else ''}"
                for where, page, anchor in named
-               if not (REPO / "docs" / page).is_file() or (anchor and anchor not in anchors(
-                   (REPO / "docs" / page).read_text(encoding="utf-8")))]  # fmt: skip
+               if not (REPO / "docs" / page).is_file()
+               or (anchor and anchor not in anchors(REPO / "docs" / page))]  # fmt: skip
     assert not missing, missing
 
 

@@ -95,28 +95,43 @@ def test_sdist_and_wheel_hold_the_packages_their_data_and_the_licence(tmp_path):
     assert setup.returncode == 0 and "reslstm_sa" in setup.stdout, setup.stderr[-3000:]
 
 
-@pytest.mark.parametrize(
-    "constraints", sorted((REPO / "requirements").glob("constraints-py*.txt")), ids=lambda p: p.name
-)
+CONSTRAINTS = sorted((REPO / "requirements").glob("constraints-py*.txt"))
+
+
+def python_of(constraints: pathlib.Path) -> tuple[int, int]:
+    """(3, 11) of `constraints-py3.11.txt`: the Python whose verified set it is."""
+    import re
+
+    major, minor = re.fullmatch(r"constraints-py(\d+)\.(\d+)\.txt", constraints.name).groups()
+    return int(major), int(minor)
+
+
+def project_table() -> dict:
+    """pyproject.toml's [project]."""
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("constraints", CONSTRAINTS, ids=lambda p: p.name)
 def test_each_constraints_file_pins_everything_make_test_installs(constraints):
     """`make test` installs the project with its test extras (and a device the `edge` extra)
     from the constraints file of the running Python: each requirement that applies to that
     Python is pinned there, at a version pyproject's range allows, or the install fails (the
     3.10 file once pinned a scikit-learn under the opensmile extra's floor)."""
     import re
-    import tomllib
 
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    version = re.fullmatch(r"constraints-py(\d+\.\d+)\.txt", constraints.name).group(1)
+    version = ".".join(map(str, python_of(constraints)))
     pins = {}
     for line in constraints.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, pinned = line.partition("==")
             pins[canonicalize_name(name)] = pinned.strip()
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = project_table()
     makefile = (REPO / "Makefile").read_text()
     extras = re.search(r"^TEST_EXTRAS := (.*)$", makefile, re.M).group(1).split(",") + ["edge"]
     wanted = [(r, "") for r in project["dependencies"]]
@@ -138,18 +153,14 @@ def test_the_supported_pythons_are_the_verified_ones():
     """requires-python, the classifiers and the constraints files name the same Pythons: each
     supported minor has a verified set, and the oldest is the floor `make` and pip enforce."""
     import re
-    import tomllib
 
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = project_table()
     classified = sorted(
         tuple(map(int, c.rsplit(" ", 1)[1].split(".")))
         for c in project["classifiers"]
         if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
     )
-    verified = sorted(
-        tuple(map(int, re.search(r"py(\d+\.\d+)", p.name).group(1).split(".")))
-        for p in (REPO / "requirements").glob("constraints-py*.txt")
-    )
+    verified = sorted(map(python_of, CONSTRAINTS))
     assert classified == verified and classified
     major, minor = classified[0]
     assert project["requires-python"] == f">={major}.{minor}"
