@@ -53,6 +53,17 @@ def load(workdir, study="hidden_sizes-ravdess-ravdess_paper-quick") -> optuna.St
     )
 
 
+def trials_so_far(workdir, study, *states) -> list:
+    """The study's trials in `states` while a sweep runs: none before its journal holds the
+    study (the launcher creates the file before it writes the study's first record)."""
+    if not storage.journal_path(workdir, study).exists():
+        return []
+    try:
+        return load(workdir, study).get_trials(states=states)
+    except KeyError:  # optuna's "Record does not exist.": the study is not written yet
+        return []
+
+
 # ----------------------------------------------------------------------------- spaces
 
 
@@ -504,12 +515,10 @@ def test_ctrl_c_on_a_one_worker_sweep_is_one_line_and_gives_the_trial_back(
             "--data-dir", str(corpus), "--epochs", "2", "--out", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "1",
             "--workers", "1", "--no-latency", "--wandb", "disabled"]  # fmt: skip
-    journal = storage.journal_path(workdir, "hidden_sizes-ravdess-ravdess_paper-quick")
+    study_name = "hidden_sizes-ravdess-ravdess_paper-quick"
 
     def claimed() -> bool:  # a trial asked and held by the worker
-        if not journal.exists():
-            return False
-        running = load(workdir).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        running = trials_so_far(workdir, study_name, optuna.trial.TrialState.RUNNING)
         return any("worker" in t.user_attrs for t in running)
 
     interrupt(args, claimed, signal.SIGINT, env=ENV).assert_left(130, within=10)
@@ -536,11 +545,9 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
             "--data-dir", str(corpus), "--epochs", "2", "--out", str(workdir),
             "--cache-dir", str(feature_cache), "--no-progress", "--trials", "4",
             "--workers", "2", "--no-latency"]  # fmt: skip
-    journal = storage.journal_path(workdir, study_name)
 
     def one_done() -> bool:  # one trial done, the others under way
-        complete = (optuna.trial.TrialState.COMPLETE,)
-        return journal.exists() and bool(load(workdir, study_name).get_trials(states=complete))
+        return bool(trials_so_far(workdir, study_name, optuna.trial.TrialState.COMPLETE))
 
     def its_workers(launcher) -> list:
         workers = psutil.Process(launcher.pid).children()
