@@ -47,6 +47,29 @@ os.environ.setdefault(
 # compiled programs through the cache above.
 from reslstm_jax import hardware  # noqa: E402  (does not start JAX)
 
+# RESLSTM_TEST_FAST_COMPILE=1 (for a contributor's cold machine, never CI's): XLA compiles the
+# suite's programs for speed of compiling rather than of running, LLVM at optimisation level 1
+# without its costly passes and XLA's older CPU fusion emitters. The suite's compile CPU falls
+# to about half (docs/performance.md#the-test-suite-make-test), but those builds round some
+# values differently from XLA's defaults, the build users run, so the suite's exactness
+# claims are then checked on another build: the default and CI keep XLA's flags. Every process
+# of the session and every subprocess (they inherit XLA_FLAGS) compiles the same way.
+FAST_COMPILE_FLAGS = (
+    "--xla_backend_optimization_level=1",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
+)
+
+
+def with_fast_compile(xla_flags: str) -> str:
+    """`xla_flags` with each of FAST_COMPILE_FLAGS it does not set already appended (xdist's
+    workers inherit the controller's flags: nothing is added twice)."""
+    missing = [f for f in FAST_COMPILE_FLAGS if f.split("=")[0] not in xla_flags]
+    return " ".join([xla_flags, *missing]).strip()
+
+
+if os.environ.get("RESLSTM_TEST_FAST_COMPILE") == "1":
+    os.environ["XLA_FLAGS"] = with_fast_compile(os.environ.get("XLA_FLAGS", ""))
 hardware.single_threaded_xla()
 
 # Every test process keeps JAX's default single CPU device: start the backend now, so that an

@@ -6,6 +6,7 @@ import os
 
 import jax
 import pytest
+from conftest import FAST_COMPILE_FLAGS, with_fast_compile
 
 from reslstm_jax import hardware
 from reslstm_jax.errors import cli_message
@@ -105,6 +106,22 @@ def test_entry_points_turn_xla_threads_off_unless_told(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")  # the user's choice
     hardware.single_threaded_xla()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
+
+
+FAST = " ".join(FAST_COMPILE_FLAGS)
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [("", FAST),
+     ("--x", f"--x {FAST}"),
+     (f"--x {FAST}", f"--x {FAST}"),  # an xdist worker inherits the controller's: nothing twice
+     ("--xla_backend_optimization_level=3",  # the user's own level stays
+      "--xla_backend_optimization_level=3 " + " ".join(FAST_COMPILE_FLAGS[1:]))],
+)  # fmt: skip
+def test_the_suites_fast_compile_adds_each_flag_once(given, expected):
+    """RESLSTM_TEST_FAST_COMPILE=1 (tests/conftest.py) appends only the flags not set."""
+    assert with_fast_compile(given) == expected
 
 
 @pytest.mark.parametrize(
