@@ -49,9 +49,9 @@ from reslstm_jax import hardware  # noqa: E402  (does not start JAX)
 
 # RESLSTM_TEST_FAST_COMPILE=1 (for a contributor's cold machine, never CI's): XLA compiles the
 # suite's programs for speed of compiling rather than of running, LLVM at optimisation level 1
-# without its costly passes and XLA's older CPU fusion emitters. The suite's compile CPU falls
-# to about half (docs/performance.md#the-test-suite-make-test), but those builds round some
-# values differently from XLA's defaults, the build users run, so the suite's exactness
+# without its costly passes and XLA's older CPU fusion emitters. A cold `.ci/run` took 16.5
+# instead of 22 minutes (docs/performance.md#the-test-suite-make-test), but those builds round
+# some values differently from XLA's defaults, the build users run, so the suite's exactness
 # claims are then checked on another build: the default and CI keep XLA's flags. Every process
 # of the session and every subprocess (they inherit XLA_FLAGS) compiles the same way.
 FAST_COMPILE_FLAGS = (
