@@ -288,6 +288,13 @@ def test_int8_export_runs_its_lstms_in_int8(trained_run, tmp_path):
     assert "median of 30 blocks of 20 calls" in speed["signal"]
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # the LSTMs run in int8
+    # both graphs at IR 8, the lowest opset 17 needs, not the onnx package's newest (14, which
+    # onnxruntime before 1.32 refuses; 1.17 runs both graphs at IR 8 with equal outputs)
+    for graph in (out / "model.onnx", int8):
+        proto = onnx.load(str(graph))
+        # (int8's com.microsoft domain: no IR version of its own)
+        lowest = onnx.helper.find_min_ir_version_for(proto.opset_import, ignore_unknown=True)
+        assert proto.ir_version == lowest == 8
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 40, 46)).astype(np.float32)

@@ -143,8 +143,12 @@ class _Graph:
              for out in outputs],
             initializer=self.constants,
         )  # fmt: skip
-        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="reslstm-jax")  # fmt: skip
+        opsets = [helper.make_opsetid("", OPSET)]
+        # The IR version: the lowest that opset 17 needs (8), not the newest the onnx package
+        # writes (14 with onnx 1.23), which runtimes older than onnxruntime 1.32 refuse to
+        # load; the graph uses nothing of the later IR versions.
+        proto = helper.make_model(graph, opset_imports=opsets, producer_name="reslstm-jax",
+                                  ir_version=helper.find_min_ir_version_for(opsets))  # fmt: skip
         onnx.checker.check_model(proto, full_check=True)
         return proto
 
