@@ -290,6 +290,61 @@ def test_resize_nearest_is_torch_nearest():
     )
 
 
+# DS-LSTM's and Light-SERNet's librosa features (logmel_dual, mfcc39, both in ds_lstm_inputs)
+# on 48 kHz audio (resampled) and 16 kHz audio (read as is), a short file and a long one.
+DS_LSTM_SIGNALS = [(48000, 2.5, 220.0), (16000, 0.6, 311.0), (16000, 4.0, 180.0)]
+
+
+def _logmel_reference(y, n_fft, hop, n_mels, frames):
+    """DS-LSTM's log-mel spectrogram as librosa's melspectrogram call writes it."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=n_fft, hop_length=hop,
+                                         n_mels=n_mels, pad_mode="constant", fmax=8000)  # fmt: skip
+    return extractors.resize_nearest((10 * np.log10(mel + 1e-10)).T, frames).astype(np.float32)
+
+
+def _mfcc39_reference(y):
+    """openSMILE's MFCC12_E_D_A as librosa's mfcc call approximates it (extractors.Mfcc39)."""
+    import librosa
+
+    y = np.append(y[:1], y[1:] - 0.97 * y[:-1]).astype(np.float32)
+    mfcc = librosa.feature.mfcc(y=y, sr=16000, n_mfcc=13, n_fft=512, win_length=400,
+                                hop_length=160, window="hamming", n_mels=26, htk=True,
+                                lifter=22, center=False)  # fmt: skip
+    frames = librosa.util.frame(y, frame_length=400, hop_length=160)
+    energy = np.log(np.maximum(np.sum(np.square(frames), axis=0), 1e-10))
+    base = np.concatenate([mfcc[1:13], energy[None, : mfcc.shape[1]]], axis=0)
+    d1 = librosa.feature.delta(base, width=5, order=1, mode="nearest")
+    d2 = librosa.feature.delta(base, width=5, order=2, mode="nearest")
+    return np.concatenate([base, d1, d2], axis=0).T.astype(np.float32)
+
+
+@pytest.mark.parametrize("rate,seconds,freq", DS_LSTM_SIGNALS)
+def test_ds_lstm_features_are_their_librosa_recipes(tmp_path, rate, seconds, freq):
+    """The extractors compute the spectrogram and mel filter banks their own way (a filter
+    bank is built once per process): the values are librosa's calls', bit for bit."""
+    import librosa
+    from threadpoolctl import threadpool_limits
+
+    path = tone(tmp_path / "x.wav", seconds, rate, freq)
+    with threadpool_limits(limits=2, user_api="blas"):
+        got = [features.get("ds_lstm_inputs")(path) for _ in range(2)]
+        logmel, mfcc = features.get("logmel_dual")(path), features.get("mfcc39")(path)
+    y, _ = librosa.load(path, sr=16000)
+    with threadpool_limits(limits=1, user_api="blas"):
+        expected = {"a": _logmel_reference(y * 32768.0, 512, 256, 128, 230),
+                    "b": _logmel_reference(y * 32768.0, 1024, 512, 256, 120),
+                    "mfcc": _mfcc39_reference(y)}  # fmt: skip
+    for out in got:
+        assert out.keys() == expected.keys()
+        for key, value in expected.items():
+            np.testing.assert_array_equal(out[key], value, err_msg=key)
+    for key in ("a", "b"):
+        np.testing.assert_array_equal(logmel[key], expected[key], err_msg=key)
+    np.testing.assert_array_equal(mfcc, expected["mfcc"])
+
+
 def test_logmel_dual_shapes(tmp_path):
     out = features.get("logmel_dual")(tone(tmp_path / "x.wav", 2.5, sr=16000))
     assert out["a"].shape == (230, 128) and out["b"].shape == (120, 256)
