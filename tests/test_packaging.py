@@ -30,8 +30,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def test_sdist_and_wheel_hold_the_packages_their_data_and_the_licence(tmp_path):
     if importlib.util.find_spec("build") is None:
         pytest.skip("the `build` module is not installed (the dev extra: pip install -e '.[dev]')")
+    # Isolated, as a user's build: the build backend pyproject names, installed fresh. By uv
+    # where `make` installed it (the same isolation in half the time: 5 s against 10 s on a
+    # 2-core VM), by pip otherwise.
+    installer = ["--installer", "uv"] if importlib.util.find_spec("uv") else []
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "build", *installer, "--outdir", str(tmp_path), str(REPO)],
         capture_output=True,
         text=True,
         timeout=600,
