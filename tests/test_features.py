@@ -53,10 +53,9 @@ def audio_dir(tmp_path_factory):
     return root, good, bad
 
 
-# (file rate, seconds, tone Hz, the extractor's sample_rate or None for native): RAVDESS's and
-# EMO-DB's rates, tones off the 440 Hz grid by different fractions of a semitone (each its own
-# estimated tuning, so its own cached chroma filter bank), a file shorter than one FFT frame's
-# hop, and a resampled one.
+# (file rate, seconds, tone Hz, the extractor's sample_rate or None for native): RAVDESS's,
+# EMO-DB's and SAVEE's rates, tones off the 440 Hz grid by different fractions of a semitone
+# (each its own estimated tuning, so its own cached chroma filter bank), and a resampled one.
 REFERENCE_SIGNALS = [
     (48000, 1.0, 200.0, None),
     (48000, 0.75, 233.0, None),  # another tuning at the same rate and FFT size
@@ -290,8 +289,8 @@ def test_resize_nearest_is_torch_nearest():
     )
 
 
-# DS-LSTM's and Light-SERNet's librosa features (logmel_dual, mfcc39, both in ds_lstm_inputs)
-# on 48 kHz audio (resampled) and 16 kHz audio (read as is), a short file and a long one.
+# DS-LSTM's librosa features (logmel_dual, mfcc39, both in ds_lstm_inputs) on 48 kHz audio
+# (resampled) and 16 kHz audio (read as is), a short file and a long one.
 DS_LSTM_SIGNALS = [(48000, 2.5, 220.0), (16000, 0.6, 311.0), (16000, 4.0, 180.0)]
 
 
