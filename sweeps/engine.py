@@ -35,6 +35,9 @@ from sweeps.study import OBJECTIVE_KEYS, counts
 
 # Single-objective trials report their running objective about this many times (pruning).
 REPORTS_PER_TRIAL = 10
+# A worker with nothing left to ask while other workers' trials run reads the study this often
+# (a journal file's new lines, or one query), to leave as soon as the last of them is told.
+IDLE_POLL_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,8 +248,10 @@ def _worker_loop(config, space, study, datasets, tracker, trials_dir, heartbeat,
             if budget <= 0:
                 if c["running"] and finished < config.trials:
                     # A running trial may belong to a dead worker: wait until it is either
-                    # told or stale enough to reap and retry.
-                    time.sleep(config.heartbeat_seconds)
+                    # told or stale enough to reap and retry, looking again every
+                    # IDLE_POLL_SECONDS, so that this worker leaves when the last trial is told
+                    # and not up to a heartbeat later.
+                    time.sleep(min(config.heartbeat_seconds, IDLE_POLL_SECONDS))
                     continue
                 break
             asked = []

@@ -247,6 +247,37 @@ def test_reaper_fails_stale_trials_and_retries_them_once(tmp_path):
     assert engine.reap(study, grace=60, max_retries=1) == []  # a live trial is left alone
 
 
+def test_an_idle_worker_leaves_once_the_last_running_trial_is_told(
+    tmp_path, monkeypatch, tiny_dataset
+):
+    """Nothing left to ask while another worker's trial runs: the worker looks at the study
+    again every IDLE_POLL_SECONDS, not once a heartbeat (10 s by default, which kept a sweep
+    waiting up to that long after its last trial), and leaves, having trained nothing, as soon
+    as that trial is told."""
+    space = spaces.load("hidden_sizes")
+    store = storage.open_storage(None, tmp_path, "s")
+    study = storage.create_or_load(store, "s", space, 0)
+    study.enqueue_trial({"model": "lstm_sa", "hidden_size": 16})
+    running = study.ask()  # another worker's, alive
+    engine.trial_params(space, running)
+    stamp(store, study, running, time.time())
+    waits = []
+
+    def sleep(seconds):  # the other worker tells its trial during this worker's first wait
+        waits.append(seconds)
+        if len(waits) == 1:
+            study.tell(running.number, [0.5] * len(space.objectives))
+
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(sleep=sleep))
+    config = engine.SweepConfig(space="hidden_sizes", study="s", trials=1, epochs=1, seeds=1,
+                                workdir=str(tmp_path), wandb="disabled", progress=False,
+                                latency=False)  # fmt: skip
+    assert config.heartbeat_seconds > engine.IDLE_POLL_SECONDS
+    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 0
+    assert waits == [engine.IDLE_POLL_SECONDS]
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE]
+
+
 def journal_with_two_points(workdir, study: str = "s") -> pathlib.Path:
     store = storage.open_storage(None, workdir, study)
     created = storage.create_or_load(store, study, spaces.load("hidden_sizes"), 0)
