@@ -36,7 +36,7 @@ from sweeps.study import OBJECTIVE_KEYS, counts
 # Single-objective trials report their running objective about this many times (pruning).
 REPORTS_PER_TRIAL = 10
 # A worker with nothing left to ask while other workers' trials run reads the study this often
-# (a journal file's new lines, or one query), to leave as soon as the last of them is told.
+# (a journal file's new lines, or a few queries), to leave as soon as the last of them is told.
 IDLE_POLL_SECONDS = 1.0
 
 
