@@ -1,10 +1,13 @@
 """Reading audio for features: mono float32 at a rate, every failure named (`AudioError`),
-how much of a file is voiced, and librosa's own warnings kept from the user (`librosa_quiet`).
+how much of a file is voiced, librosa's own warnings kept from the user (`librosa_quiet`), and
+librosa imported safely beside other processes (`import_librosa`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 import pathlib
 import warnings
@@ -22,6 +25,42 @@ def librosa_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="librosa")
         yield
+
+
+# librosa's modules whose numba functions compile when the module is imported (`guvectorize` and
+# `vectorize` with their signatures, `cache=True`) and that the project's features, resampling
+# and speed perturbation import; tests/test_features.py checks that these paths load no other
+# module with numba functions and compile none of librosa's lazily compiled ones.
+LIBROSA_NUMBA_MODULES = ("librosa.util.utils", "librosa.core.audio", "librosa.core.pitch")
+NUMBA_LOCK_NAME = "librosa-numba.lock"
+
+
+@functools.cache
+def import_librosa():
+    """The `librosa` module, with the modules of `LIBROSA_NUMBA_MODULES` imported by one
+    process of the machine at a time.
+
+    Importing them compiles their numba functions (about 30 s of CPU) into numba's cache, or
+    loads them from it. Two processes compiling into one cache at once can leave it
+    inconsistent, and every later process that loads it then dies with a segmentation fault
+    (it crashed the test suite on a fresh clone). Two commands started together on a fresh
+    machine (two sweep launchers, a sweep beside a training run) would do exactly that, so the
+    imports run under a file lock in `runlock.lock_dir()` (`NUMBA_LOCK_NAME`; the kernel
+    releases it when its holder exits, however it exits): the first process compiles, the
+    others wait and then load what it wrote. Once per process: later calls return at once.
+    """
+    import filelock
+
+    from reslstm_jax import runlock
+
+    path = runlock.lock_dir() / NUMBA_LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(path):
+        for name in LIBROSA_NUMBA_MODULES:
+            importlib.import_module(name)
+    import librosa
+
+    return librosa
 
 
 class AudioError(ValueError):
@@ -55,7 +94,6 @@ def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tup
     may name a segment, `FILE#t=START,END` (seconds; `corpora.base.audio_source`): only those
     samples are read, and a segment that ends after its file is an `AudioError`.
     """
-    import librosa
     import soundfile
 
     file, segment = split_source(path)
@@ -80,7 +118,7 @@ def load_audio(path: str | os.PathLike, sr: int | None, min_samples: int) -> tup
     if not np.all(np.isfinite(y)):
         raise AudioError("non-finite audio samples")
     if sr is not None and sr != rate:
-        y = librosa.resample(y, orig_sr=rate, target_sr=sr, res_type="soxr_hq")
+        y = import_librosa().resample(y, orig_sr=rate, target_sr=sr, res_type="soxr_hq")
         rate = sr
     if y.size < min_samples:
         raise AudioError(

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from reslstm_jax.audio import AudioError, load_audio
+from reslstm_jax.audio import AudioError, import_librosa, load_audio
 
 
 @functools.cache
@@ -58,7 +58,7 @@ class MfccChroma:
 
     @one_blas_thread
     def __call__(self, path) -> np.ndarray:
-        import librosa
+        librosa = import_librosa()
 
         y, sr = load_audio(path, self.sample_rate, self.n_fft)
         # The reference's two calls, librosa.feature.mfcc(y=...) and chroma_stft(y=...), as
@@ -81,7 +81,7 @@ class MfccChroma:
 def power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int, **stft) -> np.ndarray:
     """|STFT|^2 of `y` [N] as librosa's feature functions compute it from a signal (Hann
     window and centred, zero-padded frames unless `stft` says otherwise): [1 + n_fft // 2, T]."""
-    import librosa
+    librosa = import_librosa()
 
     return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length, **stft)) ** 2
 
@@ -98,7 +98,7 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int = 128, fmax: float | None = No
                  htk: bool = False) -> np.ndarray:  # fmt: skip
     """librosa.filters.mel as librosa's melspectrogram and mfcc build it (Slaney area
     normalisation): [n_mels, 1 + n_fft // 2] float32, read-only (shared by every call)."""
-    import librosa
+    librosa = import_librosa()
 
     filters = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax, htk=htk,
                                   norm="slaney")  # fmt: skip
@@ -109,7 +109,7 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int = 128, fmax: float | None = No
 def _chroma_filters(sr: int, n_fft: int, tuning: float, n_chroma: int) -> np.ndarray:
     """librosa's chroma filter bank as librosa.feature.chroma_stft builds it for `tuning`
     (fractions of a chroma bin): [n_chroma, 1 + n_fft // 2], read-only."""
-    import librosa
+    librosa = import_librosa()
 
     return _read_only(librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning,
                                              n_chroma=n_chroma))  # fmt: skip
@@ -185,7 +185,7 @@ class Mfcc39:
     preemphasis: float = 0.97
 
     def from_signal(self, y: np.ndarray) -> np.ndarray:
-        import librosa
+        librosa = import_librosa()
 
         y = np.append(y[:1], y[1:] - self.preemphasis * y[:-1]).astype(np.float32)
         # librosa.feature.mfcc(y=y, sr, n_mfcc=13, n_fft, win_length, hop_length,

@@ -169,27 +169,6 @@ def signal_rate(extractor) -> int:
     return int(getattr(extractor, "sample_rate", None) or ANY_RATE_SIGNAL)
 
 
-def _warm_up(job: dict) -> dict:
-    """Worker handler: run the extractor once on a second of noise.
-
-    librosa compiles its numba functions with `cache=True` on first use. Two processes
-    compiling the same function at once corrupt the cache file, and every later process that
-    loads it dies with a segmentation fault (it crashed the test suite on a fresh clone;
-    reproduced with two concurrent processes on one NUMBA_CACHE_DIR). One process compiles
-    first, alone; the parallel workers then only read the cache.
-    """
-    import soundfile
-
-    extractor = get(job["extractor"], **job["params"])
-    rate = signal_rate(extractor)
-    noise = 0.1 * np.random.default_rng(0).standard_normal(rate)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = pathlib.Path(scratch) / "warm_up.wav"
-        soundfile.write(path, noise, rate, subtype="PCM_16")
-        extractor(path)
-    return {}
-
-
 def _cache_entry(path: str, cache_dir: str | os.PathLike) -> pathlib.Path:
     """Where the features of the file at `path` (or of a segment of it, `FILE#t=START,END`)
     live: keyed by the content hash (and the segment), not the path."""
@@ -336,9 +315,6 @@ def extract_all(
             params = describe(extractor)["params"]
             jobs = [{"path": paths[i], "extractor": extractor.name, "params": params,
                      "cache_dir": cache_arg} for i in pending]  # fmt: skip
-            run_workers("reslstm_jax.features:_warm_up",
-                        [{"extractor": extractor.name, "params": params}], workers=1,
-                        progress=False)  # fmt: skip
             replies = run_workers("reslstm_jax.features:_handle_job", jobs, workers=workers,
                                   progress=progress, desc=f"features {extractor.name}")  # fmt: skip
             for i, reply in zip(pending, replies, strict=True):

@@ -96,11 +96,11 @@ def variants(speeds=(), snrs_db=()) -> list[dict]:
 
 def speed_perturb(y: np.ndarray, rate: int, speed: float) -> np.ndarray:
     """y [n] float32 played `speed` times as fast: [round(n / speed)] at the same rate."""
-    import librosa
+    from reslstm_jax.audio import import_librosa
 
     if speed == 1.0:
         return y
-    return librosa.resample(y, orig_sr=rate * speed, target_sr=rate, res_type="soxr_hq")
+    return import_librosa().resample(y, orig_sr=rate * speed, target_sr=rate, res_type="soxr_hq")
 
 
 def add_noise(y: np.ndarray, snr_db: float, seed: int) -> np.ndarray:

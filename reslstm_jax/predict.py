@@ -234,9 +234,9 @@ def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray,
     otherwise the features z-scored per coefficient. Returns ([T, F], axis label, seconds per
     frame: the hop, or for other extractors the audio's duration over T)."""
     if hasattr(extractor, "n_fft") and hasattr(extractor, "hop_length"):
-        import librosa
+        from reslstm_jax.audio import import_librosa, load_audio
 
-        from reslstm_jax.audio import load_audio
+        librosa = import_librosa()
 
         y, sr = load_audio(path, extractor.sample_rate, extractor.n_fft)
         mel = librosa.feature.melspectrogram(

@@ -9,15 +9,14 @@ import pathlib
 import signal
 import tempfile
 
-# The tests run in parallel (pytest-xdist, `make test`). Two processes compiling librosa's numba
-# functions into one cache at the same time corrupt it, and every later process segfaults
-# (docs/data.md); features.extract_all guards its own workers, but parallel test processes
-# each need a cache of their own. Subprocesses of a test inherit it. Always set, never
-# `setdefault`: xdist workers inherit the controller's environment, so a default would give
-# every worker the controller's directory.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-os.environ["NUMBA_CACHE_DIR"] = str(
-    pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-numba-{os.getuid()}-{_worker}"
+# numba's cache of librosa's functions, one for the test processes and every process they start
+# (`setdefault`: xdist workers keep the controller's directory), kept per machine like JAX's
+# below: compiling it takes about 30 s of CPU. Processes share it safely because the project
+# imports librosa's numba modules one process at a time (`audio.import_librosa`, a file lock in
+# RESLSTM_JAX_LOCKS); tests that call librosa themselves call `import_librosa()` first.
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR",
+    str(pathlib.Path(tempfile.gettempdir()) / f"reslstm-test-numba-{os.getuid()}"),
 )
 
 # JAX's persistent compilation cache, shared by the test processes and the subprocesses they

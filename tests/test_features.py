@@ -13,6 +13,7 @@ import soundfile
 from numerics import assert_rounding_close
 
 from reslstm_jax import extractors, features
+from reslstm_jax.audio import import_librosa
 
 
 def tone(path: pathlib.Path, seconds: float, sr: int = 48000, freq: float = 220.0, seed=0):
@@ -67,7 +68,7 @@ REFERENCE_SIGNALS = [
 
 @pytest.mark.parametrize("rate,seconds,freq,target", REFERENCE_SIGNALS)
 def test_mfcc_chroma_is_the_reference_recipe(tmp_path, rate, seconds, freq, target):
-    import librosa
+    librosa = import_librosa()
     from threadpoolctl import threadpool_limits
 
     path = tone(tmp_path / "x.wav", seconds, rate, freq)
@@ -296,7 +297,7 @@ DS_LSTM_SIGNALS = [(48000, 2.5, 220.0), (16000, 0.6, 311.0), (16000, 4.0, 180.0)
 
 def _logmel_reference(y, n_fft, hop, n_mels, frames):
     """DS-LSTM's log-mel spectrogram as librosa's melspectrogram call writes it."""
-    import librosa
+    librosa = import_librosa()
 
     mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=n_fft, hop_length=hop,
                                          n_mels=n_mels, pad_mode="constant", fmax=8000)  # fmt: skip
@@ -305,7 +306,7 @@ def _logmel_reference(y, n_fft, hop, n_mels, frames):
 
 def _mfcc39_reference(y):
     """openSMILE's MFCC12_E_D_A as librosa's mfcc call approximates it (extractors.Mfcc39)."""
-    import librosa
+    librosa = import_librosa()
 
     y = np.append(y[:1], y[1:] - 0.97 * y[:-1]).astype(np.float32)
     mfcc = librosa.feature.mfcc(y=y, sr=16000, n_mfcc=13, n_fft=512, win_length=400,
@@ -323,7 +324,7 @@ def _mfcc39_reference(y):
 def test_ds_lstm_features_are_their_librosa_recipes(tmp_path, rate, seconds, freq):
     """The extractors compute the spectrogram and mel filter banks their own way (a filter
     bank is built once per process): the values are librosa's calls', bit for bit."""
-    import librosa
+    librosa = import_librosa()
     from threadpoolctl import threadpool_limits
 
     path = tone(tmp_path / "x.wav", seconds, rate, freq)
@@ -348,3 +349,58 @@ def test_logmel_dual_shapes(tmp_path):
     out = features.get("logmel_dual")(tone(tmp_path / "x.wav", 2.5, sr=16000))
     assert out["a"].shape == (230, 128) and out["b"].shape == (120, 256)
     assert all(np.all(np.isfinite(v)) for v in out.values())
+
+
+def test_librosa_paths_compile_numba_only_under_the_import_lock(tmp_path):
+    """`audio.import_librosa` imports librosa's modules whose numba functions compile at import,
+    one process of the machine at a time (a shared numba cache written by two processes at
+    once crashes every later reader). Every librosa path of the project (each extractor with
+    `load_audio`'s resampling, speed perturbation, predict's spectrogram) may therefore load
+    no other module that compiles at import, and compile none of librosa's lazily compiled
+    functions (they would compile outside the lock)."""
+    import sys
+
+    from reslstm_jax import audio, predict
+
+    def lazily_compiled() -> dict[str, int]:  # each numba.jit function of librosa: signatures
+        return {f"{name}.{attr}": len(value.signatures)
+                for name, module in list(sys.modules.items()) if name.startswith("librosa")
+                for attr, value in vars(module).items()
+                if type(value).__module__ == "numba.core.registry"}  # fmt: skip
+
+    audio.import_librosa()
+    before = lazily_compiled()
+    path = tone(tmp_path / "x.wav", 1.0, 22050)  # no extractor's rate: every one resamples
+    for name in sorted(set(features.EXTRACTORS) - {"egemaps", "compare"}):  # openSMILE's: C++
+        features.get(name, **({"speed": 1.1} if name == "perturbed" else {}))(path)
+    extractor = features.get("mfcc_chroma")
+    predict.display_spectrogram(extractor, path, extractor(path))
+    compiled = {k: n for k, n in lazily_compiled().items() if n != before.get(k, 0)}
+    assert not compiled, f"librosa functions compiled outside import_librosa's lock: {compiled}"
+    at_import = sorted(name for name, module in list(sys.modules.items())
+                       if name.startswith("librosa") and any(
+                           type(v).__module__.startswith("numba.np.ufunc") for v in
+                           vars(module).values()))  # fmt: skip
+    assert set(at_import) <= set(audio.LIBROSA_NUMBA_MODULES), at_import
+
+
+def test_librosa_is_imported_by_one_process_at_a_time(tmp_path, monkeypatch):
+    """While another holds the machine's numba lock (here this test, through a file handle of its
+    own: flock locks exclude each other even within one process), `import_librosa` waits."""
+    import threading
+
+    import filelock
+
+    from reslstm_jax import audio, runlock
+
+    audio.import_librosa()  # the modules loaded: alone, the import below returns at once
+    monkeypatch.setenv("RESLSTM_JAX_LOCKS", str(tmp_path / "locks"))
+    (tmp_path / "locks").mkdir()
+    done = []
+    importer = threading.Thread(target=lambda: done.append(audio.import_librosa.__wrapped__()))
+    with filelock.FileLock(runlock.lock_dir() / audio.NUMBA_LOCK_NAME):
+        importer.start()
+        importer.join(timeout=0.5)
+        assert importer.is_alive() and not done  # waiting for the lock
+    importer.join(timeout=30)
+    assert done and done[0].__name__ == "librosa"
