@@ -48,16 +48,26 @@ def import_librosa():
     imports run under a file lock in `runlock.lock_dir()` (`NUMBA_LOCK_NAME`; the kernel
     releases it when its holder exits, however it exits): the first process compiles, the
     others wait and then load what it wrote. Once per process: later calls return at once.
+    Where no lock can be made (a read-only home without RESLSTM_JAX_LOCKS), the modules are
+    imported without one, as librosa itself does.
     """
     import filelock
 
     from reslstm_jax import runlock
 
     path = runlock.lock_dir() / NUMBA_LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(path):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(path)
+        lock.acquire()
+    except OSError:
+        lock = None
+    try:
         for name in LIBROSA_NUMBA_MODULES:
             importlib.import_module(name)
+    finally:
+        if lock is not None:
+            lock.release()
     import librosa
 
     return librosa
