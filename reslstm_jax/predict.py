@@ -234,15 +234,14 @@ def display_spectrogram(extractor, path, feats: np.ndarray) -> tuple[np.ndarray,
     otherwise the features z-scored per coefficient. Returns ([T, F], axis label, seconds per
     frame: the hop, or for other extractors the audio's duration over T)."""
     if hasattr(extractor, "n_fft") and hasattr(extractor, "hop_length"):
+        from reslstm_jax import extractors
         from reslstm_jax.audio import import_librosa, load_audio
 
-        librosa = import_librosa()
-
         y, sr = load_audio(path, extractor.sample_rate, extractor.n_fft)
-        mel = librosa.feature.melspectrogram(
-            y=y, sr=sr, n_fft=extractor.n_fft, hop_length=extractor.hop_length, n_mels=64
-        )
-        spec = librosa.power_to_db(mel, ref=np.max).T[: len(feats)]
+        # the features' own STFT and cached mel filters (librosa's melspectrogram, bit for bit)
+        power = extractors.power_spectrogram(y, extractor.n_fft, extractor.hop_length)
+        mel = extractors.mel_spectrogram(power, sr, extractor.n_fft, n_mels=64)
+        spec = import_librosa().power_to_db(mel, ref=np.max).T[: len(feats)]
         return spec, "mel band (log power)", extractor.hop_length / sr
     import soundfile
 

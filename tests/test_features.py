@@ -351,6 +351,29 @@ def test_logmel_dual_shapes(tmp_path):
     assert all(np.all(np.isfinite(v)) for v in out.values())
 
 
+def test_predicts_spectrogram_is_librosas_log_mel_on_the_features_frames(tmp_path):
+    """`predict --plot`'s picture: the features' STFT and cached mel filters give librosa's
+    64-band melspectrogram bit for bit, in dB, one row per feature frame; an extractor without
+    an STFT grid draws its features z-scored instead."""
+    from reslstm_jax import predict
+    from reslstm_jax.audio import load_audio
+
+    librosa = import_librosa()
+    path = tone(tmp_path / "x.wav", 1.0)
+    extractor = features.get("mfcc_chroma")
+    feats = extractor(path)
+    spec, axis, step = predict.display_spectrogram(extractor, path, feats)
+    y, sr = load_audio(path, extractor.sample_rate, extractor.n_fft)
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=extractor.n_fft,
+                                         hop_length=extractor.hop_length, n_mels=64)  # fmt: skip
+    np.testing.assert_array_equal(spec, librosa.power_to_db(mel, ref=np.max).T[: len(feats)])
+    assert spec.shape == (len(feats), 64) and axis == "mel band (log power)"
+    assert step == extractor.hop_length / sr
+    other = features.get("tf_mfcc", seconds=0.5)
+    z, axis, _ = predict.display_spectrogram(other, path, other(path))
+    assert axis.startswith("feature (z-scored") and np.allclose(z.mean(0), 0, atol=1e-5)
+
+
 def test_librosa_paths_compile_numba_only_under_the_import_lock(tmp_path):
     """`audio.import_librosa` imports librosa's modules whose numba functions compile at import,
     one process of the machine at a time (a shared numba cache written by two processes at
