@@ -331,7 +331,7 @@ class DemoData:
 def demo_data() -> DemoData:
     """The demo's corpus (the full seed-0 synthetic corpus, 24 speakers, 1440 files) and its
     feature cache, kept per machine like the compilation cache: generating it and extracting
-    its features take about 75 s on a 2-core machine, a demo sweep on it then 10-20 s. Built by
+    its features take 40-75 s on a 2-core machine, a demo sweep on it then 10-20 s. Built by
     the documented command (docs/data.md, `python -m reslstm_jax.corpora.synthetic --out DIR`)
     when the corpus is not complete (it finishes one left half-written), under a lock that the
     suites of one machine share. Read-only for tests. Skips the test without the synthetic
