@@ -342,9 +342,10 @@ def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: in
     """The train CLI's path (`train.fit.run`: epoch chunks, a checkpoint every 10 epochs, the
     device split, best parameters, results files) on `bench_dataset`, ResLSTM-SA, 5 folds x 1
     seed: seconds per epoch = (time of `long` epochs - time of `short`) / (long - short), both
-    after a warm-up run that compiles, so compile, data and files cancel. (Every `run` builds
-    its program anew: a persistent compilation cache in a temporary folder lets the timed runs
-    load the warm-up's executables instead of compiling again, whose time varies by seconds.)"""
+    after a warm-up run that compiles, so compile, data and files cancel. (The runs share the
+    training programs `train.make_train` keeps per configuration, and a persistent compilation
+    cache in a temporary folder serves whatever else a run compiles, so no timed run compiles:
+    a compile's time varies by seconds.)"""
     import tempfile
 
     import jax

@@ -367,6 +367,40 @@ def test_models_are_initialised_one_at_a_time_by_one_program(executor):
         np.testing.assert_array_equal(a, b)
 
 
+def _config(**fields):
+    model = rj.models.get("reslstm_sa", hidden_size=8, num_classes=C)
+    return train.TrainConfig(**{"model": model, "batch_size": 8, "executor": "map", **fields})
+
+
+@pytest.mark.parametrize(("first", "second", "same"), [
+    (_config(), _config(), True),  # equal, built apart: the program and what it compiled
+    (_config(), _config(batch_size=4), False),
+    (_config(), _config(executor="vmap"), False),
+    (_config(adam_eps=1), _config(adam_eps=1.0), False),  # equal and one hash, not one type
+    # a model configuration that cannot be hashed: built anew every time
+    (_config(model=dataclasses.make_dataclass("Unhashable", [])()),
+     _config(model=dataclasses.make_dataclass("Unhashable", [])()), False),
+])  # fmt: skip
+def test_an_equal_configuration_gets_the_program_built_before(first, second, same):
+    """A sweep worker builds a program per trial group: one of a shape it trained before must
+    not compile again (a new jitted function compiles anew whatever it computes)."""
+    assert (train.make_train(first) is train.make_train(second)) is same
+
+
+def test_the_programs_kept_are_the_last_used(monkeypatch):
+    from reslstm_jax.train import stacking
+
+    monkeypatch.setattr(stacking, "_programs", type(stacking._programs)())
+    monkeypatch.setattr(stacking, "PROGRAM_CACHE_SIZE", 2)
+    a, b, c = (_config(batch_size=size) for size in (2, 3, 4))
+    first_a, first_b = train.make_train(a), train.make_train(b)
+    assert train.make_train(a) is first_a  # a is now the last used: b goes first
+    train.make_train(c)
+    assert train.make_train(a) is first_a
+    assert train.make_train(b) is not first_b
+    assert len(stacking._programs) == 2
+
+
 def test_models_split_over_devices_come_back_in_order():
     """`across_devices` on one device named twice: shares of 2 for M = 3, the filler dropped.
     (Two real CPU devices train bit for bit as one: tests/test_train_cli.py.)"""

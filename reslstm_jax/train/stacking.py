@@ -29,8 +29,10 @@ unpacked LSTMs (`model_for_executor`); tests hold them equal.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 
 import jax
@@ -107,8 +109,19 @@ class Program:
     init_one: Callable | None = None  # the jitted one-model init (`init_each`)
 
 
+# The programs `make_train` built last, by configuration: a jitted function compiles on its
+# first call, and a new one compiles again even for a configuration compiled before (JAX's
+# in-memory caches hold executables per function object), so a sweep worker, which builds a
+# program per trial group, compiled every group of a shape it had trained before anew
+# (10-20 s on a CPU for a ResLSTM-SA h8 program; docs/performance.md). Bounded: each program
+# keeps its executables, one per shape and epoch chunk it ran.
+PROGRAM_CACHE_SIZE = 8
+_programs: collections.OrderedDict = collections.OrderedDict()
+_programs_lock = threading.Lock()
+
+
 def make_train(config: TrainConfig) -> Program:
-    """Build the jitted training program for `config` over a model axis M.
+    """The jitted training program for `config` over a model axis M.
 
     Returns a `Program` with:
       init(keys [M] key data, hparams) -> TrainState [M] (`init_each`: one model at a time)
@@ -116,7 +129,31 @@ def make_train(config: TrainConfig) -> Program:
         "train_loss" and "val_uar", each [M, E] (E is static: one compile per chunk length)
       predict(state, model_data, shared) -> {"val": [M, n_val], "test": [M, n_test]} int32
         class predictions of the best-validation parameters
+
+    An equal configuration (same fields, same types: its `repr` too) gets the same `Program`
+    back, with whatever it has compiled, from the last `PROGRAM_CACHE_SIZE`
+    programs built; a configuration that cannot be hashed gets a new one each time.
     """
+    try:
+        key = (config, repr(config))
+        hash(key)
+    except TypeError:  # a model configuration with an unhashable field
+        return build_program(config)
+    with _programs_lock:
+        if key in _programs:
+            _programs.move_to_end(key)
+            return _programs[key]
+    program = build_program(config)
+    with _programs_lock:
+        program = _programs.setdefault(key, program)  # a thread that built it first wins
+        _programs.move_to_end(key)
+        while len(_programs) > PROGRAM_CACHE_SIZE:
+            _programs.popitem(last=False)
+    return program
+
+
+def build_program(config: TrainConfig) -> Program:
+    """A new `Program` for `config`: `make_train` without its cache of built programs."""
     executor = resolve_executor(config.executor)
     model = model_for_executor(config.model, executor, config.map_chunk)
     fns = engine.make_train(dataclasses.replace(config, model=model))
