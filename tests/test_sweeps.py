@@ -743,13 +743,28 @@ def test_a_pruned_trial_stops_its_program_early(tmp_path, tiny_dataset):
 
 
 def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tiny_dataset):
-    """A worker asks group_size trials; those with equal static shape train together."""
+    """A worker asks group_size trials; those with equal static shape train together, and a
+    later group of a shape and size the worker trained before runs the program it built."""
+    from reslstm_jax.train import stacking
+
     base = spaces.load("hidden_sizes")
     grid = ({"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 1e-3},
             {"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 3e-3},
             # Adam steps by about lr whatever the gradient: this one's loss is NaN at once. Its
             # shape is tests/test_train.py's SMALL (batch 8): that program, from the cache.
-            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 8, "lr": 1e38})  # fmt: skip
+            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 8, "lr": 1e38},
+            # the second ask: the first group's shape and size again
+            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 2e-3},
+            {"model": "lstm_sa", "hidden_size": 4, "batch_size": 16, "lr": 5e-3})  # fmt: skip
+    built = []
+    monkeypatch.setattr(stacking, "_programs", type(stacking._programs)())
+    build_program = stacking.build_program
+
+    def counted(config):
+        built.append(config.batch_size)
+        return build_program(config)
+
+    monkeypatch.setattr(stacking, "build_program", counted)
     space = spaces.Space(name="two_lrs", description="test", objectives=base.objectives,
                          grid=grid, suggest=None, sampler="grid", fixed={})  # fmt: skip
     monkeypatch.setattr(engine.spaces_mod, "load", lambda name: space)
@@ -758,27 +773,32 @@ def test_trials_of_one_static_shape_share_one_program(tmp_path, monkeypatch, tin
     for point in grid:
         study.enqueue_trial(point)
     config = engine.SweepConfig(
-        space="two_lrs", study="g", trials=3, epochs=2, seeds=1, workdir=str(tmp_path),
+        space="two_lrs", study="g", trials=5, epochs=2, seeds=1, workdir=str(tmp_path),
         wandb="disabled", group_size=3, progress=False,
     )  # fmt: skip
-    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 2
+    assert engine.run_worker(config, 0, engine.Datasets(config, only=tiny_dataset)) == 4
     # strict JSON: a parser that refuses NaN and Infinity reads every trial's results
     refuse = {"parse_constant": lambda name: pytest.fail(f"{name} in strict JSON")}
     results = [json.loads((config.study_dir / "trials" / f"{n}.json").read_text(), **refuse)
-               for n in range(3)]  # fmt: skip
-    assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2"]
-    assert [r["models_in_program"] for r in results] == [10, 10, 5]  # trials x folds x seeds
+               for n in range(5)]  # fmt: skip
+    assert [r["trial"]["group"] for r in results] == ["0-1", "0-1", "2", "3-4", "3-4"]
+    # trials x folds x seeds
+    assert [r["models_in_program"] for r in results] == [10, 10, 5, 10, 10]
+    assert sorted(built) == [8, 16]  # one program per shape: group 3-4 ran group 0-1's
+    assert results[3]["runs"][0]["train_loss"] != results[0]["runs"][0]["train_loss"]
     assert results[0]["settings"]["learning_rate"] == 1e-3
     assert results[1]["settings"]["learning_rate"] == 3e-3
     # the diverged trial: failed with its reason, never a UAR; its NaN losses are null
-    assert [r["trial"]["state"] for r in results] == ["complete", "complete", "diverged"]
+    assert [r["trial"]["state"] for r in results] == ["complete", "complete", "diverged",
+                                                      "complete", "complete"]  # fmt: skip
     assert results[2]["trial"]["values"] is None and len(results[2]["diverged"]) == 5
     assert {d["epoch"] for d in results[2]["diverged"]} == {1}
     assert results[2]["runs"][0]["train_loss"][0] is None
     failed = study.trials[2]
     assert failed.state == optuna.trial.TrialState.FAIL and failed.values is None
     assert failed.user_attrs["failed_reason"].startswith("DIVERGED: 5 of 5 models")
-    assert [t.state for t in study.trials[:2]] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2 + [
+        optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.COMPLETE] * 2  # fmt: skip
 
 
 def family_datasets(base):
