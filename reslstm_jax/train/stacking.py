@@ -113,7 +113,7 @@ class Program:
 # first call, and a new one compiles again even for a configuration compiled before (JAX's
 # in-memory caches hold executables per function object), so a sweep worker, which builds a
 # program per trial group, compiled every group of a shape it had trained before anew
-# (10-20 s on a CPU for a ResLSTM-SA h8 program; docs/performance.md). Bounded: each program
+# (12-15 s on a 2-core CPU for a ResLSTM-SA h8 program; docs/performance.md). Bounded: each program
 # keeps its executables, one per shape and epoch chunk it ran.
 PROGRAM_CACHE_SIZE = 8
 _programs: collections.OrderedDict = collections.OrderedDict()
@@ -131,8 +131,8 @@ def make_train(config: TrainConfig) -> Program:
         class predictions of the best-validation parameters
 
     An equal configuration (same fields, same types: its `repr` too) gets the same `Program`
-    back, with whatever it has compiled, from the last `PROGRAM_CACHE_SIZE`
-    programs built; a configuration that cannot be hashed gets a new one each time.
+    back, with whatever it has compiled, while it is among the `PROGRAM_CACHE_SIZE` programs
+    used last; a configuration that cannot be hashed gets a new one each time.
     """
     try:
         key = (config, repr(config))
