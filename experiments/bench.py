@@ -35,6 +35,7 @@ Expected runtime: 5-10 minutes on a 2-core CPU with the defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -338,6 +339,28 @@ def bench_dataset(seed: int = 0):
                       extraction=report, max_frames=FRAMES)  # fmt: skip
 
 
+@contextlib.contextmanager
+def compilation_cache_in(folder: pathlib.Path):
+    """JAX's persistent compilation cache in `folder`, every program however short, within the
+    block; the process's own settings after it. JAX keeps the cache it opened whatever the
+    settings say later (it wrote to a deleted folder, with a warning per program, after
+    `measure_cli`), hence the resets."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in names}
+    compilation_cache.reset_cache()
+    jax.config.update(names[0], str(folder))
+    jax.config.update(names[1], 0)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
+
+
 def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: int = 22) -> dict:
     """The train CLI's path (`train.fit.run`: epoch chunks, a checkpoint every 10 epochs, the
     device split, best parameters, results files) on `bench_dataset`, ResLSTM-SA, 5 folds x 1
@@ -348,15 +371,11 @@ def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: in
     a compile's time varies by seconds.)"""
     import tempfile
 
-    import jax
-
     from reslstm_jax import families, train
 
     dataset = bench_dataset()
     seconds = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(tmp) / "jax-cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    with tempfile.TemporaryDirectory() as tmp, compilation_cache_in(pathlib.Path(tmp) / "jax"):
         for epochs in (short, short, long):  # the first compiles (chunks of 10 and 2)
             settings = families.settings_from("reslstm_sa", {
                 "hidden_size": hidden, "batch_size": batch, "seeds": (0,), "epochs": epochs,
@@ -366,7 +385,6 @@ def measure_cli(hidden: int, batch: int, devices: int, short: int = 12, long: in
             train.run(dataset, settings, out, latency=False, progress=False,
                       checkpoint_every=10, devices=devices)  # fmt: skip
             seconds[epochs] = time.perf_counter() - start
-        jax.config.update("jax_compilation_cache_dir", None)  # the folder goes now
     per_epoch = (seconds[long] - seconds[short]) / (long - short)
     return {"path": "cli", "models": 5, "devices": devices, "seconds_per_epoch": per_epoch,
             "utt_per_s": 5 * 1020 / per_epoch}  # fmt: skip
