@@ -7,10 +7,12 @@ if __name__ == "__main__":
 (`main` called in-process, as tests do, installs nothing.) On SIGINT or SIGTERM the main
 thread gets `Interrupted` (a BaseException, so `except Exception` blocks let it through while
 `with` blocks and `finally` clauses still run), and `run` calls `leave`: the registered
-cleanups run (a sweep launcher stops its workers, a worker gives back its trials), one line is
-printed ("interrupted; rerun the same command to resume"), and the process exits with 128 +
-the signal (130, 143) through `os._exit`: the interpreter's shutdown with XLA's threads alive
-can crash (a segfault was seen after Ctrl-C during compilation).
+cleanups run (a sweep launcher stops its workers, a worker gives back its trials), then the
+`at_leave` functions (what the interpreter's exit would have done: W&B's temporary folders go,
+`reslstm_jax.tracking`), one line is printed ("interrupted; rerun the same command to
+resume"), and the process exits with 128 + the signal (130, 143) through `os._exit`: the
+interpreter's shutdown with XLA's threads alive can crash (a segfault was seen after Ctrl-C
+during compilation).
 
 Python runs signal handlers between bytecodes only, so a main thread inside a long C++ call (an
 XLA compilation takes 10-20 s) would delay them. The C-level handler also writes the signal
@@ -39,6 +41,7 @@ GRACE_SECONDS = 3.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _cleanups: list[Callable[[], None]] = []
+_at_leave: list[Callable[[], None]] = []  # `at_leave`: for the life of the process
 _leaving = threading.Lock()
 _wakeup: list[socket.socket] = []  # kept open for the life of the process
 
@@ -106,11 +109,20 @@ def cleanup_on_interrupt(cleanup: Callable[[], None]):
             _cleanups.remove(cleanup)
 
 
+def at_leave(fn: Callable[[], None]) -> None:
+    """Run `fn` (fast, local: no I/O that can hang) when the process leaves on a signal, after
+    the cleanups: for what the interpreter's exit would have done and `os._exit` skips (its
+    atexit handlers and finalisers), such as removing a library's temporary folders. Once per
+    function, whether `install`ed or not (a process that never installs never leaves here)."""
+    if fn not in _at_leave:
+        _at_leave.append(fn)
+
+
 def leave(signum: int, message: str = MESSAGE) -> None:
     """Run the cleanups, print `message` once, exit with 128 + `signum`. Never returns."""
     if not _leaving.acquire(blocking=False):  # the other thread is already leaving
         threading.Event().wait()
-    for cleanup in reversed(_cleanups):
+    for cleanup in [*reversed(_cleanups), *_at_leave]:
         with contextlib.suppress(Exception):  # leaving must not fail; the exit code says why
             cleanup()
     with contextlib.suppress(Exception):

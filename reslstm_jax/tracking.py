@@ -34,13 +34,18 @@ is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import os
 import pathlib
 import re
+import sys
+import tempfile
 from typing import Any
+
+from reslstm_jax import interrupts
 
 MODES = ("offline", "online", "disabled")
 DEFAULT_PROJECT = "reslstm-jax"
@@ -48,6 +53,28 @@ LOGIN_MESSAGE = "W&B online mode needs `wandb login` or WANDB_API_KEY; use --wan
 # W&B keys of the study run
 TABLE_KEY = "trials"
 PLOT_KEY = "pareto_plot"
+
+
+# wandb makes two temporary folders when imported (its media and artifact staging areas) and
+# leaves their removal to the interpreter's exit, which a command leaving on Ctrl-C or SIGTERM
+# skips (`interrupts.leave`): every interrupted sweep worker left two folders in /tmp.
+WANDB_TEMPORARY_FOLDERS = (("wandb.sdk.data_types._private", "MEDIA_TMP"),
+                           ("wandb.sdk.artifacts.artifact", "Artifact._TMP_DIR"))  # fmt: skip
+
+
+def remove_wandb_temporary_folders() -> None:
+    """Remove the temporary folders of `WANDB_TEMPORARY_FOLDERS` of an imported wandb (none
+    made, or another wandb version's layout: nothing to do)."""
+    for module_name, path in WANDB_TEMPORARY_FOLDERS:
+        folder = sys.modules.get(module_name)
+        for name in path.split("."):
+            folder = getattr(folder, name, None)
+        if isinstance(folder, tempfile.TemporaryDirectory):
+            with contextlib.suppress(OSError):
+                folder.cleanup()
+
+
+interrupts.at_leave(remove_wandb_temporary_folders)
 
 
 class TrackingError(ValueError):

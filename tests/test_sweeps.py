@@ -585,10 +585,16 @@ def test_two_local_workers_stop_on_sigterm_and_the_rerun_trains_every_point_once
         assert len(workers) == 2
         return workers
 
-    ended = interrupt(args, one_done, signal.SIGTERM, env=ENV, before=its_workers, poll=0.2)
+    # the processes' temporary folder: what they leave there is seen
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    ended = interrupt(args, one_done, signal.SIGTERM, env={**ENV, "TMPDIR": str(temporary)},
+                      before=its_workers, poll=0.2)  # fmt: skip
     ended.assert_left(143, within=20)
     workers = ended.before
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    # wandb's temporary folders (each process made two), removed on the way out
+    assert not list(temporary.glob("*wandb*"))
     # the interrupted trials were given back: failed, their points queued again
     study = load(workdir, study_name)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
